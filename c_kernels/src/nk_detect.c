@@ -1,0 +1,193 @@
+#include "nk_detect.h"
+#include "nk_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAD_TO_SIGMA 1.4826022185056018f /* 1 / Φ⁻¹(3/4) */
+
+struct nk_detect {
+    nk_detect_config cfg;
+    int32_t H;              /* ring rows = 2D + 1 */
+    int64_t next_sample;    /* absolute index expected next */
+    int32_t *adj_off, *adj_idx;
+    float *ring;            /* [H][C] filtered values */
+    float *med;             /* running median of |x| per channel */
+    int64_t *last_spike;    /* per channel */
+    float *last_score;      /* per channel: score of that spike */
+};
+
+nk_detect *nk_detect_new(const nk_detect_config *cfg, const int32_t *adj_offsets,
+                         const int32_t *adj_indices) {
+    if (!cfg) return NULL;
+    const int32_t C = cfg->n_channels;
+    if (C < 1 || C > (1 << 20)) return NULL;
+    if (cfg->polarity < NK_POLARITY_NEG || cfg->polarity > NK_POLARITY_BOTH) return NULL;
+    if (!(cfg->threshold > 0) || !isfinite(cfg->threshold)) return NULL;
+    if (cfg->exclude_sweep < 0 || cfg->exclude_sweep > 4096) return NULL;
+    if (cfg->refractory < 0 || cfg->warmup < 0) return NULL;
+    if (!(cfg->eta_fast > 0 && cfg->eta_fast < 0.5f)) return NULL;
+    if (!(cfg->eta_slow > 0 && cfg->eta_slow < 0.5f)) return NULL;
+    if ((adj_offsets == NULL) != (adj_indices == NULL)) return NULL;
+    int32_t n_adj = 0;
+    if (adj_offsets) {
+        if (adj_offsets[0] != 0) return NULL;
+        for (int32_t c = 0; c < C; c++)
+            if (adj_offsets[c + 1] < adj_offsets[c]) return NULL;
+        n_adj = adj_offsets[C];
+        for (int32_t i = 0; i < n_adj; i++)
+            if (adj_indices[i] < 0 || adj_indices[i] >= C) return NULL;
+    }
+    nk_detect *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->cfg = *cfg;
+    d->H = 2 * cfg->exclude_sweep + 1;
+    d->adj_off = calloc((size_t)C + 1, sizeof(int32_t));
+    d->adj_idx = calloc((size_t)(n_adj > 0 ? n_adj : 1), sizeof(int32_t));
+    d->ring = calloc((size_t)d->H * (size_t)C, sizeof(float));
+    d->med = calloc((size_t)C, sizeof(float));
+    d->last_spike = calloc((size_t)C, sizeof(int64_t));
+    d->last_score = calloc((size_t)C, sizeof(float));
+    if (!d->adj_off || !d->adj_idx || !d->ring || !d->med || !d->last_spike || !d->last_score) {
+        nk_detect_free(d);
+        return NULL;
+    }
+    if (adj_offsets) {
+        memcpy(d->adj_off, adj_offsets, ((size_t)C + 1) * sizeof(int32_t));
+        memcpy(d->adj_idx, adj_indices, (size_t)n_adj * sizeof(int32_t));
+    }
+    nk_detect_reset(d);
+    return d;
+}
+
+void nk_detect_reset(nk_detect *d) {
+    if (!d) return;
+    const int32_t C = d->cfg.n_channels;
+    d->next_sample = 0;
+    memset(d->ring, 0, (size_t)d->H * (size_t)C * sizeof(float));
+    for (int32_t c = 0; c < C; c++) {
+        d->med[c] = 1.0f;
+        d->last_spike[c] = INT64_MIN / 2;
+        d->last_score[c] = 0.0f;
+    }
+}
+
+int32_t nk_detect_max_events(const nk_detect *d, int32_t n_samples) {
+    if (!d || n_samples < 0) return 0;
+    /* Local exclusivity allows at most one spike per channel per D+1 samples. */
+    int64_t per = (int64_t)d->cfg.exclude_sweep + 1;
+    int64_t n = ((int64_t)n_samples / per + 1) * d->cfg.n_channels;
+    return n > INT32_MAX ? INT32_MAX : (int32_t)n;
+}
+
+int32_t nk_detect_latency(const nk_detect *d) { return d ? d->cfg.exclude_sweep : 0; }
+
+static inline float score_of(int32_t polarity, float v) {
+    return polarity == NK_POLARITY_NEG ? -v : (polarity == NK_POLARITY_POS ? v : fabsf(v));
+}
+
+/* Is (score s at time t on channel c) the largest key among the samples of channel n in the
+ * ring? Keys compare (score, -time, -channel). */
+static inline int beats_channel(const nk_detect *d, float s, int64_t t, int32_t c, int32_t n,
+                                int64_t t_newest) {
+    const int32_t C = d->cfg.n_channels, H = d->H, pol = d->cfg.polarity;
+    for (int32_t k = 0; k < H; k++) {
+        int64_t tk = t_newest - k;
+        if (tk == t && n == c) continue;
+        float v = score_of(pol, d->ring[(size_t)(tk % H) * (size_t)C + (size_t)n]);
+        if (v > s) return 0;
+        if (v == s && (tk < t || (tk == t && n < c))) return 0;
+    }
+    return 1;
+}
+
+int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples, int64_t first_sample,
+                      nk_event *events, int32_t capacity, int32_t *n_events) {
+    if (!d || !data || !events || !n_events || n_samples < 0) return NK_ERR_ARG;
+    if (first_sample != d->next_sample) return NK_ERR_STATE;
+    if (capacity < nk_detect_max_events(d, n_samples)) return NK_ERR_CAPACITY;
+    const int32_t C = d->cfg.n_channels, H = d->H, D = d->cfg.exclude_sweep;
+    const int32_t pol = d->cfg.polarity;
+    const float k_sigma = d->cfg.threshold * MAD_TO_SIGMA;
+    int32_t ne = 0;
+    for (int32_t i = 0; i < n_samples; i++) {
+        const int64_t t = first_sample + i;
+        const float *restrict x = data + (size_t)i * (size_t)C;
+        float *restrict row = d->ring + (size_t)(t % H) * (size_t)C;
+        /* Robbins–Monro step: η_fast at first, decaying as 2/t, never below η_slow. */
+        float eta = d->cfg.eta_fast / (1.0f + (float)t * d->cfg.eta_fast * 0.5f);
+        if (eta < d->cfg.eta_slow) eta = d->cfg.eta_slow;
+        const float up = 1.0f + eta, down = 1.0f - eta;
+        float *restrict med = d->med;
+        for (int32_t c = 0; c < C; c++) {
+            const float v = x[c];
+            const float a = fabsf(v);
+            med[c] *= (a > med[c]) ? up : down;
+            row[c] = v;
+        }
+        const int64_t tc = t - D; /* the sample decided now */
+        if (tc < d->cfg.warmup || tc - D < 0) continue;
+        const float *restrict crow = d->ring + (size_t)(tc % H) * (size_t)C;
+        for (int32_t c = 0; c < C; c++) {
+            const float s = score_of(pol, crow[c]);
+            const float thr = k_sigma * med[c];
+            if (!(s >= thr)) continue;
+            if (tc - d->last_spike[c] < d->cfg.refractory) continue;
+            if (!beats_channel(d, s, tc, c, c, t)) continue;
+            int ok = 1;
+            for (int32_t j = d->adj_off[c]; ok && j < d->adj_off[c + 1]; j++)
+                ok = beats_channel(d, s, tc, c, d->adj_idx[j], t);
+            /* spatial refractory: a larger spike accepted on a neighbour within the refractory
+             * period explains this one (e.g. the ringing lobe a causal high-pass leaves) */
+            for (int32_t j = d->adj_off[c]; ok && j < d->adj_off[c + 1]; j++) {
+                const int32_t n = d->adj_idx[j];
+                ok = !(tc - d->last_spike[n] < d->cfg.refractory && d->last_score[n] > s);
+            }
+            if (!ok) continue;
+            d->last_spike[c] = tc;
+            d->last_score[c] = s;
+            nk_event *e = &events[ne++];
+            e->sample = tc;
+            e->channel = c;
+            e->unit = -1;
+            e->amplitude = crow[c];
+            e->threshold = thr;
+        }
+    }
+    d->next_sample = first_sample + n_samples;
+    *n_events = ne;
+    return NK_OK;
+}
+
+int nk_detect_noise(const nk_detect *d, float *sigma_out) {
+    if (!d || !sigma_out) return NK_ERR_ARG;
+    for (int32_t c = 0; c < d->cfg.n_channels; c++) sigma_out[c] = d->med[c] * MAD_TO_SIGMA;
+    return NK_OK;
+}
+
+int nk_detect_set_noise(nk_detect *d, const float *sigma) {
+    if (!d || !sigma) return NK_ERR_ARG;
+    for (int32_t c = 0; c < d->cfg.n_channels; c++)
+        if (!(sigma[c] > 0) || !isfinite(sigma[c])) return NK_ERR_ARG;
+    for (int32_t c = 0; c < d->cfg.n_channels; c++) d->med[c] = sigma[c] / MAD_TO_SIGMA;
+    d->cfg.warmup = 0;
+    return NK_OK;
+}
+
+int nk_detect_set_threshold(nk_detect *d, float k) {
+    if (!d || !(k > 0) || !isfinite(k)) return NK_ERR_ARG;
+    d->cfg.threshold = k;
+    return NK_OK;
+}
+
+void nk_detect_free(nk_detect *d) {
+    if (!d) return;
+    free(d->adj_off);
+    free(d->adj_idx);
+    free(d->ring);
+    free(d->med);
+    free(d->last_spike);
+    free(d->last_score);
+    free(d);
+}

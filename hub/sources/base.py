@@ -1,0 +1,90 @@
+"""The Recording type every reader returns, and the dispatcher that picks a reader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+class RecordingError(ValueError):
+    """A recording file is missing, truncated, malformed or contradicts its metadata."""
+
+
+@dataclass
+class Recording:
+    """An int16 multichannel recording, read in blocks.
+
+    ``reader(start, stop)`` returns rows [start, stop) as a C-contiguous int16 array of shape
+    (stop - start, num_channels). ``gain_to_uV`` converts counts to microvolts per channel.
+    """
+
+    name: str
+    sampling_frequency: float
+    num_channels: int
+    num_samples: int
+    gain_to_uV: npt.NDArray[np.float64]
+    reader: Callable[[int, int], npt.NDArray[np.int16]]
+    channel_positions_um: npt.NDArray[np.float64] | None = None
+    #: Samples clipped to the int16 range when a float recording was quantised.
+    clipped: list[int] = field(default_factory=lambda: [0])
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_channels < 1:
+            raise RecordingError(f"{self.name}: a recording needs at least one channel")
+        if not self.sampling_frequency > 0:
+            raise RecordingError(f"{self.name}: sampling_frequency must be > 0")
+        if self.gain_to_uV.shape != (self.num_channels,):
+            raise RecordingError(
+                f"{self.name}: gain_to_uV has {self.gain_to_uV.size} values for "
+                f"{self.num_channels} channels")
+        pos = self.channel_positions_um
+        if pos is not None and pos.shape != (self.num_channels, 2):
+            raise RecordingError(
+                f"{self.name}: channel_positions_um must be {self.num_channels} [x, y] pairs, "
+                f"got shape {pos.shape}")
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sampling_frequency
+
+    def read(self, start: int, stop: int) -> npt.NDArray[np.int16]:
+        if not 0 <= start <= stop <= self.num_samples:
+            raise IndexError(f"rows [{start}, {stop}) outside 0..{self.num_samples}")
+        return self.reader(start, stop)
+
+    def blocks(self, block_samples: int) -> Iterator[tuple[int, npt.NDArray[np.int16]]]:
+        """(first_sample, block) over the whole recording; the last block may be shorter."""
+        if block_samples < 1:
+            raise ValueError("block_samples must be ≥ 1")
+        for start in range(0, self.num_samples, block_samples):
+            yield start, self.read(start, min(start + block_samples, self.num_samples))
+
+
+def open_recording(path: str | Path) -> Recording:
+    """Opens a WAV file, a folder of WAVs (stacked as channels), NAME.bin + NAME.json, or a
+    SpikeInterface binary folder."""
+    from hub.sources import raw, si_folder, wav
+
+    p = Path(path)
+    if not p.exists():
+        raise RecordingError(f"{p}: no such file or folder")
+    if p.is_dir():
+        if (p / "binary.json").exists() or (p / "si_folder.json").exists():
+            return si_folder.read_si_binary_folder(p)
+        wavs = sorted(p.glob("*.wav"))
+        if wavs:
+            return wav.read_wav_stack(wavs)
+        raise RecordingError(f"{p}: folder holds neither a SpikeInterface recording nor WAVs")
+    suffix = p.suffix.lower()
+    if suffix == ".wav":
+        return wav.read_wav_stack([p])
+    if suffix in (".bin", ".json"):
+        return raw.read_raw(p.with_suffix(".bin"))
+    raise RecordingError(f"{p}: unknown recording type {suffix!r} (want .wav, .bin+.json, "
+                         "or a SpikeInterface binary folder)")
