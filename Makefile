@@ -17,8 +17,8 @@ QEMU_aarch64 := qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
-.PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint proto proto-check \
-        fuzz fuzz-ci bench run clean
+.PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
+        bench run clean
 
 all: kernels
 
@@ -60,31 +60,73 @@ cross: build/$(ARCH)/libnk.so build/$(ARCH)/nk_selftest
 	@file build/$(ARCH)/libnk.so 2>/dev/null || true
 
 # ---------------------------------------------------------------- C tests
-build/native/nk_selftest: c_kernels/tests/nk_selftest.c $(SRCS) $(HDRS)
+# Every c_kernels/tests/*.c is a program that prints "<check> <hash> ok|FAIL" lines and exits
+# non-zero on failure. They run natively, under ASan+UBSan, and under qemu for aarch64/armhf;
+# the outputs must be identical (bit-identical kernels on every architecture).
+CTESTS   := $(basename $(notdir $(wildcard c_kernels/tests/*.c)))
+SANFLAGS := $(CSTD) $(CWARN) -O1 -g -ffp-contract=off -Ic_kernels/include \
+            -fsanitize=address,undefined -fno-sanitize-recover=all
+
+build/native/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(SRCS) -lm
-build/%/nk_selftest: c_kernels/tests/nk_selftest.c $(SRCS) $(HDRS)
+build/san/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
 	@mkdir -p $(@D)
-	$(CC_$*) $(CFLAGS) -static -o $@ $< $(SRCS) -lm
-build/san/nk_selftest: c_kernels/tests/nk_selftest.c $(SRCS) $(HDRS)
+	$(CC) $(SANFLAGS) -o $@ $< $(SRCS) -lm
+build/aarch64/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(CWARN) -O1 -g -ffp-contract=off -Ic_kernels/include \
-	  -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $< $(SRCS) -lm
+	$(CC_aarch64) $(CFLAGS) -static -o $@ $< $(SRCS) -lm
+build/armhf/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC_armhf) $(CFLAGS) -static -o $@ $< $(SRCS) -lm
 
-test-c: build/san/nk_selftest build/native/nk_selftest
-	build/san/nk_selftest > build/san/selftest.txt
-	build/native/nk_selftest > build/native/selftest.txt
-	diff -u build/native/selftest.txt build/san/selftest.txt
-	@echo "C self-test (ASan+UBSan): $$(grep -c ' ok' build/native/selftest.txt) checks, outputs identical"
+test-c: $(addprefix build/native/tests/,$(CTESTS)) $(addprefix build/san/tests/,$(CTESTS))
+	@set -e; for t in $(CTESTS); do \
+	  build/native/tests/$$t > build/native/tests/$$t.txt; \
+	  build/san/tests/$$t > build/san/tests/$$t.txt; \
+	  diff -u build/native/tests/$$t.txt build/san/tests/$$t.txt; \
+	  echo "C test $$t (native and ASan+UBSan): $$(grep -c ' ok$$' build/native/tests/$$t.txt) checks ok"; \
+	done
 
-# Bit-identity across architectures: every kernel's output hash must match the native run.
-test-cross: build/native/nk_selftest build/aarch64/nk_selftest build/armhf/nk_selftest
-	build/native/nk_selftest > build/native/selftest.txt
-	$(QEMU_aarch64) build/aarch64/nk_selftest > build/aarch64/selftest.txt
-	$(QEMU_armhf) build/armhf/nk_selftest > build/armhf/selftest.txt
-	diff -u build/native/selftest.txt build/aarch64/selftest.txt
-	diff -u build/native/selftest.txt build/armhf/selftest.txt
-	@echo "cross: aarch64 and armhf (qemu) outputs bit-identical to $(HOST_ARCH): $$(wc -l < build/native/selftest.txt) hashes"
+cross: build/$(ARCH)/libnk.so $(addprefix build/$(ARCH)/tests/,$(CTESTS))
+	@file build/$(ARCH)/libnk.so 2>/dev/null || true
+
+# Bit-identity across architectures: every check's output hash must match the native run.
+test-cross: $(foreach a,native aarch64 armhf,$(addprefix build/$(a)/tests/,$(CTESTS)))
+	@set -e; for t in $(CTESTS); do \
+	  build/native/tests/$$t > build/native/tests/$$t.txt; \
+	  $(QEMU_aarch64) build/aarch64/tests/$$t > build/aarch64/tests/$$t.txt; \
+	  $(QEMU_armhf) build/armhf/tests/$$t > build/armhf/tests/$$t.txt; \
+	  diff -u build/native/tests/$$t.txt build/aarch64/tests/$$t.txt; \
+	  diff -u build/native/tests/$$t.txt build/armhf/tests/$$t.txt; \
+	  echo "C test $$t: aarch64 and armhf (qemu) bit-identical to $(HOST_ARCH) ($$(wc -l < build/native/tests/$$t.txt) lines)"; \
+	done
+
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer targets: c_kernels/fuzz/fuzz_*.c (LLVMFuzzerTestOneInput); atheris targets:
+# tests/fuzz/fuzz_*.py. fuzz-ci is the bounded run CI does; `make fuzz` runs longer.
+CFUZZ  := $(basename $(notdir $(wildcard c_kernels/fuzz/fuzz_*.c)))
+PYFUZZ := $(wildcard tests/fuzz/fuzz_*.py)
+FUZZ_SECONDS ?= 15
+build/fuzz/%: c_kernels/fuzz/%.c $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	clang -std=c11 -g -O1 -ffp-contract=off -Ic_kernels/include \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $< $(SRCS) -lm
+
+fuzz-ci: setup $(addprefix build/fuzz/,$(CFUZZ))
+	@set -e; for f in $(CFUZZ); do \
+	  mkdir -p build/fuzz/$$f.corpus; \
+	  echo "libFuzzer $$f for $(FUZZ_SECONDS) s"; \
+	  build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    -artifact_prefix=build/fuzz/$$f- build/fuzz/$$f.corpus 2>&1 | tail -n 2; \
+	done
+	@set -e; for f in $(PYFUZZ); do \
+	  echo "atheris $$f for $(FUZZ_SECONDS) s"; \
+	  $(PY) $$f -max_total_time=$(FUZZ_SECONDS) -atheris_runs=0 2>&1 | tail -n 2; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-ci FUZZ_SECONDS=300
 
 # ---------------------------------------------------------------- Python
 test-py: setup
@@ -94,7 +136,7 @@ lint: setup
 	$(PY) -m ruff check hub host_tools hil tests
 	$(PY) -m mypy
 
-test: sysdeps setup test-c test-cross lint test-py
+test: sysdeps setup test-c test-cross lint test-py fuzz-ci
 
 bench: setup sysdeps
 	@mkdir -p out

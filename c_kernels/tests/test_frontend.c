@@ -1,4 +1,4 @@
-/* nk_selftest — runs every kernel on deterministic synthetic input and prints one line per
+/* test_frontend — runs every kernel on deterministic synthetic input and prints one line per
  * check: "<name> <fnv1a-64 of the output> ok". Run natively, under ASan/UBSan and under qemu
  * for other architectures; the Makefile diffs the outputs, so equal lines prove bit-identical
  * results. A failed known-answer check prints "FAIL" and exits non-zero. */
