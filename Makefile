@@ -18,7 +18,7 @@ QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean
+        bench run clean proto proto-check hil
 
 all: kernels
 
@@ -128,6 +128,17 @@ fuzz-ci: setup $(addprefix build/fuzz/,$(CFUZZ))
 fuzz:
 	$(MAKE) fuzz-ci FUZZ_SECONDS=300
 
+# ---------------------------------------------------------------- wire format
+# The generated protobuf code is committed in hub/wire/; proto-check proves it matches proto/.
+PROTOC := $(PY) -m grpc_tools.protoc -Iproto
+proto: setup
+	$(PROTOC) --python_out=hub/wire --pyi_out=hub/wire proto/hub.proto
+proto-check: setup
+	@rm -rf build/proto && mkdir -p build/proto
+	@$(PROTOC) --python_out=build/proto --pyi_out=build/proto proto/hub.proto
+	@diff -q build/proto/hub_pb2.py hub/wire/hub_pb2.py && \
+	  diff -q build/proto/hub_pb2.pyi hub/wire/hub_pb2.pyi && echo "hub/wire/hub_pb2 is fresh"
+
 # ---------------------------------------------------------------- Python
 test-py: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -136,7 +147,7 @@ lint: setup
 	$(PY) -m ruff check hub host_tools hil tests
 	$(PY) -m mypy
 
-test: sysdeps setup test-c test-cross lint test-py fuzz-ci
+test: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
 
 bench: setup sysdeps
 	@mkdir -p out
@@ -144,6 +155,10 @@ bench: setup sysdeps
 
 run: setup
 	$(PY) -m hil.demo $(RUN_ARGS)
+
+# Hardware-in-the-loop scenarios → out/hil/report.json + report.md
+hil: setup
+	$(PY) -m hil.scenarios $(HIL_ARGS)
 
 clean:
 	rm -rf build $(NATIVE_DIR) out

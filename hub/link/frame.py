@@ -1,0 +1,133 @@
+"""Implant-link frames and an incremental, resynchronising parser.
+
+Frame layout (little-endian)::
+
+    offset  size  field
+    0       2     sync            0xA5 0x5A
+    2       1     version         1
+    3       1     flags           reserved, 0
+    4       4     frame counter   u32, +1 per frame, wraps
+    8       2     n_channels      1..1024
+    10      2     n_samples       samples per channel in this frame, 1..4096
+    12      4     sampling rate   Hz (u32)
+    16      2·C·N samples         int16, sample-major (N rows of C channels)
+    16+2CN  4     CRC-32          zlib.crc32 over bytes 2 .. 16+2CN (header after sync + samples)
+
+The parser never raises on line garbage: it counts skipped bytes and corrupt frames (bad CRC or
+impossible header) and resynchronises on the next sync marker. Missing frames show as counter
+gaps, handled by :class:`hub.link.blocks.BlockAssembler`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+SYNC = b"\xa5\x5a"
+VERSION = 1
+HEADER = struct.Struct("<2sBBIHHI")
+HEADER_SIZE = HEADER.size            # 16
+CRC_SIZE = 4
+MAX_CHANNELS = 1024
+MAX_SAMPLES = 4096
+MAX_RATE_HZ = 200_000
+
+
+class LinkError(ValueError):
+    """Bad implant-link input that cannot be resynchronised past (e.g. a bad address)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    counter: int
+    sampling_rate: int
+    samples: npt.NDArray[np.int16]     # (n_samples, n_channels)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.samples.shape[1])
+
+
+@dataclass
+class LinkStats:
+    bytes: int = 0
+    frames: int = 0
+    corrupt: int = 0          # CRC mismatch or impossible header after a sync marker
+    garbage_bytes: int = 0    # bytes skipped while looking for sync
+
+
+def encode_frame(counter: int, samples: npt.NDArray[np.int16], sampling_rate: int) -> bytes:
+    """One frame (what the implant sends)."""
+    if samples.ndim != 2 or samples.dtype != np.int16:
+        raise ValueError("samples must be a 2-D int16 array (n_samples, n_channels)")
+    n, c = samples.shape
+    if not (1 <= c <= MAX_CHANNELS and 1 <= n <= MAX_SAMPLES):
+        raise ValueError(f"frame of {n}×{c} samples: want 1–{MAX_SAMPLES} × 1–{MAX_CHANNELS}")
+    if not 1 <= sampling_rate <= MAX_RATE_HZ:
+        raise ValueError(f"sampling_rate={sampling_rate}: want 1–{MAX_RATE_HZ} Hz")
+    head = HEADER.pack(SYNC, VERSION, 0, counter & 0xFFFFFFFF, c, n, sampling_rate)
+    body = np.ascontiguousarray(samples, dtype="<i2").tobytes()
+    crc = zlib.crc32(body, zlib.crc32(head[2:]))
+    return head + body + crc.to_bytes(4, "little")
+
+
+class FrameParser:
+    """``feed(bytes) -> [Frame, ...]``; keeps partial frames between calls."""
+
+    def __init__(self, max_buffer: int = 8 << 20) -> None:
+        self.stats = LinkStats()
+        self._buf = bytearray()
+        self._max_buffer = max_buffer
+
+    def feed(self, data: bytes) -> list[Frame]:
+        st = self.stats
+        st.bytes += len(data)
+        buf = self._buf
+        buf += data
+        out: list[Frame] = []
+        pos = 0
+        while True:
+            i = buf.find(SYNC, pos)
+            if i < 0:
+                # keep a trailing 0xA5 that may start the next marker
+                keep = 1 if buf and buf[-1] == SYNC[0] else 0
+                st.garbage_bytes += len(buf) - pos - keep
+                pos = len(buf) - keep
+                break
+            st.garbage_bytes += i - pos
+            pos = i
+            if len(buf) - pos < HEADER_SIZE:
+                break
+            _, ver, _, counter, c, n, rate = HEADER.unpack_from(buf, pos)
+            if ver != VERSION or not (1 <= c <= MAX_CHANNELS and 1 <= n <= MAX_SAMPLES
+                                      and 1 <= rate <= MAX_RATE_HZ):
+                st.corrupt += 1
+                pos += 1
+                continue
+            size = HEADER_SIZE + 2 * c * n + CRC_SIZE
+            if len(buf) - pos < size:
+                break
+            end = pos + size
+            crc = int.from_bytes(buf[end - 4:end], "little")
+            if zlib.crc32(memoryview(buf)[pos + 2:end - 4]) != crc:
+                st.corrupt += 1
+                pos += 1
+                continue
+            samples = np.frombuffer(bytes(buf[pos + HEADER_SIZE:end - 4]),
+                                    dtype="<i2").reshape(n, c).astype(np.int16, copy=False)
+            out.append(Frame(counter, rate, samples))
+            st.frames += 1
+            pos = end
+        del buf[:pos]
+        if len(buf) > self._max_buffer:   # cannot happen with valid headers; stay bounded
+            st.garbage_bytes += len(buf)
+            buf.clear()
+        return out
