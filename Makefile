@@ -56,9 +56,6 @@ build/%/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
 	$(CC_$*) $(CFLAGS) -shared -o $@ $(SRCS) -lm
 
-cross: build/$(ARCH)/libnk.so build/$(ARCH)/nk_selftest
-	@file build/$(ARCH)/libnk.so 2>/dev/null || true
-
 # ---------------------------------------------------------------- C tests
 # Every c_kernels/tests/*.c is a program that prints "<check> <hash> ok|FAIL" lines and exits
 # non-zero on failure. They run natively, under ASan+UBSan, and under qemu for aarch64/armhf;
@@ -128,6 +125,11 @@ fuzz-ci: setup $(addprefix build/fuzz/,$(CFUZZ))
 fuzz:
 	$(MAKE) fuzz-ci FUZZ_SECONDS=300
 
+# C driver for instruction counts (valgrind), used by the front-end benchmark.
+build/native/bench/%: c_kernels/bench/%.c $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -g -o $@ $< $(SRCS) -lm
+
 # ---------------------------------------------------------------- wire format
 # The generated protobuf code is committed in hub/wire/; proto-check proves it matches proto/.
 PROTOC := $(PY) -m grpc_tools.protoc -Iproto
@@ -149,7 +151,7 @@ lint: setup
 
 test: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
 
-bench: setup sysdeps
+bench: setup sysdeps build/native/bench/frontend_bench
 	@mkdir -p out
 	$(PY) -m host_tools.bench --out out/bench.json $(BENCH_ARGS)
 

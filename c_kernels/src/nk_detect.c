@@ -129,6 +129,16 @@ int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples, int64_
         const int64_t tc = t - D; /* the sample decided now */
         if (tc < d->cfg.warmup || tc - D < 0) continue;
         const float *restrict crow = d->ring + (size_t)(tc % H) * (size_t)C;
+        /* Most rows hold no candidate: a branch-free pass (vectorised) finds out first. */
+        int any = 0;
+        if (pol == NK_POLARITY_NEG) {
+            for (int32_t c = 0; c < C; c++) any |= -crow[c] >= k_sigma * med[c];
+        } else if (pol == NK_POLARITY_POS) {
+            for (int32_t c = 0; c < C; c++) any |= crow[c] >= k_sigma * med[c];
+        } else {
+            for (int32_t c = 0; c < C; c++) any |= fabsf(crow[c]) >= k_sigma * med[c];
+        }
+        if (!any) continue;
         for (int32_t c = 0; c < C; c++) {
             const float s = score_of(pol, crow[c]);
             const float thr = k_sigma * med[c];

@@ -9,8 +9,9 @@ struct nk_reference {
     int32_t *members;      /* channel indices grouped: members[start[g] .. start[g+1]) */
     int32_t *start;        /* n_groups + 1 */
     float *scratch;        /* n_channels */
-    float *inside;         /* n_channels: values inside the bracket */
-    float *ref;            /* n_groups */
+    float *inside;         /* n_channels: values inside a bracket */
+    float *prev_median;    /* n_groups: last row's median, the next row's bracket centre */
+    float *delta;          /* n_groups: bracket half-width (0 = not yet known) */
 };
 
 nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_t mode) {
@@ -31,8 +32,12 @@ nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_chann
     r->start = calloc((size_t)n_groups + 1, sizeof(int32_t));
     r->scratch = calloc((size_t)n_channels, sizeof(float));
     r->inside = calloc((size_t)n_channels, sizeof(float));
-    r->ref = calloc((size_t)n_groups + 1, sizeof(float));
-    if (!r->members || !r->start || !r->scratch || !r->inside || !r->ref) { nk_reference_free(r); return NULL; }
+    r->prev_median = calloc((size_t)n_groups + 1, sizeof(float));
+    r->delta = calloc((size_t)n_groups + 1, sizeof(float));
+    if (!r->members || !r->start || !r->scratch || !r->inside || !r->prev_median || !r->delta) {
+        nk_reference_free(r);
+        return NULL;
+    }
     int32_t k = 0;
     for (int32_t g = 0; g < n_groups; g++) {
         r->start[g] = k;
@@ -43,9 +48,13 @@ nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_chann
     return r;
 }
 
-static inline void swapf(float *a, float *b) { float t = *a; *a = *b; *b = t; }
+static inline void swapf(float *a, float *b) {
+    float t = *a;
+    *a = *b;
+    *b = t;
+}
 
-/* k-th smallest (0-based) of v[0..n), partially reordering v. */
+/* k-th smallest (0-based) of v[0..n), partially reordering v so that v[0..k) ≤ v[k]. */
 static float select_kth(float *v, int32_t n, int32_t k) {
     int32_t lo = 0, hi = n - 1;
     while (hi > lo) {
@@ -76,63 +85,96 @@ static float select_kth(float *v, int32_t n, int32_t k) {
     return v[k];
 }
 
-/* Median of v[0..n) (n ≥ 1), as numpy: mean of the two middle values when n is even. */
-static float median_of(float *v, int32_t n) {
-    int32_t h = n / 2;
-    float upper = select_kth(v, n, h);
-    if (n % 2) return upper;
-    /* after selection, v[0..h) ≤ upper: the lower middle is their maximum */
-    float lower = v[0];
-    for (int32_t i = 1; i < h; i++)
-        if (v[i] > lower) lower = v[i];
+#define BRACKET_SAMPLES 128
+#define BRACKET_HALF 12 /* sample ranks 64 ± 12 (±2.1 σ of the median's rank) */
+
+/* The median of the n_total values of a group, given that `below` of them are smaller than
+ * every value in inside[0..k) and the middle rank(s) lie within inside. */
+static float median_from_inside(float *inside, int32_t k, int32_t below, int32_t n_total) {
+    const int32_t h = n_total / 2;
+    float upper = select_kth(inside, k, h - below);
+    if (n_total % 2) return upper;
+    float lower = inside[0]; /* max of inside[0 .. h - below), non-empty when called */
+    for (int32_t u = 1; u < h - below; u++)
+        if (inside[u] > lower) lower = inside[u];
     return (lower + upper) * 0.5f;
 }
 
-#define BRACKET_SAMPLES 128
-#define BRACKET_HALF 12 /* sample ranks 64 ± 12 (±2.1 σ of the median's rank): ~19 % of the
-                           values fall inside, and the median outside ~4 % of the time */
+/* Do both middle ranks of n values lie in [below, upto)? */
+static inline int middle_inside(int32_t n, int32_t below, int32_t upto) {
+    const int32_t h = n / 2, need_lo = (n % 2) ? h : h - 1;
+    return need_lo >= below && h < upto;
+}
 
-/* Median of the n values row[m[i]] (Floyd–Rivest idea): from a fixed stride sample of 128 take
- * sample ranks 64 ± 12 as a bracket [lo, hi], then in one branchless pass count the values
- * below lo and copy those inside the bracket; the median is selected among those few. If the
- * bracket missed, fall back to quickselect over all n. Exact either way. */
-static float median_bracketed(const float *row, const int32_t *m, int32_t n, float *scratch,
-                              float *inside) {
-    /* Contiguous groups (the usual case) are read in place; others are gathered once. */
-    const float *v = row + m[0];
-    if (m[n - 1] - m[0] != n - 1) {
-        for (int32_t i = 0; i < n; i++) scratch[i] = row[m[i]];
-        v = scratch;
-    }
-    if (n < 4 * BRACKET_SAMPLES) {
-        if (v != scratch) memcpy(scratch, v, (size_t)n * sizeof(float));
-        return median_of(scratch, n);
-    }
-    float smp[BRACKET_SAMPLES];
-    for (int32_t i = 0; i < BRACKET_SAMPLES; i++)
-        smp[i] = v[(int32_t)(((int64_t)i * n) / BRACKET_SAMPLES)];
-    const float hi = select_kth(smp, BRACKET_SAMPLES, BRACKET_SAMPLES / 2 + BRACKET_HALF);
-    const float lo = select_kth(smp, BRACKET_SAMPLES / 2 + BRACKET_HALF,
-                                BRACKET_SAMPLES / 2 - BRACKET_HALF);
-    int32_t below = 0, k = 0;
-    for (int32_t i = 0; i < n; i++) below += v[i] < lo; /* vectorises */
+/* Exact median of v[0..n) by a value bracket [p1, p2]: one counting pass (vectorised), then a
+ * copy of the few values inside. Returns 0 when the middle ranks are not inside. */
+static int median_in_bracket(const float *v, int32_t n, float p1, float p2, float *inside,
+                             float *med, int32_t *n_inside) {
+    int32_t below = 0, upto = 0;
     for (int32_t i = 0; i < n; i++) {
-        const float x = v[i];
-        inside[k] = x;
-        k += (int32_t)((unsigned)(x >= lo) & (unsigned)(x <= hi));
+        below += v[i] < p1;
+        upto += v[i] <= p2;
     }
-    const int32_t h = n / 2;             /* rank of the upper middle */
-    const int32_t need_lo = (n % 2) ? h : h - 1;
-    if (need_lo >= below && h < below + k) {
-        float upper = select_kth(inside, k, h - below);
-        if (n % 2) return upper;
-        float lower = inside[0];       /* max of inside[0 .. h - below), non-empty here */
-        for (int32_t i = 1; i < h - below; i++)
-            if (inside[i] > lower) lower = inside[i];
-        return (lower + upper) * 0.5f;
+    *n_inside = upto - below;
+    if (!middle_inside(n, below, upto)) return 0;
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (v[i] >= p1 && v[i] <= p2) inside[k++] = v[i];
+    *med = median_from_inside(inside, k, below, n);
+    return 1;
+}
+
+/* Exact median of v[0..n) without a guess (Floyd–Rivest idea): the sample ranks 64 ± 12 of a
+ * fixed-stride sample of 128 bracket the median; quickselect over all n if they miss. */
+static float median_sampled(const float *v, int32_t n, float *scratch, float *inside) {
+    if (n >= 4 * BRACKET_SAMPLES) {
+        float smp[BRACKET_SAMPLES], med;
+        int32_t k;
+        for (int32_t i = 0; i < BRACKET_SAMPLES; i++)
+            smp[i] = v[(int32_t)(((int64_t)i * n) / BRACKET_SAMPLES)];
+        const float hi = select_kth(smp, BRACKET_SAMPLES, BRACKET_SAMPLES / 2 + BRACKET_HALF);
+        const float lo = select_kth(smp, BRACKET_SAMPLES / 2 + BRACKET_HALF,
+                                    BRACKET_SAMPLES / 2 - BRACKET_HALF);
+        if (median_in_bracket(v, n, lo, hi, inside, &med, &k)) return med;
     }
     if (v != scratch) memcpy(scratch, v, (size_t)n * sizeof(float));
-    return median_of(scratch, n);
+    return median_from_inside(scratch, n, 0, n);
+}
+
+/* Exact median of group g in this row. Successive rows are correlated, so the last median ± δ
+ * usually brackets this one: δ adapts so that 1/64 … 1/16 of the values fall inside. A miss
+ * retries with 4δ, then falls back to the sample bracket. The state only changes the speed,
+ * never the result. */
+static float group_median(nk_reference *r, int32_t g, const float *row) {
+    const int32_t *m = r->members + r->start[g];
+    const int32_t n = r->start[g + 1] - r->start[g];
+    const float *v = row + m[0];
+    if (m[n - 1] - m[0] != n - 1) { /* non-contiguous group: gather once */
+        for (int32_t i = 0; i < n; i++) r->scratch[i] = row[m[i]];
+        v = r->scratch;
+    }
+    float med;
+    int32_t k;
+    const float c = r->prev_median[g], d = r->delta[g];
+    if (d > 0.0f && median_in_bracket(v, n, c - d, c + d, r->inside, &med, &k)) {
+        if (k > n / 16) r->delta[g] = d * 0.75f;
+        else if (k < n / 64) r->delta[g] = d * 1.25f;
+    } else if (d > 0.0f && median_in_bracket(v, n, c - 4.0f * d, c + 4.0f * d, r->inside, &med,
+                                             &k)) {
+        r->delta[g] = d * 2.0f;
+    } else {
+        med = median_sampled(v, n, r->scratch, r->inside);
+        /* (re)seed δ from the spread of a few values around the median */
+        float spread = 0.0f;
+        for (int32_t i = 0; i < n; i += (n >= 64 ? n / 64 : 1)) {
+            float a = v[i] - med;
+            spread += a < 0 ? -a : a;
+        }
+        spread /= (float)(n >= 64 ? 64 : n);
+        r->delta[g] = (spread > 0.0f && spread < 1e30f) ? spread * 0.05f : 0.0f;
+    }
+    r->prev_median[g] = med;
+    return med;
 }
 
 int nk_reference_process(nk_reference *r, float *data, int32_t n_samples) {
@@ -142,7 +184,7 @@ int nk_reference_process(nk_reference *r, float *data, int32_t n_samples) {
         float *row = data + (size_t)t * (size_t)C;
         for (int32_t g = 0; g < r->n_groups; g++) {
             const int32_t *m = r->members + r->start[g];
-            int32_t n = r->start[g + 1] - r->start[g];
+            const int32_t n = r->start[g + 1] - r->start[g];
             if (n == 0) continue;
             float ref;
             if (r->mode == NK_REF_AVERAGE) {
@@ -150,7 +192,7 @@ int nk_reference_process(nk_reference *r, float *data, int32_t n_samples) {
                 for (int32_t i = 0; i < n; i++) sum += row[m[i]];
                 ref = sum / (float)n;
             } else {
-                ref = median_bracketed(row, m, n, r->scratch, r->inside);
+                ref = group_median(r, g, row);
             }
             if (m[n - 1] - m[0] == n - 1) { /* contiguous: vectorises */
                 float *restrict grp = row + m[0];
@@ -169,6 +211,7 @@ void nk_reference_free(nk_reference *r) {
     free(r->start);
     free(r->scratch);
     free(r->inside);
-    free(r->ref);
+    free(r->prev_median);
+    free(r->delta);
     free(r);
 }
