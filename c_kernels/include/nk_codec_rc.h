@@ -1,0 +1,267 @@
+/* nk_codec_rc.h — internal: the binary range coder and adaptive bit models shared by the
+ * nk_codec* sources (not part of the Python-visible API: no cffi section).
+ *
+ * Range coder: LZMA's (32-bit range, 64-bit low with carry propagation through a cached byte),
+ * 12-bit probabilities. A bit model holds two estimates of P(bit = 1) in 16 bits, one adapting
+ * fast (shift NK_RC_FAST) and one slow (shift NK_RC_SLOW); the coder uses their mean. The
+ * decoder never reads outside its buffer: past the end it reads zeros and counts them, and the
+ * caller treats more than a few such bytes as corruption. */
+#ifndef NK_CODEC_RC_H
+#define NK_CODEC_RC_H
+#include <stdint.h>
+#include <string.h>
+
+#define NK_RC_TOP (1u << 24)
+#define NK_RC_FAST 4
+#define NK_RC_SLOW 7
+
+typedef struct {
+    uint16_t fast, slow; /* P(bit = 1) · 65536 */
+} nk_bit;
+
+static inline void nk_bit_init(nk_bit *b) { b->fast = b->slow = 32768; }
+
+static inline uint32_t nk_bit_p1(const nk_bit *b) {
+    uint32_t p = ((uint32_t)b->fast + b->slow) >> 5; /* 12 bits */
+    return p < 1 ? 1 : (p > 4095 ? 4095 : p);
+}
+
+static inline void nk_bit_update(nk_bit *b, int bit) {
+    if (bit) {
+        b->fast = (uint16_t)(b->fast + ((65536u - b->fast) >> NK_RC_FAST));
+        b->slow = (uint16_t)(b->slow + ((65536u - b->slow) >> NK_RC_SLOW));
+    } else {
+        b->fast = (uint16_t)(b->fast - (b->fast >> NK_RC_FAST));
+        b->slow = (uint16_t)(b->slow - (b->slow >> NK_RC_SLOW));
+    }
+}
+
+typedef struct {
+    uint64_t low;
+    uint32_t range;
+    uint8_t cache;
+    uint64_t cache_size;
+    uint8_t *out;
+    int64_t pos, cap;
+    int overflow;
+} nk_rc_enc;
+
+static inline void nk_rc_enc_init(nk_rc_enc *rc, uint8_t *out, int64_t cap) {
+    rc->low = 0;
+    rc->range = 0xFFFFFFFFu;
+    rc->cache = 0;
+    rc->cache_size = 1;
+    rc->out = out;
+    rc->pos = 0;
+    rc->cap = cap;
+    rc->overflow = 0;
+}
+
+static inline void nk_rc_put(nk_rc_enc *rc, uint8_t byte) {
+    if (rc->pos < rc->cap) rc->out[rc->pos++] = byte;
+    else rc->overflow = 1;
+}
+
+static inline void nk_rc_shift_low(nk_rc_enc *rc) {
+    if ((uint32_t)rc->low < 0xFF000000u || (rc->low >> 32) != 0) {
+        uint8_t carry = (uint8_t)(rc->low >> 32);
+        uint8_t temp = rc->cache;
+        do {
+            nk_rc_put(rc, (uint8_t)(temp + carry));
+            temp = 0xFF;
+        } while (--rc->cache_size != 0);
+        rc->cache = (uint8_t)(rc->low >> 24);
+    }
+    rc->cache_size++;
+    rc->low = (rc->low & 0x00FFFFFFu) << 8;
+}
+
+static inline void nk_rc_encode_p(nk_rc_enc *rc, int bit, uint32_t p1) {
+    uint32_t bound = (rc->range >> 12) * (4096u - p1);
+    if (!bit) {
+        rc->range = bound;
+    } else {
+        rc->low += bound;
+        rc->range -= bound;
+    }
+    while (rc->range < NK_RC_TOP) {
+        rc->range <<= 8;
+        nk_rc_shift_low(rc);
+    }
+}
+
+static inline void nk_rc_encode(nk_rc_enc *rc, nk_bit *b, int bit) {
+    nk_rc_encode_p(rc, bit, nk_bit_p1(b));
+    nk_bit_update(b, bit);
+}
+
+/* n raw bits (p = 1/2), most significant first */
+static inline void nk_rc_encode_raw(nk_rc_enc *rc, uint32_t v, int n) {
+    for (int i = n - 1; i >= 0; i--) nk_rc_encode_p(rc, (int)((v >> i) & 1u), 2048);
+}
+
+static inline void nk_rc_enc_flush(nk_rc_enc *rc) {
+    for (int i = 0; i < 5; i++) nk_rc_shift_low(rc);
+}
+
+typedef struct {
+    uint32_t range, code;
+    const uint8_t *in;
+    int64_t pos, len;
+    int64_t overrun; /* bytes read past the end */
+} nk_rc_dec;
+
+static inline uint8_t nk_rc_get(nk_rc_dec *rc) {
+    if (rc->pos < rc->len) return rc->in[rc->pos++];
+    rc->overrun++;
+    return 0;
+}
+
+static inline void nk_rc_dec_init(nk_rc_dec *rc, const uint8_t *in, int64_t len) {
+    rc->in = in;
+    rc->len = len;
+    rc->pos = 0;
+    rc->overrun = 0;
+    rc->range = 0xFFFFFFFFu;
+    rc->code = 0;
+    for (int i = 0; i < 5; i++) rc->code = (rc->code << 8) | nk_rc_get(rc);
+}
+
+static inline int nk_rc_decode_p(nk_rc_dec *rc, uint32_t p1) {
+    uint32_t bound = (rc->range >> 12) * (4096u - p1);
+    int bit;
+    if (rc->code < bound) {
+        rc->range = bound;
+        bit = 0;
+    } else {
+        rc->code -= bound;
+        rc->range -= bound;
+        bit = 1;
+    }
+    while (rc->range < NK_RC_TOP) {
+        rc->range <<= 8;
+        rc->code = (rc->code << 8) | nk_rc_get(rc);
+    }
+    return bit;
+}
+
+static inline int nk_rc_decode(nk_rc_dec *rc, nk_bit *b) {
+    int bit = nk_rc_decode_p(rc, nk_bit_p1(b));
+    nk_bit_update(b, bit);
+    return bit;
+}
+
+static inline uint32_t nk_rc_decode_raw(nk_rc_dec *rc, int n) {
+    uint32_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 1) | (uint32_t)nk_rc_decode_p(rc, 2048);
+    return v;
+}
+
+/* ---- adaptive coding of a signed integer |v| < 2^NK_RES_NB_MAX (residual binarisation) */
+#define NK_RES_NB 18  /* bit lengths 0..17 */
+#define NK_RES_K 48   /* activity contexts */
+
+typedef struct {
+    nk_bit nb[NK_RES_K][NK_RES_NB];   /* unary bit length, context (k, j) */
+    nk_bit top[NK_RES_NB][NK_RES_K / 4][3]; /* first two bits below the leading one */
+    nk_bit low[NK_RES_NB][NK_RES_NB]; /* remaining bits, context (n, position) */
+    nk_bit sign[3];                   /* context: sign of the previous value */
+    uint32_t activity;                /* running mean of |v|, Q4 */
+    int32_t prev_sign;                /* -1, 0, 1 */
+} nk_res_model;
+
+static inline int nk_bitlen(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; }
+
+static inline void nk_res_init(nk_res_model *m) {
+    for (int k = 0; k < NK_RES_K; k++)
+        for (int j = 0; j < NK_RES_NB; j++) nk_bit_init(&m->nb[k][j]);
+    for (int n = 0; n < NK_RES_NB; n++) {
+        for (int k = 0; k < NK_RES_K / 4; k++)
+            for (int j = 0; j < 3; j++) nk_bit_init(&m->top[n][k][j]);
+        for (int j = 0; j < NK_RES_NB; j++) nk_bit_init(&m->low[n][j]);
+    }
+    for (int j = 0; j < 3; j++) nk_bit_init(&m->sign[j]);
+    m->activity = 16 * 4;
+    m->prev_sign = 0;
+}
+
+/* activity context: two buckets per octave of the running mean of |v| */
+static inline int nk_res_ctx(const nk_res_model *m) {
+    uint32_t a = m->activity;
+    int n = nk_bitlen(a);
+    int k = n < 2 ? n : 2 * n - 2 + (int)((a >> (n - 2)) & 1u);
+    return k < NK_RES_K ? k : NK_RES_K - 1;
+}
+
+static inline void nk_res_after(nk_res_model *m, uint32_t mag, int32_t v) {
+    m->activity += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity) >> 3);
+    m->prev_sign = (v > 0) - (v < 0);
+}
+
+static inline void nk_res_encode(nk_rc_enc *rc, nk_res_model *m, int32_t v) {
+    const int k = nk_res_ctx(m);
+    const uint32_t mag = (uint32_t)(v < 0 ? -v : v);
+    const int n = nk_bitlen(mag);
+    for (int j = 0; j < NK_RES_NB - 1; j++) {
+        nk_rc_encode(rc, &m->nb[k][j], n > j);
+        if (n <= j) break;
+    }
+    if (n >= 2) {
+        int b1 = (int)((mag >> (n - 2)) & 1u);
+        nk_rc_encode(rc, &m->top[n][k >> 2][0], b1);
+        if (n >= 3) {
+            int b2 = (int)((mag >> (n - 3)) & 1u);
+            nk_rc_encode(rc, &m->top[n][k >> 2][1 + b1], b2);
+            for (int i = n - 4; i >= 0; i--)
+                nk_rc_encode(rc, &m->low[n][i], (int)((mag >> i) & 1u));
+        }
+    }
+    if (n) nk_rc_encode(rc, &m->sign[m->prev_sign + 1], v < 0);
+    nk_res_after(m, mag, v);
+}
+
+static inline int32_t nk_res_decode(nk_rc_dec *rc, nk_res_model *m) {
+    const int k = nk_res_ctx(m);
+    int n = 0;
+    while (n < NK_RES_NB - 1 && nk_rc_decode(rc, &m->nb[k][n])) n++;
+    uint32_t mag = n ? 1u : 0u;
+    if (n >= 2) {
+        int b1 = nk_rc_decode(rc, &m->top[n][k >> 2][0]);
+        mag = (mag << 1) | (uint32_t)b1;
+        if (n >= 3) {
+            int b2 = nk_rc_decode(rc, &m->top[n][k >> 2][1 + b1]);
+            mag = (mag << 1) | (uint32_t)b2;
+            for (int i = n - 4; i >= 0; i--)
+                mag = (mag << 1) | (uint32_t)nk_rc_decode(rc, &m->low[n][i]);
+        }
+    }
+    int32_t v = (int32_t)mag;
+    if (n && nk_rc_decode(rc, &m->sign[m->prev_sign + 1])) v = -v;
+    nk_res_after(m, mag, v);
+    return v;
+}
+
+/* CRC-32 (IEEE 802.3, reflected, as zlib), nibble table: 16 entries of 0xEDB88320 folding. */
+static inline uint32_t nk_crc32(const uint8_t *p, int64_t n) {
+    static const uint32_t t[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+        0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+        0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
+    uint32_t c = 0xFFFFFFFFu;
+    for (int64_t i = 0; i < n; i++) {
+        c ^= p[i];
+        c = (c >> 4) ^ t[c & 15];
+        c = (c >> 4) ^ t[c & 15];
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static inline void nk_put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void nk_put32(uint8_t *p, uint32_t v) {
+    nk_put16(p, v & 0xFFFFu);
+    nk_put16(p + 2, v >> 16);
+}
+static inline uint32_t nk_get16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+static inline uint32_t nk_get32(const uint8_t *p) { return nk_get16(p) | (nk_get16(p + 2) << 16); }
+
+#endif

@@ -1,0 +1,543 @@
+/* nk_codec.c — streaming lossless codec (see nk_codec.h for the bitstream). */
+#include "nk_codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nk_codec_rc.h"
+
+#define SYNC 0xA7
+#define FLAG_RESYNC 1u
+#define FLAG_STORED 2u
+#define HDR_FIXED 20 /* stream header bytes before the ladder payload */
+
+/* predictor constants (part of bitstream version 1) */
+#define N1 32          /* stage-1 taps */
+#define N2 16          /* stage-2 taps */
+#define WSHIFT 14      /* weights Q14 */
+#define MU1 8          /* stage-1 sign-sign step (Q14 units) */
+#define MU2 2          /* stage-2 step */
+#define W_MAX (1 << 24)
+#define P_MAX (1 << 20)
+#define BIAS_SHIFT 5   /* bias tracker adaptation */
+#define BIAS_CTX (9 * (NK_RES_K / 4))
+
+typedef struct {
+    int32_t w1[N1], h1[2 * N1];
+    int32_t w2[N2], h2[2 * N2];
+    int32_t pos1, pos2;
+    int32_t bias[BIAS_CTX];        /* mean stage-2 error per context, Q8 */
+    int32_t s1, s2;                /* signs of the last two residuals */
+    nk_res_model res;
+    nk_bit esc;
+} chan_state;
+
+typedef struct {
+    int32_t p1, p2, r1, bctx, P; /* intermediate values of one prediction */
+} pred_t;
+
+static void chan_reset(chan_state *c) {
+    memset(c, 0, sizeof *c);
+    nk_res_init(&c->res);
+    nk_bit_init(&c->esc);
+}
+
+static inline int32_t sgn(int32_t v) { return (v > 0) - (v < 0); }
+
+static inline int32_t clamp32(int64_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : (int32_t)v);
+}
+
+static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t smax) {
+    int64_t acc = 0;
+    const int32_t *h1 = c->h1 + c->pos1;
+    for (int i = 0; i < N1; i++) acc += (int64_t)c->w1[i] * h1[i];
+    p->p1 = clamp32((acc + (1 << (WSHIFT - 1))) >> WSHIFT, -P_MAX, P_MAX);
+    acc = 0;
+    const int32_t *h2 = c->h2 + c->pos2;
+    for (int i = 0; i < N2; i++) acc += (int64_t)c->w2[i] * h2[i];
+    p->p2 = clamp32((acc + (1 << (WSHIFT - 1))) >> WSHIFT, -P_MAX, P_MAX);
+    p->bctx = ((c->s1 + 1) * 3 + (c->s2 + 1)) * (NK_RES_K / 4) + (nk_res_ctx(&c->res) >> 2);
+    int32_t b = (c->bias[p->bctx] + 128) >> 8;
+    p->P = clamp32((int64_t)p->p1 + p->p2 + b, smin, smax);
+}
+
+static inline void update(chan_state *c, const pred_t *p, int32_t s) {
+    const int32_t r1 = s - p->p1;          /* stage-1 error, |r1| ≤ 2^21 */
+    const int32_t e2 = r1 - p->p2;         /* stage-2 error */
+    const int32_t g1 = sgn(r1) * MU1, g2 = sgn(e2) * MU2;
+    const int32_t *h1 = c->h1 + c->pos1;
+    for (int i = 0; i < N1; i++) c->w1[i] += g1 * sgn(h1[i]);
+    const int32_t *h2 = c->h2 + c->pos2;
+    for (int i = 0; i < N2; i++) c->w2[i] += g2 * sgn(h2[i]);
+    int32_t *bp = &c->bias[p->bctx];
+    *bp += (int32_t)((((int64_t)clamp32(e2, -65536, 65536) << 8) - *bp) >> BIAS_SHIFT);
+    c->pos1 = c->pos1 ? c->pos1 - 1 : N1 - 1;
+    c->h1[c->pos1] = c->h1[c->pos1 + N1] = s;
+    c->pos2 = c->pos2 ? c->pos2 - 1 : N2 - 1;
+    c->h2[c->pos2] = c->h2[c->pos2 + N2] = r1;
+    const int32_t e = s - p->P;
+    c->s2 = c->s1;
+    c->s1 = sgn(e);
+}
+
+/* bounds weights once per packet: they move by at most MU1 · 65535 within one */
+static void clamp_weights(chan_state *c) {
+    for (int i = 0; i < N1; i++) c->w1[i] = clamp32(c->w1[i], -W_MAX, W_MAX);
+    for (int i = 0; i < N2; i++) c->w2[i] = clamp32(c->w2[i], -W_MAX, W_MAX);
+}
+
+/* ------------------------------------------------------------------ shared stream state */
+typedef struct {
+    nk_codec_config cfg;
+    int16_t *levels;        /* n_levels entries, or NULL */
+    uint16_t *nearest;      /* 65536: index of the nearest level (ties: lower) */
+    int32_t centre, smin, smax;
+    chan_state *ch;
+} stream;
+
+static int stream_init(stream *s, const nk_codec_config *cfg, const int16_t *levels) {
+    memset(s, 0, sizeof *s);
+    s->cfg = *cfg;
+    const int32_t L = cfg->n_levels;
+    s->ch = malloc((size_t)cfg->n_channels * sizeof(chan_state));
+    if (!s->ch) return NK_ERR_NOMEM;
+    if (L == 0) {
+        s->smin = -32768;
+        s->smax = 32767;
+        return NK_OK;
+    }
+    s->levels = malloc((size_t)L * sizeof(int16_t));
+    s->nearest = malloc(65536 * sizeof(uint16_t));
+    if (!s->levels || !s->nearest) return NK_ERR_NOMEM;
+    memcpy(s->levels, levels, (size_t)L * sizeof(int16_t));
+    int32_t j = 0;
+    for (int32_t v = -32768; v <= 32767; v++) {
+        while (j + 1 < L && levels[j + 1] <= v) j++;
+        int32_t best = j;
+        if (j + 1 < L && levels[j] < v && levels[j + 1] - v < v - levels[j]) best = j + 1;
+        s->nearest[v + 32768] = (uint16_t)best;
+    }
+    s->centre = s->nearest[32768];
+    s->smin = -s->centre;
+    s->smax = L - 1 - s->centre;
+    return NK_OK;
+}
+
+static void stream_free(stream *s) {
+    free(s->levels);
+    free(s->nearest);
+    free(s->ch);
+}
+
+static void stream_reset_models(stream *s) {
+    for (int32_t c = 0; c < s->cfg.n_channels; c++) chan_reset(&s->ch[c]);
+}
+
+static int valid_config(const nk_codec_config *cfg) {
+    return cfg && cfg->n_channels >= 1 && cfg->n_channels <= NK_CODEC_MAX_CHANNELS &&
+           cfg->resync_interval >= 0 && cfg->sample_rate >= 0 &&
+           (cfg->n_levels == 0 || (cfg->n_levels >= 2 && cfg->n_levels <= 65535));
+}
+
+/* ------------------------------------------------------------------ encoder */
+struct nk_codec_enc {
+    stream s;
+    uint16_t seq;
+    uint32_t next_sample;
+    int64_t since_resync;
+    int force_resync;
+};
+
+nk_codec_enc *nk_codec_enc_new(const nk_codec_config *cfg, const int16_t *levels) {
+    if (!valid_config(cfg) || (cfg->n_levels > 0 && !levels)) return NULL;
+    for (int32_t i = 1; i < cfg->n_levels; i++)
+        if (levels[i] <= levels[i - 1]) return NULL;
+    nk_codec_enc *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    if (stream_init(&e->s, cfg, levels) != NK_OK) {
+        nk_codec_enc_free(e);
+        return NULL;
+    }
+    nk_codec_enc_reset(e);
+    return e;
+}
+
+void nk_codec_enc_reset(nk_codec_enc *e) {
+    if (!e) return;
+    e->seq = 0;
+    e->next_sample = 0;
+    e->since_resync = 0;
+    e->force_resync = 1;
+    stream_reset_models(&e->s);
+}
+
+void nk_codec_enc_force_resync(nk_codec_enc *e) {
+    if (e) e->force_resync = 1;
+}
+
+void nk_codec_enc_free(nk_codec_enc *e) {
+    if (!e) return;
+    stream_free(&e->s);
+    free(e);
+}
+
+int32_t nk_codec_max_header_size(int32_t n_levels) {
+    if (n_levels < 0 || n_levels > 65535) return 0;
+    /* each ladder step costs at most (1 + 17 + 16 + 1) decisions of ≤ 12 bits */
+    return HDR_FIXED + 4 + 8 + (n_levels * 35 * 12 + 7) / 8 + 16;
+}
+
+int64_t nk_codec_max_packet_size(int32_t n_channels, int32_t n_samples) {
+    if (n_channels < 1 || n_samples < 0) return 0;
+    return NK_CODEC_PACKET_OVERHEAD + 2 * (int64_t)n_channels * n_samples;
+}
+
+/* The ladder: first level as 16 raw bits, then second differences. */
+static void ladder_encode(nk_rc_enc *rc, const int16_t *lv, int32_t L) {
+    nk_res_model *m = malloc(sizeof *m);
+    if (!m) {
+        rc->overflow = 1;
+        return;
+    }
+    nk_res_init(m);
+    nk_rc_encode_raw(rc, (uint16_t)lv[0], 16);
+    int32_t prev = 0;
+    for (int32_t i = 1; i < L; i++) {
+        int32_t d = lv[i] - lv[i - 1];
+        nk_res_encode(rc, m, d - prev);
+        prev = d;
+    }
+    free(m);
+}
+
+int nk_codec_enc_header(const nk_codec_enc *e, uint8_t *out, int32_t capacity, int32_t *n_out) {
+    if (!e || !out || !n_out) return NK_ERR_ARG;
+    const nk_codec_config *cfg = &e->s.cfg;
+    if (capacity < nk_codec_max_header_size(cfg->n_levels)) return NK_ERR_CAPACITY;
+    out[0] = 'N'; out[1] = 'K'; out[2] = 'C'; out[3] = NK_CODEC_VERSION;
+    nk_put16(out + 4, (uint32_t)cfg->n_channels);
+    nk_put32(out + 6, (uint32_t)cfg->sample_rate);
+    nk_put32(out + 10, (uint32_t)cfg->resync_interval);
+    nk_put16(out + 14, (uint32_t)cfg->n_levels);
+    int64_t lb = 0;
+    if (cfg->n_levels > 0) {
+        nk_rc_enc rc;
+        nk_rc_enc_init(&rc, out + HDR_FIXED, capacity - HDR_FIXED - 4);
+        ladder_encode(&rc, e->s.levels, cfg->n_levels);
+        nk_rc_enc_flush(&rc);
+        if (rc.overflow) return NK_ERR_CAPACITY;
+        lb = rc.pos;
+    }
+    nk_put32(out + 16, (uint32_t)lb);
+    nk_put32(out + HDR_FIXED + lb, nk_crc32(out, HDR_FIXED + lb));
+    *n_out = (int32_t)(HDR_FIXED + lb + 4);
+    return NK_OK;
+}
+
+static void encode_channel(stream *s, nk_rc_enc *rc, int32_t c, const int16_t *data,
+                           int32_t n) {
+    chan_state *ch = &s->ch[c];
+    const int32_t C = s->cfg.n_channels;
+    const uint16_t *near = s->nearest;
+    const int16_t *lv = s->levels;
+    int off = 0;
+    if (lv)
+        for (int32_t t = 0; t < n && !off; t++) {
+            int16_t v = data[(size_t)t * C + c];
+            off = lv[near[v + 32768]] != v;
+        }
+    nk_rc_encode_p(rc, off, 2048);
+    pred_t p;
+    for (int32_t t = 0; t < n; t++) {
+        const int16_t v = data[(size_t)t * C + c];
+        int32_t sv;
+        predict(ch, &p, s->smin, s->smax);
+        if (lv) {
+            const int32_t idx = near[v + 32768];
+            sv = idx - s->centre;
+            if (off) {
+                const int esc = lv[idx] != v;
+                nk_rc_encode(rc, &ch->esc, esc);
+                if (esc) {
+                    nk_rc_encode_raw(rc, (uint16_t)v, 16);
+                    update(ch, &p, sv);
+                    continue;
+                }
+            }
+        } else {
+            sv = v;
+        }
+        nk_res_encode(rc, &ch->res, sv - p.P);
+        update(ch, &p, sv);
+    }
+    clamp_weights(ch);
+}
+
+int nk_codec_encode(nk_codec_enc *e, const int16_t *data, int32_t n_samples, uint8_t *out,
+                    int64_t capacity, int64_t *n_out) {
+    if (!e || !data || !out || !n_out) return NK_ERR_ARG;
+    if (n_samples < 1 || n_samples > NK_CODEC_MAX_BLOCK) return NK_ERR_ARG;
+    const int32_t C = e->s.cfg.n_channels;
+    const int64_t need = nk_codec_max_packet_size(C, n_samples);
+    if (capacity < need) return NK_ERR_CAPACITY;
+    const int32_t interval = e->s.cfg.resync_interval;
+    int resync = e->force_resync || (interval > 0 && e->since_resync >= interval);
+    if (resync) {
+        stream_reset_models(&e->s);
+        e->since_resync = 0;
+        e->force_resync = 0;
+    }
+    out[0] = SYNC;
+    nk_put16(out + 2, e->seq);
+    nk_put32(out + 4, e->next_sample);
+    nk_put16(out + 8, (uint32_t)n_samples);
+    const int64_t raw = 2 * (int64_t)C * n_samples;
+    nk_rc_enc rc;
+    nk_rc_enc_init(&rc, out + 10, raw);
+    for (int32_t c = 0; c < C && !rc.overflow; c++) encode_channel(&e->s, &rc, c, data, n_samples);
+    if (!rc.overflow) nk_rc_enc_flush(&rc);
+    int64_t body;
+    if (rc.overflow) {
+        /* incompressible: store the samples; the next packet restarts the models */
+        for (int64_t i = 0; i < (int64_t)C * n_samples; i++)
+            nk_put16(out + 10 + 2 * i, (uint16_t)data[i]);
+        body = raw;
+        out[1] = (uint8_t)(FLAG_STORED | (resync ? FLAG_RESYNC : 0));
+        e->force_resync = 1;
+    } else {
+        body = rc.pos;
+        out[1] = (uint8_t)(resync ? FLAG_RESYNC : 0);
+    }
+    nk_put32(out + 10 + body, nk_crc32(out, 10 + body));
+    *n_out = 14 + body;
+    e->seq++;
+    e->next_sample += (uint32_t)n_samples;
+    e->since_resync += n_samples;
+    return NK_OK;
+}
+
+/* ------------------------------------------------------------------ ladder fitting */
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int32_t nk_codec_fit_ladder(const int16_t *data, int64_t n, int16_t *levels, int32_t capacity) {
+    if (!data || !levels || n < 0 || capacity < 0) return NK_ERR_ARG;
+    uint8_t *seen = calloc(65536, 1);
+    int32_t *lv = malloc(65536 * sizeof(int32_t));
+    int32_t *gaps = malloc(65536 * sizeof(int32_t));
+    if (!seen || !lv || !gaps) {
+        free(seen); free(lv); free(gaps);
+        return NK_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < n; i++) seen[data[i] + 32768] = 1;
+    int32_t m = 0;
+    for (int32_t v = 0; v < 65536; v++)
+        if (seen[v]) lv[m++] = v - 32768;
+    int32_t result = 0;
+    if (m >= 8) {
+        for (int32_t i = 1; i < m; i++) gaps[i - 1] = lv[i] - lv[i - 1];
+        qsort(gaps, (size_t)(m - 1), sizeof(int32_t), cmp_i32);
+        const int32_t step = gaps[(m - 1) / 4]; /* a lower quartile: the true spacing */
+        /* a ladder: spacing ≥ 4 and every gap close to a whole number of steps */
+        int ok = step >= 4;
+        int32_t total = 1;
+        for (int32_t i = 1; ok && i < m; i++) {
+            const int32_t g = lv[i] - lv[i - 1];
+            const int32_t k = (g + step / 2) / step;
+            ok = k >= 1 && (g - k * step) * 16 <= step * k && (k * step - g) * 16 <= step * k;
+            total += k;
+        }
+        if (ok && total <= capacity) {
+            int32_t o = 0;
+            for (int32_t i = 0; i < m; i++) {
+                if (i > 0) {
+                    const int32_t g = lv[i] - lv[i - 1];
+                    const int32_t k = (g + step / 2) / step;
+                    for (int32_t j = 1; j < k; j++)
+                        levels[o++] = (int16_t)(lv[i - 1] + (int32_t)(((int64_t)g * j + k / 2) / k));
+                }
+                levels[o++] = (int16_t)lv[i];
+            }
+            result = o;
+        }
+    }
+    free(seen); free(lv); free(gaps);
+    return result;
+}
+
+/* ------------------------------------------------------------------ decoder */
+struct nk_codec_dec {
+    stream s;
+    int synced;          /* models valid: the next packet may be a non-resync one */
+    int have_seq;
+    uint16_t expect_seq;
+};
+
+nk_codec_dec *nk_codec_dec_new(const uint8_t *h, int32_t n_bytes, int *status) {
+    int dummy;
+    if (!status) status = &dummy;
+    *status = NK_ERR_CORRUPT;
+    if (!h || n_bytes < HDR_FIXED + 4) return NULL;
+    if (h[0] != 'N' || h[1] != 'K' || h[2] != 'C' || h[3] != NK_CODEC_VERSION) return NULL;
+    const uint32_t lb = nk_get32(h + 16);
+    if (lb > (uint32_t)n_bytes - HDR_FIXED - 4) return NULL;
+    if (nk_get32(h + HDR_FIXED + lb) != nk_crc32(h, HDR_FIXED + (int64_t)lb)) return NULL;
+    nk_codec_config cfg = {(int32_t)nk_get16(h + 4), (int32_t)(nk_get32(h + 6) & 0x7FFFFFFFu),
+                           (int32_t)(nk_get32(h + 10) & 0x7FFFFFFFu), (int32_t)nk_get16(h + 14)};
+    if (nk_get32(h + 6) > 0x7FFFFFFFu || nk_get32(h + 10) > 0x7FFFFFFFu) return NULL;
+    if (!valid_config(&cfg) || (cfg.n_levels == 0) != (lb == 0)) return NULL;
+    int16_t *lv = NULL;
+    if (cfg.n_levels > 0) {
+        lv = malloc((size_t)cfg.n_levels * sizeof(int16_t));
+        nk_res_model *m = malloc(sizeof *m);
+        if (!lv || !m) {
+            free(lv); free(m);
+            *status = NK_ERR_NOMEM;
+            return NULL;
+        }
+        nk_res_init(m);
+        nk_rc_dec rc;
+        nk_rc_dec_init(&rc, h + HDR_FIXED, lb);
+        int32_t v = (int16_t)nk_rc_decode_raw(&rc, 16), d = 0, ok = 1;
+        lv[0] = (int16_t)v;
+        for (int32_t i = 1; ok && i < cfg.n_levels; i++) {
+            d += nk_res_decode(&rc, m);
+            v += d;
+            ok = d >= 1 && v <= 32767 && rc.overrun <= 4;
+            if (ok) lv[i] = (int16_t)v;
+        }
+        free(m);
+        if (!ok || rc.overrun > 4) {
+            free(lv);
+            return NULL;
+        }
+    }
+    nk_codec_dec *d = calloc(1, sizeof *d);
+    if (!d || stream_init(&d->s, &cfg, lv) != NK_OK) {
+        free(lv);
+        nk_codec_dec_free(d);
+        *status = NK_ERR_NOMEM;
+        return NULL;
+    }
+    free(lv);
+    nk_codec_dec_reset(d);
+    *status = NK_OK;
+    return d;
+}
+
+void nk_codec_dec_reset(nk_codec_dec *d) {
+    if (!d) return;
+    d->synced = 0;
+    d->have_seq = 0;
+    d->expect_seq = 0;
+}
+
+void nk_codec_dec_free(nk_codec_dec *d) {
+    if (!d) return;
+    stream_free(&d->s);
+    free(d);
+}
+
+int nk_codec_dec_config(const nk_codec_dec *d, nk_codec_config *cfg, int16_t *levels,
+                        int32_t capacity) {
+    if (!d || !cfg) return NK_ERR_ARG;
+    *cfg = d->s.cfg;
+    if (levels) {
+        if (capacity < d->s.cfg.n_levels) return NK_ERR_CAPACITY;
+        if (d->s.cfg.n_levels > 0)
+            memcpy(levels, d->s.levels, (size_t)d->s.cfg.n_levels * sizeof(int16_t));
+    }
+    return NK_OK;
+}
+
+int nk_codec_packet_peek(const uint8_t *pkt, int64_t n_bytes, nk_codec_packet_info *info) {
+    if (!pkt || !info || n_bytes < 0) return NK_ERR_ARG;
+    memset(info, 0, sizeof *info);
+    if (n_bytes < NK_CODEC_PACKET_OVERHEAD + 1) return NK_ERR_CORRUPT;
+    if (pkt[0] != SYNC || (pkt[1] & ~(FLAG_RESYNC | FLAG_STORED))) return NK_ERR_CORRUPT;
+    if (nk_get32(pkt + n_bytes - 4) != nk_crc32(pkt, n_bytes - 4)) return NK_ERR_CORRUPT;
+    const int32_t n = (int32_t)nk_get16(pkt + 8);
+    if (n < 1) return NK_ERR_CORRUPT;
+    info->n_samples = n;
+    info->resync = (pkt[1] & FLAG_RESYNC) != 0;
+    info->seq = (int32_t)nk_get16(pkt + 2);
+    info->first_sample = nk_get32(pkt + 4);
+    return NK_OK;
+}
+
+static int decode_channel(stream *s, nk_rc_dec *rc, int32_t c, int16_t *out, int32_t n) {
+    chan_state *ch = &s->ch[c];
+    const int32_t C = s->cfg.n_channels;
+    const uint16_t *near = s->nearest;
+    const int16_t *lv = s->levels;
+    const int off = nk_rc_decode_p(rc, 2048);
+    if (off && !lv) return NK_ERR_CORRUPT;
+    pred_t p;
+    for (int32_t t = 0; t < n; t++) {
+        predict(ch, &p, s->smin, s->smax);
+        int32_t sv;
+        int16_t v;
+        if (off && nk_rc_decode(rc, &ch->esc)) {
+            v = (int16_t)nk_rc_decode_raw(rc, 16);
+            sv = near[v + 32768] - s->centre;
+        } else {
+            sv = p.P + nk_res_decode(rc, &ch->res);
+            if (sv < s->smin || sv > s->smax) return NK_ERR_CORRUPT;
+            v = lv ? lv[sv + s->centre] : (int16_t)sv;
+        }
+        update(ch, &p, sv);
+        out[(size_t)t * C + c] = v;
+        if (rc->overrun > 4) return NK_ERR_CORRUPT;
+    }
+    clamp_weights(ch);
+    return NK_OK;
+}
+
+int nk_codec_decode(nk_codec_dec *d, const uint8_t *pkt, int64_t n_bytes, int16_t *out,
+                    int32_t capacity, nk_codec_packet_info *info) {
+    if (!d || !pkt || !out || !info) return NK_ERR_ARG;
+    int st = nk_codec_packet_peek(pkt, n_bytes, info);
+    if (st != NK_OK) {
+        d->synced = 0; /* whatever this was, the models may now be out of step */
+        return st;
+    }
+    const int32_t n = info->n_samples, C = d->s.cfg.n_channels;
+    if (capacity < n) return NK_ERR_CAPACITY;
+    if (d->have_seq && (uint16_t)info->seq != d->expect_seq) {
+        info->lost_packets = (int32_t)(uint16_t)((uint16_t)info->seq - d->expect_seq);
+        d->synced = 0;
+    }
+    d->have_seq = 1;
+    d->expect_seq = (uint16_t)(info->seq + 1);
+    const int stored = (pkt[1] & FLAG_STORED) != 0;
+    const int64_t body = n_bytes - NK_CODEC_PACKET_OVERHEAD;
+    if (stored) {
+        if (body != 2 * (int64_t)C * n) {
+            d->synced = 0;
+            return NK_ERR_CORRUPT;
+        }
+        for (int64_t i = 0; i < (int64_t)C * n; i++)
+            out[i] = (int16_t)nk_get16(pkt + 10 + 2 * i);
+        d->synced = 0; /* the encoder restarts its models at the next packet */
+        return NK_OK;
+    }
+    if (!info->resync && !d->synced) {
+        info->skipped = 1;
+        return NK_OK;
+    }
+    if (info->resync) stream_reset_models(&d->s);
+    nk_rc_dec rc;
+    nk_rc_dec_init(&rc, pkt + 10, body);
+    for (int32_t c = 0; c < C; c++) {
+        st = decode_channel(&d->s, &rc, c, out, n);
+        if (st != NK_OK) {
+            d->synced = 0;
+            return st;
+        }
+    }
+    d->synced = 1;
+    return NK_OK;
+}
