@@ -48,6 +48,12 @@ class Uplink(abc.ABC):
     def connected(self) -> bool:
         """True while a peer is connected and subscribed (chunks can be delivered)."""
 
+    @property
+    def nominal_bps(self) -> float | None:
+        """The link's expected throughput in bit/s when known (a configured cap, or what the
+        connection parameters allow); the scheduler measures the real one. Default: unknown."""
+        return None
+
     @abc.abstractmethod
     async def start(self, on_command: CommandHandler) -> None:
         """Starts listening/advertising; returns once ready to accept a peer."""
