@@ -2,7 +2,8 @@
  *   valgrind --tool=callgrind --toggle-collect=run_frontend frontend_bench CHANNELS SAMPLES
  * Same chain and defaults as hub/pipeline.py: 1st-order 300–6000 Hz band-pass, global common
  * median reference, MAD noise + locally exclusive detection (5σ, ±0.4 ms, 1 ms refractory),
- * 48-sample snippets on 4 channels, 20 ms feature bins; 10 ms blocks at 30 kHz. */
+ * 48-sample snippets on 4 channels, 20 ms feature bins; 10 ms blocks at 30 kHz. The input is
+ * integer noise (σ ≈ 23 counts) plus a common-mode random walk and a spike every ~3 ms. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -51,7 +52,11 @@ int main(int argc, char **argv) {
     const int32_t C = argc > 1 ? atoi(argv[1]) : 1024;
     const int32_t T = argc > 2 ? atoi(argv[2]) : 6000;
     int16_t *x = malloc(sizeof(int16_t) * (size_t)C * (size_t)T);
-    for (size_t i = 0; i < (size_t)C * (size_t)T; i++) x[i] = (int16_t)noise16();
+    int32_t common = 0; /* a common-mode random walk, as on real arrays */
+    for (int32_t t = 0; t < T; t++) {
+        common += noise16() / 10 - common / 300;
+        for (int32_t c = 0; c < C; c++) x[(size_t)t * C + c] = (int16_t)(noise16() + common);
+    }
     for (int32_t t = 700; t + 20 < T; t += 97) /* a spike every ~3 ms somewhere */
         for (int k = 0; k < 10; k++) x[(size_t)(t + k) * C + (size_t)((t * 7) % C)] -= (int16_t)(40 * (5 - abs(k - 5)));
     double sos[6 * NK_FILTER_MAX_SECTIONS];

@@ -12,6 +12,7 @@ struct nk_reference {
     float *inside;         /* n_channels: values inside a bracket */
     float *prev_median;    /* n_groups: last row's median, the next row's bracket centre */
     float *delta;          /* n_groups: bracket half-width (0 = not yet known) */
+    float *prev_mean;      /* n_groups: last row's mean (tracks common-mode jumps) */
 };
 
 nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_t mode) {
@@ -34,7 +35,9 @@ nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_chann
     r->inside = calloc((size_t)n_channels, sizeof(float));
     r->prev_median = calloc((size_t)n_groups + 1, sizeof(float));
     r->delta = calloc((size_t)n_groups + 1, sizeof(float));
-    if (!r->members || !r->start || !r->scratch || !r->inside || !r->prev_median || !r->delta) {
+    r->prev_mean = calloc((size_t)n_groups + 1, sizeof(float));
+    if (!r->members || !r->start || !r->scratch || !r->inside || !r->prev_median || !r->delta ||
+        !r->prev_mean) {
         nk_reference_free(r);
         return NULL;
     }
@@ -141,8 +144,9 @@ static float median_sampled(const float *v, int32_t n, float *scratch, float *in
     return median_from_inside(scratch, n, 0, n);
 }
 
-/* Exact median of group g in this row. Successive rows are correlated, so the last median ± δ
- * usually brackets this one: δ adapts so that 1/64 … 1/16 of the values fall inside. A miss
+/* Exact median of group g in this row. The last median, moved by the change of the row mean
+ * (a common-mode step moves every channel alike), ± δ usually brackets this one: δ adapts so
+ * that 1/64 … 1/16 of the values fall inside. A miss
  * retries with 4δ, then falls back to the sample bracket. The state only changes the speed,
  * never the result. */
 static float group_median(nk_reference *r, int32_t g, const float *row) {
@@ -153,9 +157,12 @@ static float group_median(nk_reference *r, int32_t g, const float *row) {
         for (int32_t i = 0; i < n; i++) r->scratch[i] = row[m[i]];
         v = r->scratch;
     }
-    float med;
+    float med, sum = 0.0f;
     int32_t k;
-    const float c = r->prev_median[g], d = r->delta[g];
+    for (int32_t i = 0; i < n; i++) sum += v[i];
+    const float mean = sum / (float)n;
+    const float c = r->prev_median[g] + (mean - r->prev_mean[g]), d = r->delta[g];
+    r->prev_mean[g] = mean;
     if (d > 0.0f && median_in_bracket(v, n, c - d, c + d, r->inside, &med, &k)) {
         if (k > n / 16) r->delta[g] = d * 0.75f;
         else if (k < n / 64) r->delta[g] = d * 1.25f;
@@ -213,5 +220,6 @@ void nk_reference_free(nk_reference *r) {
     free(r->inside);
     free(r->prev_median);
     free(r->delta);
+    free(r->prev_mean);
     free(r);
 }
