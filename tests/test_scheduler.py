@@ -1,0 +1,134 @@
+"""Scheduler: priority order, shedding lowest first, outage buffer, exact accounting."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.scheduler import FEATURES, RAW, SNIPPETS, SPIKES, TELEMETRY, Packet, Scheduler
+from hub.uplink.base import CommandHandler, Uplink
+from hub.wire import Reassembler, pb
+
+
+class MemoryUplink(Uplink):
+    """Chunks go to a list; ``up`` toggles the link."""
+
+    def __init__(self, payload: int = 244, rate_bps: float | None = None) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+        self.up = True
+        self.rate = rate_bps
+
+    @property
+    def payload_size(self) -> int:
+        return 244
+
+    @property
+    def connected(self) -> bool:
+        return self.up
+
+    @property
+    def nominal_bps(self) -> float | None:
+        return self.rate
+
+    async def start(self, on_command: CommandHandler) -> None:
+        pass
+
+    async def send(self, chunk: bytes) -> bool:
+        if not self.up:
+            return False
+        if self.rate:
+            await asyncio.sleep(len(chunk) * 8 / self.rate)
+        self.chunks.append(chunk)
+        return True
+
+    async def stop(self) -> None:
+        pass
+
+
+def packet(stream: pb.Stream, first: int, size: int = 100, items: int = 1) -> Packet:
+    env = pb.Envelope(stream=stream, sample_index=first + 10)
+    env.log.message = "x" * size
+    return Packet(stream, env.SerializeToString(), items, first, first + 10)
+
+
+def decode(chunks: list[bytes]) -> list[pb.Envelope]:
+    r = Reassembler()
+    return [pb.Envelope.FromString(p) for c in chunks for p in r.feed(c)]
+
+
+def totals(envs: list[pb.Envelope]) -> dict[int, pb.ClassCounters]:
+    last = [e for e in envs if e.WhichOneof("payload") == "shed"][-1]
+    return {t.stream: t for t in last.shed.totals}
+
+
+def test_priority_order_and_sequence_numbers() -> None:
+    async def go() -> list[pb.Envelope]:
+        up = MemoryUplink()
+        s = Scheduler(up, fs=1000)
+        for i, st in enumerate([RAW, SNIPPETS, FEATURES, SPIKES, TELEMETRY, SPIKES]):
+            s.submit(packet(st, i * 10))
+        task = asyncio.create_task(s.run())
+        assert await s.drain(2.0)
+        task.cancel()
+        return decode(up.chunks)
+    envs = [e for e in asyncio.run(go()) if e.WhichOneof("payload") == "log"]
+    assert [e.stream for e in envs] == [TELEMETRY, SPIKES, SPIKES, FEATURES, SNIPPETS, RAW]
+    assert [e.seq for e in envs if e.stream == SPIKES] == [0, 1]
+
+
+def test_outage_buffers_events_and_sheds_raw_with_accounting() -> None:
+    async def go() -> list[pb.Envelope]:
+        up = MemoryUplink()
+        up.up = False
+        s = Scheduler(up, fs=1000)
+        for i in range(50):
+            s.submit(packet(SPIKES, i * 10, items=3))
+            s.submit(packet(FEATURES, i * 10, items=2))
+            s.submit(packet(RAW, i * 10, items=40))
+        up.up = True
+        task = asyncio.create_task(s.run())
+        s.request_report()
+        assert await s.drain(2.0)
+        await asyncio.sleep(0.3)
+        s.request_report()
+        assert await s.drain(2.0)
+        task.cancel()
+        return decode(up.chunks)
+    envs = asyncio.run(go())
+    spikes = [e for e in envs if e.stream == SPIKES]
+    assert len(spikes) == 50 and [e.sample_index for e in spikes] == sorted(
+        e.sample_index for e in spikes)
+    t = totals(envs)
+    assert t[SPIKES].produced == t[SPIKES].sent == 150 and t[SPIKES].shed == 0
+    assert t[RAW].produced == 2000 and t[RAW].shed == 2000
+    ranges = [r for e in envs if e.WhichOneof("payload") == "shed" for r in e.shed.ranges]
+    raw = [r for r in ranges if r.stream == RAW]
+    assert len(raw) == 1 and raw[0].first_sample == 0 and raw[0].end_sample == 500
+    assert raw[0].reason == pb.SHED_OUTAGE and raw[0].items == 2000
+
+
+def test_budget_sheds_lowest_class_first() -> None:
+    async def go() -> tuple[list[pb.Envelope], Scheduler]:
+        up = MemoryUplink(rate_bps=200_000)
+        s = Scheduler(up, fs=1000)
+        task = asyncio.create_task(s.run())
+        for i in range(100):                 # ~ 1 s of offered load at ~ 4× the link
+            s.submit(packet(SPIKES, i * 10, size=100))
+            s.submit(packet(SNIPPETS, i * 10, size=300))
+            s.submit(packet(RAW, i * 10, size=600))
+            await asyncio.sleep(0.01)
+        assert await s.drain(5.0)
+        await asyncio.sleep(0.3)
+        s.request_report()
+        assert await s.drain(2.0)
+        task.cancel()
+        return decode(up.chunks), s
+    envs, _ = asyncio.run(go())
+    t = totals(envs)
+    got = {st: sum(1 for e in envs if e.stream == st and e.WhichOneof("payload") == "log")
+           for st in (SPIKES, SNIPPETS, RAW)}
+    assert got[SPIKES] == 100 and t[SPIKES].shed == 0
+    assert t[RAW].shed > 0
+    assert t[RAW].shed >= t[SNIPPETS].shed
+    for st in (SPIKES, SNIPPETS, RAW):
+        assert got[st] + t[st].shed == t[st].produced == 100
