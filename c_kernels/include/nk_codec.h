@@ -34,13 +34,14 @@
  *   follow"; when set, every sample is preceded by an adaptive escape bit, and an escaped
  *   sample is 16 raw bits (its value), the predictor continuing with the nearest level.
  *   Prediction on s = level index − centre (centre = index of the level nearest 0):
- *     stage 1: sign-sign LMS, 32 taps over past s          (weights Q14, step MU1)
+ *     stage 1: sign-sign LMS, 16 taps over past s          (weights Q14, step MU1)
  *     stage 2: sign-sign LMS, 16 taps over stage-1 errors  (weights Q14, step MU2)
  *     stage 3: bias cancellation: mean residual per context (sign of last two residuals,
  *              activity bucket), Q8
  *   prediction P = clamp(p1 + p2 + bias) to the valid index range; residual e = s − P.
  *   Residual binarisation (adaptive binary range coder, LZMA-style, 12-bit probabilities
- *   from two 16-bit estimators with adaptation shifts 4 and 7, averaged):
+ *   from two 16-bit estimators adapting at max(1/(n+1.5), 2^-6) and max(1/(n+1.5), 2^-8)
+ *   after n bits, averaged):
  *     k = activity context from a running mean of |e| (two buckets per octave);
  *     n = bit length of |e| coded in unary, bit j in context (k, j);
  *     the n−1 bits below the leading one, the first two in context (n, tree node, k/4),

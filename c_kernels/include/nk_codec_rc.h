@@ -12,14 +12,26 @@
 #include <string.h>
 
 #define NK_RC_TOP (1u << 24)
-#define NK_RC_FAST 4
-#define NK_RC_SLOW 7
+#ifndef NK_RC_FAST
+#define NK_RC_FAST 6
+#endif
+#ifndef NK_RC_SLOW
+#define NK_RC_SLOW 8
+#endif
+
+#ifndef NK_RC_LIMIT
+#define NK_RC_LIMIT 60
+#endif
 
 typedef struct {
     uint16_t fast, slow; /* P(bit = 1) · 65536 */
+    uint16_t n;          /* bits seen, saturating at NK_RC_LIMIT */
 } nk_bit;
 
-static inline void nk_bit_init(nk_bit *b) { b->fast = b->slow = 32768; }
+static inline void nk_bit_init(nk_bit *b) { b->fast = b->slow = 32768; b->n = 0; }
+
+/* 65536 / (n + 1.5) for n < NK_RC_LIMIT: the adaptation rate of a fresh model */
+static inline uint32_t nk_rate(uint32_t n) { return 131072u / (2u * n + 3u); }
 
 static inline uint32_t nk_bit_p1(const nk_bit *b) {
     uint32_t p = ((uint32_t)b->fast + b->slow) >> 5; /* 12 bits */
@@ -27,6 +39,15 @@ static inline uint32_t nk_bit_p1(const nk_bit *b) {
 }
 
 static inline void nk_bit_update(nk_bit *b, int bit) {
+    if (b->n < NK_RC_LIMIT) {
+        const uint32_t r = nk_rate(b->n++);
+        const int32_t tf = bit ? 65535 : 0;
+        const int32_t df = (int32_t)(((int64_t)(tf - b->fast) * (int32_t)(r > (65536u >> NK_RC_FAST) ? r : (65536u >> NK_RC_FAST))) >> 16);
+        const int32_t ds = (int32_t)(((int64_t)(tf - b->slow) * (int32_t)(r > (65536u >> NK_RC_SLOW) ? r : (65536u >> NK_RC_SLOW))) >> 16);
+        b->fast = (uint16_t)(b->fast + df);
+        b->slow = (uint16_t)(b->slow + ds);
+        return;
+    }
     if (bit) {
         b->fast = (uint16_t)(b->fast + ((65536u - b->fast) >> NK_RC_FAST));
         b->slow = (uint16_t)(b->slow + ((65536u - b->slow) >> NK_RC_SLOW));

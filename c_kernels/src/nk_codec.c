@@ -12,14 +12,24 @@
 #define HDR_FIXED 20 /* stream header bytes before the ladder payload */
 
 /* predictor constants (part of bitstream version 1) */
-#define N1 32          /* stage-1 taps */
-#define N2 16          /* stage-2 taps */
+#ifndef N1
+#define N1 16
+#endif
+#ifndef N2
+#define N2 16
+#endif
 #define WSHIFT 14      /* weights Q14 */
-#define MU1 8          /* stage-1 sign-sign step (Q14 units) */
-#define MU2 2          /* stage-2 step */
+#ifndef MU1
+#define MU1 8
+#endif
+#ifndef MU2
+#define MU2 4
+#endif
 #define W_MAX (1 << 24)
 #define P_MAX (1 << 20)
-#define BIAS_SHIFT 5   /* bias tracker adaptation */
+#ifndef BIAS_SHIFT
+#define BIAS_SHIFT 7
+#endif
 #define BIAS_CTX (9 * (NK_RES_K / 4))
 
 typedef struct {
