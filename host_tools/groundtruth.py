@@ -65,7 +65,8 @@ def generate(setting: GTSetting) -> tuple[Any, Any]:
                 motion_list=[dict(drift_mode="zigzag", non_rigid_gradient=None,
                                   t_start_drift=10.0, t_end_drift=None, period_s=100.0)]),
             generate_templates_kwargs=dict(
-                ms_before=1.0, ms_after=2.0, mode="ellipsoid",
+                # ms_after must exceed repolarisation + recovery (≤ 0.8 + 1.5 ms by default)
+                ms_before=1.0, ms_after=3.0, mode="ellipsoid",
                 unit_params=dict(alpha=(setting.amplitude_uV[0] * 1.5,
                                         setting.amplitude_uV[1] * 1.5))),
             generate_sorting_kwargs=dict(firing_rates=(lo, hi), refractory_period_ms=4.0),
