@@ -1,0 +1,582 @@
+"""The virtual air: Bumble controllers on one link, each exposed as H4 HCI over TCP.
+
+    python -m hil.air --devices hub,host [--model link.json] [--phy 2M --interval-ms 7.5 ...]
+
+prints one JSON line ``{"ports": {"hub": P1, "host": P2}, "control": P3, "model": {...}}`` and
+serves until SIGTERM/SIGINT. A hub attaches with ``tcp-client:127.0.0.1:P1``, a host with
+``tcp-client:127.0.0.1:P2``. Each TCP client gets a fresh controller; when its TCP connection
+closes the controller goes silent (the peer sees a supervision timeout, reason 0x08).
+
+Stock Bumble controllers hand HCI credits back at once. ``ShapedController`` instead holds every
+ACL packet until a simulated connection event carries it (hil.radio_model), so the real HCI
+flow control of the attached stacks throttles them to the modelled radio.
+
+Control port (one JSON object per line, one JSON reply per line):
+``{"cmd": "outage", "seconds": 6}`` starts an outage now; ``{"cmd": "stats"}`` returns per-
+connection counters; ``{"cmd": "model"}`` the link model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import functools
+import json
+import logging
+import random
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bumble import hci
+from bumble.controller import Connection, Controller
+from bumble.core import PhysicalTransport
+from bumble.link import LocalLink
+from bumble.transport.common import PacketParser
+
+from hil.radio_model import LinkModel, exchange_time_us, fragments
+
+log = logging.getLogger(__name__)
+
+REASON_SUPERVISION_TIMEOUT = 0x08
+MAX_CATCH_UP_EVENTS = 4
+
+
+class ShapedController(Controller):
+    """A Bumble controller with DLE, PHY update and HCI credits paced by the air model."""
+
+    def __init__(self, name: str, link: AirLink) -> None:
+        super().__init__(name, link=link)
+        model = link.model
+        self.air = link
+        self.dead = False
+        self.le_acl_data_packet_length = 251
+        self.total_num_le_acl_data_packets = model.acl_buffers
+        self.supported_max_tx_octets = model.max_octets
+        self.supported_max_rx_octets = model.max_octets
+        self.supported_max_tx_time = 2120 if model.dle else 328
+        self.supported_max_rx_time = self.supported_max_tx_time
+
+    # -- host → controller data: held for the connection events
+    def on_hci_acl_data_packet(self, packet: hci.HCI_AclDataPacket) -> None:
+        conn = self.find_le_connection_by_handle(packet.connection_handle)
+        air = self.air.find(self, conn) if conn else None
+        if air is None:
+            log.warning("%s: ACL for unknown handle 0x%04X", self.name, packet.connection_handle)
+            return
+        air.enqueue(self, packet)
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if not self.dead:
+            super().send_hci_packet(packet)
+
+    # -- commands the stock controller lacks
+    def on_hci_le_set_data_length_command(
+        self, command: hci.HCI_LE_Set_Data_Length_Command
+    ) -> hci.HCI_StatusAndConnectionHandleReturnParameters:
+        conn = self.find_le_connection_by_handle(command.connection_handle)
+        air = self.air.find(self, conn) if conn else None
+        if air is None:
+            return hci.HCI_StatusAndConnectionHandleReturnParameters(
+                status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR,
+                connection_handle=command.connection_handle)
+        octets = max(27, min(int(command.tx_octets), self.air.model.max_octets))
+        asyncio.get_running_loop().call_soon(air.set_data_length, octets)
+        return hci.HCI_StatusAndConnectionHandleReturnParameters(
+            status=hci.HCI_ErrorCode.SUCCESS, connection_handle=command.connection_handle)
+
+    def on_hci_le_set_phy_command(self, command: hci.HCI_LE_Set_PHY_Command) -> None:
+        conn = self.find_le_connection_by_handle(command.connection_handle)
+        air = self.air.find(self, conn) if conn else None
+        if air is None:
+            self._send_hci_command_status(
+                hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR, command.op_code)
+            return
+        self._send_hci_command_status(hci.HCI_COMMAND_STATUS_PENDING, command.op_code)
+        want_2m = bool(int(command.tx_phys) & 0x02) or bool(int(command.rx_phys) & 0x02)
+        phy = "2M" if (want_2m and self.air.model.phy == "2M") else "1M"
+        asyncio.get_running_loop().call_later(2 * air.interval_s, air.set_phy, phy)
+
+    def on_hci_le_read_phy_command(
+        self, command: hci.HCI_LE_Read_PHY_Command
+    ) -> hci.HCI_LE_Read_PHY_ReturnParameters:
+        conn = self.find_le_connection_by_handle(command.connection_handle)
+        air = self.air.find(self, conn) if conn else None
+        phy = hci.Phy.LE_2M if (air and air.phy == "2M") else hci.Phy.LE_1M
+        return hci.HCI_LE_Read_PHY_ReturnParameters(
+            status=hci.HCI_ErrorCode.SUCCESS, connection_handle=command.connection_handle,
+            tx_phy=phy, rx_phy=phy)
+
+    # -- connection life cycle hooks
+    def on_le_connect_ind(self, packet: Any) -> None:
+        super().on_le_connect_ind(packet)
+        conn = self.le_connections.get(packet.initiator_address)
+        if conn is not None:
+            self.air.on_connected(self, conn)
+
+    def on_le_disconnected(self, connection: Connection, reason: int) -> None:
+        if connection.peer_address in self.le_connections:
+            super().on_le_disconnected(connection, reason)
+        self.air.on_disconnected(self, connection)
+
+    def on_le_encryption_change(self, connection: Connection, status: int) -> None:
+        super().on_le_encryption_change(connection, status)
+        air = self.air.find(self, connection)
+        if air is not None and status == hci.HCI_ErrorCode.SUCCESS:
+            air.encrypted = True
+
+    def go_silent(self) -> None:
+        """The host behind this controller is gone: stop radiating (connections time out)."""
+        self.dead = True
+        self.le_legacy_advertiser.stop()
+        for adv_set in self.advertising_sets.values():
+            adv_set.stop()
+        self.le_scan_enable = False
+        self.pending_le_connection = None
+
+
+@dataclass
+class _Side:
+    ctrl: ShapedController
+    conn: Connection
+    queue: collections.deque[hci.HCI_AclDataPacket] = field(default_factory=collections.deque)
+    frags_left: list[int] = field(default_factory=list)
+    delivered_packets: int = 0
+    delivered_bytes: int = 0
+    retransmissions: int = 0
+
+
+class AirConnection:
+    """One LE connection between two controllers, driven by simulated connection events."""
+
+    def __init__(self, link: AirLink, central: _Side, peripheral: _Side) -> None:
+        self.link = link
+        self.model = link.model
+        self.sides = (central, peripheral)
+        self.phy = "1M"
+        self.tx_octets = 27
+        self.encrypted = False
+        self.interval_s = self.model.interval_ms / 1000.0
+        loop = asyncio.get_running_loop()
+        self.created = loop.time()
+        self.last_heard = self.created
+        self.events = 0
+        self.closed = False
+        self.assemblers = [hci.HCI_AclDataPacketAssembler(functools.partial(self._deliver, i))
+                           for i in range(2)]
+        self.task = loop.create_task(self._run(), name=f"air-conn-{central.ctrl.name}")
+
+    def involves(self, ctrl: Controller, conn: Connection) -> bool:
+        return any(s.ctrl is ctrl and s.conn is conn for s in self.sides)
+
+    def enqueue(self, ctrl: Controller, packet: hci.HCI_AclDataPacket) -> None:
+        side = self.sides[0] if self.sides[0].ctrl is ctrl else self.sides[1]
+        side.queue.append(packet)
+
+    def set_data_length(self, octets: int) -> None:
+        self.tx_octets = octets
+        time_us = (octets + 14) * 8        # 1M PHY time incl. MIC, as controllers report it
+        for s in self.sides:
+            s.ctrl.send_hci_packet(hci.HCI_LE_Data_Length_Change_Event(
+                connection_handle=s.conn.handle, max_tx_octets=octets, max_tx_time=time_us,
+                max_rx_octets=octets, max_rx_time=time_us))
+
+    def set_phy(self, phy: str) -> None:
+        if self.closed:
+            return
+        self.phy = phy
+        code = hci.Phy.LE_2M if phy == "2M" else hci.Phy.LE_1M
+        for s in self.sides:
+            s.ctrl.send_hci_packet(hci.HCI_LE_PHY_Update_Complete_Event(
+                status=hci.HCI_ErrorCode.SUCCESS, connection_handle=s.conn.handle,
+                tx_phy=code, rx_phy=code))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.task.cancel()
+
+    # -- the connection-event engine
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_t = loop.time() + self.interval_s
+        while not self.closed:
+            delay = next_t - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = loop.time()
+            due = int((now - next_t) / self.interval_s) + 1
+            for k in range(min(due, MAX_CATCH_UP_EVENTS)):
+                if self.closed:
+                    return
+                self._event(next_t + k * self.interval_s)
+            next_t += due * self.interval_s
+
+    def _event(self, t: float) -> None:
+        self.events += 1
+        central, peripheral = self.sides
+        if self.link.in_outage(t) or central.ctrl.dead or peripheral.ctrl.dead:
+            if t - self.last_heard >= self.model.supervision_timeout_s:
+                self.link.supervision_timeout(self)
+            return
+        self.last_heard = t
+        budget = self.model.budget_us
+        exchanges = 0
+        blocked = [False, False]
+        completed = [0, 0]
+        while not (self.model.max_pdus_per_event and exchanges >= self.model.max_pdus_per_event):
+            sizes = [self._next_fragment(i, budget, blocked) for i in range(2)]
+            if sizes[0] is None and sizes[1] is None:
+                break
+            cost = exchange_time_us(sizes[0] or 0, sizes[1] or 0, self.phy, self.encrypted)
+            if cost > budget:
+                break
+            budget -= cost
+            exchanges += 1
+            for i, size in enumerate(sizes):
+                if size is None:
+                    continue
+                side = self.sides[i]
+                if self.model.per and self.link.rng.random() < self.model.per:
+                    side.retransmissions += 1          # not acknowledged: sent again
+                    continue
+                side.frags_left.pop(0)
+                if not side.frags_left:
+                    packet = side.queue.popleft()
+                    side.delivered_packets += 1
+                    side.delivered_bytes += len(packet.data)
+                    completed[i] += 1
+                    self.assemblers[i].feed_packet(packet)
+        for i, n in enumerate(completed):
+            if n:
+                s = self.sides[i]
+                s.ctrl.send_hci_packet(hci.HCI_Number_Of_Completed_Packets_Event(
+                    connection_handles=[s.conn.handle], num_completed_packets=[n]))
+
+    def _next_fragment(self, i: int, budget: float, blocked: list[bool]) -> int | None:
+        side = self.sides[i]
+        if blocked[i] or not side.queue:
+            return None
+        if not side.frags_left:
+            frags = fragments(len(side.queue[0].data), self.tx_octets)
+            whole = sum(exchange_time_us(0, f, self.phy, self.encrypted) for f in frags)
+            if whole > budget:             # an ACL packet starts only if it fits this event
+                blocked[i] = True
+                return None
+            side.frags_left = frags
+        return side.frags_left[0]
+
+    def _deliver(self, i: int, pdu: bytes) -> None:
+        src, dst = self.sides[i], self.sides[1 - i]
+        if dst.conn.peer_address not in dst.ctrl.le_connections:
+            return
+        dst.ctrl.send_hci_packet(hci.HCI_AclDataPacket(dst.conn.handle, 2, 0, len(pdu), pdu))
+        del src
+
+    def stats(self) -> dict[str, Any]:
+        c, p = self.sides
+        now = asyncio.get_running_loop().time()
+        return {
+            "central": c.ctrl.name, "peripheral": p.ctrl.name, "phy": self.phy,
+            "tx_octets": self.tx_octets, "encrypted": self.encrypted, "events": self.events,
+            "age_s": now - self.created,
+            "central_to_peripheral": {"packets": c.delivered_packets, "bytes": c.delivered_bytes,
+                                      "retransmissions": c.retransmissions,
+                                      "queued": len(c.queue)},
+            "peripheral_to_central": {"packets": p.delivered_packets, "bytes": p.delivered_bytes,
+                                      "retransmissions": p.retransmissions,
+                                      "queued": len(p.queue)},
+        }
+
+
+class AirLink(LocalLink):  # type: ignore[misc]
+    """The LocalLink with a radio model between its controllers."""
+
+    def __init__(self, model: LinkModel) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.model = model
+        self.rng = random.Random(model.seed)
+        self.connections: list[AirConnection] = []
+        self.closed_stats: list[dict[str, Any]] = []
+        self.t0 = asyncio.get_running_loop().time()
+        self.outages = [(self.t0 + a, self.t0 + a + d) for a, d in model.outages]
+
+    def in_outage(self, t: float) -> bool:
+        return any(a <= t < b for a, b in self.outages)
+
+    def start_outage(self, seconds: float) -> None:
+        now = asyncio.get_running_loop().time()
+        self.outages.append((now, now + seconds))
+        log.info("outage for %.3f s", seconds)
+
+    def find_le_controller(self, address: hci.Address) -> Controller | None:
+        live = [c for c in self.controllers if not getattr(c, "dead", False)]
+        for c in live:
+            for connection in c.le_connections.values():
+                if connection.self_address == address:
+                    return c
+        for c in live:
+            if address in (c.random_address, c.public_address):
+                return c
+        return None
+
+    def find(self, ctrl: Controller, conn: Connection | None) -> AirConnection | None:
+        for air in self.connections:
+            if conn is not None and air.involves(ctrl, conn):
+                return air
+        return None
+
+    def on_connected(self, peripheral: ShapedController, p_conn: Connection) -> None:
+        for c in self.controllers:
+            central = c.le_connections.get(p_conn.self_address)
+            if central is not None and central.self_address == p_conn.peer_address \
+                    and not getattr(c, "dead", False) and c is not peripheral:
+                assert isinstance(c, ShapedController)
+                air = AirConnection(self, _Side(c, central), _Side(peripheral, p_conn))
+                self.connections.append(air)
+                log.info("connection %s → %s", c.name, peripheral.name)
+                return
+        log.warning("connection to %s without a central", peripheral.name)
+
+    def on_disconnected(self, ctrl: Controller, conn: Connection) -> None:
+        air = self.find(ctrl, conn)
+        if air is not None:
+            air.close()
+            self.connections.remove(air)
+            self.closed_stats.append(air.stats())
+        self._reap()
+
+    def supervision_timeout(self, air: AirConnection) -> None:
+        log.info("supervision timeout: %s ↔ %s", air.sides[0].ctrl.name, air.sides[1].ctrl.name)
+        air.close()
+        if air in self.connections:
+            self.connections.remove(air)
+            self.closed_stats.append(air.stats())
+        for s in air.sides:
+            if s.conn.peer_address in s.ctrl.le_connections:
+                Controller.on_le_disconnected(s.ctrl, s.conn, REASON_SUPERVISION_TIMEOUT)
+        self._reap()
+
+    def _reap(self) -> None:
+        for c in list(self.controllers):
+            if getattr(c, "dead", False) and not c.le_connections:
+                self.remove_controller(c)
+
+    def send_acl_data(self, sender_controller: Controller, destination_address: hci.Address,
+                      transport: PhysicalTransport, data: bytes) -> None:
+        log.warning("unshaped ACL data from %s dropped", sender_controller.name)
+
+
+class _HciServerProtocol(asyncio.Protocol):
+    """One TCP client = one host attached to a fresh controller."""
+
+    def __init__(self, device: _Device) -> None:
+        self.device = device
+        self.transport: asyncio.Transport | None = None
+        self.ctrl: ShapedController | None = None
+        self.parser: PacketParser | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self.device.active is not None:
+            log.warning("%s: second HCI client refused", self.device.name)
+            transport.close()
+            return
+        self.transport = transport
+        self.device.active = self
+        self.device.generation += 1
+        self.ctrl = ShapedController(f"{self.device.name}#{self.device.generation}",
+                                     self.device.link)
+        self.ctrl.host = self          # controller → host packets go to on_packet
+        self.parser = PacketParser(self.ctrl)
+        log.info("%s: host attached", self.device.name)
+
+    def on_packet(self, packet: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(packet)
+
+    def data_received(self, data: bytes) -> None:
+        if self.parser is not None:
+            try:
+                self.parser.feed_data(data)
+            except Exception as e:  # garbage from a host must not take the air down
+                log.warning("%s: bad HCI data (%s); dropping the client", self.device.name, e)
+                if self.transport is not None:
+                    self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.device.active is self:
+            self.device.active = None
+        if self.ctrl is not None:
+            log.info("%s: host detached; controller silent", self.device.name)
+            self.ctrl.go_silent()
+            self.device.link._reap()
+        self.transport = None
+
+
+@dataclass
+class _Device:
+    name: str
+    link: AirLink
+    active: _HciServerProtocol | None = None
+    generation: int = 0
+    server: asyncio.Server | None = None
+    port: int = 0
+
+
+class Air:
+    """The air process's state: the link, one HCI server per device, a control server."""
+
+    def __init__(self, model: LinkModel, names: list[str]) -> None:
+        self.model = model
+        self.names = names
+        self.link: AirLink | None = None
+        self.devices: list[_Device] = []
+        self.control: asyncio.Server | None = None
+        self.control_port = 0
+
+    async def start(self, host: str = "127.0.0.1", ports: list[int] | None = None) -> None:
+        self.link = AirLink(self.model)
+        loop = asyncio.get_running_loop()
+        for i, name in enumerate(self.names):
+            dev = _Device(name, self.link)
+            port = ports[i] if ports else 0
+            dev.server = await loop.create_server(
+                functools.partial(_HciServerProtocol, dev), host, port)
+            dev.port = dev.server.sockets[0].getsockname()[1]
+            self.devices.append(dev)
+        self.control = await asyncio.start_server(self._control_client, host, 0)
+        self.control_port = self.control.sockets[0].getsockname()[1]
+
+    def info(self) -> dict[str, Any]:
+        return {"ports": {d.name: d.port for d in self.devices}, "control": self.control_port,
+                "model": self.model.to_json(), "model_text": self.model.describe()}
+
+    def stats(self) -> dict[str, Any]:
+        assert self.link is not None
+        return {"open": [a.stats() for a in self.link.connections],
+                "closed": self.link.closed_stats[-20:]}
+
+    async def _control_client(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        assert self.link is not None
+        try:
+            while line := await reader.readline():
+                try:
+                    req = json.loads(line)
+                    cmd = req.get("cmd")
+                    if cmd == "outage":
+                        self.link.start_outage(float(req["seconds"]))
+                        reply: dict[str, Any] = {"ok": True}
+                    elif cmd == "stats":
+                        reply = {"ok": True, **self.stats()}
+                    elif cmd == "model":
+                        reply = {"ok": True, "model": self.model.to_json()}
+                    else:
+                        reply = {"ok": False, "error": f"unknown cmd {cmd!r}"}
+                except (ValueError, KeyError, TypeError) as e:
+                    reply = {"ok": False, "error": str(e)}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        for d in self.devices:
+            if d.server is not None:
+                d.server.close()
+            if d.active is not None and d.active.transport is not None:
+                d.active.transport.close()
+        if self.control is not None:
+            self.control.close()
+        if self.link is not None:
+            for a in list(self.link.connections):
+                a.close()
+
+
+async def control_request(port: int, request: dict[str, Any],
+                          host: str = "127.0.0.1") -> dict[str, Any]:
+    """One request to an air process's control port."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        reply: dict[str, Any] = json.loads(await reader.readline())
+        return reply
+    finally:
+        writer.close()
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, help="link model JSON file (fields of LinkModel)")
+    p.add_argument("--model-json", help="link model as a JSON string")
+    p.add_argument("--phy", choices=["1M", "2M"])
+    p.add_argument("--interval-ms", type=float)
+    p.add_argument("--no-dle", action="store_true", help="27-byte PDUs")
+    p.add_argument("--pdus-per-event", type=int, help="max exchanges per event (0: no cap)")
+    p.add_argument("--per", type=float, help="packet error rate")
+    p.add_argument("--supervision-timeout", type=float, help="seconds")
+    p.add_argument("--acl-buffers", type=int)
+    p.add_argument("--outage", action="append", default=[], metavar="START:DURATION",
+                   help="outage window in seconds from air start (repeatable)")
+
+
+def model_from_args(args: argparse.Namespace) -> LinkModel:
+    data: dict[str, Any] = json.loads(args.model.read_text()) if args.model else {}
+    if args.model_json:
+        data.update(json.loads(args.model_json))
+    for key, attr in (("phy", "phy"), ("interval_ms", "interval_ms"),
+                      ("max_pdus_per_event", "pdus_per_event"), ("per", "per"),
+                      ("supervision_timeout_s", "supervision_timeout"),
+                      ("acl_buffers", "acl_buffers")):
+        if getattr(args, attr) is not None:
+            data[key] = getattr(args, attr)
+    if args.no_dle:
+        data["dle"] = False
+    if args.outage:
+        data["outages"] = [tuple(float(x) for x in o.split(":")) for o in args.outage]
+    return LinkModel.from_json(data)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    air = Air(model_from_args(args), [n for n in args.devices.split(",") if n])
+    await air.start()
+    info = air.info()
+    print(json.dumps(info), flush=True)
+    if args.ports_file:
+        args.ports_file.write_text(json.dumps(info))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await air.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hil.air", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--devices", default="hub,host", help="comma-separated device names")
+    p.add_argument("--ports-file", type=Path, help="also write the port JSON here")
+    p.add_argument("-v", "--verbose", action="store_true")
+    add_model_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("bumble").setLevel(logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
