@@ -83,6 +83,7 @@ class Scheduler:
         self.report_seq = 0
         self._report_due = False
         self._last_report = 0.0
+        self._final = False
         self.report_interval = 0.25          # seconds between ShedReports while shedding
         self._wake = asyncio.Event()
         self._retry: bytes | None = None
@@ -209,14 +210,16 @@ class Scheduler:
                                  queued=c.queued_items, queued_bytes=c.queued_bytes)
                 for s, c in self.classes.items()]
 
-    def request_report(self) -> None:
-        """Asks for a ShedReport (totals) at the next opportunity, even with no new ranges."""
+    def request_report(self, final: bool = False) -> None:
+        """Asks for a ShedReport (totals) at the next opportunity, even with no new ranges;
+        ``final`` marks the session's last report (clean shutdown)."""
+        self._final = self._final or final
         self._report_due = True
         self._wake.set()
 
     def _shed_report(self) -> bytes:
         rep = pb.ShedReport(ranges=self.pending_ranges, totals=self.counters(),
-                            report_seq=self.report_seq)
+                            report_seq=self.report_seq, final=self._final)
         self.report_seq += 1
         self.pending_ranges = []
         self._open_ranges.clear()

@@ -17,6 +17,7 @@ import termios
 import tty
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hub.link.frame import LinkError
 
@@ -42,6 +43,8 @@ class LinkTransport:
         self._server: asyncio.Server | None = None
         self._on_data: DataHandler | None = None
         self._on_disconnect: Callable[[], None] | None = None
+        self._serve_task: asyncio.Task[Any] | None = None
+        self._writer: asyncio.StreamWriter | None = None
 
     async def start(self, on_data: DataHandler,
                     on_disconnect: Callable[[], None] | None = None) -> None:
@@ -71,6 +74,8 @@ class LinkTransport:
             return
         self.connected = True
         self.connections += 1
+        self._serve_task = asyncio.current_task()
+        self._writer = writer
         log.info("implant connected on %s", self.address)
         try:
             while data := await reader.read(1 << 16):
@@ -123,6 +128,9 @@ class LinkTransport:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            if self._writer is not None and self._serve_task is not None:
+                self._writer.close()
+                await asyncio.wait([self._serve_task], timeout=1.0)
             with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
         elif hasattr(self, "_fd"):

@@ -81,6 +81,7 @@ class TcpUplink(Uplink):
         self._reader_task: asyncio.Task[None] | None = None
         self._schedule_task: asyncio.Task[None] | None = None
         self._outage_until = 0.0
+        self._serve_task: asyncio.Task[None] | None = None
         self._on_command: CommandHandler | None = None
         self.outages = 0
 
@@ -113,6 +114,7 @@ class TcpUplink(Uplink):
             writer.close()
             return
         self._writer = writer
+        self._serve_task = asyncio.current_task()
         self.stats.connects += 1
         log.info("host connected to the TCP uplink")
         if self.schedule and self._schedule_task is None:
@@ -184,5 +186,7 @@ class TcpUplink(Uplink):
             with contextlib.suppress(ConnectionError, OSError):
                 await w.drain()
             w.close()
+        if self._serve_task is not None:        # let the reader see EOF and finish
+            await asyncio.wait([self._serve_task], timeout=1.0)
         if self._server is not None:
             self._server.close()

@@ -123,7 +123,7 @@ class SpikeBatch(_message.Message):
     def __init__(self, first_sample: _Optional[int] = ..., offset: _Optional[_Iterable[int]] = ..., channel: _Optional[_Iterable[int]] = ..., unit: _Optional[_Iterable[int]] = ..., amplitude: _Optional[_Iterable[int]] = ..., end_sample: _Optional[int] = ...) -> None: ...
 
 class FeatureBins(_message.Message):
-    __slots__ = ("first_bin", "bin_samples", "n_channels", "n_bins", "counts", "rms_q4", "samples_seen")
+    __slots__ = ("first_bin", "bin_samples", "n_channels", "n_bins", "counts", "rms_q4", "samples_seen", "first_sample")
     FIRST_BIN_FIELD_NUMBER: _ClassVar[int]
     BIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class FeatureBins(_message.Message):
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     RMS_Q4_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     first_bin: int
     bin_samples: int
     n_channels: int
@@ -138,7 +139,8 @@ class FeatureBins(_message.Message):
     counts: _containers.RepeatedScalarFieldContainer[int]
     rms_q4: _containers.RepeatedScalarFieldContainer[int]
     samples_seen: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, first_bin: _Optional[int] = ..., bin_samples: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_bins: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., rms_q4: _Optional[_Iterable[int]] = ..., samples_seen: _Optional[_Iterable[int]] = ...) -> None: ...
+    first_sample: int
+    def __init__(self, first_bin: _Optional[int] = ..., bin_samples: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_bins: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., rms_q4: _Optional[_Iterable[int]] = ..., samples_seen: _Optional[_Iterable[int]] = ..., first_sample: _Optional[int] = ...) -> None: ...
 
 class Snippets(_message.Message):
     __slots__ = ("n_samples", "pre", "sample", "channel", "unit", "neighbors", "waveforms", "k")
@@ -273,14 +275,16 @@ class ShedRange(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., reason: _Optional[_Union[ShedReason, str]] = ..., first_sample: _Optional[int] = ..., end_sample: _Optional[int] = ..., items: _Optional[int] = ..., packets: _Optional[int] = ..., channels: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ShedReport(_message.Message):
-    __slots__ = ("ranges", "totals", "report_seq")
+    __slots__ = ("ranges", "totals", "report_seq", "final")
     RANGES_FIELD_NUMBER: _ClassVar[int]
     TOTALS_FIELD_NUMBER: _ClassVar[int]
     REPORT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
     ranges: _containers.RepeatedCompositeFieldContainer[ShedRange]
     totals: _containers.RepeatedCompositeFieldContainer[ClassCounters]
     report_seq: int
-    def __init__(self, ranges: _Optional[_Iterable[_Union[ShedRange, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., report_seq: _Optional[int] = ...) -> None: ...
+    final: bool
+    def __init__(self, ranges: _Optional[_Iterable[_Union[ShedRange, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., report_seq: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class TimeSync(_message.Message):
     __slots__ = ("sample_index", "hub_time_ns", "sampling_frequency", "host_time_ns")

@@ -1,0 +1,241 @@
+"""Host-side receiver: chunks in (from TCP, or BLE notifications), decoded packets out, with
+sequence continuity, exact per-class accounting against the hub's shed reports, detected
+gaps (hub restarts, implant-link gaps) and latency from sample time to host decode.
+
+Transport-independent: a transport calls :meth:`Receiver.feed_chunk` with each chunk (and
+:meth:`Receiver.reset_link` when a connection is replaced); :mod:`host_tools.record_cli` feeds it
+from TCP and the BLE client feeds it from notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from hub.wire import Reassembler, pb
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = {pb.STREAM_SPIKES: "events", pb.STREAM_FEATURES: "feature_bins",
+               pb.STREAM_SNIPPETS: "snippets", pb.STREAM_RAW: "raw",
+               pb.STREAM_TELEMETRY: "telemetry", pb.STREAM_COMMAND_RESULT: "results"}
+SHED_REASONS = {v: k for k, v in pb.ShedReason.items()}
+
+
+def items_of(env: pb.Envelope) -> int:
+    """What accounting counts for one packet (matches the hub's Packet.items)."""
+    kind = env.WhichOneof("payload")
+    if kind == "spikes":
+        return len(env.spikes.offset)
+    if kind == "features":
+        return int(env.features.n_bins)
+    if kind == "snippets":
+        return len(env.snippets.sample)
+    if kind == "raw":
+        return int(env.raw.n_samples) * len(env.raw.channels)
+    if kind in ("telemetry", "result"):
+        return 1
+    return 0
+
+
+@dataclass
+class Session:
+    """What the host learned about one hub process (session id)."""
+
+    session_id: int
+    delivered: dict[int, int] = field(default_factory=dict)
+    next_seq: dict[int, int] = field(default_factory=dict)
+    lost_packets: dict[int, int] = field(default_factory=dict)    # sequence gaps
+    totals: dict[int, pb.ClassCounters] = field(default_factory=dict)
+    shed_ranges: list[pb.ShedRange] = field(default_factory=list)
+    final: bool = False
+    first_sample: int | None = None    # first data sample seen
+    last_sample: int = 0               # end of the latest data seen
+    fs: float = 0.0
+
+
+class Receiver:
+    def __init__(self, on_envelope: Callable[[pb.Envelope, int], None] | None = None) -> None:
+        self.reassembler = Reassembler()
+        self.sessions: dict[int, Session] = {}
+        self.order: list[int] = []
+        self.on_envelope = on_envelope
+        self.latency_ms: dict[str, list[float]] = {"events": [], "feature_bins": [], "raw": []}
+        self.packets = 0
+        self.bad_packets = 0
+        self.bytes = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.results: list[pb.CommandResult] = []
+        self.last_telemetry: pb.Telemetry | None = None
+        self.logs: list[pb.LogRecord] = []
+
+    # ------------------------------------------------------------ input
+    def reset_link(self) -> None:
+        """A new connection: partial packets from the old one are gone."""
+        self.reassembler.reset()
+
+    def feed_chunk(self, chunk: bytes, t_ns: int | None = None) -> list[pb.Envelope]:
+        t = time.monotonic_ns() if t_ns is None else t_ns
+        self.first_ns = self.first_ns or t
+        self.last_ns = t
+        self.bytes += len(chunk)
+        out = []
+        for payload in self.reassembler.feed(chunk):
+            try:
+                env = pb.Envelope.FromString(payload)
+            except DecodeError:
+                self.bad_packets += 1
+                continue
+            self._on(env, t)
+            out.append(env)
+        return out
+
+    def _session(self, sid: int) -> Session:
+        s = self.sessions.get(sid)
+        if s is None:
+            s = self.sessions[sid] = Session(sid)
+            self.order.append(sid)
+            if len(self.order) > 1:
+                log.warning("hub session changed to %08x (hub restarted)", sid)
+        return s
+
+    def _on(self, env: pb.Envelope, t_ns: int) -> None:
+        self.packets += 1
+        s = self._session(env.session_id)
+        st = env.stream
+        exp = s.next_seq.get(st)
+        if exp is not None and env.seq != exp:
+            gap = env.seq - exp
+            s.lost_packets[st] = s.lost_packets.get(st, 0) + max(gap, 0)
+            log.warning("stream %s: sequence %d after %d (%d lost in transit)",
+                        CLASS_NAMES.get(st, st), env.seq, exp - 1, gap)
+        s.next_seq[st] = env.seq + 1
+        kind = env.WhichOneof("payload")
+        s.delivered[st] = s.delivered.get(st, 0) + items_of(env)
+        if kind in ("spikes", "features", "raw", "snippets"):
+            first = (env.spikes.first_sample if kind == "spikes" else
+                     env.features.first_sample if kind == "features" else
+                     env.raw.first_sample if kind == "raw" else env.sample_index)
+            s.first_sample = first if s.first_sample is None else min(s.first_sample, first)
+            s.last_sample = max(s.last_sample, env.sample_index)
+            self._latency(env, kind, s, t_ns)
+        elif kind == "shed":
+            for c in env.shed.totals:
+                s.totals[c.stream] = c
+            s.shed_ranges.extend(env.shed.ranges)
+            s.final = s.final or env.shed.final
+        elif kind == "telemetry":
+            self.last_telemetry = env.telemetry
+            s.fs = env.telemetry.sampling_frequency or s.fs
+        elif kind == "time_sync":
+            s.fs = env.time_sync.sampling_frequency or s.fs
+        elif kind == "result":
+            self.results.append(env.result)
+        elif kind == "log":
+            self.logs.append(env.log)
+            log.info("hub log [%s] %s: %s", env.log.level, env.log.logger, env.log.message)
+        if self.on_envelope is not None:
+            self.on_envelope(env, t_ns)
+
+    def _latency(self, env: pb.Envelope, kind: str, s: Session, t_ns: int) -> None:
+        if not s.fs or not env.hub_time_ns:
+            return
+        # hub_time_ns is when sample_index arrived at the hub: sample time = that minus the
+        # samples after it. Same-machine runs share CLOCK_MONOTONIC with the hub.
+        if kind == "spikes":
+            samples = env.spikes.first_sample + np.asarray(env.spikes.offset, np.int64)
+            age = (env.sample_index - samples) / s.fs * 1e3
+            base = (t_ns - env.hub_time_ns) / 1e6
+            self.latency_ms["events"].extend((base + age).tolist())
+        elif kind == "features":
+            self.latency_ms["feature_bins"].append((t_ns - env.hub_time_ns) / 1e6)
+        elif kind == "raw":
+            self.latency_ms["raw"].append((t_ns - env.hub_time_ns) / 1e6)
+
+    # ------------------------------------------------------------ results
+    def accounting(self) -> dict[str, dict[str, int]]:
+        """Per class, summed over sessions: produced (hub), delivered (host), shed (hub
+        reports), queued at the last report, lost in transit (sequence gaps, packets),
+        unaccounted = produced − delivered − shed − queued."""
+        out: dict[str, dict[str, int]] = {}
+        for st, name in CLASS_NAMES.items():
+            row = {"produced": 0, "delivered": 0, "shed": 0, "queued": 0, "lost_packets": 0}
+            for s in self.sessions.values():
+                tot = s.totals.get(st)
+                row["produced"] += tot.produced if tot else 0
+                row["shed"] += tot.shed if tot else 0
+                row["queued"] += tot.queued if tot else 0
+                row["delivered"] += s.delivered.get(st, 0)
+                row["lost_packets"] += s.lost_packets.get(st, 0)
+            row["unaccounted"] = (row["produced"] - row["delivered"] - row["shed"]
+                                  - row["queued"])
+            out[name] = row
+        return out
+
+    def gaps(self) -> list[dict[str, Any]]:
+        """Sample ranges the host knows it never got data for: hub restarts (seen by the host
+        as a session change) and the hub's own gap reports (implant link, restart)."""
+        out: list[dict[str, Any]] = []
+        prev: Session | None = None
+        for sid in self.order:
+            s = self.sessions[sid]
+            if prev is not None and s.first_sample is not None:
+                out.append({"reason": "hub_restart_seen_by_host", "from_session": prev.session_id,
+                            "to_session": sid, "first_sample": prev.last_sample,
+                            "end_sample": s.first_sample})
+            for r in s.shed_ranges:
+                if r.stream == pb.STREAM_UNSPECIFIED:
+                    out.append({"reason": SHED_REASONS.get(r.reason, str(r.reason)),
+                                "session": sid, "first_sample": r.first_sample,
+                                "end_sample": r.end_sample})
+            prev = s
+        return out
+
+    def shed_summary(self) -> dict[str, dict[str, int]]:
+        """Shed items per class and reason, from the reported ranges."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.sessions.values():
+            for r in s.shed_ranges:
+                if r.stream == pb.STREAM_UNSPECIFIED:
+                    continue
+                d = out.setdefault(CLASS_NAMES.get(r.stream, str(r.stream)), {})
+                key = SHED_REASONS.get(r.reason, str(r.reason))
+                d[key] = d.get(key, 0) + r.items
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        wall = (self.last_ns - self.first_ns) / 1e9 if self.last_ns > self.first_ns else 0.0
+        lat = {k: percentiles(v) for k, v in self.latency_ms.items()}
+        rs = self.reassembler.stats
+        return {
+            "sessions": [f"{sid:08x}" for sid in self.order],
+            "final_report_seen": bool(self.order) and self.sessions[self.order[-1]].final,
+            "classes": self.accounting(),
+            "shed_by_reason": self.shed_summary(),
+            "gaps": self.gaps(),
+            "latency_ms": lat,
+            "link": {"bytes": self.bytes, "seconds": round(wall, 3),
+                     "throughput_bps": round(self.bytes * 8 / wall) if wall else 0,
+                     "chunks": rs.chunks, "lost_chunks": rs.lost_chunks,
+                     "bad_chunks": rs.bad_chunks, "packets": self.packets,
+                     "bad_packets": self.bad_packets},
+            "command_results": [{"request_id": r.request_id, "command": r.command,
+                                 "code": pb.ResultCode.Name(r.code), "message": r.message}
+                                for r in self.results],
+        }
+
+
+def percentiles(v: list[float]) -> dict[str, float | int | None]:
+    if not v:
+        return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
+    a = np.asarray(v)
+    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)), 2),
+            "p90": round(float(np.percentile(a, 90)), 2),
+            "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2)}

@@ -1,0 +1,178 @@
+"""``hubctl record --tcp HOST:PORT``: receive from a hub's TCP uplink, decode everything, check
+continuity and accounting, optionally send commands, and write a JSON summary.
+
+Stops after ``--duration`` seconds, or (``--until-final``) when the hub closes the link after its
+final shed report (clean shutdown). Reconnects when the hub goes away (restart).
+Commands: ``--set FIELD=VALUE`` (repeatable) sends one Configure with those PipelineSettings
+fields (plus ``raw_channels=0,1,2`` and ``outage_buffer_s=…``) after the first connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from host_tools.receiver import Receiver
+from hub.control import channels_to_mask
+from hub.wire import SCHEMA_VERSION, Chunker, pb
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tcp", required=True, metavar="HOST:PORT", help="the hub's TCP uplink")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--until-final", action="store_true",
+                   help="stop when the hub closes the link after its final report")
+    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="configure the hub after connecting (repeatable)")
+    p.add_argument("--json", type=Path, help="write the summary here")
+    p.add_argument("--packets-out", type=Path, help="raw packet log (length-prefixed)")
+
+
+def configure_command(settings: list[str], request_id: int,
+                      n_channels: int | None = None) -> pb.Command:
+    """A Configure from FIELD=VALUE strings (PipelineSettings field names)."""
+    cmd = pb.Command(request_id=request_id, schema_version=SCHEMA_VERSION)
+    cfg = cmd.configure
+    cfg.SetInParent()
+    fields = pb.PipelineSettings.DESCRIPTOR.fields_by_name
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: want FIELD=VALUE")
+        if key == "raw_channels":
+            if n_channels is None:
+                raise ValueError("raw_channels needs the hub's channel count")
+            cfg.raw_channel_mask = channels_to_mask([int(c) for c in value.split(",")],
+                                                    n_channels)
+        elif key == "outage_buffer_s":
+            cfg.outage_buffer_s = float(value)
+        elif key == "snippets":
+            cfg.snippets = value.lower() in ("1", "true", "yes")
+        elif key in fields:
+            f = fields[key]
+            typed: Any = (value if f.type == f.TYPE_STRING else value.lower() in ("1", "true")
+                          if f.type == f.TYPE_BOOL else float(value)
+                          if f.type == f.TYPE_DOUBLE else int(value))
+            setattr(cfg.pipeline, key, typed)
+        else:
+            raise ValueError(f"--set {key!r}: unknown field (PipelineSettings: "
+                             f"{', '.join(sorted(fields))})")
+    return cmd
+
+
+def frame_command(cmd: pb.Command, payload_size: int = 244) -> bytes:
+    """TCP bytes for one command: each chunk as u16 length + chunk."""
+    return b"".join(len(c).to_bytes(2, "little") + c
+                    for c in Chunker(payload_size).chunks(cmd.SerializeToString()))
+
+
+class TcpClient:
+    """Connects (and reconnects) to a hub's TCP uplink and feeds a Receiver."""
+
+    def __init__(self, host: str, port: int, receiver: Receiver,
+                 packets_out: Path | None = None) -> None:
+        self.host, self.port, self.rx = host, port, receiver
+        self.writer: asyncio.StreamWriter | None = None
+        self.connects = 0
+        self.closed_after_final = False
+        self._log = packets_out.open("wb") if packets_out else None
+
+    async def send(self, cmd: pb.Command) -> None:
+        if self.writer is None:
+            raise ConnectionError("not connected to the hub")
+        self.writer.write(frame_command(cmd))
+        await self.writer.drain()
+
+    async def run(self, connect_timeout: float, until_final: bool) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            deadline = loop.time() + connect_timeout
+            while True:
+                try:
+                    reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                    break
+                except OSError:
+                    if loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            self.connects += 1
+            self.rx.reset_link()
+            log.info("connected to hub %s:%d", self.host, self.port)
+            try:
+                while True:
+                    head = await reader.readexactly(2)
+                    chunk = await reader.readexactly(int.from_bytes(head, "little"))
+                    if self._log:
+                        self._log.write(head + chunk)
+                    self.rx.feed_chunk(chunk)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            self.writer.close()
+            self.writer = None
+            sessions = self.rx.sessions
+            if until_final and self.rx.order and sessions[self.rx.order[-1]].final:
+                self.closed_after_final = True
+                return
+            log.info("hub closed the link; reconnecting")
+
+    def close(self) -> None:
+        if self._log:
+            self._log.close()
+
+
+async def record(host: str, port: int, duration: float | None, until_final: bool,
+                 settings: list[str], connect_timeout: float = 30.0,
+                 packets_out: Path | None = None) -> dict[str, Any]:
+    rx = Receiver()
+    client = TcpClient(host, port, rx, packets_out)
+    task = asyncio.create_task(client.run(connect_timeout, until_final))
+    t0 = time.monotonic()
+    if settings:
+        while client.writer is None and not task.done():
+            await asyncio.sleep(0.05)
+        n = None
+        while n is None and not task.done() and time.monotonic() - t0 < connect_timeout:
+            n = rx.last_telemetry.n_channels if rx.last_telemetry else None
+            n = n or None
+            if n is None and not any(s.startswith("raw_channels") for s in settings):
+                break
+            await asyncio.sleep(0.1)
+        await client.send(configure_command(settings, 1, n))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), duration)
+    except TimeoutError:
+        pass
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await task
+        client.close()
+    s = rx.summary()
+    s["connects"] = client.connects
+    s["wall_s"] = round(time.monotonic() - t0, 3)
+    return s
+
+
+def run(args: argparse.Namespace) -> int:
+    host, _, port = args.tcp.rpartition(":")
+    s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration, args.until_final,
+                           args.set, args.connect_timeout, args.packets_out))
+    text = json.dumps(s, indent=1)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    print(json.dumps({k: s[k] for k in ("sessions", "classes", "latency_ms", "link")}, indent=1))
+    bad = [k for k, v in s["classes"].items() if v["unaccounted"] != 0]
+    if bad and s["final_report_seen"]:
+        log.error("unaccounted items in: %s", ", ".join(bad))
+        return 1
+    return 0

@@ -1,0 +1,100 @@
+"""``hub run``: the hub daemon — implant link in, pipeline, scheduler, uplink out.
+
+Logs are JSON lines on stderr (one object per record); warnings and errors also travel to the
+host as LOG packets. Stop with SIGTERM (systemd) or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from hub.supervisor import Daemon, DaemonOptions
+from hub.uplink.base import Uplink
+from hub.wire import DEFAULT_PAYLOAD_SIZE
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        d = {"t": round(record.created, 3), "level": record.levelname, "logger": record.name,
+             "msg": record.getMessage(), "pid": os.getpid()}
+        if record.exc_info:
+            d["exc"] = self.formatException(record.exc_info)
+        return json.dumps(d, ensure_ascii=False)
+
+
+class HostLogHandler(logging.Handler):
+    """Warnings and errors to the host as LOG packets (thread-safe: hops onto the loop)."""
+
+    def __init__(self, daemon: Daemon, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(logging.WARNING)
+        self.daemon, self.loop = daemon, loop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pkt = self.daemon.packer.log(record.levelno, record.name, record.getMessage())
+        self.loop.call_soon_threadsafe(self.daemon.scheduler.submit, pkt)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--implant", default="tcp:127.0.0.1:7801",
+                   help="implant link: tcp:HOST:PORT | unix:PATH | serial:DEV[,BAUD] | pty:DEV "
+                        "(default %(default)s)")
+    p.add_argument("--uplink", default="tcp:127.0.0.1:7800",
+                   help="uplink to the host: tcp:HOST:PORT (default %(default)s)")
+    p.add_argument("--rate-bps", type=float, default=None,
+                   help="TCP uplink: token-bucket cap in bit/s (default: uncapped)")
+    p.add_argument("--link-schedule", default="",
+                   help="TCP uplink link model, e.g. '10:rate=260e3,20:outage=5' "
+                        "(seconds after the host connected)")
+    p.add_argument("--payload-size", type=int, default=DEFAULT_PAYLOAD_SIZE,
+                   help="bytes per chunk/notification (default %(default)s)")
+    p.add_argument("--state-dir", type=Path,
+                   default=Path(os.environ.get("STATE_DIRECTORY", "hub-state")),
+                   help="persisted configuration and state (default $STATE_DIRECTORY or "
+                        "./hub-state)")
+    p.add_argument("--ready-file", type=Path, help="write bound addresses here (JSON)")
+    p.add_argument("--telemetry-s", type=float, default=1.0)
+    p.add_argument("--drain-s", type=float, default=3.0,
+                   help="on SIGTERM, seconds to send what is queued")
+    p.add_argument("--text-logs", action="store_true", help="plain-text logs instead of JSON")
+
+
+def make_uplink(args: argparse.Namespace) -> Uplink:
+    scheme, _, rest = args.uplink.partition(":")
+    if scheme == "tcp":
+        from hub.uplink.tcp import TcpUplink
+
+        host, _, port = rest.rpartition(":")
+        try:
+            port_n = int(port)
+        except ValueError as e:
+            raise ValueError(f"--uplink {args.uplink!r}: bad port {port!r}") from e
+        return TcpUplink(host or "127.0.0.1", port_n, rate_bps=args.rate_bps,
+                         payload_size=args.payload_size, schedule=args.link_schedule)
+    raise ValueError(f"--uplink {args.uplink!r}: unknown scheme {scheme!r} (this build: tcp)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.text_logs:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+    logging.Formatter.converter = time.gmtime
+    opts = DaemonOptions(implant=args.implant, state_dir=args.state_dir,
+                         telemetry_s=args.telemetry_s, drain_s=args.drain_s,
+                         ready_file=args.ready_file)
+    uplink = make_uplink(args)
+
+    async def main() -> int:
+        daemon = Daemon(opts, uplink)
+        logging.getLogger().addHandler(HostLogHandler(daemon, asyncio.get_running_loop()))
+        return await daemon.run()
+
+    return asyncio.run(main())

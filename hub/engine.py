@@ -1,0 +1,115 @@
+"""The pipeline stage: blocks in, packets out. ``process`` runs in the worker thread (the
+kernels release the GIL); configuration changes are handed over between blocks, so a block is
+always processed under one whole configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hub.config_store import HubConfig
+from hub.geometry import snippet_neighbors
+from hub.link.blocks import Block
+from hub.packets import Packer
+from hub.pipeline import Pipeline
+from hub.scheduler import Packet
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Output:
+    packets: list[Packet]
+    first: int
+    end: int
+    raw_sent: list[int]
+    raw_shed: list[int]
+
+
+class PipelineStage:
+    def __init__(self, packer: Packer, cfg: HubConfig) -> None:
+        self.packer = packer
+        self.cfg = cfg
+        self.fs = 0.0
+        self.n_channels = 0
+        self.positions: npt.NDArray[np.float64] | None = None
+        self.pipeline: Pipeline | None = None
+        self.neighbors = np.zeros((0, 1), np.int32)
+        self.base = 0
+        self._pending: tuple[HubConfig, Pipeline | None] | None = None
+        self._retired_times: dict[str, float] = {}
+        self.blocks = 0
+        self.rebuilds = 0
+        self.templates: Any = None
+
+    def build(self, cfg: HubConfig) -> Pipeline:
+        """A pipeline for ``cfg`` (raises ValueError when the kernels refuse it)."""
+        return Pipeline(cfg.pipeline, self.n_channels, self.fs, self.positions)
+
+    def set_stream(self, fs: float, n_channels: int) -> None:
+        if (fs, n_channels) != (self.fs, self.n_channels):
+            self.fs, self.n_channels = fs, n_channels
+            self.pipeline = None
+
+    def hand_over(self, cfg: HubConfig, pipeline: Pipeline | None) -> None:
+        """Applies at the next block; ``pipeline`` None keeps the filters (threshold-only or
+        non-pipeline changes)."""
+        self._pending = (cfg, pipeline)
+
+    @property
+    def block_samples(self) -> int:
+        return self.pipeline.block_samples if self.pipeline else max(
+            1, round(self.cfg.pipeline.block_ms * self.fs / 1000.0))
+
+    def kernel_seconds(self) -> dict[str, float]:
+        out = dict(self._retired_times)
+        if self.pipeline is not None:
+            for k, v in self.pipeline.times.seconds.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def _install(self, pipeline: Pipeline, base: int) -> None:
+        if self.pipeline is not None:
+            for k, v in self.pipeline.times.seconds.items():
+                self._retired_times[k] = self._retired_times.get(k, 0.0) + v
+        self.pipeline, self.base = pipeline, base
+        self.neighbors = snippet_neighbors(self.positions, self.n_channels,
+                                           self.cfg.pipeline.snippet_channels,
+                                           self.cfg.pipeline.neighbor_radius_um)
+        self.rebuilds += 1
+
+    def process(self, block: Block, t_ns: int, n_raw: int) -> Output:
+        """Runs one block (worker thread)."""
+        if self._pending is not None:
+            (cfg, new), self._pending = self._pending, None
+            self.cfg = cfg
+            if new is not None:
+                self._install(new, block.first_sample)
+            elif self.pipeline is not None:
+                self.pipeline.detector.set_threshold(cfg.pipeline.threshold)
+        pipe = self.pipeline
+        if pipe is None or block.first_sample != self.base + pipe.next_sample:
+            if pipe is not None:
+                log.info("pipeline restarts at sample %d (expected %d)", block.first_sample,
+                         self.base + pipe.next_sample)
+            pipe = self.build(self.cfg)
+            self._install(pipe, block.first_sample)
+        res = pipe.process(block.samples)
+        self.blocks += 1
+        first, end = block.first_sample, block.first_sample + block.samples.shape[0]
+        pk, base = self.packer, self.base
+        packets = [p for p in (
+            pk.spikes(res.events, base, first, end, t_ns),
+            pk.features(res.bins, base, pipe.bin_samples, t_ns, end),
+            pk.snippets(res.snippet_events, res.snippets, self.neighbors, pipe.cfg.snippet_pre,
+                        base, first, end, t_ns) if self.cfg.snippets else None,
+        ) if p is not None]
+        chans = list(self.cfg.raw_channels) if self.cfg.raw_channels is not None else list(
+            range(self.n_channels))
+        sent, shed = chans[:n_raw], chans[n_raw:]
+        packets += pk.raw(block.samples, first, sent, t_ns)
+        return Output(packets, first, end, sent, shed)
