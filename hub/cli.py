@@ -11,6 +11,7 @@ from collections.abc import Sequence
 #: name → (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("hub.cmd_replay", "run the pipeline over a recording as fast as possible"),
+    "run": ("hub.cmd_run", "the hub daemon: implant link → pipeline → scheduler → uplink"),
 }
 
 
