@@ -1,5 +1,6 @@
 #include "nk_detect.h"
 #include "nk_common.h"
+#include "nk_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -102,7 +103,7 @@ static inline int beats_channel(const nk_detect *d, float s, int64_t t, int32_t 
     return 1;
 }
 
-int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples, int64_t first_sample,
+NK_HOT int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples, int64_t first_sample,
                       nk_event *events, int32_t capacity, int32_t *n_events) {
     if (!d || !data || !events || !n_events || n_samples < 0) return NK_ERR_ARG;
     if (first_sample != d->next_sample) return NK_ERR_STATE;
@@ -120,11 +121,10 @@ int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples, int64_
         if (eta < d->cfg.eta_slow) eta = d->cfg.eta_slow;
         const float up = 1.0f + eta, down = 1.0f - eta;
         float *restrict med = d->med;
+        memcpy(row, x, (size_t)C * sizeof(float));
         for (int32_t c = 0; c < C; c++) {
-            const float v = x[c];
-            const float a = fabsf(v);
-            med[c] *= (a > med[c]) ? up : down;
-            row[c] = v;
+            const float m = med[c];
+            med[c] = m * ((fabsf(x[c]) > m) ? up : down);
         }
         const int64_t tc = t - D; /* the sample decided now */
         if (tc < d->cfg.warmup || tc - D < 0) continue;

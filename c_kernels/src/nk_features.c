@@ -1,5 +1,6 @@
 #include "nk_features.h"
 #include "nk_common.h"
+#include "nk_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ static void add_event(nk_features *f, const nk_event *e) {
     f->counts[(size_t)p * (size_t)f->C + (size_t)e->channel]++;
 }
 
-int nk_features_process(nk_features *f, const float *data, int32_t n_samples, int64_t first_sample,
+NK_HOT int nk_features_process(nk_features *f, const float *data, int32_t n_samples, int64_t first_sample,
                         const nk_event *events, int32_t n_events, int64_t *bin_index,
                         int32_t *bin_samples_seen, int32_t *counts, float *power, int32_t capacity,
                         int32_t *n_bins) {

@@ -1,5 +1,6 @@
 #include "nk_filter.h"
 #include "nk_common.h"
+#include "nk_internal.h"
 
 #include <complex.h>
 #include <math.h>
@@ -179,7 +180,7 @@ static inline void cascade_row(const nk_biquad *sec, int32_t ns, float *state, i
     }
 }
 
-int nk_bandpass_process(nk_bandpass *f, const int16_t *in, float *out, int32_t n_samples) {
+NK_HOT int nk_bandpass_process(nk_bandpass *f, const int16_t *in, float *out, int32_t n_samples) {
     if (!f || !in || !out || n_samples < 0) return NK_ERR_ARG;
     const int32_t C = f->n_channels;
     for (int32_t t = 0; t < n_samples; t++) {
@@ -232,7 +233,7 @@ nk_lfp *nk_lfp_new(int32_t n_channels, const double *sos, int32_t n_sections, in
     return f;
 }
 
-int nk_lfp_process(nk_lfp *f, const int16_t *in, int32_t n_samples, int64_t first_sample,
+NK_HOT int nk_lfp_process(nk_lfp *f, const int16_t *in, int32_t n_samples, int64_t first_sample,
                    float *out, int32_t max_out, int32_t *n_out) {
     if (!f || !in || !out || !n_out || n_samples < 0 || first_sample < 0) return NK_ERR_ARG;
     const int32_t C = f->lp->n_channels;
