@@ -32,13 +32,15 @@ def make_data(n_channels: int, seconds: float, seed: int = 0) -> npt.NDArray[np.
     chans = rng.integers(0, n_channels, size=times.size)
     for k, w in enumerate(wave):
         np.add.at(x, (times + k, chans), w)
-    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+    out: npt.NDArray[np.int16] = np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+    return out
 
 
 def probe_positions(n_channels: int) -> npt.NDArray[np.float64]:
     """Two columns, 20 µm pitch (a Neuropixels-like shank)."""
-    return np.c_[np.tile([0.0, 20.0], n_channels // 2),
-                 np.repeat(np.arange(n_channels // 2) * 20.0, 2)][:n_channels]
+    pos: npt.NDArray[np.float64] = np.c_[np.tile([0.0, 20.0], n_channels // 2),
+                                         np.repeat(np.arange(n_channels // 2) * 20.0, 2)]
+    return pos[:n_channels]
 
 
 def run_hub(x: npt.NDArray[np.int16], pos: npt.NDArray[np.float64]) -> dict[str, Any]:
