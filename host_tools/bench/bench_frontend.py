@@ -72,7 +72,7 @@ def run_spikeinterface(x: npt.NDArray[np.int16], pos: npt.NDArray[np.float64]) -
     probe = Probe(ndim=2)
     probe.set_contacts(positions=pos, shapes="circle", shape_params={"radius": 6})
     probe.set_device_channel_indices(np.arange(x.shape[1]))
-    rec.set_probe(probe, in_place=True)
+    rec.set_probe(probe)  # in place (SpikeInterface ≥ 0.105)
     job = {"n_jobs": 1, "chunk_duration": "1s", "progress_bar": False}
     n_peaks = 0
 
