@@ -1,0 +1,126 @@
+/* nk_sort.h — online spike sorting: per-channel template clusters, global unit ids.
+ *
+ * Input: the snippet kernel's output for one block — events (peak sample, peak channel c,
+ * threshold k·σ_c) and waveforms x[K][L] on c's K neighbours (nk_snippet.h). Output: the
+ * event's `unit` field (−1: not sorted) and a list of unit life-cycle events.
+ *
+ * Model (two levels, all arrays sized at new()):
+ *
+ *   channel c ── up to U clusters, each a template F[K][D] in the snippet space of c
+ *                (D = L without a basis; D ≤ L rows of a per-channel basis B[D][L] with one)
+ *   cluster   ── carries a global unit id, or −1 while it is a candidate
+ *   unit id   ── unique, never reused; one unit may own clusters on several channels (a neuron
+ *                whose peak moves between neighbouring contacts, by noise or by drift)
+ *
+ * Per spike on channel c, with σ = threshold / k and f = x (or f[p] = B·x[p]):
+ *     δ_j = ‖f − F_j‖² / (σ² · K_c · D)       (K_c: valid neighbour slots of c)
+ * a noise-normalised squared distance (≈ 1 + 1/n_j for a member of a cluster of n_j spikes).
+ * The nearest cluster j takes the spike when δ_j ≤ θ_new · (1 + 1/n_j) · clamp(s_j, 1, 3), s_j
+ * being the running mean δ of its members; otherwise the spike seeds a new candidate cluster.
+ * A member moves its template by w = 1 / min(n_j, adapt_spikes) (running mean, then an
+ * exponential memory of adapt_spikes spikes: slow drift). A candidate that reaches
+ * birth_spikes becomes a unit: it first tries to join a unit on a neighbouring channel (link,
+ * below), else a new id is born (NK_SORT_BIRTH).
+ * Merge: after an update, a cluster on the same channel within δ ≤ merge_distance (template to
+ * template, σ² of the updated cluster) is absorbed (count-weighted mean); distinct ids are
+ * merged into the older (NK_SORT_MERGE: `other` absorbed into `unit`; every cluster of
+ * `other` is relabelled).
+ * Link: a unit cluster on c and a unit cluster on a neighbour b are the same neuron when each
+ * lists the other's channel among its neighbours, their templates agree on the shared channels
+ * (δ ≤ link_distance) and each template is nearly as large on the other's channel
+ * (≥ link_ratio of its own peak): the ids merge as above. Checked at birth and every 32 updates.
+ * Retire: a candidate silent for candidate_samples is freed quietly; a unit cluster silent for
+ * retire_samples is freed, and when a unit's last cluster goes the unit retires
+ * (NK_SORT_RETIRE). When a channel's U slots are full the oldest silent candidate is recycled;
+ * with none, the spike stays unsorted (counted). A spike that no cluster accepts (an overlap,
+ * or the first spikes of a neuron not yet born) is still labelled with the nearest unit when
+ * its δ is within label_distance × that unit's limit; it does not move the unit's template.
+ *
+ * Calibration (nk_sort_load_templates): full-probe templates T[n_units][C][L] in filtered
+ * counts, aligned so that the peak of the unit's largest channel is at `pre`, plus an optional
+ * basis. Everything is validated first; a bad set is refused whole and the state is untouched.
+ * A loaded unit gets a mature cluster (n = adapt_spikes) on its peak channel and on each
+ * neighbour where |T| reaches link_ratio of its peak (re-aligned to that channel's peak).
+ * Unloaded neurons still seed candidates and are born as new units above the largest given id.
+ *
+ * Latency: a spike is labelled in the call that receives its snippet (the block that
+ * completes it). process never allocates; deterministic (fixed order, binary32, no libm).
+ */
+#ifndef NK_SORT_H
+#define NK_SORT_H
+#include <stdint.h>
+#include "nk_detect.h"
+
+/* cffi-begin */
+#define NK_SORT_BIRTH 1
+#define NK_SORT_MERGE 2
+#define NK_SORT_RETIRE 3
+
+typedef struct {
+    int64_t sample;    /* sample index of the spike (or block end) that caused it */
+    int32_t kind;      /* NK_SORT_* */
+    int32_t unit;      /* the unit born / surviving / retired */
+    int32_t other;     /* MERGE: the id absorbed into `unit`; else −1 */
+    int32_t channel;   /* channel of the cluster concerned */
+} nk_sort_event;
+
+typedef struct {
+    int32_t n_channels;
+    int32_t n_neighbors;        /* K, as given to the snippet kernel */
+    int32_t n_samples;          /* L = pre + post */
+    int32_t pre;                /* peak index within a snippet */
+    int32_t max_clusters;       /* U: clusters per channel */
+    int32_t max_units;          /* live unit ids at once */
+    int32_t birth_spikes;       /* spikes for a candidate to become a unit */
+    int32_t adapt_spikes;       /* template memory in spikes */
+    float detect_threshold;     /* k: σ = event.threshold / k */
+    float new_distance;         /* θ_new, in δ units (≈ 1 for a member) */
+    float merge_distance;       /* template–template δ below which clusters merge */
+    float link_distance;        /* same, across neighbouring channels */
+    float link_ratio;           /* amplitude fraction for a link / a loaded cluster */
+    float label_distance;       /* an outlier within this × the nearest unit's limit is
+                                   labelled with that unit (0: never) */
+    int64_t retire_samples;     /* silence after which a unit cluster is freed */
+    int64_t candidate_samples;  /* silence after which a candidate is freed */
+} nk_sort_config;
+
+typedef struct {
+    int64_t spikes;             /* snippets seen */
+    int64_t labelled;           /* given a unit id */
+    int64_t unsorted_full;      /* no free cluster slot */
+    int64_t candidates;         /* candidate clusters created */
+    int64_t births, merges, links, retirements;
+    int32_t live_units;
+    int32_t active_clusters;
+    int32_t next_unit;          /* the id the next birth gets */
+    int32_t n_features;         /* D in use */
+} nk_sort_stats;
+
+typedef struct nk_sort nk_sort;
+/* neighbors: [n_channels][K] channel ids or −1 (the first normally the channel itself);
+ * basis: [n_features][L] or NULL (no projection: D = L). NULL on bad arguments or memory. */
+nk_sort *nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float *basis,
+                     int32_t n_features);
+/* Bytes of state nk_sort_new allocates for cfg (0 if cfg is invalid). */
+int64_t nk_sort_memory(const nk_sort_config *cfg);
+/* Upper bound on life-cycle events from one call with n_spikes snippets. */
+int32_t nk_sort_max_events(const nk_sort *s, int32_t n_spikes);
+/* events [n] (unit written in place), waveforms [n][K][L]; now = one past the newest sample
+ * the caller has processed (drives retirement). out [capacity ≥ nk_sort_max_events(n)]. */
+int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_t n,
+                    int64_t now, nk_sort_event *out, int32_t capacity, int32_t *n_out);
+/* Replaces every cluster with the given units (see above); NK_ERR_ARG (bad values or shape),
+ * NK_ERR_CAPACITY (more units than max_units, or a channel without a free slot). */
+int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
+                           const float *templates, int32_t n_channels, int32_t n_samples,
+                           const float *basis, int32_t n_features);
+int nk_sort_get_stats(const nk_sort *s, nk_sort_stats *out);
+/* Cluster table, [n_channels * max_clusters] slots: channel (−1 empty), unit, spikes seen,
+ * and the raw template [K][L] (templates may be NULL). */
+int nk_sort_get_clusters(const nk_sort *s, int32_t *channel, int32_t *unit, int64_t *count,
+                         float *templates, int32_t capacity);
+void nk_sort_reset(nk_sort *s);
+void nk_sort_free(nk_sort *s);
+/* cffi-end */
+
+#endif

@@ -1,0 +1,163 @@
+"""Online spike sorter (nk_sort.h): template clusters per channel, global unit ids.
+
+A thin wrapper: checks shapes and dtypes, calls C once per block, turns status codes into
+exceptions. Units are labelled in place in the events array passed to :meth:`Sorter.process`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hub.kernels._ffi import KernelError, check, load
+from hub.kernels.frontend import EVENT_DTYPE
+
+ffi, lib = load()
+
+#: Mirrors ``nk_sort_event``; the size is checked against C at import.
+SORT_EVENT_DTYPE = np.dtype(
+    [("sample", "<i8"), ("kind", "<i4"), ("unit", "<i4"), ("other", "<i4"), ("channel", "<i4")],
+    align=True,
+)
+if ffi.sizeof("nk_sort_event") != SORT_EVENT_DTYPE.itemsize:
+    raise KernelError(f"nk_sort_event is {ffi.sizeof('nk_sort_event')} bytes in C but "
+                      f"{SORT_EVENT_DTYPE.itemsize} in numpy")
+
+BIRTH, MERGE, RETIRE = int(lib.NK_SORT_BIRTH), int(lib.NK_SORT_MERGE), int(lib.NK_SORT_RETIRE)
+KIND_NAMES = {BIRTH: "birth", MERGE: "merge", RETIRE: "retire"}
+
+F32 = npt.NDArray[np.float32]
+
+
+def _ptr(ctype: str, arr: np.ndarray[Any, Any]) -> Any:
+    return ffi.cast(ctype, ffi.from_buffer(arr))
+
+
+@dataclass(frozen=True)
+class SorterConfig:
+    """Online sorting settings (see nk_sort.h); spike counts and seconds."""
+
+    max_clusters: int = 8            # per channel
+    max_units: int = 1024            # live ids at once
+    birth_spikes: int = 10
+    adapt_spikes: int = 200          # template memory
+    new_distance: float = 3.0        # θ_new in noise-normalised δ (≈ 1 for a member)
+    label_distance: float = 6.0      # outliers within this × a unit's limit carry its label
+    merge_distance: float = 1.0
+    link_distance: float = 0.5
+    link_ratio: float = 0.7
+    retire_s: float = 60.0
+    candidate_s: float = 5.0
+
+
+class Sorter:
+    """Labels snippet events with unit ids; reports births, merges and retirements."""
+
+    def __init__(self, neighbors: npt.ArrayLike, pre: int, post: int, fs: float,
+                 detect_threshold: float, cfg: SorterConfig | None = None,
+                 basis: npt.ArrayLike | None = None, max_spikes: int = 4096) -> None:
+        self.cfg = cfg = cfg or SorterConfig()
+        nb = np.ascontiguousarray(neighbors, dtype=np.int32)
+        if nb.ndim != 2:
+            raise ValueError("neighbors must be (n_channels, K)")
+        self.n_channels, self.k = nb.shape
+        self.pre, self.n_samples = pre, pre + post
+        self._c = ffi.new("nk_sort_config *", {
+            "n_channels": self.n_channels, "n_neighbors": self.k, "n_samples": self.n_samples,
+            "pre": pre, "max_clusters": cfg.max_clusters, "max_units": cfg.max_units,
+            "birth_spikes": cfg.birth_spikes, "adapt_spikes": cfg.adapt_spikes,
+            "detect_threshold": detect_threshold, "new_distance": cfg.new_distance,
+            "label_distance": cfg.label_distance,
+            "merge_distance": cfg.merge_distance, "link_distance": cfg.link_distance,
+            "link_ratio": cfg.link_ratio, "retire_samples": max(1, round(cfg.retire_s * fs)),
+            "candidate_samples": max(1, round(cfg.candidate_s * fs))})
+        b = self._basis(basis)
+        st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
+                             ffi.NULL if b is None else _ptr("float *", b),
+                             0 if b is None else b.shape[0])
+        if st == ffi.NULL:
+            raise ValueError(f"invalid sorter settings for {self.n_channels} channels, K={self.k}, "
+                             f"L={self.n_samples}: {cfg}")
+        self._st = ffi.gc(st, lib.nk_sort_free)
+        self._nb = nb
+        self._n_out = ffi.new("int32_t *")
+        self._out = np.zeros(int(lib.nk_sort_max_events(self._st, max_spikes)), SORT_EVENT_DTYPE)
+        self.max_spikes = max_spikes
+
+    def _basis(self, basis: npt.ArrayLike | None) -> F32 | None:
+        if basis is None:
+            return None
+        b = np.ascontiguousarray(basis, dtype=np.float32)
+        if b.ndim != 2 or b.shape[1] != self.n_samples or not 1 <= b.shape[0] <= self.n_samples:
+            raise ValueError(f"basis must be (D, {self.n_samples}) with 1 ≤ D ≤ {self.n_samples}, "
+                             f"got {b.shape}")
+        if not np.isfinite(b).all():
+            raise ValueError("basis holds NaN or infinite values")
+        return b
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of C state (fixed at construction)."""
+        return int(lib.nk_sort_memory(self._c))
+
+    def process(self, events: npt.NDArray[Any], waveforms: F32, now: int) -> npt.NDArray[Any]:
+        """Writes `unit` into `events` (EVENT_DTYPE, C-contiguous, modified in place); returns
+        the life-cycle events (a view into a reused buffer: copy to keep)."""
+        if events.dtype != EVENT_DTYPE or not events.flags.c_contiguous:
+            raise TypeError("events must be a C-contiguous EVENT_DTYPE array")
+        n = events.size
+        if waveforms.dtype != np.float32 or waveforms.shape != (n, self.k, self.n_samples) \
+                or not waveforms.flags.c_contiguous:
+            raise ValueError(f"waveforms must be C-contiguous float32 ({n}, {self.k}, "
+                             f"{self.n_samples}), got {waveforms.dtype} {waveforms.shape}")
+        if n > self.max_spikes:
+            raise ValueError(f"{n} spikes in one call exceed max_spikes={self.max_spikes}")
+        check(lib.nk_sort_process(self._st, _ptr("nk_event *", events),
+                                  _ptr("float *", waveforms), n, now,
+                                  _ptr("nk_sort_event *", self._out), self._out.size,
+                                  self._n_out), "nk_sort_process")
+        return self._out[: self._n_out[0]]
+
+    def load_templates(self, unit_ids: npt.ArrayLike, templates: npt.ArrayLike,
+                       basis: npt.ArrayLike | None = None) -> None:
+        """Replaces every cluster with these units (templates (U, C, L) in filtered counts,
+        peak at `pre`). Validated whole; on error nothing changes."""
+        ids = np.ascontiguousarray(unit_ids, dtype=np.int32).reshape(-1)
+        t = np.ascontiguousarray(templates, dtype=np.float32)
+        want = (ids.size, self.n_channels, self.n_samples)
+        if t.shape != want:
+            raise ValueError(f"templates must have shape {want} (units, channels, samples), "
+                             f"got {t.shape}")
+        b = self._basis(basis)
+        status = lib.nk_sort_load_templates(
+            self._st, ids.size, _ptr("int32_t *", ids) if ids.size else ffi.NULL,
+            _ptr("float *", t) if ids.size else ffi.NULL, self.n_channels, self.n_samples,
+            ffi.NULL if b is None else _ptr("float *", b), 0 if b is None else b.shape[0])
+        if status == lib.NK_ERR_CAPACITY:
+            raise ValueError(f"too many units: {ids.size} given, at most {self.cfg.max_units} "
+                             f"in all and {self.cfg.max_clusters} peaking on one channel")
+        check(status, "nk_sort_load_templates")
+
+    def stats(self) -> dict[str, int]:
+        out = ffi.new("nk_sort_stats *")
+        check(lib.nk_sort_get_stats(self._st, out), "nk_sort_get_stats")
+        return {name: int(getattr(out, name)) for name in (
+            "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
+            "retirements", "live_units", "active_clusters", "next_unit", "n_features")}
+
+    def clusters(self) -> dict[str, npt.NDArray[Any]]:
+        """Cluster table: channel (−1 empty), unit, count, template (N, K, L)."""
+        n = self.n_channels * self.cfg.max_clusters
+        ch, unit = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        count = np.zeros(n, np.int64)
+        tpl = np.zeros((n, self.k, self.n_samples), np.float32)
+        check(lib.nk_sort_get_clusters(self._st, _ptr("int32_t *", ch), _ptr("int32_t *", unit),
+                                       _ptr("int64_t *", count), _ptr("float *", tpl), n),
+              "nk_sort_get_clusters")
+        return {"channel": ch, "unit": unit, "count": count, "template": tpl}
+
+    def reset(self) -> None:
+        lib.nk_sort_reset(self._st)
