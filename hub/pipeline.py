@@ -1,4 +1,5 @@
-"""The hub's block pipeline: band-pass → reference → noise + detection → snippets → features.
+"""The hub's block pipeline: band-pass → reference → noise + detection → snippets → features
+(→ online sorting, optional).
 
 One C call per kernel per block over all channels; buffers are allocated once. Times are in the
 recording's samples; the configuration is in physical units (Hz, ms, µm) and converted once.
@@ -26,6 +27,9 @@ from hub.kernels import (
     SnippetExtractor,
     butter_sos,
 )
+from hub.kernels.sorter import Sorter, SorterConfig
+
+MAX_PENDING = 4096  # snippets waiting for their post samples (and sorted in one call)
 
 
 class ConfigError(ValueError):
@@ -55,6 +59,8 @@ class PipelineConfig:
     lfp: bool = False
     lfp_cutoff_hz: float = 250.0
     lfp_rate_hz: float = 1000.0
+    sort: bool = False                   # online spike sorting of the snippets (hub/kernels/sorter)
+    sort_settings: SorterConfig = field(default_factory=SorterConfig)
 
     def validate(self, fs: float) -> None:
         def need(ok: bool, name: str, why: str) -> None:
@@ -98,6 +104,9 @@ class BlockResult:
     snippets: npt.NDArray[np.float32]           # (n, K, pre+post)
     bins: FeatureBins
     lfp: npt.NDArray[np.float32] | None = None
+    #: unit births / merges / retirements (SORT_EVENT_DTYPE) when sorting; snippet_events
+    #: then carry the unit of each spike, labelled in the block that completed its snippet.
+    sort_events: npt.NDArray[Any] | None = None
 
 
 @dataclass
@@ -136,10 +145,14 @@ class Pipeline:
         self.adjacency = adjacency(positions_um, n_channels, cfg.neighbor_radius_um)
         self.detector = Detector(n_channels, dcfg, self.adjacency)
         max_block = max(self.block_samples, round(50 * ms))
-        self.snippets = SnippetExtractor(
-            snippet_neighbors(positions_um, n_channels, cfg.snippet_channels,
-                              cfg.neighbor_radius_um),
-            cfg.snippet_pre, cfg.snippet_post, max_block=max_block)
+        neighbors = snippet_neighbors(positions_um, n_channels, cfg.snippet_channels,
+                                      cfg.neighbor_radius_um)
+        self.snippets = SnippetExtractor(neighbors, cfg.snippet_pre, cfg.snippet_post,
+                                         max_block=max_block, max_pending=MAX_PENDING)
+        self.sorter: Sorter | None = None
+        if cfg.sort:
+            self.sorter = Sorter(neighbors, cfg.snippet_pre, cfg.snippet_post, fs, cfg.threshold,
+                                 cfg.sort_settings, max_spikes=MAX_PENDING)
         self.bin_samples = max(1, round(cfg.bin_ms * ms))
         self.features = FeatureBinner(n_channels, self.bin_samples, self.detector.latency,
                                       max_block)
@@ -185,8 +198,14 @@ class Pipeline:
         if self.lfp is not None:
             lfp = self.lfp.process(block, t0)
             self.times.add("lfp", clock() - f)
+        sev = sev.copy()
+        sort_events = None
+        if self.sorter is not None:
+            g = clock()
+            sort_events = self.sorter.process(sev, wf, t0 + n).copy()
+            self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
-        return BlockResult(t0, n, events, sev.copy(), wf.copy(), bins, lfp)
+        return BlockResult(t0, n, events, sev, wf.copy(), bins, lfp, sort_events)
 
     def noise_counts(self) -> npt.NDArray[np.float32]:
         return self.detector.noise()
