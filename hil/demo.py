@@ -1,8 +1,13 @@
-"""``make run``: the main job on a built-in default recording, ending with a summary.
+"""``make run``: the bench chain on a built-in default recording, ending with a summary.
 
-Default recording: the Neuralink N1 WAVs in ../shared/data/neuralink_wav stacked as channels
-when that folder exists, otherwise a SpikeInterface ground-truth recording generated with a
-fixed seed. The summary is printed and written to out/summary.json.
+Separate processes: the simulated implant (``hil.implant``) replays the recording in real time
+over the implant link → the hub daemon (``hub run``) → the uplink (TCP, capped at 1.3 Mbit/s
+like BLE 2M PHY) → the host receiver (``hubctl record``). Default recording: the Neuralink N1
+WAVs in ../shared/data/neuralink_wav stacked as channels (the first 128) when that folder exists,
+otherwise a SpikeInterface ground-truth recording generated with a fixed seed. The summary is
+printed and written to out/summary.json: per class (events, feature bins, snippets, raw,
+telemetry) produced at the hub, delivered to the host, reported shed and unaccounted (must be
+0); latency percentiles; link throughput; hub CPU.
 """
 
 from __future__ import annotations
@@ -12,46 +17,101 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from hub.cmd_replay import format_summary
+from hil.chain import ChainSpec, run_chain
+from hub.config_store import HubConfig
 from hub.pipeline import PipelineConfig
-from hub.replay import replay
-from hub.sources import Recording, open_recording
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 NEURALINK = REPO.parent / "shared" / "data" / "neuralink_wav"
+CLASSES = ("events", "feature_bins", "snippets", "raw", "telemetry")
 
 
-def default_recording(out: Path) -> tuple[Recording, PipelineConfig]:
+def default_recording(out: Path) -> tuple[str, PipelineConfig]:
     """The recording `make run` replays, and the settings that suit it."""
     if NEURALINK.is_dir() and any(NEURALINK.glob("*.wav")):
         print(f"default recording: {NEURALINK} (Neuralink N1 WAVs stacked as channels)",
               file=sys.stderr)
         # Each WAV is a separate electrode and session: a common reference would mix
         # unrelated signals, so none is applied.
-        return open_recording(NEURALINK), PipelineConfig(reference="none")
+        return str(NEURALINK), PipelineConfig(reference="none")
     from host_tools.groundtruth import materialise
 
     print(f"{NEURALINK} not found: generating a SpikeInterface ground-truth recording "
           "(seed 42)", file=sys.stderr)
     rec_dir, _ = materialise("easy", out / "gt")
-    return open_recording(rec_dir), PipelineConfig()
+    return str(rec_dir), PipelineConfig()
+
+
+def make_summary(s: dict[str, Any], spec: ChainSpec, cfg: PipelineConfig) -> dict[str, Any]:
+    imp, tel = s.get("implant", {}), s.get("hub_telemetry") or {}
+    cls = s["classes"]
+    return {
+        "mode": "chain", "uplink": spec.uplink,
+        "recording": imp.get("recording"), "channels": imp.get("channels"),
+        "sampling_frequency_hz": imp.get("sampling_frequency"),
+        "duration_s": spec.duration_s,
+        "spikes_total": cls["events"]["delivered"],
+        "feature_bins": cls["feature_bins"]["delivered"],
+        "snippets": cls["snippets"]["delivered"],
+        "classes": {k: cls[k] for k in CLASSES},
+        "unaccounted_total": sum(cls[k]["unaccounted"] for k in CLASSES),
+        "latency_ms": s["latency_ms"],
+        "link": {**s["link"], "cap_bps": spec.rate_bps},
+        "hub_cpu_core_fraction": s["hub_cpu_core_fraction"],
+        "stage_seconds": tel.get("kernel_seconds"),
+        "raw_channels_sent": tel.get("raw_channels_sent"),
+        "shed_by_reason": s["shed_by_reason"], "gaps": s["gaps"],
+        "implant": imp, "final_report_seen": s["final_report_seen"],
+        "config": cfg.to_dict(),
+    }
+
+
+def format_summary(m: dict[str, Any]) -> str:
+    lines = [f"chain          implant → hub → {m['uplink']} "
+             f"(cap {m['link']['cap_bps'] / 1e6:.2f} Mbit/s) → host",
+             f"recording      {m['recording']}: {m['channels']} ch at "
+             f"{m['sampling_frequency_hz']:.0f} Hz, {m['duration_s']:.0f} s",
+             f"{'class':14s} {'produced':>10s} {'delivered':>10s} {'shed':>10s} "
+             f"{'unaccounted':>11s}"]
+    for k, v in m["classes"].items():
+        lines.append(f"{k:14s} {v['produced']:10d} {v['delivered']:10d} {v['shed']:10d} "
+                     f"{v['unaccounted']:11d}")
+    lat = m["latency_ms"]
+    for k in ("events", "feature_bins"):
+        if lat[k]["n"]:
+            lines.append(f"latency {k:14s} p50 {lat[k]['p50']:.1f} ms, p99 {lat[k]['p99']:.1f} ms")
+    lines.append(f"link           {m['link']['throughput_bps'] / 1e6:.3f} Mbit/s delivered")
+    lines.append(f"hub CPU        {100 * m['hub_cpu_core_fraction']:.1f} % of one core")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "out")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds of signal")
+    p.add_argument("--channels", type=int, default=128, help="channels the implant sends")
+    p.add_argument("--rate-bps", type=float, default=1.3e6, help="uplink cap")
+    p.add_argument("--recording", help="instead of the default recording")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    rec, cfg = default_recording(args.out)
-    res = replay(rec, cfg)
-    summary = {"mode": "replay", **res.summary}
+    if args.recording:
+        rec, cfg = args.recording, PipelineConfig()
+    else:
+        rec, cfg = default_recording(args.out)
+    spec = ChainSpec(recording=rec, duration_s=args.duration, channels=args.channels,
+                     rate_bps=args.rate_bps, config=HubConfig(pipeline=cfg), label="run")
+    print(f"running the chain for {args.duration:.0f} s of signal …", file=sys.stderr)
+    s = run_chain(spec, args.out / "chain")
+    summary = make_summary(s, spec, cfg)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(format_summary(res.summary))
-    print(f"summary written to {args.out / 'summary.json'}")
-    return 0
+    print(format_summary(summary))
+    print(f"summary written to {args.out / 'summary.json'} (logs in {args.out / 'chain'})")
+    return 0 if summary["unaccounted_total"] == 0 and summary["final_report_seen"] else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from TCP and the BLE client feeds it from notifications.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -210,6 +211,25 @@ class Receiver:
                 d[key] = d.get(key, 0) + r.items
         return out
 
+    def shed_ranges(self, limit: int = 20) -> dict[str, dict[str, list[list[int]]]]:
+        """Reported shed sample ranges per class and reason, contiguous ones merged."""
+        out: dict[str, dict[str, list[list[int]]]] = {}
+        for s in self.sessions.values():
+            for r in s.shed_ranges:
+                if r.stream == pb.STREAM_UNSPECIFIED:
+                    continue
+                d = out.setdefault(CLASS_NAMES.get(r.stream, str(r.stream)), {})
+                lst = d.setdefault(SHED_REASONS.get(r.reason, str(r.reason)), [])
+                if lst and lst[-1][1] >= r.first_sample >= lst[-1][0]:
+                    lst[-1][1] = max(lst[-1][1], r.end_sample)
+                else:
+                    lst.append([r.first_sample, r.end_sample])
+        for d in out.values():
+            for k, lst in d.items():
+                if len(lst) > limit:
+                    d[k] = [*lst[:limit], [-1, len(lst)]]
+        return out
+
     def summary(self) -> dict[str, Any]:
         wall = (self.last_ns - self.first_ns) / 1e9 if self.last_ns > self.first_ns else 0.0
         lat = {k: percentiles(v) for k, v in self.latency_ms.items()}
@@ -219,6 +239,7 @@ class Receiver:
             "final_report_seen": bool(self.order) and self.sessions[self.order[-1]].final,
             "classes": self.accounting(),
             "shed_by_reason": self.shed_summary(),
+            "shed_ranges": self.shed_ranges(),
             "gaps": self.gaps(),
             "latency_ms": lat,
             "link": {"bytes": self.bytes, "seconds": round(wall, 3),
@@ -226,10 +247,27 @@ class Receiver:
                      "chunks": rs.chunks, "lost_chunks": rs.lost_chunks,
                      "bad_chunks": rs.bad_chunks, "packets": self.packets,
                      "bad_packets": self.bad_packets},
+            "hub_telemetry": telemetry_dict(self.last_telemetry),
             "command_results": [{"request_id": r.request_id, "command": r.command,
                                  "code": pb.ResultCode.Name(r.code), "message": r.message}
                                 for r in self.results],
         }
+
+
+def telemetry_dict(t: pb.Telemetry | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {"cpu_load": round(t.cpu_load, 4),
+            "kernel_seconds": {k: round(v, 4) for k, v in t.kernel_seconds.items()},
+            "stage_seconds": {k: round(v, 4) for k, v in t.stage_seconds.items()},
+            "budget_bps": round(t.budget_bps), "uplink_bps": round(t.uplink_bps),
+            "raw_channels_sent": t.raw_channels_sent, "link_frames": t.link_frames,
+            "link_corrupt": t.link_corrupt, "link_missing_frames": t.link_missing_frames,
+            "link_garbage_bytes": t.link_garbage_bytes, "blocks": t.blocks,
+            "overruns": t.overruns, "stage_restarts": t.stage_restarts,
+            "uplink_connects": t.uplink_connects, "n_channels": t.n_channels,
+            "sampling_frequency": t.sampling_frequency, "running": t.running,
+            "config": json.loads(t.config_json) if t.config_json else None}
 
 
 def percentiles(v: list[float]) -> dict[str, float | int | None]:

@@ -1,0 +1,181 @@
+"""The bench chain as separate processes: simulated implant → hub daemon → uplink → host
+receiver (``hubctl record``). Used by ``make run``, ``make hil``, the integration tests and the
+daemon benchmark. Every child is killed when the chain ends, whatever happened.
+
+The uplink is a parameter (``ChainSpec.uplink``); this module drives the TCP uplink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.config_store import ConfigStore, HubConfig
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+class ChainError(RuntimeError):
+    """A process of the chain failed to start or finish; the message has its log's tail."""
+
+
+@dataclass
+class ChainSpec:
+    recording: str                         # path, or synth:C:FS[:S[:SEED]]
+    duration_s: float = 10.0
+    channels: int | None = None
+    uplink: str = "tcp"
+    rate_bps: float | None = 1.3e6
+    link_schedule: str = ""                # TCP link model: "10:rate=260e3,20:outage=5"
+    speed: float = 1.0
+    drop: float = 0.0                      # implant-link faults
+    corrupt: float = 0.0
+    garbage: float = 0.0
+    config: HubConfig | None = None        # provisioned into the hub's state dir
+    settings: list[str] = field(default_factory=list)   # Configure sent by the receiver
+    kill_hub_at: float | None = None       # SIGKILL the hub this many s into the stream …
+    restart_after: float = 1.0             # … and restart it this much later
+    label: str = "chain"
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class Chain:
+    """Starts and supervises the processes; a context manager that always cleans up."""
+
+    def __init__(self, spec: ChainSpec, out: Path) -> None:
+        if spec.uplink != "tcp":
+            raise ChainError(f"uplink {spec.uplink!r}: this chain drives 'tcp'")
+        self.spec, self.out = spec, out
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        out.mkdir(parents=True, exist_ok=True)
+        self.state = out / "hub-state"
+        self.hub: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, str] = {}
+
+    def __enter__(self) -> Chain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5)
+
+    def _start(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        logf = (self.out / log_name).open("ab")
+        p = subprocess.Popen(args, stdout=logf if "rx" not in log_name else subprocess.DEVNULL,
+                             stderr=logf, env=self.env, cwd=REPO)
+        self.procs.append(p)
+        return p
+
+    def start_hub(self) -> subprocess.Popen[bytes]:
+        s = self.spec
+        ready = self.out / "hub-ready.json"
+        ready.unlink(missing_ok=True)
+        args = [PY, "-m", "hub", "run", "--state-dir", str(self.state), "--ready-file",
+                str(ready), "--implant", self.ports.get("implant", "tcp:127.0.0.1:0"),
+                "--uplink", self.ports.get("uplink", "tcp:127.0.0.1:0")]
+        if s.rate_bps:
+            args += ["--rate-bps", str(s.rate_bps)]
+        if s.link_schedule:
+            args += ["--link-schedule", s.link_schedule]
+        hub = self._start(args, "hub.log")
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            if hub.poll() is not None or time.monotonic() > deadline:
+                raise ChainError(f"hub did not start:\n{_tail(self.out / 'hub.log')}")
+            time.sleep(0.05)
+        info = json.loads(ready.read_text())
+        self.ports = {"implant": info["implant"], "uplink": info["uplink"]}
+        self.hub = hub
+        return hub
+
+    def run(self) -> dict[str, Any]:
+        s = self.spec
+        if s.config is not None:
+            ConfigStore(self.state).save_config(s.config)
+        hub = self.start_hub()
+        rx_json = self.out / "receiver.json"
+        rx_json.unlink(missing_ok=True)
+        up = self.ports["uplink"].removeprefix("tcp:")
+        rx_args = [PY, "-m", "host_tools.cli", "record", "--tcp", up, "--until-final",
+                   "--json", str(rx_json)]
+        for item in s.settings:
+            rx_args += ["--set", item]
+        rx = self._start(rx_args, "rx.log")
+        time.sleep(0.7)                       # let the receiver connect (and configure)
+        imp_json = self.out / "implant.json"
+        imp_args = [PY, "-m", "hil.implant", s.recording, "--connect", self.ports["implant"],
+                    "--duration", str(s.duration_s), "--speed", str(s.speed),
+                    "--stats", str(imp_json), "--drop", str(s.drop), "--corrupt",
+                    str(s.corrupt), "--garbage", str(s.garbage)]
+        if s.channels:
+            imp_args += ["--channels", str(s.channels)]
+        implant = self._start(imp_args, "implant.log")
+        t_start = time.monotonic()
+        cpu0, cpu_t0 = None, 0.0
+        kills: list[float] = []
+        while implant.poll() is None:
+            now = time.monotonic() - t_start
+            if cpu0 is None and now > 2.0:    # after loading the recording and warm-up
+                cpu0, cpu_t0 = _cpu_seconds(hub.pid), time.monotonic()
+            if s.kill_hub_at is not None and not kills and now >= s.kill_hub_at:
+                hub.send_signal(signal.SIGKILL)
+                hub.wait(5)
+                kills.append(now)
+                time.sleep(s.restart_after)
+                hub = self.start_hub()
+                cpu0 = None
+            time.sleep(0.05)
+        if implant.returncode != 0:
+            raise ChainError(f"implant failed:\n{_tail(self.out / 'implant.log')}")
+        cpu = ((_cpu_seconds(hub.pid) - cpu0) / (time.monotonic() - cpu_t0)
+               if cpu0 is not None else float("nan"))
+        hub.send_signal(signal.SIGTERM)
+        try:
+            hub_rc = hub.wait(30)
+        except subprocess.TimeoutExpired as e:
+            raise ChainError(f"hub did not stop on SIGTERM:\n{_tail(self.out / 'hub.log')}") from e
+        try:
+            rx.wait(20)
+        except subprocess.TimeoutExpired as e:
+            raise ChainError("receiver did not finish after the hub's final report") from e
+        if not rx_json.exists():
+            raise ChainError(f"receiver wrote no summary:\n{_tail(self.out / 'rx.log')}")
+        summary: dict[str, Any] = json.loads(rx_json.read_text())
+        summary["implant"] = json.loads(imp_json.read_text()) if imp_json.exists() else {}
+        summary["hub_exit_code"] = hub_rc
+        summary["hub_cpu_core_fraction"] = round(cpu, 4)
+        summary["hub_kills"] = kills
+        summary["spec"] = {k: v for k, v in asdict(self.spec).items() if k != "config"}
+        return summary
+
+
+def run_chain(spec: ChainSpec, out: Path) -> dict[str, Any]:
+    with Chain(spec, out) as chain:
+        return chain.run()
