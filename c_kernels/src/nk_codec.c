@@ -30,6 +30,9 @@
 #ifndef BIAS_SHIFT
 #define BIAS_SHIFT 7
 #endif
+#ifndef W0_INIT
+#define W0_INIT (1 << WSHIFT) /* start from "previous sample" */
+#endif
 #define BIAS_CTX (9 * (NK_RES_K / 4))
 
 typedef struct {
@@ -49,6 +52,7 @@ typedef struct {
 static void chan_reset(chan_state *c) {
     memset(c, 0, sizeof *c);
     nk_res_init(&c->res);
+    c->w1[0] = W0_INIT;
     nk_bit_init(&c->esc);
 }
 
@@ -81,7 +85,7 @@ static inline void update(chan_state *c, const pred_t *p, int32_t s) {
     const int32_t *h2 = c->h2 + c->pos2;
     for (int i = 0; i < N2; i++) c->w2[i] += g2 * sgn(h2[i]);
     int32_t *bp = &c->bias[p->bctx];
-    *bp += (int32_t)((((int64_t)clamp32(e2, -65536, 65536) << 8) - *bp) >> BIAS_SHIFT);
+    *bp += (int32_t)(((int64_t)clamp32(e2, -65536, 65536) * 256 - *bp) >> BIAS_SHIFT);
     c->pos1 = c->pos1 ? c->pos1 - 1 : N1 - 1;
     c->h1[c->pos1] = c->h1[c->pos1 + N1] = s;
     c->pos2 = c->pos2 ? c->pos2 - 1 : N2 - 1;
