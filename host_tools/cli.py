@@ -13,6 +13,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("host_tools.bench", "run the benchmarks and write JSON results"),
     "record": ("host_tools.record_cli", "receive from a hub (TCP), check continuity, summarise"),
+    "codec": ("host_tools.codec_cli", "lossless codec: encode/decode a WAV file (nk_codec)"),
 }
 
 
