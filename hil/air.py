@@ -313,6 +313,10 @@ class AirLink(LocalLink):  # type: ignore[misc]
         self.outages.append((now, now + seconds))
         log.info("outage for %.3f s", seconds)
 
+    def send_advertising_pdu(self, sender_controller: Controller, packet: Any) -> None:
+        if not self.in_outage(asyncio.get_running_loop().time()):   # an outage blocks all
+            super().send_advertising_pdu(sender_controller, packet)
+
     def find_le_controller(self, address: hci.Address) -> Controller | None:
         live = [c for c in self.controllers if not getattr(c, "dead", False)]
         for c in live:

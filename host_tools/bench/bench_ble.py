@@ -1,0 +1,270 @@
+"""BLE link benchmark: three processes (air, hub, host) over the virtual radio.
+
+- air: ``python -m hil.air`` with a link model;
+- hub: ``python -m hil.ble_source`` — the real BLE uplink (hub.uplink.ble) streaming numbered
+  chunks that carry their production time;
+- host: this process — ``host_tools.ble_receiver`` over bleak with the Bumble backend.
+
+Scenarios: saturated throughput for the reference models (2M/7.5 ms, 1M/7.5 ms, 1M without
+DLE) against the analytic model and the reference figures; latency unsaturated at 2M/7.5 ms;
+a 1 s outage under a 4 s supervision timeout; a 6 s outage (disconnect on both sides,
+reconnect); security (unbonded central refused; bond survives a hub restart); hub CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bleak.exc import BleakError, BleakGATTProtocolError
+
+from hil.air import control_request
+from hil.ble_harness import Spawned, model_args, spawned
+from hil.radio_model import LinkModel, modelled_throughput_bps
+from host_tools.ble_receiver import BleReceiver, SynthStats
+from host_tools.bleak_bumble import BumbleBackend
+
+REFERENCE_MBPS = {"2M/7.5": 1.30, "1M/7.5": 0.78, "1M/7.5/noDLE": 0.26}
+MODELS: dict[str, dict[str, Any]] = {
+    "2M/7.5": {"phy": "2M", "interval_ms": 7.5},
+    "1M/7.5": {"phy": "1M", "interval_ms": 7.5},
+    "1M/7.5/noDLE": {"phy": "1M", "interval_ms": 7.5, "dle": False},
+}
+
+
+class Bench:
+    """Air + hub processes around an in-process host receiver."""
+
+    def __init__(self, work: Path, model: dict[str, Any]) -> None:
+        self.work = work
+        self.model = model
+        self.air: Spawned | None = None
+        self.hub: Spawned | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Bench:
+        self.air = await self._stack.enter_async_context(spawned(
+            "air", "hil.air", *model_args(self.model), log_path=self.work / "air.log"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        assert self.air is not None
+        ports: dict[str, int] = self.air.first["ports"]
+        return ports
+
+    @property
+    def control_port(self) -> int:
+        assert self.air is not None
+        return int(self.air.first["control"])
+
+    async def start_hub(self, *args: str) -> Spawned:
+        self.hub = await self._stack.enter_async_context(spawned(
+            "hub", "hil.ble_source", "--transport",
+            f"tcp-client:127.0.0.1:{self.ports['hub']}",
+            "--keystore", str(self.work / "hub_bonds.json"), *args,
+            log_path=self.work / "hub.log"))
+        return self.hub
+
+    def backend(self, keystore: str = "host_bonds.json") -> BumbleBackend:
+        return BumbleBackend(f"tcp-client:127.0.0.1:{self.ports['host']}",
+                             keystore=self.work / keystore)
+
+
+async def _stream(work: Path, model: dict[str, Any], hub_args: list[str], seconds: float,
+                  *, outage: tuple[float, float] | None = None) -> dict[str, Any]:
+    """One streaming run; returns host, hub and air figures."""
+    async with Bench(work, model) as b:
+        await b.start_hub("--pairing-window", "30", *hub_args)
+        synth = SynthStats()
+        be = b.backend()
+        rx = BleReceiver("ihub-01", synth, backend=be, pair=True)
+        stop = asyncio.Event()
+        task = asyncio.create_task(rx.run(stop))
+        try:
+            await asyncio.wait_for(rx.subscribed.wait(), 20)
+            t_sub = time.monotonic()
+            if outage is not None:
+                await asyncio.sleep(outage[0])
+                await control_request(b.control_port, {"cmd": "outage", "seconds": outage[1]})
+            await asyncio.sleep(max(0.0, seconds - (time.monotonic() - t_sub)))
+            air_stats = await control_request(b.control_port, {"cmd": "stats"})
+            await asyncio.sleep(0.3)        # let the last notifications in flight arrive
+            s = rx.stats
+            links = {"connects": s.connects, "disconnects": s.disconnects,
+                     "disconnect_reasons": list(be.disconnect_reasons),
+                     "subscribes": s.subscribes}
+            assert b.hub is not None
+            hub_stats = await b.hub.stop() or {}
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            await be.close()
+        return {"host": {**links, "chunks": s.chunks, "mtu": s.mtu, **synth.summary()},
+                "hub": hub_stats, "air": air_stats}
+
+
+async def throughput(work: Path, name: str, seconds: float) -> dict[str, Any]:
+    model = MODELS[name]
+    res = await _stream(work, model, ["--rate", "0"], seconds)
+    lm = LinkModel.from_json(model)
+    modelled = modelled_throughput_bps(lm, 244, encrypted=True) / 1e6
+    measured = res["host"]["throughput_mbps"]
+    ref = REFERENCE_MBPS[name]
+    hub = res["hub"]
+    return {"model": lm.describe(), "reference_mbps": ref,
+            "modelled_mbps": round(modelled, 4), "measured_mbps": round(measured, 4),
+            "vs_reference": round(measured / ref, 4),
+            "fill_of_model": round(measured / modelled, 4),
+            "missing": res["host"]["missing"], "mtu": res["host"]["mtu"],
+            "hub_cpu_us_per_notification": hub.get("cpu_us_per_chunk"),
+            "hub_cpu_share_saturated": hub.get("cpu_share_while_sending"),
+            "latency_ms": res["host"]["latency_ms"]}
+
+
+async def latency(work: Path, rate: float, seconds: float) -> dict[str, Any]:
+    res = await _stream(work, MODELS["2M/7.5"], ["--rate", str(rate)], seconds)
+    hub = res["hub"]
+    return {"model": "2M PHY / 7.5 ms", "rate_per_s": rate,
+            "offered_mbps": round(rate * 244 * 8 / 1e6, 3),
+            "latency_ms": res["host"]["latency_ms"], "missing": res["host"]["missing"],
+            "received": res["host"]["received"],
+            "hub_cpu_us_per_notification": hub.get("cpu_us_per_chunk")}
+
+
+async def outage(work: Path, seconds_out: float, timeout_s: float) -> dict[str, Any]:
+    model = {**MODELS["2M/7.5"], "supervision_timeout_s": timeout_s}
+    res = await _stream(work, model, ["--rate", "200"], 4.0 + seconds_out + timeout_s,
+                        outage=(1.5, seconds_out))
+    host, hub = res["host"], res["hub"]
+    return {"outage_s": seconds_out, "supervision_timeout_s": timeout_s,
+            "host_disconnects": host["disconnects"], "host_connects": host["connects"],
+            "host_disconnect_reasons": host["disconnect_reasons"],
+            "host_subscribes": host["subscribes"],
+            "hub_disconnect_reasons": hub.get("disconnect_reasons"),
+            "produced": hub.get("produced"), "received": host["received"],
+            "missing": host["missing"], "left_in_hub_buffer": hub.get("buffered_at_exit"),
+            "max_latency_ms": host["latency_ms"]["max"]}
+
+
+async def security(work: Path) -> dict[str, Any]:
+    """Unbonded central refused; pairing refused while the window is closed; a bonded central
+    works, also after the hub restarts (bonds persisted)."""
+    out: dict[str, Any] = {}
+    async with Bench(work, MODELS["2M/7.5"]) as b:
+        hub = await b.start_hub("--rate", "50")
+        # 1. unbonded central, window closed
+        be = b.backend("stranger.json")
+        got = SynthStats()
+        rx = BleReceiver("ihub-01", got, backend=be, pair=False, reconnect=False)
+        try:
+            await rx.connect_once()
+            out["unbonded_subscribe"] = "accepted"
+        except BleakGATTProtocolError as e:
+            out["unbonded_subscribe"] = f"ATT error 0x{int(e.code):02X}"
+        client = rx.client
+        if client is None:   # connect_once disconnected on failure: connect plainly
+            from bleak import BleakClient, BleakScanner
+
+            dev = await BleakScanner.find_device_by_name("ihub-01", backend=be.scanner)
+            assert dev is not None
+            client = BleakClient(dev, backend=be.client)
+            await client.connect()
+        try:
+            await client.write_gatt_char("5e1f0003-8b5c-4c1e-9e4a-3f0c2d1b7a60", b"\x01",
+                                         response=True)
+            out["unbonded_control_write"] = "accepted"
+        except BleakGATTProtocolError as e:
+            out["unbonded_control_write"] = f"ATT error 0x{int(e.code):02X}"
+        try:
+            await client.pair()
+            out["pairing_with_window_closed"] = "accepted"
+        except BleakError as e:
+            out["pairing_with_window_closed"] = f"refused ({str(e)[:60]})"
+        await asyncio.sleep(0.3)
+        out["unbonded_data_chunks"] = got.received
+        await client.disconnect()
+        await be.close()
+        await hub.stop()
+        # 2. pairing window open: bond, then the hub restarts with the window closed
+        hub = await b.start_hub("--rate", "50", "--pairing-window", "30")
+        be = b.backend("lab_pc.json")
+        got = SynthStats()
+        rx = BleReceiver("ihub-01", got, backend=be, pair=True, reconnect=False)
+        await rx.connect_once()
+        await rx.write_control(b"\x01\x02")
+        await asyncio.sleep(0.5)
+        out["bonded_data_chunks"] = got.received
+        await rx.close()
+        await be.close()
+        hub_stats = await hub.stop() or {}
+        out["bonded_control_writes_seen_by_hub"] = len(hub_stats.get("commands", []))
+        hub = await b.start_hub("--rate", "50")                  # restart, window closed
+        be = b.backend("lab_pc.json")
+        got = SynthStats()
+        rx = BleReceiver("ihub-01", got, backend=be, pair=False, reconnect=False)
+        await rx.connect_once()
+        await rx.write_control(b"\x03")
+        await asyncio.sleep(0.5)
+        out["after_hub_restart_data_chunks"] = got.received
+        await rx.close()
+        await be.close()
+        hub_stats = await hub.stop() or {}
+        out["after_hub_restart_control_writes"] = len(hub_stats.get("commands", []))
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    secs = 3.0 if quick else 6.0
+    res: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_ble_") as tmp:
+        work = Path(tmp)
+
+        async def all_scenarios() -> None:
+            for i, name in enumerate(MODELS):
+                res[f"throughput {name}"] = await throughput(work / f"t{i}", name, secs)
+            res["latency"] = await latency(work / "lat", 400, secs)
+            res["outage 1s/4s"] = await outage(work / "o1", 1.0, 4.0)
+            res["outage 6s/4s"] = await outage(work / "o6", 6.0, 4.0)
+            res["security"] = await security(work / "sec")
+
+        asyncio.run(all_scenarios())
+    return res
+
+
+def table(res: dict[str, Any]) -> str:
+    lines = ["BLE over the virtual air (air, hub, host: three processes)",
+             f"{'model':<16}{'ref':>7}{'model':>8}{'measured':>10}{'vs ref':>8}{'fill':>7}"
+             f"{'hub µs/notif':>14}{'hub CPU':>9}"]
+    for key, r in res.items():
+        if key.startswith("throughput"):
+            cpu = r.get("hub_cpu_share_saturated")
+            us = r.get("hub_cpu_us_per_notification")
+            lines.append(f"{key.split()[1]:<16}{r['reference_mbps']:>7.2f}{r['modelled_mbps']:>8.3f}"
+                         f"{r['measured_mbps']:>10.3f}{r['vs_reference']:>8.3f}"
+                         f"{r['fill_of_model']:>7.3f}{(us or 0):>14.0f}"
+                         f"{(cpu or 0) * 100:>8.0f}%")
+    if "latency" in res:
+        r = res["latency"]
+        lines.append(f"latency 2M/7.5 ms at {r['offered_mbps']} Mbit/s: p50 "
+                     f"{r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms, "
+                     f"missing {r['missing']}")
+    for key in ("outage 1s/4s", "outage 6s/4s"):
+        if key in res:
+            r = res[key]
+            lines.append(f"{key}: host disconnect reasons {r['host_disconnect_reasons']}, hub "
+                         f"disconnect reasons {r['hub_disconnect_reasons']}, "
+                         f"subscribes {r['host_subscribes']}, produced {r['produced']}, "
+                         f"received {r['received']}, missing {r['missing']}, "
+                         f"max latency {r['max_latency_ms']:.0f} ms")
+    if "security" in res:
+        lines.append("security: " + ", ".join(f"{k}={v}" for k, v in res["security"].items()))
+    return "\n".join(lines)
