@@ -69,10 +69,12 @@ def configure_command(settings: list[str], request_id: int,
     return cmd
 
 
-def frame_command(cmd: pb.Command, payload_size: int = 244) -> bytes:
-    """TCP bytes for one command: each chunk as u16 length + chunk."""
+def frame_command(cmd: pb.Command, chunker: Chunker | None = None) -> bytes:
+    """TCP bytes for one command: each chunk as u16 length + chunk (one chunker per
+    connection keeps the chunk sequence numbers continuous)."""
+    ch = chunker or Chunker()
     return b"".join(len(c).to_bytes(2, "little") + c
-                    for c in Chunker(payload_size).chunks(cmd.SerializeToString()))
+                    for c in ch.chunks(cmd.SerializeToString()))
 
 
 class TcpClient:
@@ -84,12 +86,13 @@ class TcpClient:
         self.writer: asyncio.StreamWriter | None = None
         self.connects = 0
         self.closed_after_final = False
+        self.chunker = Chunker()
         self._log = packets_out.open("wb") if packets_out else None
 
     async def send(self, cmd: pb.Command) -> None:
         if self.writer is None:
             raise ConnectionError("not connected to the hub")
-        self.writer.write(frame_command(cmd))
+        self.writer.write(frame_command(cmd, self.chunker))
         await self.writer.drain()
 
     async def run(self, connect_timeout: float, until_final: bool) -> None:
@@ -105,6 +108,7 @@ class TcpClient:
                         raise
                     await asyncio.sleep(0.1)
             self.connects += 1
+            self.chunker = Chunker()
             self.rx.reset_link()
             log.info("connected to hub %s:%d", self.host, self.port)
             try:

@@ -289,7 +289,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         await self.uplink.start(self._on_command)
-        await self.transport.start(self._on_link_data, self.cmd_reassembler.reset)
+        await self.transport.start(self._on_link_data, self.parser.reset)
         self._write_ready()
         self._factories = {"pipeline": self._pipeline_stage, "telemetry": self._telemetry_stage,
                            "sender": self._sender_stage}

@@ -14,7 +14,8 @@ Frame layout (little-endian)::
     16+2CN  4     CRC-32          zlib.crc32 over bytes 2 .. 16+2CN (header after sync + samples)
 
 The parser never raises on line garbage: it counts skipped bytes and corrupt frames (bad CRC or
-impossible header) and resynchronises on the next sync marker. Missing frames show as counter
+impossible header) and resynchronises on the next sync marker. Once a frame has passed its CRC,
+a header announcing a frame more than 4× larger is treated as damage rather than waited for. Missing frames show as counter
 gaps, handled by :class:`hub.link.blocks.BlockAssembler`.
 """
 
@@ -86,6 +87,13 @@ class FrameParser:
         self.stats = LinkStats()
         self._buf = bytearray()
         self._max_buffer = max_buffer
+        self._locked = 0        # size of the stream's frames once one passed its CRC
+
+    def reset(self) -> None:
+        """Drops a partial frame (the connection was replaced) and the format lock."""
+        self.stats.garbage_bytes += len(self._buf)
+        self._buf.clear()
+        self._locked = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         st = self.stats
@@ -113,6 +121,12 @@ class FrameParser:
                 pos += 1
                 continue
             size = HEADER_SIZE + 2 * c * n + CRC_SIZE
+            if self._locked and size > 4 * self._locked:
+                # a header claiming a much bigger frame than the stream's is damage: do not
+                # stall the stream waiting for megabytes that will fail the CRC anyway
+                st.corrupt += 1
+                pos += 1
+                continue
             if len(buf) - pos < size:
                 break
             end = pos + size
@@ -125,6 +139,7 @@ class FrameParser:
                                     dtype="<i2").reshape(n, c).astype(np.int16, copy=False)
             out.append(Frame(counter, rate, samples))
             st.frames += 1
+            self._locked = size
             pos = end
         del buf[:pos]
         if len(buf) > self._max_buffer:   # cannot happen with valid headers; stay bounded
