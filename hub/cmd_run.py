@@ -46,7 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="implant link: tcp:HOST:PORT | unix:PATH | serial:DEV[,BAUD] | pty:DEV "
                         "(default %(default)s)")
     p.add_argument("--uplink", default="tcp:127.0.0.1:7800",
-                   help="uplink to the host: tcp:HOST:PORT (default %(default)s)")
+                   help="uplink to the host: tcp:HOST:PORT, or ble:HCI-TRANSPORT (ble:serial:"
+                        "/dev/ttyS1,3000000,rtscts | ble:hci-socket:0 | ble:tcp-client:H:P) "
+                        "(default %(default)s)")
     p.add_argument("--rate-bps", type=float, default=None,
                    help="TCP uplink: token-bucket cap in bit/s (default: uncapped)")
     p.add_argument("--link-schedule", default="",
@@ -63,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-s", type=float, default=3.0,
                    help="on SIGTERM, seconds to send what is queued")
     p.add_argument("--text-logs", action="store_true", help="plain-text logs instead of JSON")
+    from hub.uplink.gatt import add_ble_arguments
+
+    add_ble_arguments(p)
 
 
 def make_uplink(args: argparse.Namespace) -> Uplink:
@@ -77,7 +82,11 @@ def make_uplink(args: argparse.Namespace) -> Uplink:
             raise ValueError(f"--uplink {args.uplink!r}: bad port {port!r}") from e
         return TcpUplink(host or "127.0.0.1", port_n, rate_bps=args.rate_bps,
                          payload_size=args.payload_size, schedule=args.link_schedule)
-    raise ValueError(f"--uplink {args.uplink!r}: unknown scheme {scheme!r} (this build: tcp)")
+    if scheme == "ble":
+        from hub.uplink.ble import uplink_from_args
+
+        return uplink_from_args(rest, args)
+    raise ValueError(f"--uplink {args.uplink!r}: unknown scheme {scheme!r} (tcp, ble)")
 
 
 def run(args: argparse.Namespace) -> int:
