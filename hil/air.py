@@ -342,6 +342,14 @@ class AirLink(LocalLink):  # type: ignore[misc]
                 assert isinstance(c, ShapedController)
                 air = AirConnection(self, _Side(c, central), _Side(peripheral, p_conn))
                 self.connections.append(air)
+                # the connection runs at the model's interval and supervision timeout
+                for s in air.sides:
+                    s.ctrl.send_hci_packet(hci.HCI_LE_Connection_Update_Complete_Event(
+                        status=hci.HCI_ErrorCode.SUCCESS, connection_handle=s.conn.handle,
+                        connection_interval=round(self.model.interval_ms / 1.25),
+                        peripheral_latency=0,
+                        supervision_timeout=min(3200, round(
+                            self.model.supervision_timeout_s * 100))))
                 log.info("connection %s → %s", c.name, peripheral.name)
                 return
         log.warning("connection to %s without a central", peripheral.name)

@@ -19,6 +19,7 @@ are kept in a Bumble JSON keystore file on the hub.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import json
@@ -109,6 +110,29 @@ class BleUplink(Uplink):
     @property
     def connected(self) -> bool:
         return self._conn is not None and self._subscribed
+
+    @property
+    def nominal_bps(self) -> float | None:
+        """What the connection parameters allow (PHY, data length, interval), assuming the
+        controller fills each connection event; None before a connection."""
+        conn = self._conn
+        if conn is None:
+            return None
+        interval_us = float(conn.parameters.connection_interval) * 1000.0
+        if interval_us <= 0:
+            return None
+        rate, preamble = (2.0, 2) if self._phy == "2M" else (1.0, 1)
+        acl = self._mtu + 4                       # one notification = one L2CAP PDU
+        n_pdus = -(-acl // max(27, self._data_length))
+        pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
+                  + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
+        per_event = int(interval_us // (pdu_us * n_pdus))
+        return per_event * (self._mtu - 3) * 8 / (interval_us / 1e6)
+
+    @property
+    def address(self) -> str:
+        """The HCI transport (written to the daemon's ready file)."""
+        return f"ble:{self.config.transport}"
 
     @property
     def pairing_open(self) -> bool:
@@ -377,3 +401,15 @@ class BleUplink(Uplink):
             self.stats.extra["last_disconnect_reason"] = float(reason)
             self.disconnect_reasons.append(int(reason))
         self._flow.set()
+
+
+def uplink_from_args(transport: str, args: argparse.Namespace) -> BleUplink:
+    """A BleUplink from ``hub run`` options (hub.uplink.gatt.add_ble_arguments)."""
+    if not transport:
+        raise ValueError("--uplink ble:TRANSPORT needs an HCI transport, e.g. "
+                         "ble:serial:/dev/ttyS1,3000000,rtscts")
+    keystore = args.ble_keystore or Path(args.state_dir) / "ble_bonds.json"
+    return BleUplink(BleConfig(transport=transport, name=args.ble_name,
+                               address=args.ble_address, keystore=keystore,
+                               pairing_window_s=args.ble_pairing_window,
+                               pairing_file=args.ble_pairing_file))

@@ -9,6 +9,9 @@ The host imports these UUIDs from here (host_tools may import hub; never the rev
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 SERVICE_UUID = "5e1f0001-8b5c-4c1e-9e4a-3f0c2d1b7a60"
 DATA_UUID = "5e1f0002-8b5c-4c1e-9e4a-3f0c2d1b7a60"
 CONTROL_UUID = "5e1f0003-8b5c-4c1e-9e4a-3f0c2d1b7a60"
@@ -26,3 +29,17 @@ ATT_INSUFFICIENT_AUTHENTICATION = 0x05
 #: A random static address has its two top bits set.
 DEFAULT_HUB_ADDRESS = "F0:5E:1F:00:00:01"
 DEFAULT_HUB_NAME = "ihub-01"
+
+
+def add_ble_arguments(p: argparse.ArgumentParser) -> None:
+    """The hub's BLE options (``hub run --uplink ble:…``); no Bumble import here."""
+    g = p.add_argument_group("BLE uplink (--uplink ble:TRANSPORT)")
+    g.add_argument("--ble-name", default=DEFAULT_HUB_NAME, help="advertised name")
+    g.add_argument("--ble-address", default=DEFAULT_HUB_ADDRESS,
+                   help="random static address (keep it: hosts bond to it)")
+    g.add_argument("--ble-keystore", type=Path,
+                   help="bond keys (JSON); default STATE_DIR/ble_bonds.json")
+    g.add_argument("--ble-pairing-window", type=float, default=0.0, metavar="S",
+                   help="accept pairing for S seconds after start (default: closed)")
+    g.add_argument("--ble-pairing-file", type=Path,
+                   help="accept pairing while this file exists (provisioning)")
