@@ -15,8 +15,8 @@ Frame layout (little-endian)::
 
 The parser never raises on line garbage: it counts skipped bytes and corrupt frames (bad CRC or
 impossible header) and resynchronises on the next sync marker. Once a frame has passed its CRC,
-a header announcing a frame more than 4× larger is treated as damage rather than waited for. Missing frames show as counter
-gaps, handled by :class:`hub.link.blocks.BlockAssembler`.
+a header announcing a frame more than 4× larger is treated as damage rather than waited for.
+Missing frames show as counter gaps, handled by :class:`hub.link.blocks.BlockAssembler`.
 """
 
 from __future__ import annotations
