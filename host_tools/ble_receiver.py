@@ -57,7 +57,8 @@ class BleReceiver:
 
     def __init__(self, name: str, on_chunk: ChunkHandler, *, backend: Any = None,
                  pair: bool = False, reconnect: bool = True, scan_timeout: float = 10.0,
-                 retry_delay: float = 0.2) -> None:
+                 retry_delay: float = 0.2,
+                 on_connect: Callable[[], None] | None = None) -> None:
         self.name = name
         self.on_chunk = on_chunk
         self.backend = backend
@@ -65,6 +66,7 @@ class BleReceiver:
         self.reconnect = reconnect
         self.scan_timeout = scan_timeout
         self.retry_delay = retry_delay
+        self.on_connect = on_connect
         self.stats = ReceiverStats()
         self.client: BleakClient | None = None
         self._lost = asyncio.Event()
@@ -94,6 +96,8 @@ class BleReceiver:
             self.stats.connects += 1
             self.stats.connect_times.append(time.monotonic())
             self.stats.mtu = client.mtu_size
+            if self.on_connect is not None:      # a new link: partial packets are gone
+                self.on_connect()
             await client.start_notify(gatt.DATA_UUID, self._on_notify)
             self.stats.subscribes += 1
         except BaseException:
@@ -143,9 +147,18 @@ class BleReceiver:
         await self.close()
 
     async def write_control(self, data: bytes) -> None:
+        """One CONTROL write (with response): one chunk of a framed command."""
         if self.client is None:
             raise BleakError("not connected")
         await self.client.write_gatt_char(gatt.CONTROL_UUID, data, response=True)
+
+    async def send_command(self, payload: bytes) -> None:
+        """A serialized command, framed into chunks that fit one write each."""
+        from hub.wire import Chunker
+
+        size = max(20, (self.client.mtu_size if self.client else 23) - 3)
+        for chunk in Chunker(size).chunks(payload):
+            await self.write_control(chunk)
 
     async def read_status(self) -> dict[str, Any]:
         if self.client is None:
@@ -181,6 +194,72 @@ async def _wait_first(a: asyncio.Event, b: asyncio.Event) -> None:
     finally:
         ta.cancel()
         tb.cancel()
+
+
+# ---------------------------------------------------------------- hubctl record --ble
+async def record_ble(name: str, backend: Any, *, duration: float | None, until_final: bool,
+                     settings: list[str], pair: bool = False, connect_timeout: float = 30.0,
+                     packets_out: Path | None = None) -> dict[str, Any]:
+    """Receives from a hub over BLE into the daemon's Receiver (decoding, accounting,
+    latency) with the time-sync fit; the BLE twin of host_tools.record_cli.record."""
+    from host_tools.receiver import Receiver
+    from host_tools.record_cli import configure_command
+    from host_tools.timesync import TimeSyncFit
+
+    fit = TimeSyncFit()
+
+    def on_envelope(env: Any, t_ns: int) -> None:
+        if env.WhichOneof("payload") == "time_sync":
+            ts = env.time_sync
+            fit.add(int(ts.sample_index), t_ns, float(ts.sampling_frequency or 0.0))
+
+    rx = Receiver(on_envelope)
+    log_f = packets_out.open("wb") if packets_out else None
+
+    def on_chunk(chunk: bytes, t_ns: int) -> None:
+        if log_f is not None:
+            log_f.write(len(chunk).to_bytes(2, "little") + chunk)
+        rx.feed_chunk(chunk, t_ns)
+
+    ble = BleReceiver(name, on_chunk, backend=backend, pair=pair, scan_timeout=connect_timeout,
+                      on_connect=rx.reset_link)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ble.run(stop))
+    t0 = time.monotonic()
+    try:
+        if settings:
+            await _wait_any(ble.subscribed, connect_timeout)
+            n = None
+            while (n is None and any(x.startswith("raw_channels") for x in settings)
+                   and time.monotonic() - t0 < connect_timeout):
+                n = (rx.last_telemetry.n_channels or None) if rx.last_telemetry else None
+                await asyncio.sleep(0.1)
+            await ble.send_command(configure_command(settings, 1, n).SerializeToString())
+        end = None if duration is None else t0 + duration
+        while not task.done():
+            if end is not None and time.monotonic() >= end:
+                break
+            if until_final and rx.order and rx.sessions[rx.order[-1]].final:
+                await asyncio.sleep(0.2)       # the last chunks in flight
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, BleakError, OSError, TimeoutError):
+            await asyncio.wait_for(task, 10)
+        if backend is not None and hasattr(backend, "close"):
+            await backend.close()
+        if log_f is not None:
+            log_f.close()
+    s = rx.summary()
+    st = ble.stats
+    s["connects"] = st.connects
+    s["wall_s"] = round(time.monotonic() - t0, 3)
+    s["ble"] = {"connects": st.connects, "disconnects": st.disconnects,
+                "subscribes": st.subscribes, "mtu": st.mtu, "notifications": st.chunks,
+                "bytes": st.bytes, "errors": st.errors[-5:]}
+    s["time_sync"] = fit.summary()
+    return s
 
 
 # ---------------------------------------------------------------- synthetic-chunk statistics
