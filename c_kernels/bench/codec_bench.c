@@ -77,7 +77,8 @@ int main(int argc, char **argv) {
         int64_t npk = (T + block - 1) / block;
         uint8_t *pk = malloc((size_t)(pcap * (npk ? npk : 1)));
         int64_t *plen = malloc((size_t)(npk + 1) * sizeof(int64_t));
-        int64_t total = off + (size - off - len) + 4 + hlen, pos = 0;
+        /* the hubctl container: magic (5) + three length-prefixed blobs, then the packets */
+        int64_t total = 5 + 4 + off + 4 + (size - off - len) + 4 + hlen, pos = 0;
         for (int64_t i = 0; i < npk; i++) {
             int32_t n = (int32_t)(T - i * block < block ? T - i * block : block);
             int st = nk_codec_encode(e, x + i * block * C, n, pk + pos, pcap, &plen[i]);
