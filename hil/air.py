@@ -302,8 +302,8 @@ class AirLink(LocalLink):  # type: ignore[misc]
         self.rng = random.Random(model.seed)
         self.connections: list[AirConnection] = []
         self.closed_stats: list[dict[str, Any]] = []
-        self.t0 = asyncio.get_running_loop().time()
-        self.outages = [(self.t0 + a, self.t0 + a + d) for a, d in model.outages]
+        self.outages: list[tuple[float, float]] = []   # absolute windows (loop time)
+        self._first_connection = True
 
     def in_outage(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.outages)
@@ -340,6 +340,10 @@ class AirLink(LocalLink):  # type: ignore[misc]
             if central is not None and central.self_address == p_conn.peer_address \
                     and not getattr(c, "dead", False) and c is not peripheral:
                 assert isinstance(c, ShapedController)
+                if self._first_connection:      # model outages count from here
+                    self._first_connection = False
+                    t0 = asyncio.get_running_loop().time()
+                    self.outages += [(t0 + a, t0 + a + d) for a, d in self.model.outages]
                 air = AirConnection(self, _Side(c, central), _Side(peripheral, p_conn))
                 self.connections.append(air)
                 # the connection runs at the model's interval and supervision timeout
@@ -536,7 +540,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supervision-timeout", type=float, help="seconds")
     p.add_argument("--acl-buffers", type=int)
     p.add_argument("--outage", action="append", default=[], metavar="START:DURATION",
-                   help="outage window in seconds from air start (repeatable)")
+                   help="outage window, seconds from the first connection (repeatable)")
 
 
 def model_from_args(args: argparse.Namespace) -> LinkModel:

@@ -41,6 +41,7 @@ class LinkModel:
     supervision_timeout_s: float = 4.0   # nothing through for this long → reason 0x08
     acl_buffers: int = 8                 # controller ACL buffers advertised to each host
     outages: list[tuple[float, float]] = field(default_factory=list)  # (start_s, dur_s)
+    #                                    start_s counts from the first connection
     seed: int = 1
 
     def __post_init__(self) -> None:
