@@ -1,4 +1,5 @@
-"""``hubctl record --tcp HOST:PORT``: receive from a hub's TCP uplink, decode everything, check
+"""``hubctl record --tcp HOST:PORT`` (or ``--ble NAME [--hci TRANSPORT]``, host_tools.
+ble_receiver): receive from a hub's uplink, decode everything, check
 continuity and accounting, optionally send commands, and write a JSON summary.
 
 Stops after ``--duration`` seconds, or (``--until-final``) when the hub closes the link after its
@@ -26,7 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", required=True, metavar="HOST:PORT", help="the hub's TCP uplink")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="the hub's TCP uplink")
+    p.add_argument("--ble", metavar="NAME", help="the hub's BLE name (instead of --tcp)")
+    p.add_argument("--hci", metavar="TRANSPORT",
+                   help="with --ble: Bumble HCI transport (virtual radio) instead of the OS one")
+    p.add_argument("--keystore", type=Path, default=Path("host_bonds.json"),
+                   help="with --ble --hci: this host's bond keys")
+    p.add_argument("--pair", action="store_true", help="with --ble: pair if not bonded")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--until-final", action="store_true",
                    help="stop when the hub closes the link after its final report")
@@ -167,9 +174,22 @@ async def record(host: str, port: int, duration: float | None, until_final: bool
 
 
 def run(args: argparse.Namespace) -> int:
-    host, _, port = args.tcp.rpartition(":")
-    s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration, args.until_final,
-                           args.set, args.connect_timeout, args.packets_out))
+    if args.ble:
+        from host_tools.ble_receiver import record_ble
+        from host_tools.bleak_bumble import BumbleBackend
+
+        backend = BumbleBackend(args.hci, keystore=args.keystore) if args.hci else None
+        s = asyncio.run(record_ble(args.ble, backend, duration=args.duration,
+                                   until_final=args.until_final, settings=args.set,
+                                   pair=args.pair, connect_timeout=args.connect_timeout,
+                                   packets_out=args.packets_out))
+    elif args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration,
+                               args.until_final, args.set, args.connect_timeout,
+                               args.packets_out))
+    else:
+        raise ValueError("give --tcp HOST:PORT or --ble NAME")
     text = json.dumps(s, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
