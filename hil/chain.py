@@ -2,7 +2,10 @@
 receiver (``hubctl record``). Used by ``make run``, ``make hil``, the integration tests and the
 daemon benchmark. Every child is killed when the chain ends, whatever happened.
 
-The uplink is a parameter (``ChainSpec.uplink``); this module drives the TCP uplink.
+The uplink is a parameter (``ChainSpec.uplink``): "tcp" (capped loopback TCP) or "ble" — the
+virtual radio: a fourth process, ``hil.air``, holds the link model (``ChainSpec.link_model``);
+the hub runs ``--uplink ble:tcp-client:…`` (Bumble GATT peripheral) and the receiver is
+``hubctl record --ble NAME --hci tcp-client:…`` (bleak over the Bumble backend).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class ChainSpec:
     kill_hub_at: float | None = None       # SIGKILL the hub this many s into the stream …
     restart_after: float = 1.0             # … and restart it this much later
     label: str = "chain"
+    link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
+    ble_name: str = "ihub-01"
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -66,8 +71,8 @@ class Chain:
     """Starts and supervises the processes; a context manager that always cleans up."""
 
     def __init__(self, spec: ChainSpec, out: Path) -> None:
-        if spec.uplink != "tcp":
-            raise ChainError(f"uplink {spec.uplink!r}: this chain drives 'tcp'")
+        if spec.uplink not in ("tcp", "ble"):
+            raise ChainError(f"uplink {spec.uplink!r}: this chain drives 'tcp' and 'ble'")
         self.spec, self.out = spec, out
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
@@ -75,6 +80,7 @@ class Chain:
         self.state = out / "hub-state"
         self.hub: subprocess.Popen[bytes] | None = None
         self.ports: dict[str, str] = {}
+        self.air: dict[str, Any] = {}
 
     def __enter__(self) -> Chain:
         return self
@@ -93,16 +99,37 @@ class Chain:
         self.procs.append(p)
         return p
 
+    def start_air(self) -> dict[str, Any]:
+        """The virtual radio (uplink "ble"): ports of its hub and host controllers."""
+        ports = self.out / "air.json"
+        ports.unlink(missing_ok=True)
+        air = self._start([PY, "-m", "hil.air", "--devices", "hub,host", "--ports-file",
+                           str(ports), "--model-json", json.dumps(self.spec.link_model or {})],
+                          "air.log")
+        deadline = time.monotonic() + 20
+        while not ports.exists():
+            if air.poll() is not None or time.monotonic() > deadline:
+                raise ChainError(f"air did not start:\n{_tail(self.out / 'air.log')}")
+            time.sleep(0.05)
+        info: dict[str, Any] = json.loads(ports.read_text())
+        self.air = info
+        return info
+
     def start_hub(self) -> subprocess.Popen[bytes]:
         s = self.spec
         ready = self.out / "hub-ready.json"
         ready.unlink(missing_ok=True)
+        uplink = self.ports.get("uplink", "tcp:127.0.0.1:0")
+        if s.uplink == "ble":
+            uplink = f"ble:tcp-client:127.0.0.1:{self.air['ports']['hub']}"
         args = [PY, "-m", "hub", "run", "--state-dir", str(self.state), "--ready-file",
                 str(ready), "--implant", self.ports.get("implant", "tcp:127.0.0.1:0"),
-                "--uplink", self.ports.get("uplink", "tcp:127.0.0.1:0")]
-        if s.rate_bps:
+                "--uplink", uplink]
+        if s.uplink == "ble":
+            args += ["--ble-name", s.ble_name, "--ble-pairing-window", "60"]
+        if s.rate_bps and s.uplink == "tcp":
             args += ["--rate-bps", str(s.rate_bps)]
-        if s.link_schedule:
+        if s.link_schedule and s.uplink == "tcp":
             args += ["--link-schedule", s.link_schedule]
         hub = self._start(args, "hub.log")
         deadline = time.monotonic() + 20
@@ -119,16 +146,24 @@ class Chain:
         s = self.spec
         if s.config is not None:
             ConfigStore(self.state).save_config(s.config)
+        if s.uplink == "ble":
+            self.start_air()
         hub = self.start_hub()
         rx_json = self.out / "receiver.json"
         rx_json.unlink(missing_ok=True)
-        up = self.ports["uplink"].removeprefix("tcp:")
-        rx_args = [PY, "-m", "host_tools.cli", "record", "--tcp", up, "--until-final",
+        if s.uplink == "ble":
+            link = ["--ble", s.ble_name, "--hci",
+                    f"tcp-client:127.0.0.1:{self.air['ports']['host']}", "--pair",
+                    "--keystore", str(self.out / "host_bonds.json")]
+        else:
+            link = ["--tcp", self.ports["uplink"].removeprefix("tcp:")]
+        rx_args = [PY, "-m", "host_tools.cli", "record", *link, "--until-final",
                    "--json", str(rx_json)]
         for item in s.settings:
             rx_args += ["--set", item]
         rx = self._start(rx_args, "rx.log")
-        time.sleep(0.7)                       # let the receiver connect (and configure)
+        # let the receiver connect (and configure); BLE also scans, pairs and subscribes
+        time.sleep(2.0 if s.uplink == "ble" else 0.7)
         imp_json = self.out / "implant.json"
         imp_args = [PY, "-m", "hil.implant", s.recording, "--connect", self.ports["implant"],
                     "--duration", str(s.duration_s), "--speed", str(s.speed),
@@ -173,6 +208,8 @@ class Chain:
         summary["hub_cpu_core_fraction"] = round(cpu, 4)
         summary["hub_kills"] = kills
         summary["spec"] = {k: v for k, v in asdict(self.spec).items() if k != "config"}
+        if s.uplink == "ble":
+            summary["air"] = {k: self.air.get(k) for k in ("model", "model_text")}
         return summary
 
 

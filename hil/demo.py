@@ -1,13 +1,16 @@
 """``make run``: the bench chain on a built-in default recording, ending with a summary.
 
 Separate processes: the simulated implant (``hil.implant``) replays the recording in real time
-over the implant link → the hub daemon (``hub run``) → the uplink (TCP, capped at 1.3 Mbit/s
-like BLE 2M PHY) → the host receiver (``hubctl record``). Default recording: the Neuralink N1
-WAVs in ../shared/data/neuralink_wav stacked as channels (the first 128) when that folder exists,
-otherwise a SpikeInterface ground-truth recording generated with a fixed seed. The summary is
-printed and written to out/summary.json: per class (events, feature bins, snippets, raw,
-telemetry) produced at the hub, delivered to the host, reported shed and unaccounted (must be
-0); latency percentiles; link throughput; hub CPU.
+over the implant link → the hub daemon (``hub run``) → the uplink → the host receiver
+(``hubctl record``). The uplink is Bluetooth LE over the virtual radio by default (``hil.air``:
+2M PHY, 7.5 ms connection interval; the hub is a Bumble GATT peripheral, the host uses bleak
+over the Bumble backend); ``--uplink tcp`` uses loopback TCP capped at 1.3 Mbit/s instead.
+Default recording: the Neuralink N1 WAVs in ../shared/data/neuralink_wav stacked as channels
+(the first 128) when that folder exists, otherwise a SpikeInterface ground-truth recording
+generated with a fixed seed. The summary is printed and written to out/summary.json: per class
+(events, feature bins, snippets, raw, telemetry) produced at the hub, delivered to the host,
+reported shed and unaccounted (must be 0); latency percentiles; link throughput (and for BLE
+the link model); hub CPU.
 """
 
 from __future__ import annotations
@@ -59,7 +62,10 @@ def make_summary(s: dict[str, Any], spec: ChainSpec, cfg: PipelineConfig) -> dic
         "classes": {k: cls[k] for k in CLASSES},
         "unaccounted_total": sum(cls[k]["unaccounted"] for k in CLASSES),
         "latency_ms": s["latency_ms"],
-        "link": {**s["link"], "cap_bps": spec.rate_bps},
+        "link": {**s["link"], "cap_bps": spec.rate_bps if spec.uplink == "tcp" else None},
+        "link_model": (s.get("air") or {}).get("model"),
+        "link_model_text": (s.get("air") or {}).get("model_text"),
+        "ble": s.get("ble"), "time_sync": s.get("time_sync"),
         "hub_cpu_core_fraction": s["hub_cpu_core_fraction"],
         "stage_seconds": tel.get("kernel_seconds"),
         "raw_channels_sent": tel.get("raw_channels_sent"),
@@ -70,8 +76,9 @@ def make_summary(s: dict[str, Any], spec: ChainSpec, cfg: PipelineConfig) -> dic
 
 
 def format_summary(m: dict[str, Any]) -> str:
-    lines = [f"chain          implant → hub → {m['uplink']} "
-             f"(cap {m['link']['cap_bps'] / 1e6:.2f} Mbit/s) → host",
+    via = (f"cap {m['link']['cap_bps'] / 1e6:.2f} Mbit/s" if m["link"].get("cap_bps")
+           else m.get("link_model_text") or "")
+    lines = [f"chain          implant → hub → {m['uplink']} ({via}) → host",
              f"recording      {m['recording']}: {m['channels']} ch at "
              f"{m['sampling_frequency_hz']:.0f} Hz, {m['duration_s']:.0f} s",
              f"{'class':14s} {'produced':>10s} {'delivered':>10s} {'shed':>10s} "
@@ -94,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "out")
     p.add_argument("--duration", type=float, default=15.0, help="seconds of signal")
     p.add_argument("--channels", type=int, default=128, help="channels the implant sends")
-    p.add_argument("--rate-bps", type=float, default=1.3e6, help="uplink cap")
+    p.add_argument("--rate-bps", type=float, default=1.3e6, help="TCP uplink cap")
+    p.add_argument("--uplink", choices=["ble", "tcp"], default="ble")
+    p.add_argument("--link-model", type=Path,
+                   help="BLE: link model JSON (hil.radio_model.LinkModel fields); "
+                        "default 2M PHY / 7.5 ms")
     p.add_argument("--recording", help="instead of the default recording")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -103,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         rec, cfg = args.recording, PipelineConfig()
     else:
         rec, cfg = default_recording(args.out)
+    model = (json.loads(args.link_model.read_text()) if args.link_model
+             else {"phy": "2M", "interval_ms": 7.5})
     spec = ChainSpec(recording=rec, duration_s=args.duration, channels=args.channels,
-                     rate_bps=args.rate_bps, config=HubConfig(pipeline=cfg), label="run")
+                     rate_bps=args.rate_bps, config=HubConfig(pipeline=cfg), label="run",
+                     uplink=args.uplink, link_model=model)
     print(f"running the chain for {args.duration:.0f} s of signal …", file=sys.stderr)
     s = run_chain(spec, args.out / "chain")
     summary = make_summary(s, spec, cfg)
