@@ -49,7 +49,9 @@ build/native/libnk.so: $(SRCS) $(HDRS) Makefile
 
 kernels: build/native/libnk.so
 	@mkdir -p $(NATIVE_DIR)/include
-	cp build/native/libnk.so $(NATIVE_DIR)/libnk_$(HOST_ARCH).so
+	@# copy + rename: a running hub keeps its mapping (cp in place would crash it)
+	cp build/native/libnk.so $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp
+	mv -f $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp $(NATIVE_DIR)/libnk_$(HOST_ARCH).so
 	cp $(HDRS) $(NATIVE_DIR)/include/
 
 build/%/libnk.so: $(SRCS) $(HDRS) Makefile
