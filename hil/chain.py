@@ -75,7 +75,8 @@ class Chain:
             raise ChainError(f"uplink {spec.uplink!r}: this chain drives 'tcp' and 'ble'")
         self.spec, self.out = spec, out
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+                    "PYTHONFAULTHANDLER": "1"}
         out.mkdir(parents=True, exist_ok=True)
         self.state = out / "hub-state"
         self.hub: subprocess.Popen[bytes] | None = None

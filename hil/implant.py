@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def synth_recording(spec: str) -> Recording:
-    """``synth:C:FS[:SECONDS[:SEED]]``: Gaussian noise (σ 20 counts) and spikes of ~20 units
-    per 64 channels at 3–12 Hz, amplitudes 150–400 counts on a channel and its neighbours."""
+    """``synth:C:FS[:SECONDS[:SEED]]``: Gaussian noise (σ 20 counts) and spikes of 8 units
+    per 64 channels at 2–8 Hz, amplitudes 150–400 counts on a channel and (half) its two
+    neighbours."""
     parts = spec.split(":")[1:]
     try:
         c, fs = int(parts[0]), float(parts[1])
@@ -50,10 +51,10 @@ def synth_recording(spec: str) -> Recording:
     t = np.arange(-int(0.0005 * fs), int(0.0015 * fs))
     shape = -np.exp(-(t / (0.0002 * fs)) ** 2) + 0.3 * np.exp(-((t - 0.0005 * fs) /
                                                                (0.0004 * fs)) ** 2)
-    for _ in range(max(1, c * 20 // 64)):
+    for _ in range(max(1, c * 8 // 64)):
         ch = int(rng.integers(c))
         amp = rng.uniform(150, 400)
-        times = np.cumsum(rng.exponential(fs / rng.uniform(3, 12), int(seconds * 15) + 5))
+        times = np.cumsum(rng.exponential(fs / rng.uniform(2, 8), int(seconds * 10) + 5))
         times = times[(times > 50) & (times < n - 100)].astype(int)
         for dc, g in ((0, 1.0), (-1, 0.5), (1, 0.5)):
             if 0 <= ch + dc < c:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -90,3 +92,49 @@ def test_encode_rejects_bad_shapes() -> None:
         encode_frame(0, np.zeros((2, 2), np.float32), 1000)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sampling_rate"):
         encode_frame(0, np.zeros((2, 2), np.int16), 0)
+
+
+def test_transports_unix_and_pty(tmp_path: Path) -> None:
+    """The hub reads frames from a unix socket and from a pseudo-terminal."""
+    import asyncio
+    import os
+    import socket
+
+    from hub.link.transport import LinkTransport
+
+    data = b"".join(frames(5))
+
+    async def via_unix() -> list[int]:
+        got: list[int] = []
+        p = FrameParser()
+        t = LinkTransport(f"unix:{tmp_path / 'implant.sock'}")
+        await t.start(lambda b: got.extend(f.counter for f in p.feed(b)))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(tmp_path / "implant.sock"))
+        s.sendall(data)
+        s.close()
+        for _ in range(100):
+            if len(got) == 5:
+                break
+            await asyncio.sleep(0.01)
+        await t.stop()
+        return got
+
+    async def via_pty() -> list[int]:
+        got: list[int] = []
+        p = FrameParser()
+        master, slave = os.openpty()
+        t = LinkTransport(f"pty:{os.ttyname(slave)}")
+        await t.start(lambda b: got.extend(f.counter for f in p.feed(b)))
+        os.write(master, data)
+        for _ in range(100):
+            if len(got) == 5:
+                break
+            await asyncio.sleep(0.01)
+        await t.stop()
+        os.close(master)
+        os.close(slave)
+        return got
+
+    assert asyncio.run(via_unix()) == list(range(5))
+    assert asyncio.run(via_pty()) == list(range(5))

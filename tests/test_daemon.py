@@ -1,0 +1,93 @@
+"""Integration: the chain as separate processes (simulated implant → `hub run` → TCP uplink →
+`hubctl record`), on 127.0.0.1 with ephemeral ports, short runs. The HIL report (`make hil`)
+runs the same scenarios longer (60 s)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.chain import ChainSpec, run_chain
+from hub.telemetry import sd_notify
+
+pytestmark = pytest.mark.slow
+SYNTH = "synth:64:30000:4"
+DATA = ("events", "feature_bins")
+
+
+def assert_accounted(s: dict[str, Any]) -> None:
+    assert s["final_report_seen"], "the hub's final shed report never arrived"
+    for name, row in s["classes"].items():
+        assert row["unaccounted"] == 0, (name, row)
+        assert row["lost_packets"] == 0, (name, row)
+        assert row["queued"] == 0, (name, row)
+
+
+def test_capped_link_delivers_every_event_and_bin(tmp_path: Path) -> None:
+    s = run_chain(ChainSpec(SYNTH, duration_s=8, rate_bps=1.3e6), tmp_path)
+    assert_accounted(s)
+    c = s["classes"]
+    for name in DATA:
+        assert c[name]["produced"] > 0 and c[name]["shed"] == 0
+        assert c[name]["delivered"] == c[name]["produced"]
+    assert c["raw"]["delivered"] > 0 and c["raw"]["shed"] > 0   # some raw fits, not all
+    assert 0.7e6 < s["link"]["throughput_bps"] < 1.4e6
+    assert s["latency_ms"]["events"]["p50"] < 100
+
+
+def test_rate_cut_and_outage_shed_only_lower_classes(tmp_path: Path) -> None:
+    spec = ChainSpec(SYNTH, duration_s=12, rate_bps=1.3e6,
+                     link_schedule="3:rate=260e3,7:outage=3")
+    s = run_chain(spec, tmp_path)
+    assert_accounted(s)
+    c = s["classes"]
+    for name in DATA:
+        assert c[name]["shed"] == 0 and c[name]["delivered"] == c[name]["produced"] > 0
+    reasons = s["shed_by_reason"]
+    assert reasons["raw"].get("SHED_OUTAGE", 0) > 0 and reasons["raw"].get("SHED_BUDGET", 0) > 0
+    outage = s["shed_ranges"]["raw"]["SHED_OUTAGE"]
+    span = max(e for _, e in outage) - min(f for f, _ in outage)
+    assert 2.5 * 30000 <= span <= 4 * 30000          # the ~3 s raw gap, reported as a range
+
+
+def test_implant_faults_are_counted_and_stream_goes_on(tmp_path: Path) -> None:
+    spec = ChainSpec(SYNTH, duration_s=6, rate_bps=1.3e6, drop=0.01, corrupt=0.01,
+                     garbage=0.01)
+    s = run_chain(spec, tmp_path)
+    assert_accounted(s)
+    tel = s["hub_telemetry"]
+    imp = s["implant"]
+    assert tel["link_corrupt"] >= imp["corrupted"] > 0
+    assert tel["link_missing_frames"] >= imp["dropped_fault"] > 0
+    gaps = [g for g in s["gaps"] if g["reason"] == "SHED_IMPLANT_GAP"]
+    assert gaps and s["classes"]["events"]["delivered"] > 0
+
+
+def test_sigkill_restart_keeps_config_and_host_sees_gap(tmp_path: Path) -> None:
+    spec = ChainSpec(SYNTH, duration_s=8, rate_bps=1.3e6, settings=["threshold=6.5"],
+                     kill_hub_at=3.0, restart_after=1.0)
+    s = run_chain(spec, tmp_path)
+    assert len(s["sessions"]) == 2 and s["hub_kills"]
+    assert s["command_results"][0]["code"] == "RESULT_OK"
+    assert s["hub_telemetry"]["config"]["pipeline"]["threshold"] == 6.5   # after the restart
+    seen = [g for g in s["gaps"] if g["reason"] == "hub_restart_seen_by_host"]
+    reported = [g for g in s["gaps"] if g["reason"] == "SHED_HUB_RESTART"]
+    assert seen and seen[0]["end_sample"] - seen[0]["first_sample"] >= 0.5 * 30000
+    assert reported and reported[0]["end_sample"] == seen[0]["end_sample"]
+    assert s["final_report_seen"]
+
+
+def test_sd_notify_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
+        srv.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        assert sd_notify("READY=1")
+        assert srv.recv(100) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not sd_notify("READY=1")
+    assert os.path.exists(path)
