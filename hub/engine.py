@@ -67,8 +67,9 @@ class PipelineStage:
 
     def kernel_seconds(self) -> dict[str, float]:
         out = dict(self._retired_times)
-        if self.pipeline is not None:
-            for k, v in self.pipeline.times.seconds.items():
+        pipe = self.pipeline
+        if pipe is not None:      # the worker may be adding a key: list() copies under the GIL
+            for k, v in list(pipe.times.seconds.items()):
                 out[k] = out.get(k, 0.0) + v
         return out
 

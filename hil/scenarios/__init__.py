@@ -1,0 +1,1 @@
+"""HIL scenarios: data files (chain + expectations) and their runner (``make hil``)."""

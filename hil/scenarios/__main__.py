@@ -1,0 +1,5 @@
+import sys
+
+from hil.scenarios.runner import main
+
+sys.exit(main())
