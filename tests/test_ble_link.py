@@ -59,3 +59,55 @@ def test_security(tmp_path: Path) -> None:
     assert r["bonded_data_chunks"] > 0 and r["bonded_control_writes_seen_by_hub"] == 1
     assert r["after_hub_restart_data_chunks"] > 0
     assert r["after_hub_restart_control_writes"] == 1
+
+
+def test_dead_peer_process_times_out_on_the_other_side(tmp_path: Path) -> None:
+    """Hub process killed → the host sees 0x08 after the supervision timeout; host process
+    killed → the hub sees 0x08 (the air notices the closed HCI connection)."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from hil.air import control_request
+    from hil.ble_harness import REPO
+    from host_tools.ble_receiver import BleReceiver, SynthStats
+
+    async def go() -> tuple[list[int], float, dict[str, object] | None]:
+        model = {**bench_ble.MODELS["2M/7.5"], "supervision_timeout_s": 1.0}
+        async with bench_ble.Bench(tmp_path, model) as b:
+            hub = await b.start_hub("--rate", "100", "--pairing-window", "30")
+            be = b.backend()
+            rx = BleReceiver("ihub-01", SynthStats(), backend=be, pair=True, reconnect=False)
+            await rx.connect_once()
+            t0 = time.monotonic()
+            hub.kill()
+            while not be.disconnect_reasons and time.monotonic() - t0 < 6:
+                await asyncio.sleep(0.02)
+            dt = time.monotonic() - t0
+            reasons = list(be.disconnect_reasons)
+            await be.close()
+            hub2 = await b.start_hub("--rate", "100")        # the bond persisted on the hub
+            host = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "host_tools.ble_receiver", "--transport",
+                f"tcp-client:127.0.0.1:{b.ports['host']}", "--keystore",
+                str(tmp_path / "host_bonds.json"), cwd=str(REPO),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True)
+            try:
+                for _ in range(100):
+                    st = await control_request(b.control_port, {"cmd": "stats"})
+                    if any(c["encrypted"] for c in st["open"]):
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)
+            finally:
+                os.killpg(host.pid, signal.SIGKILL)
+                await host.wait()
+            await asyncio.sleep(2.0)
+            return reasons, dt, await hub2.stop()
+
+    reasons, dt, hub_stats = asyncio.run(go())
+    assert reasons == [0x08]
+    assert 0.9 <= dt < 3.0
+    assert hub_stats is not None and hub_stats["disconnect_reasons"] == [0x08]

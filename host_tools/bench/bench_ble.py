@@ -222,6 +222,33 @@ async def security(work: Path) -> dict[str, Any]:
     return out
 
 
+def chain(work: Path, seconds: float, model: dict[str, Any], channels: int = 32,
+          raw: bool = True) -> dict[str, Any]:
+    """The real chain (simulated implant → hub run → air → hubctl record --ble)."""
+    from hil.chain import ChainSpec, run_chain
+    from hub.config_store import HubConfig
+
+    cfg = HubConfig() if raw else HubConfig(raw_channels=())
+    spec = ChainSpec(recording=f"synth:{channels}:30000", duration_s=seconds,
+                     channels=channels, uplink="ble", link_model=model, config=cfg,
+                     label="bench_ble")
+    s = run_chain(spec, work)
+    cls = s["classes"]
+    return {
+        "model": (s.get("air") or {}).get("model_text"), "channels": channels, "raw": raw,
+        "seconds": seconds,
+        "classes": {k: {f: cls[k][f] for f in ("produced", "delivered", "shed", "unaccounted",
+                                                "lost_packets")}
+                    for k in ("events", "feature_bins", "snippets", "raw")},
+        "latency_ms": {k: s["latency_ms"][k] for k in ("events", "feature_bins")},
+        "raw_shed_ranges": s["shed_ranges"].get("raw", {}),
+        "ble": s.get("ble"), "time_sync": s.get("time_sync"),
+        "link_mbps": round(s["link"]["throughput_bps"] / 1e6, 3),
+        "hub_cpu_core_fraction": s["hub_cpu_core_fraction"],
+        "final_report_seen": s["final_report_seen"],
+    }
+
+
 def run(quick: bool) -> dict[str, Any]:
     secs = 3.0 if quick else 6.0
     res: dict[str, Any] = {}
@@ -237,6 +264,11 @@ def run(quick: bool) -> dict[str, Any]:
             res["security"] = await security(work / "sec")
 
         asyncio.run(all_scenarios())
+        res["chain latency (events, features; no raw)"] = chain(
+            work / "c1", 8.0 if quick else 15.0, MODELS["2M/7.5"], raw=False)
+        res["chain 6s outage / 4s timeout"] = chain(
+            work / "c2", 16.0, {**MODELS["2M/7.5"], "supervision_timeout_s": 4.0,
+                                "outages": [[4.0, 6.0]]})
     return res
 
 
@@ -265,6 +297,16 @@ def table(res: dict[str, Any]) -> str:
                          f"subscribes {r['host_subscribes']}, produced {r['produced']}, "
                          f"received {r['received']}, missing {r['missing']}, "
                          f"max latency {r['max_latency_ms']:.0f} ms")
+    for key, r in res.items():
+        if key.startswith("chain"):
+            c, lat = r["classes"], r["latency_ms"]
+            lines.append(
+                f"{key}: events {c['events']['delivered']}/{c['events']['produced']}, "
+                f"feature bins {c['feature_bins']['delivered']}/{c['feature_bins']['produced']}"
+                f", unaccounted {sum(v['unaccounted'] for v in c.values())}, latency events "
+                f"p50/p99 {lat['events']['p50']}/{lat['events']['p99']} ms, BLE connects "
+                f"{(r['ble'] or {}).get('connects')}, raw shed in outage "
+                f"{r['raw_shed_ranges'].get('SHED_OUTAGE', [])}")
     if "security" in res:
         lines.append("security: " + ", ".join(f"{k}={v}" for k, v in res["security"].items()))
     return "\n".join(lines)
