@@ -181,13 +181,26 @@ static inline uint32_t nk_rc_decode_raw(nk_rc_dec *rc, int n) {
 /* ---- adaptive coding of a signed integer |v| < 2^NK_RES_NB_MAX (residual binarisation) */
 #define NK_RES_NB 18  /* bit lengths 0..17 */
 #define NK_RES_K 48   /* activity contexts */
+#ifndef NK_RES_D
+#define NK_RES_D 1    /* caller's context classes (the prediction's rounding offset did not pay) */
+#endif
+#ifndef NK_RES_NBD
+#define NK_RES_NBD(d) 0 /* the bit-length contexts ignore d (dilution) */
+#endif
+#ifndef NK_RES_AF
+#define NK_RES_AF 3   /* fast activity: mean over ~2^3 values */
+#endif
+#ifndef NK_RES_AS
+#define NK_RES_AS 6   /* slow activity: ~2^6 values */
+#endif
 
 typedef struct {
-    nk_bit nb[NK_RES_K][NK_RES_NB];   /* unary bit length, context (k, j) */
+    nk_bit nb[NK_RES_K][NK_RES_D][NK_RES_NB]; /* unary bit length, context (k, d, j) */
     nk_bit top[NK_RES_NB][NK_RES_K / 4][3]; /* first two bits below the leading one */
     nk_bit low[NK_RES_NB][NK_RES_NB]; /* remaining bits, context (n, position) */
-    nk_bit sign[3];                   /* context: sign of the previous value */
-    uint32_t activity;                /* running mean of |v|, Q4 */
+    nk_bit sign[3][NK_RES_D];         /* context: sign of the previous value, d */
+    uint32_t activity;                /* running mean of |v|, Q4 (fast) */
+    uint32_t activity2;               /* the same, slow */
     int32_t prev_sign;                /* -1, 0, 1 */
 } nk_res_model;
 
@@ -195,14 +208,16 @@ static inline int nk_bitlen(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; 
 
 static inline void nk_res_init(nk_res_model *m) {
     for (int k = 0; k < NK_RES_K; k++)
-        for (int j = 0; j < NK_RES_NB; j++) nk_bit_init(&m->nb[k][j]);
+        for (int d = 0; d < NK_RES_D; d++)
+            for (int j = 0; j < NK_RES_NB; j++) nk_bit_init(&m->nb[k][d][j]);
     for (int n = 0; n < NK_RES_NB; n++) {
         for (int k = 0; k < NK_RES_K / 4; k++)
             for (int j = 0; j < 3; j++) nk_bit_init(&m->top[n][k][j]);
         for (int j = 0; j < NK_RES_NB; j++) nk_bit_init(&m->low[n][j]);
     }
-    for (int j = 0; j < 3; j++) nk_bit_init(&m->sign[j]);
-    m->activity = 16 * 4;
+    for (int j = 0; j < 3; j++)
+        for (int d = 0; d < NK_RES_D; d++) nk_bit_init(&m->sign[j][d]);
+    m->activity = m->activity2 = 16 * 4;
     m->prev_sign = 0;
 }
 
@@ -215,16 +230,19 @@ static inline int nk_res_ctx(const nk_res_model *m) {
 }
 
 static inline void nk_res_after(nk_res_model *m, uint32_t mag, int32_t v) {
-    m->activity += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity) >> 3);
+    m->activity += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity) >> NK_RES_AF);
+    m->activity2 += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity2) >> NK_RES_AS);
     m->prev_sign = (v > 0) - (v < 0);
 }
 
-static inline void nk_res_encode(nk_rc_enc *rc, nk_res_model *m, int32_t v) {
+/* d: the caller's context class, 0 ≤ d < NK_RES_D */
+static inline void nk_res_encode(nk_rc_enc *rc, nk_res_model *m, int32_t v, int d) {
     const int k = nk_res_ctx(m);
+    nk_bit *nb = m->nb[k][NK_RES_NBD(d)];
     const uint32_t mag = (uint32_t)(v < 0 ? -v : v);
     const int n = nk_bitlen(mag);
     for (int j = 0; j < NK_RES_NB - 1; j++) {
-        nk_rc_encode(rc, &m->nb[k][j], n > j);
+        nk_rc_encode(rc, &nb[j], n > j);
         if (n <= j) break;
     }
     if (n >= 2) {
@@ -237,14 +255,15 @@ static inline void nk_res_encode(nk_rc_enc *rc, nk_res_model *m, int32_t v) {
                 nk_rc_encode(rc, &m->low[n][i], (int)((mag >> i) & 1u));
         }
     }
-    if (n) nk_rc_encode(rc, &m->sign[m->prev_sign + 1], v < 0);
+    if (n) nk_rc_encode(rc, &m->sign[m->prev_sign + 1][d], v < 0);
     nk_res_after(m, mag, v);
 }
 
-static inline int32_t nk_res_decode(nk_rc_dec *rc, nk_res_model *m) {
+static inline int32_t nk_res_decode(nk_rc_dec *rc, nk_res_model *m, int d) {
     const int k = nk_res_ctx(m);
+    nk_bit *nb = m->nb[k][NK_RES_NBD(d)];
     int n = 0;
-    while (n < NK_RES_NB - 1 && nk_rc_decode(rc, &m->nb[k][n])) n++;
+    while (n < NK_RES_NB - 1 && nk_rc_decode(rc, &nb[n])) n++;
     uint32_t mag = n ? 1u : 0u;
     if (n >= 2) {
         int b1 = nk_rc_decode(rc, &m->top[n][k >> 2][0]);
@@ -257,7 +276,7 @@ static inline int32_t nk_res_decode(nk_rc_dec *rc, nk_res_model *m) {
         }
     }
     int32_t v = (int32_t)mag;
-    if (n && nk_rc_decode(rc, &m->sign[m->prev_sign + 1])) v = -v;
+    if (n && nk_rc_decode(rc, &m->sign[m->prev_sign + 1][d])) v = -v;
     nk_res_after(m, mag, v);
     return v;
 }

@@ -46,8 +46,13 @@ typedef struct {
 } chan_state;
 
 typedef struct {
-    int32_t p1, p2, r1, bctx, P; /* intermediate values of one prediction */
+    int32_t p1, p2;   /* stage predictions, Q4 */
+    int32_t bctx;     /* bias context */
+    int32_t P;        /* the prediction (integer, clamped) */
+    int32_t d;        /* coding context: rounding offset of the Q4 prediction, 0..3 */
 } pred_t;
+
+#define PF 4 /* fractional bits of the stage predictions */
 
 static void chan_reset(chan_state *c) {
     memset(c, 0, sizeof *c);
@@ -66,26 +71,30 @@ static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t
     int64_t acc = 0;
     const int32_t *h1 = c->h1 + c->pos1;
     for (int i = 0; i < N1; i++) acc += (int64_t)c->w1[i] * h1[i];
-    p->p1 = clamp32((acc + (1 << (WSHIFT - 1))) >> WSHIFT, -P_MAX, P_MAX);
+    p->p1 = clamp32(acc >> (WSHIFT - PF), -(P_MAX << PF), P_MAX << PF);
     acc = 0;
     const int32_t *h2 = c->h2 + c->pos2;
     for (int i = 0; i < N2; i++) acc += (int64_t)c->w2[i] * h2[i];
-    p->p2 = clamp32((acc + (1 << (WSHIFT - 1))) >> WSHIFT, -P_MAX, P_MAX);
+    p->p2 = clamp32(acc >> (WSHIFT - PF), -(P_MAX << PF), P_MAX << PF);
     p->bctx = ((c->s1 + 1) * 3 + (c->s2 + 1)) * (NK_RES_K / 4) + (nk_res_ctx(&c->res) >> 2);
-    int32_t b = (c->bias[p->bctx] + 128) >> 8;
-    p->P = clamp32((int64_t)p->p1 + p->p2 + b, smin, smax);
+    const int32_t pf = p->p1 + p->p2 + (c->bias[p->bctx] >> (8 - PF)); /* Q4 */
+    const int32_t P = (pf + (1 << (PF - 1))) >> PF;
+    p->P = P < smin ? smin : (P > smax ? smax : P);
+    p->d = 0;
 }
 
 static inline void update(chan_state *c, const pred_t *p, int32_t s) {
-    const int32_t r1 = s - p->p1;          /* stage-1 error, |r1| ≤ 2^21 */
-    const int32_t e2 = r1 - p->p2;         /* stage-2 error */
-    const int32_t g1 = sgn(r1) * MU1, g2 = sgn(e2) * MU2;
+    const int32_t e1 = s * (1 << PF) - p->p1;   /* stage-1 error, Q4, |e1| < 2^26 */
+    const int32_t r1 = (e1 + (1 << (PF - 1))) >> PF; /* its integer part: stage-2 input */
+    const int32_t e2 = e1 - p->p2;              /* stage-2 error, Q4 */
+    const int32_t g1 = sgn(e1) * MU1, g2 = sgn(e2) * MU2;
     const int32_t *h1 = c->h1 + c->pos1;
     for (int i = 0; i < N1; i++) c->w1[i] += g1 * sgn(h1[i]);
     const int32_t *h2 = c->h2 + c->pos2;
     for (int i = 0; i < N2; i++) c->w2[i] += g2 * sgn(h2[i]);
     int32_t *bp = &c->bias[p->bctx];
-    *bp += (int32_t)(((int64_t)clamp32(e2, -65536, 65536) * 256 - *bp) >> BIAS_SHIFT);
+    *bp += (int32_t)(((int64_t)clamp32(e2, -(65536 << PF), 65536 << PF) * (1 << (8 - PF)) - *bp)
+                     >> BIAS_SHIFT);
     c->pos1 = c->pos1 ? c->pos1 - 1 : N1 - 1;
     c->h1[c->pos1] = c->h1[c->pos1 + N1] = s;
     c->pos2 = c->pos2 ? c->pos2 - 1 : N2 - 1;
@@ -219,7 +228,7 @@ static void ladder_encode(nk_rc_enc *rc, const int16_t *lv, int32_t L) {
     int32_t prev = 0;
     for (int32_t i = 1; i < L; i++) {
         int32_t d = lv[i] - lv[i - 1];
-        nk_res_encode(rc, m, d - prev);
+        nk_res_encode(rc, m, d - prev, 0);
         prev = d;
     }
     free(m);
@@ -282,7 +291,7 @@ static void encode_channel(stream *s, nk_rc_enc *rc, int32_t c, const int16_t *d
         } else {
             sv = v;
         }
-        nk_res_encode(rc, &ch->res, sv - p.P);
+        nk_res_encode(rc, &ch->res, sv - p.P, p.d);
         update(ch, &p, sv);
     }
     clamp_weights(ch);
@@ -418,7 +427,7 @@ nk_codec_dec *nk_codec_dec_new(const uint8_t *h, int32_t n_bytes, int *status) {
         int32_t v = (int16_t)nk_rc_decode_raw(&rc, 16), d = 0, ok = 1;
         lv[0] = (int16_t)v;
         for (int32_t i = 1; ok && i < cfg.n_levels; i++) {
-            d += nk_res_decode(&rc, m);
+            d += nk_res_decode(&rc, m, 0);
             v += d;
             ok = d >= 1 && v <= 32767 && rc.overrun <= 4;
             if (ok) lv[i] = (int16_t)v;
@@ -498,7 +507,7 @@ static int decode_channel(stream *s, nk_rc_dec *rc, int32_t c, int16_t *out, int
             v = (int16_t)nk_rc_decode_raw(rc, 16);
             sv = near[v + 32768] - s->centre;
         } else {
-            sv = p.P + nk_res_decode(rc, &ch->res);
+            sv = p.P + nk_res_decode(rc, &ch->res, p.d);
             if (sv < s->smin || sv > s->smax) return NK_ERR_CORRUPT;
             v = lv ? lv[sv + s->centre] : (int16_t)sv;
         }

@@ -151,7 +151,7 @@ int nk_codec_events_encode(const nk_event *ev, int32_t n, const float *snip, int
             int32_t prev = 0;
             for (int32_t s = 0; s < W; s++) {
                 const int32_t q = quantise(tr[s], step);
-                nk_res_encode(&rc, &m->snip[snip_class(s, W)], q - prev);
+                nk_res_encode(&rc, &m->snip[snip_class(s, W)], q - prev, 0);
                 prev = q;
             }
         }
@@ -219,7 +219,7 @@ int nk_codec_events_decode(const uint8_t *in, int64_t len, nk_event *ev, int32_t
         for (int32_t k = 0; k < K && st == NK_OK; k++) {
             int32_t q = 0;
             for (int32_t s = 0; s < W; s++) {
-                q += nk_res_decode(&rc, &m->snip[snip_class(s, W)]);
+                q += nk_res_decode(&rc, &m->snip[snip_class(s, W)], 0);
                 if (q <= -(int32_t)SNIP_MAX || q >= (int32_t)SNIP_MAX || rc.overrun > 4) {
                     st = NK_ERR_CORRUPT;
                     break;
