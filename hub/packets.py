@@ -14,7 +14,9 @@ from hub.kernels import FeatureBins
 from hub.scheduler import FEATURES, RAW, RESULT, SNIPPETS, SPIKES, TELEMETRY, Packet
 from hub.wire import SCHEMA_VERSION, pb
 
-RAW_PACKET_BYTES = 24_000          # raw blocks are split into channel groups of about this size
+#: Raw blocks are split into channel groups of about this size: a packet in the chunker is sent
+#: whole before anything else, so big raw packets would delay events (head-of-line blocking).
+RAW_PACKET_BYTES = 2_000
 
 
 class Packer:

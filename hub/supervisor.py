@@ -184,7 +184,13 @@ class Daemon:
                    else self.stage.n_channels)
         n_raw = self.scheduler.raw_channels_fit(n_avail)
         t0 = time.perf_counter()
-        out = await loop.run_in_executor(self.executor, self.stage.process, block, t_ns, n_raw)
+        try:
+            out = await loop.run_in_executor(self.executor, self.stage.process, block, t_ns,
+                                             n_raw)
+        except Exception:
+            # the watchdog restarts the stage; the host learns which samples were lost
+            self.scheduler.report_gap(first, first + n, pb.SHED_QUEUE_FULL, n)
+            raise
         self.stage_seconds["pipeline"] = self.stage_seconds.get("pipeline", 0.0) + (
             time.perf_counter() - t0)
         for p in out.packets:

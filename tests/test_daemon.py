@@ -91,3 +91,56 @@ def test_sd_notify_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert not sd_notify("READY=1")
     assert os.path.exists(path)
+
+
+def test_watchdog_restarts_a_failed_stage_and_the_stream_goes_on(tmp_path: Path) -> None:
+    """In process: the pipeline stage raises once; the watchdog restarts it, the session and
+    sequence numbers survive, and events keep coming."""
+    import asyncio
+
+    import numpy as np
+
+    from hil.implant import synth_recording
+    from hub.link import encode_frame
+    from hub.supervisor import Daemon, DaemonOptions
+    from hub.uplink.tcp import TcpUplink
+
+    rec = synth_recording("synth:16:30000:2")
+
+    async def go() -> tuple[int, int, int]:
+        daemon = Daemon(DaemonOptions(implant="tcp:127.0.0.1:0", state_dir=tmp_path,
+                                      telemetry_s=0.2), TcpUplink(rate_bps=None))
+        original = daemon.stage.process
+        calls = [0]
+
+        def flaky(*a: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 30:
+                raise RuntimeError("injected kernel failure")
+            return original(*a)
+
+        daemon.stage.process = flaky  # type: ignore[method-assign]
+        run = asyncio.create_task(daemon.run())
+        while not daemon.transport.address.split(":")[-1].isdigit() or \
+                daemon.transport.address.endswith(":0"):
+            await asyncio.sleep(0.01)
+        host, port = daemon.transport.address[4:].rsplit(":", 1)
+        _, w = await asyncio.open_connection(host, int(port))
+        for k in range(1500):                       # 1.5 s of frames, 1 ms each
+            w.write(encode_frame(k, np.ascontiguousarray(rec.read(k * 30, k * 30 + 30)),
+                                 30000))
+            if k % 50 == 0:
+                await w.drain()
+                await asyncio.sleep(0.02)
+        await w.drain()
+        await asyncio.sleep(1.5)
+        blocks = daemon.stage.blocks
+        daemon._stop.set()
+        await run
+        w.close()
+        return daemon.stage_restarts, blocks, daemon.scheduler.classes[3].produced
+
+    restarts, blocks, events = asyncio.run(go())
+    assert restarts == 1
+    assert blocks >= 140          # 150 blocks of 10 ms, one lost to the injected failure
+    assert events > 0
