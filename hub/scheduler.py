@@ -314,5 +314,6 @@ class Scheduler:
                 self.budget_bps = 0.5 * self.budget_bps + 0.5 * rate
             else:                                    # spare capacity: probe upwards
                 grow = self.budget_bps * 1.1
-                self.budget_bps = max(rate, min(grow, nominal) if nominal else grow)
+                cap = nominal if nominal else 4 * max(rate, 100_000.0)
+                self.budget_bps = max(rate, min(grow, cap))
         self._win_start, self._win_bytes, self._win_busy = now, 0, 0.0
