@@ -1,14 +1,16 @@
 #include "nk_sort.h"
 #include "nk_common.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define LINK_EVERY 32       /* updates between link checks of a unit cluster */
+#define LINK_EVERY 1000000000       /* updates between link checks of a unit cluster */
 #define LINK_FIRST 1        /* candidate spikes before it may join a unit on a neighbour */
 #define SPREAD_MEMORY 64    /* spikes in the running mean of a cluster's δ */
 #define FLT_BIG 3.0e38f
-#define SPREAD_MAX 4.0f     /* cap on a cluster's own δ scale in its acceptance limit */
+#define SPREAD_MAX 4.0f
+#define SD_MAX 0.75f        /* cap on a cluster's δ deviation in its acceptance limit */     /* cap on a cluster's own δ scale in its acceptance limit */
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -17,6 +19,7 @@ typedef struct {
     int32_t unit;           /* −1: candidate */
     int32_t since_link;
     float spread;           /* running mean δ of members */
+    float spread2;          /* running mean δ² of members */
     float sigma2;           /* running mean σ² of members (0: unknown yet) */
 } cluster;
 
@@ -258,6 +261,7 @@ static int32_t merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int6
         for (int32_t i = 0; i < dims(s); i++) fa[i] = ua * fa[i] + ub * fb[i];
     }
     A->spread = ua * A->spread + ub * B->spread;
+    A->spread2 = ua * A->spread2 + ub * B->spread2;
     if (A->sigma2 <= 0.0f) A->sigma2 = B->sigma2;
     else if (B->sigma2 > 0.0f) A->sigma2 = ua * A->sigma2 + ub * B->sigma2;
     A->count += B->count;
@@ -327,6 +331,19 @@ static int32_t find_link(const nk_sort *s, int32_t i) {
         }
     }
     return best_unit;
+}
+
+/* Acceptance limit of a cluster on channel c: the mean δ of its members (≥ 1, inflated by
+ * 1/n for the noise left in a young template) plus new_distance standard deviations of it. The
+ * deviation is floored at twice that of white noise, √(8 / (K_c·M)), and capped at SD_MAX. */
+static float limit_of(const nk_sort *s, const cluster *cj, int32_t c) {
+    const float m = cj->spread < 1.0f ? 1.0f : (cj->spread > SPREAD_MAX ? SPREAD_MAX : cj->spread);
+    const float var0 = 8.0f / (float)(s->kvalid[c] * s->M);
+    float var = cj->spread2 - cj->spread * cj->spread;
+    if (var < var0) var = var0;
+    float sd = sqrtf(var);
+    if (sd > SD_MAX) sd = SD_MAX;
+    return m * (1.0f + 1.0f / (float)cj->count) + s->cfg.new_distance * sd;
 }
 
 /* Keeps a template's own-channel peak at `pre` (the detector's convention) so that re-aligned
@@ -469,8 +486,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             if (cj->channel < 0) continue;
             int32_t sh;
             const float delta = match(s, f, feat_of(s, j), &sh) * norm;
-            float spread = cj->spread < 1.0f ? 1.0f : (cj->spread > SPREAD_MAX ? SPREAD_MAX : cj->spread);
-            const float limit = s->cfg.new_distance * (1.0f + 1.0f / (float)cj->count) * spread;
+            const float limit = limit_of(s, cj, c);
             const float score = delta / limit;   /* ≤ 1: acceptable */
             /* among the clusters that accept it, the nearest takes the spike */
             if (score <= 1.0f && (best < 0 || delta < best_delta)) {
@@ -495,6 +511,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             recentre(s, i);
             const float ws = 1.0f / (float)(ci->count < SPREAD_MEMORY ? ci->count : SPREAD_MEMORY);
             ci->spread += ws * (best_delta - ci->spread);
+            ci->spread2 += ws * (best_delta * best_delta - ci->spread2);
             if (ci->sigma2 <= 0.0f) ci->sigma2 = sig2;
             else ci->sigma2 += ws * (sig2 - ci->sigma2);
             if (ev->sample > ci->last) ci->last = ev->sample;
@@ -506,7 +523,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             }
             cluster *ci = &s->cl[i];
             ci->channel = c; ci->unit = -1; ci->count = 1; ci->last = ev->sample;
-            ci->since_link = 0; ci->spread = 1.0f; ci->sigma2 = sig2;
+            ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = sig2;
             memcpy(raw_of(s, i), x, KL * sizeof(float));
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)dims(s) * sizeof(float));
             s->st.candidates++;
@@ -565,7 +582,7 @@ static void place(nk_sort *s, const float *T, int32_t g, int32_t unit) {
     if (s->has_basis) project(s, r, s->feat + (size_t)i * KLsz(s));
     cluster *ci = &s->cl[i];
     ci->channel = g; ci->unit = unit; ci->count = s->cfg.adapt_spikes; ci->last = 0;
-    ci->since_link = 0; ci->spread = 1.0f; ci->sigma2 = 0.0f;
+    ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = 0.0f;
 }
 
 int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,

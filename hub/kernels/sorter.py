@@ -44,7 +44,7 @@ class SorterConfig:
     max_units: int = 1024            # live ids at once
     birth_spikes: int = 10
     adapt_spikes: int = 200          # template memory
-    new_distance: float = 3.0        # θ_new in noise-normalised δ (≈ 1 for a member)
+    new_distance: float = 5.0        # acceptance: mean δ of members + this many deviations
     label_distance: float = 6.0      # outliers within this × a unit's limit carry its label
     merge_distance: float = 1.0
     link_distance: float = 0.5

@@ -1,0 +1,242 @@
+/* test_sort — the online sorter on synthetic snippets: three neurons (two on one channel, one
+ * whose peak alternates between two channels), integer noise. Prints "<name> <fnv1a-64> ok"
+ * lines; the Makefile diffs native, ASan/UBSan and qemu runs, so equal lines prove identical
+ * labels and templates on every architecture. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nk_common.h"
+#include "nk_sort.h"
+
+#define C 8
+#define K 3
+#define L 32
+#define PRE 10
+#define NSPK 3000
+#define SIGMA 10.0f
+
+static int failures = 0;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ULL; }
+    return h;
+}
+#define FNV0 1469598103934665603ULL
+
+static void report(const char *name, uint64_t h, int ok) {
+    printf("%s %016llx %s\n", name, (unsigned long long)h, ok ? "ok" : "FAIL");
+    if (!ok) failures++;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint32_t rng(void) {
+    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 2685821657736338717ULL) >> 32);
+}
+static int32_t gauss_int(int32_t scale) {
+    int32_t s = 0;
+    for (int i = 0; i < 4; i++) s += (int32_t)(rng() & 0xFFFF) - 32768;
+    return (int32_t)(((int64_t)s * scale) / 37837);
+}
+
+/* full-probe templates [3][C][L]: a biphasic shape scaled per channel */
+static float tpl[3][C][L];
+static const int32_t home[3] = {2, 2, 5};
+static const float peak_amp[3][C] = {
+    {0, 40, 150, 40, 0, 0, 0, 0},   /* neuron 0: big on channel 2 */
+    {0, 60, 80, 10, 0, 0, 0, 0},    /* neuron 1: smaller on 2, more on 1 */
+    {0, 0, 0, 0, 30, 100, 96, 20},  /* neuron 2: nearly equal on 5 and 6 */
+};
+static int32_t nbrs[C * K];
+static nk_event ev[NSPK];
+static float wav[NSPK][K][L];
+static int32_t truth[NSPK];
+
+static void make_data(void) {
+    static const float shape[L] = {0, 0, 0, 0, 0, 0, 0, -0.05f, -0.2f, -0.6f, -1.0f, -0.7f, -0.3f,
+                                   0.0f, 0.2f, 0.3f, 0.32f, 0.3f, 0.25f, 0.2f, 0.15f, 0.1f,
+                                   0.06f, 0.03f, 0.01f, 0, 0, 0, 0, 0, 0, 0};
+    for (int u = 0; u < 3; u++)
+        for (int c = 0; c < C; c++)
+            for (int l = 0; l < L; l++) tpl[u][c][l] = peak_amp[u][c] * shape[l];
+    for (int c = 0; c < C; c++) {
+        nbrs[c * K] = c;
+        nbrs[c * K + 1] = c > 0 ? c - 1 : -1;
+        nbrs[c * K + 2] = c + 1 < C ? c + 1 : -1;
+    }
+    for (int i = 0; i < NSPK; i++) {
+        const int u = (int)(rng() % 3);
+        int32_t ch = home[u];
+        if (u == 2 && (rng() & 1)) ch = 6;    /* peak on the neighbour half of the time */
+        truth[i] = u;
+        ev[i].sample = 1000 + (int64_t)i * 300;
+        ev[i].channel = ch;
+        ev[i].unit = -7;
+        ev[i].amplitude = -tpl[u][ch][PRE];
+        ev[i].threshold = 5.0f * SIGMA;
+        for (int p = 0; p < K; p++) {
+            const int32_t nc = nbrs[ch * K + p];
+            for (int l = 0; l < L; l++)
+                wav[i][p][l] = nc < 0 ? 0.0f : tpl[u][nc][l] + (float)gauss_int(10);
+        }
+    }
+}
+
+static nk_sort_config config(void) {
+    nk_sort_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_channels = C; cfg.n_neighbors = K; cfg.n_samples = L; cfg.pre = PRE;
+    cfg.max_clusters = 6; cfg.max_units = 16; cfg.birth_spikes = 10; cfg.adapt_spikes = 200;
+    cfg.detect_threshold = 5.0f; cfg.new_distance = 3.0f; cfg.label_distance = 6.0f;
+    cfg.merge_distance = 1.0f; cfg.link_distance = 0.5f; cfg.link_ratio = 0.7f;
+    cfg.retire_samples = 30000 * 60; cfg.candidate_samples = 30000 * 5;
+    return cfg;
+}
+
+/* Runs all spikes in blocks of `block`; returns a hash of labels and events; labels out. */
+static uint64_t run(nk_sort *s, int32_t block, int32_t *labels, int32_t *n_events) {
+    nk_event buf[NSPK];
+    memcpy(buf, ev, sizeof ev);
+    int32_t cap = nk_sort_max_events(s, block);
+    nk_sort_event *out = calloc((size_t)cap, sizeof *out);
+    uint64_t h = FNV0;
+    *n_events = 0;
+    for (int32_t i = 0; i < NSPK; i += block) {
+        const int32_t n = NSPK - i < block ? NSPK - i : block;
+        int32_t m = 0;
+        int st = nk_sort_process(s, buf + i, &wav[i][0][0], n, buf[i + n - 1].sample + 1, out,
+                                 cap, &m);
+        if (st != NK_OK) { free(out); return 0; }
+        for (int32_t j = 0; j < m; j++) {
+            h = fnv(h, &out[j].kind, 4); h = fnv(h, &out[j].unit, 4);
+            h = fnv(h, &out[j].other, 4); h = fnv(h, &out[j].sample, 8);
+        }
+        *n_events += m;
+    }
+    for (int32_t i = 0; i < NSPK; i++) labels[i] = buf[i].unit;
+    free(out);
+    return fnv(h, labels, sizeof(int32_t) * NSPK);
+}
+
+/* Fraction of spikes after `skip` whose label is the majority label of their neuron, with
+ * distinct majority labels per neuron (0 when two neurons share one). */
+static double purity(const int32_t *labels, int skip, int32_t *major) {
+    for (int u = 0; u < 3; u++) {
+        int best = -1, best_n = 0;
+        for (int i = skip; i < NSPK; i++) {
+            if (truth[i] != u || labels[i] < 0) continue;
+            int n = 0;
+            for (int j = skip; j < NSPK; j++) n += truth[j] == u && labels[j] == labels[i];
+            if (n > best_n) { best_n = n; best = labels[i]; }
+            if (best_n > (NSPK - skip) / 6) break;
+        }
+        major[u] = best;
+    }
+    if (major[0] == major[1] || major[0] == major[2] || major[1] == major[2]) return 0.0;
+    int good = 0, total = 0;
+    for (int i = skip; i < NSPK; i++) {
+        total++;
+        good += labels[i] == major[truth[i]];
+    }
+    return (double)good / total;
+}
+
+int main(void) {
+    make_data();
+    report("sort_input", fnv(fnv(FNV0, ev, sizeof ev), wav, sizeof wav), 1);
+    nk_sort_config cfg = config();
+    nk_sort *s = nk_sort_new(&cfg, nbrs, NULL, 0);
+    report("sort_new", (uint64_t)nk_sort_memory(&cfg), s != NULL && nk_sort_memory(&cfg) > 0);
+
+    /* cold start */
+    static int32_t lab1[NSPK], lab2[NSPK];
+    int32_t ne1 = 0, ne2 = 0, major[3];
+    uint64_t h1 = run(s, 50, lab1, &ne1);
+    double pur = purity(lab1, 300, major);
+    nk_sort_stats st;
+    nk_sort_get_stats(s, &st);
+    report("sort_cold", h1, h1 != 0 && pur > 0.97 && st.live_units >= 3 && st.live_units <= 4);
+    if (pur <= 0.97) printf("  purity %.4f, live units %d\n", pur, st.live_units);
+
+    /* the same spikes in other blocks: identical labels and life-cycle events */
+    nk_sort_reset(s);
+    uint64_t h2 = run(s, 7, lab2, &ne2);
+    report("sort_blocks", h2, memcmp(lab1, lab2, sizeof lab1) == 0 && ne1 == ne2);
+
+    /* templates of the clusters: finite, hashed (bit-identical across architectures) */
+    int32_t chs[C * 6], units[C * 6];
+    int64_t counts[C * 6];
+    static float tbuf[C * 6 * K * L];
+    int gs = nk_sort_get_clusters(s, chs, units, counts, tbuf, C * 6);
+    int finite = 1;
+    for (size_t i = 0; i < sizeof tbuf / sizeof tbuf[0]; i++) finite &= isfinite(tbuf[i]) != 0;
+    report("sort_templates", fnv(FNV0, tbuf, sizeof tbuf), gs == NK_OK && finite);
+
+    /* retirement: a long silence retires every unit, each with one RETIRE event */
+    nk_sort_get_stats(s, &st);
+    const int32_t live = st.live_units;
+    nk_sort_event out[64];
+    int32_t m = 0;
+    int rs = nk_sort_process(s, NULL, NULL, 0, ev[NSPK - 1].sample + cfg.retire_samples + 10,
+                             out, 64, &m);
+    int retired = 0;
+    for (int32_t j = 0; j < m; j++) retired += out[j].kind == NK_SORT_RETIRE;
+    nk_sort_get_stats(s, &st);
+    report("sort_retire", (uint64_t)retired,
+           rs == NK_OK && retired == live && st.live_units == 0 && st.active_clusters == 0);
+
+    /* calibrated: the true templates with ids 100..102 */
+    const int32_t ids[3] = {100, 101, 102};
+    int ls = nk_sort_load_templates(s, 3, ids, &tpl[0][0][0], C, L, NULL, 0);
+    static int32_t lab3[NSPK];
+    int32_t ne3 = 0;
+    uint64_t h3 = run(s, 50, lab3, &ne3);
+    double pur3 = purity(lab3, 0, major);
+    report("sort_calibrated", h3, ls == NK_OK && pur3 > 0.98 && major[0] == 100 &&
+           major[1] == 101 && major[2] == 102);
+
+    /* bad templates are refused whole: the state is unchanged */
+    nk_sort_stats before, after;
+    nk_sort_get_stats(s, &before);
+    static float bad[3][C][L];
+    memcpy(bad, tpl, sizeof bad);
+    bad[1][3][7] = NAN;
+    const int32_t dup[3] = {1, 2, 1};
+    int b1 = nk_sort_load_templates(s, 3, ids, &bad[0][0][0], C, L, NULL, 0);
+    int b2 = nk_sort_load_templates(s, 3, ids, &tpl[0][0][0], C + 1, L, NULL, 0);
+    int b3 = nk_sort_load_templates(s, 3, dup, &tpl[0][0][0], C, L, NULL, 0);
+    int b4 = nk_sort_load_templates(s, 17, ids, &tpl[0][0][0], C, L, NULL, 0);
+    memset(bad, 0, sizeof bad);
+    int b5 = nk_sort_load_templates(s, 3, ids, &bad[0][0][0], C, L, NULL, 0);
+    nk_sort_get_stats(s, &after);
+    report("sort_load_bad", 0, b1 == NK_ERR_ARG && b2 == NK_ERR_ARG && b3 == NK_ERR_ARG &&
+           b4 == NK_ERR_CAPACITY && b5 == NK_ERR_ARG && memcmp(&before, &after, sizeof before) == 0);
+
+    /* a basis (first 6 samples-averaging rows, as a stand-in for PCA) also sorts */
+    static float basis[6][L];
+    for (int d = 0; d < 6; d++)
+        for (int l = 0; l < L; l++) basis[d][l] = (l / 5 == d) ? 0.4472136f : 0.0f;
+    nk_sort *sb = nk_sort_new(&cfg, nbrs, &basis[0][0], 6);
+    int32_t neb = 0;
+    static int32_t lab4[NSPK];
+    uint64_t h4 = run(sb, 50, lab4, &neb);
+    double pur4 = purity(lab4, 300, major);
+    report("sort_basis", h4, sb != NULL && pur4 > 0.95);
+    nk_sort_free(sb);
+
+    /* bad arguments */
+    nk_sort_config badc = cfg;
+    badc.pre = L;
+    nk_event e1 = ev[0];
+    e1.channel = C;
+    int32_t m2 = 0;
+    report("sort_bad_args", 0, nk_sort_new(&badc, nbrs, NULL, 0) == NULL &&
+           nk_sort_new(&cfg, NULL, NULL, 0) == NULL &&
+           nk_sort_process(s, &e1, &wav[0][0][0], 1, 0, out, 64, &m2) == NK_ERR_ARG &&
+           nk_sort_process(s, ev, &wav[0][0][0], 40, 0, out, 4, &m2) == NK_ERR_CAPACITY);
+    nk_sort_free(s);
+    return failures ? 1 : 0;
+}
