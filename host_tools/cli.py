@@ -12,6 +12,8 @@ from collections.abc import Sequence
 #: name → (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("host_tools.bench", "run the benchmarks and write JSON results"),
+    "sort": ("host_tools.sort_cli", "run the hub's online sorter over a recording → SI sorting"),
+    "calibrate": ("host_tools.calibrate", "offline-sort a calibration segment → hub templates"),
     "pair": ("host_tools.pair_cli", "bond with a hub over BLE while its pairing window is open"),
     "record": ("host_tools.record_cli", "receive from a hub (TCP), check continuity, summarise"),
     "codec": ("host_tools.codec_cli", "lossless codec: encode/decode a WAV file (nk_codec)"),
