@@ -1,0 +1,173 @@
+"""``hubctl calibrate RECORDING_DIR TEMPLATES_FILE [--sorter mountainsort5] [--duration S]``.
+
+Runs an offline sorter through SpikeInterface on a calibration segment, then derives templates
+in the hub's own signal domain: the segment goes through the hub's front-end (the same C
+band-pass, reference and detector), each hub-detected spike that the offline sorter also found
+takes that sorter's unit, and a unit's template is the mean full-probe snippet of its spikes,
+aligned at the hub's peaks. A per-channel PCA basis of the peak-channel waveforms (noise units)
+is stored beside them. The result is a versioned templates file (hub/sorting.py) that maps 1:1
+onto the "load templates" command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hub.kernels import SnippetExtractor
+from hub.pipeline import Pipeline, PipelineConfig
+from hub.sorting import TemplateSet
+from hub.sources import Recording, open_recording
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recording", type=Path, help="SpikeInterface binary folder")
+    p.add_argument("templates_file", type=Path, help="templates file to write (.npz)")
+    p.add_argument("--sorter", default="mountainsort5",
+                   help="SpikeInterface sorter name (default mountainsort5)")
+    p.add_argument("--duration", type=float, default=60.0,
+                   help="seconds of calibration data from --start (default 60)")
+    p.add_argument("--start", type=float, default=0.0, help="segment start in seconds")
+    p.add_argument("--min-spikes", type=int, default=20,
+                   help="units with fewer matched spikes are left out")
+    p.add_argument("--n-features", type=int, default=0,
+                   help="PCA basis dimensions per channel (0: none; the hub matches full "
+                        "waveforms)")
+    p.add_argument("--block-ms", type=float, default=PipelineConfig.block_ms)
+    p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
+
+
+def run_offline_sorter(recording_dir: Path, start_s: float, duration_s: float,
+                       sorter: str) -> tuple[Any, float]:
+    """(SpikeInterface sorting of the segment, seconds it took)."""
+    import spikeinterface.core as si
+    import spikeinterface.sorters as ss
+
+    rec = si.load(recording_dir)
+    fs = rec.get_sampling_frequency()
+    a = round(start_s * fs)
+    b = min(rec.get_num_samples(), a + round(duration_s * fs))
+    if b - a < fs:
+        raise ValueError(f"calibration segment of {(b - a) / fs:.2f} s is too short")
+    seg = rec.frame_slice(a, b)
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hub-calib-") as tmp:
+        sorting = ss.run_sorter(sorter, seg, folder=Path(tmp) / "sorter", verbose=False,
+                                remove_existing_folder=True)
+        sorting = si.NumpySorting.from_sorting(sorting)
+    return sorting, time.perf_counter() - t
+
+
+def hub_snippets(rec: Recording, cfg: PipelineConfig, first: int, last: int
+                 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], Pipeline]:
+    """Hub-detected events of samples [first, last) (times relative to `first`) with full-probe
+    snippets (n, C, L) from the hub's own filter, reference and detector."""
+    pipe = Pipeline(cfg, rec.num_channels, rec.sampling_frequency, rec.channel_positions_um)
+    C = rec.num_channels
+    full = SnippetExtractor(np.tile(np.arange(C, dtype=np.int32), (C, 1)), cfg.snippet_pre,
+                            cfg.snippet_post, max_block=pipe.block_samples)
+    buf = np.empty((pipe.block_samples, C), np.float32)
+    evs, wfs = [], []
+    for t0 in range(0, last - first, pipe.block_samples):
+        block = rec.read(first + t0, min(first + t0 + pipe.block_samples, last))
+        y = pipe.bandpass.process(block, buf[: block.shape[0]])
+        if pipe.reference is not None:
+            pipe.reference.process(y)
+        ev = pipe.detector.process(y, t0).copy()
+        sev, wf = full.process(y, t0, ev)
+        evs.append(sev.copy())
+        wfs.append(wf.copy())
+    return np.concatenate(evs), np.concatenate(wfs), pipe
+
+
+def match_units(hub_samples: npt.NDArray[np.int64], sorting: Any,
+                tol: int) -> npt.NDArray[np.int64]:
+    """Index into sorting.unit_ids for every hub spike (−1: no sorter spike within ±tol samples
+    after removing the median time offset between the two)."""
+    trains = [np.asarray(sorting.get_unit_spike_train(u, segment_index=0), np.int64)
+              for u in sorting.unit_ids]
+    if not trains or not sum(t.size for t in trains):
+        return np.full(hub_samples.size, -1, np.int64)
+    st = np.concatenate(trains)
+    lab = np.concatenate([np.full(t.size, i, np.int64) for i, t in enumerate(trains)])
+    order = np.argsort(st, kind="stable")
+    st, lab = st[order], lab[order]
+
+    def nearest(x: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        i = np.clip(np.searchsorted(st, x), 1, st.size - 1) if st.size > 1 else \
+            np.zeros(x.size, np.int64)
+        j = np.where(np.abs(st[i - 1] - x) <= np.abs(st[i] - x), i - 1, i) if st.size > 1 else i
+        return x - st[j], lab[j]
+
+    d, _ = nearest(hub_samples)
+    close = np.abs(d) <= 3 * tol
+    offset = int(np.median(d[close])) if close.any() else 0
+    d, nearest_lab = nearest(hub_samples - offset)
+    return np.where(np.abs(d) <= tol, nearest_lab, -1)
+
+
+def pca_basis(waves: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.float32]:
+    """The first n principal directions (rows) of waveforms (N, L)."""
+    x = waves.astype(np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return np.ascontiguousarray(vt[:n], dtype=np.float32)
+
+
+def calibrate(recording_dir: Path, sorter: str = "mountainsort5", duration_s: float = 60.0,
+              start_s: float = 0.0, min_spikes: int = 20, n_features: int = 0,
+              cfg: PipelineConfig | None = None) -> tuple[TemplateSet, dict[str, Any]]:
+    """Templates for the hub from an offline sort of [start, start + duration)."""
+    cfg = cfg or PipelineConfig()
+    rec = open_recording(recording_dir)
+    fs = rec.sampling_frequency
+    first = round(start_s * fs)
+    last = min(rec.num_samples, first + round(duration_s * fs))
+    sorting, sorter_s = run_offline_sorter(recording_dir, start_s, duration_s, sorter)
+    log.info("%s found %d units in %.1f s of data (%.1f s)", sorter, len(sorting.unit_ids),
+             (last - first) / fs, sorter_s)
+    ev, wf, _ = hub_snippets(rec, cfg, first, last)
+    tol = max(1, round(0.4e-3 * fs))
+    which = match_units(np.asarray(ev["sample"], np.int64), sorting, tol)
+    ids, templates, counts, peak_waves = [], [], [], []
+    for k, uid in enumerate(sorting.unit_ids):
+        m = which == k
+        if m.sum() < min_spikes:
+            continue
+        ids.append(int(uid) if str(uid).lstrip("-").isdigit() and int(uid) >= 0 else k)
+        templates.append(wf[m].mean(axis=0))
+        counts.append(int(m.sum()))
+        sig = ev["threshold"][m] / cfg.threshold
+        peak_waves.append(wf[m, ev["channel"][m]] / sig[:, None])
+    if len(set(ids)) != len(ids):
+        ids = list(range(len(ids)))
+    L = cfg.snippet_pre + cfg.snippet_post
+    basis = pca_basis(np.concatenate(peak_waves), n_features) if n_features and peak_waves \
+        else np.zeros((0, L), np.float32)
+    ts = TemplateSet(fs, cfg.snippet_pre, cfg.snippet_post, np.asarray(ids, np.int32),
+                     np.asarray(templates, np.float32).reshape(len(ids), rec.num_channels, L),
+                     basis, np.asarray(counts, np.int32), sorter)
+    info = {"sorter": sorter, "sorter_seconds": sorter_s, "sorter_units": len(sorting.unit_ids),
+            "units": len(ids), "hub_spikes": int(ev.size), "matched": int((which >= 0).sum()),
+            "segment_s": (last - first) / fs}
+    return ts, info
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = PipelineConfig(block_ms=args.block_ms, threshold=args.threshold)
+    ts, info = calibrate(args.recording, args.sorter, args.duration, args.start,
+                         args.min_spikes, args.n_features, cfg)
+    ts.save(args.templates_file)
+    print(f"{info['units']} templates ({info['sorter']}: {info['sorter_units']} units in "
+          f"{info['segment_s']:.1f} s, {info['sorter_seconds']:.1f} s; "
+          f"{info['matched']} of {info['hub_spikes']} hub spikes matched) → {args.templates_file}")
+    return 0
