@@ -164,19 +164,26 @@ class Receiver:
     def accounting(self) -> dict[str, dict[str, int]]:
         """Per class, summed over sessions: produced (hub), delivered (host), shed (hub
         reports), queued at the last report, lost in transit (sequence gaps, packets),
-        unaccounted = produced − delivered − shed − queued."""
+        unaccounted = produced − delivered − shed − queued.
+        A session that ended without its final report (hub killed) cannot be closed: its
+        balance is reported apart, as ``unclosed`` (its last totals predate its last packets).
+        """
         out: dict[str, dict[str, int]] = {}
         for st, name in CLASS_NAMES.items():
-            row = {"produced": 0, "delivered": 0, "shed": 0, "queued": 0, "lost_packets": 0}
+            row = {"produced": 0, "delivered": 0, "shed": 0, "queued": 0, "lost_packets": 0,
+                   "unaccounted": 0, "unclosed": 0}
             for s in self.sessions.values():
                 tot = s.totals.get(st)
-                row["produced"] += tot.produced if tot else 0
-                row["shed"] += tot.shed if tot else 0
-                row["queued"] += tot.queued if tot else 0
-                row["delivered"] += s.delivered.get(st, 0)
+                produced, shed = (tot.produced, tot.shed) if tot else (0, 0)
+                queued = tot.queued if tot else 0
+                delivered = s.delivered.get(st, 0)
+                row["produced"] += produced
+                row["shed"] += shed
+                row["queued"] += queued
+                row["delivered"] += delivered
                 row["lost_packets"] += s.lost_packets.get(st, 0)
-            row["unaccounted"] = (row["produced"] - row["delivered"] - row["shed"]
-                                  - row["queued"])
+                balance = produced - delivered - shed - queued
+                row["unaccounted" if s.final else "unclosed"] += balance
             out[name] = row
         return out
 
