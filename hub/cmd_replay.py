@@ -21,13 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
     p.add_argument("--reference", default=PipelineConfig.reference,
                    choices=["median", "average", "none"])
+    p.add_argument("--sort", action="store_true",
+                   help="run the online sorter; the events file's `unit` carries its labels")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
 def run(args: argparse.Namespace) -> int:
     rec = open_recording(args.recording)
     cfg = PipelineConfig(block_ms=args.block_ms, threshold=args.threshold,
-                         reference=args.reference)
+                         reference=args.reference, sort=args.sort)
     res = replay(rec, cfg, progress=None if args.quiet else sys.stderr)
     s = res.summary
     if args.json:

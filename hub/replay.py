@@ -47,6 +47,7 @@ def replay(rec: Recording, cfg: PipelineConfig | None = None,
     cfg = cfg or PipelineConfig()
     pipe = Pipeline(cfg, rec.num_channels, rec.sampling_frequency, rec.channel_positions_um)
     chunks: list[npt.NDArray[Any]] = []
+    labelled: list[npt.NDArray[Any]] = []  # snippet events with the sorter's units
     n_snippets = 0
     n_bins = 0
     prog = Progress(f"replay {rec.name}", rec.duration_s, progress)
@@ -58,12 +59,16 @@ def replay(rec: Recording, cfg: PipelineConfig | None = None,
         if res.events.size:
             chunks.append(res.events)
         n_snippets += res.snippet_events.size
+        if pipe.sorter is not None and res.snippet_events.size:
+            labelled.append(res.snippet_events)
         n_bins += res.bins.index.size
         done = (start + block.shape[0]) / rec.sampling_frequency
         prog.update(done, f"{done:.1f}/{rec.duration_s:.1f} s, "
                           f"{done / wall if wall else 0:.0f}× real time")
     prog.update(rec.duration_s, "done", force=True)
     events = np.concatenate(chunks) if chunks else np.zeros(0, dtype=EVENT_DTYPE)
+    if labelled:
+        copy_units(events, np.concatenate(labelled))
     C, n = rec.num_channels, rec.num_samples
     per_ch = np.bincount(events["channel"], minlength=C) if events.size else np.zeros(C, int)
     noise = pipe.noise_counts().astype(np.float64)
@@ -92,6 +97,17 @@ def replay(rec: Recording, cfg: PipelineConfig | None = None,
         "config": cfg.to_dict(),
     }
     return ReplayResult(summary, events)
+
+
+def copy_units(events: npt.NDArray[Any], labelled: npt.NDArray[Any]) -> None:
+    """Writes each labelled snippet event's unit onto the same (sample, channel) detected event
+    (events are in (sample, channel) order); events without a snippet keep −1."""
+    width = int(max(events["channel"].max(initial=0), labelled["channel"].max(initial=0))) + 1
+    keys = events["sample"] * width + events["channel"]
+    lk = labelled["sample"] * width + labelled["channel"]
+    i = np.minimum(np.searchsorted(keys, lk), max(keys.size - 1, 0))
+    hit = keys[i] == lk if keys.size else np.zeros(lk.size, bool)
+    events["unit"][i[hit]] = labelled["unit"][hit]
 
 
 def save_events(path: Path, events: npt.NDArray[Any], fs: float) -> None:
