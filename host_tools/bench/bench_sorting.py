@@ -196,7 +196,8 @@ def table(res: dict[str, Any]) -> str:
     c = res["cost"]
     lines.append(f"sorting cost ({c['channels']} ch, {c['seconds']:.0f} s, medians): front-end "
                  f"{c['ns_per_sample_frontend']:.2f} ns/sample, with sorting "
-                 f"{c['ns_per_sample_with_sort']:.2f} ns/sample → +{100 * c['added_fraction']:.1f} %"
-                 f" (sorter kernel alone {100 * c['sort_kernel_fraction']:.1f} %); state "
+                 f"{c['ns_per_sample_with_sort']:.2f} ns/sample → "
+                 f"+{100 * c['added_fraction']:.1f} % (sorter kernel alone "
+                 f"{100 * c['sort_kernel_fraction']:.1f} %); state "
                  f"{c['memory_bytes_per_channel'] / 1024:.1f} KiB per channel (fixed)")
     return "\n".join(lines)
