@@ -160,9 +160,11 @@ bench: setup sysdeps build/native/bench/frontend_bench
 run: setup
 	$(PY) -m hil.demo $(RUN_ARGS)
 
-# Hardware-in-the-loop scenarios → out/hil/report.json + report.md
+# Hardware-in-the-loop scenarios → out/hil/report.json + report.md (TCP uplink) and
+# out/hil/ble_report.json + ble_report.md (BLE over the virtual air)
 hil: setup
-	$(PY) -m hil.scenarios $(HIL_ARGS)
+	$(PY) -m hil.scenarios $(HIL_ARGS); tcp=$$?; \
+	$(PY) -m hil.ble_hil $(HIL_ARGS) && exit $$tcp
 
 clean:
 	rm -rf build $(NATIVE_DIR) out
