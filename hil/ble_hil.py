@@ -1,0 +1,85 @@
+"""HIL scenarios over the virtual radio (hil/scenarios/ble/*.json): the chain with uplink "ble"
+(air process, hub ``--uplink ble:``, ``hubctl record --ble``). Same file format and checks as
+the TCP scenarios (hil.scenarios.runner), plus ``expect.ble_connects``; ``--scale`` shortens
+durations and the link model's outage times together. Writes out/hil/ble_report.{json,md}.
+
+    python -m hil.ble_hil [--only NAME] [--scale 0.25] [--out out/hil]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hil.chain import ChainSpec, run_chain
+from hil.scenarios.runner import check, markdown
+
+HERE = Path(__file__).resolve().parent / "scenarios" / "ble"
+REPO = HERE.parent.parent.parent
+
+
+def scaled(chain: dict[str, Any], scale: float) -> dict[str, Any]:
+    """The chain with durations and outage windows scaled (never below what they need)."""
+    chain = json.loads(json.dumps(chain))
+    model = chain.get("link_model") or {}
+    outages = model.get("outages", [])
+    if scale != 1.0 and outages:
+        model["outages"] = [[a * scale, d] for a, d in outages]   # outages keep their length
+    need = max((a + d for a, d in model.get("outages", [])), default=0.0)
+    need += model.get("supervision_timeout_s", 4.0) + 4.0 if outages else 0.0
+    chain["duration_s"] = max(6.0, need, chain["duration_s"] * scale)
+    return chain
+
+
+def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for path in sorted(HERE.glob("*.json")):
+        sc = json.loads(path.read_text())
+        if only and sc["name"] not in only:
+            continue
+        chain = scaled(sc["chain"], scale)
+        print(f"== scenario {sc['name']} ({chain['duration_s']:.0f} s, BLE)", file=sys.stderr,
+              flush=True)
+        t0 = time.monotonic()
+        try:
+            s = run_chain(ChainSpec(label=sc["name"], **chain), out / sc["name"])
+            failed = check(sc["expect"], s)
+            want = sc["expect"].get("ble_connects")
+            got = (s.get("ble") or {}).get("connects")
+            if want is not None and got != want:
+                failed.append(f"{got} BLE connections, expected {want}")
+        except Exception as e:  # one broken scenario must not hide the others' results
+            traceback.print_exc()
+            s, failed = {}, [f"{type(e).__name__}: {e}"]
+        results[sc["name"]] = {"what": sc["what"], "chain": chain, "passed": not failed,
+                               "failed": failed, "seconds": round(time.monotonic() - t0, 1),
+                               "summary": s}
+        print(f"   {'PASS' if not failed else 'FAIL'} {'; '.join(failed)}", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=REPO / "out" / "hil")
+    p.add_argument("--only", action="append", default=[])
+    p.add_argument("--scale", type=float, default=1.0, help="scale durations (CI: 0.25)")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run_all(args.out, args.only, args.scale)
+    md = markdown(results).replace("(TCP uplink)", "(BLE over the virtual air)")
+    (args.out / "ble_report.json").write_text(json.dumps(results, indent=1))
+    (args.out / "ble_report.md").write_text(md)
+    print(md)
+    print(f"report: {args.out / 'ble_report.json'}, {args.out / 'ble_report.md'}",
+          file=sys.stderr)
+    return 0 if all(r["passed"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
