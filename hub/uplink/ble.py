@@ -224,6 +224,8 @@ class BleUplink(Uplink):
         self._flow.set()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
+        if self.connected:
+            return True
         try:
             await asyncio.wait_for(self._wait_subscribed(), timeout)
         except TimeoutError:
