@@ -4,8 +4,9 @@
 
 prints one JSON line ``{"ports": {"hub": P1, "host": P2}, "control": P3, "model": {...}}`` and
 serves until SIGTERM/SIGINT. A hub attaches with ``tcp-client:127.0.0.1:P1``, a host with
-``tcp-client:127.0.0.1:P2``. Each TCP client gets a fresh controller; when its TCP connection
-closes the controller goes silent (the peer sees a supervision timeout, reason 0x08).
+``tcp-client:127.0.0.1:P2``. Each TCP client gets a fresh controller (a new client replaces the
+previous one); when its TCP connection closes the controller goes silent (the peer sees a
+supervision timeout, reason 0x08).
 
 Stock Bumble controllers hand HCI credits back at once. ``ShapedController`` instead holds every
 ACL packet until a simulated connection event carries it (hil.radio_model), so the real HCI
@@ -400,10 +401,10 @@ class _HciServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        if self.device.active is not None:
-            log.warning("%s: second HCI client refused", self.device.name)
-            transport.close()
-            return
+        old = self.device.active
+        if old is not None:           # a new host replaces the previous one (its TCP may
+            log.info("%s: new HCI client replaces the previous one", self.device.name)
+            old.detach()              # not have been seen closing yet)
         self.transport = transport
         self.device.active = self
         self.device.generation += 1
@@ -427,13 +428,20 @@ class _HciServerProtocol(asyncio.Protocol):
                     self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.detach()
+
+    def detach(self) -> None:
+        """The host is gone: its controller goes silent (peers time out)."""
         if self.device.active is self:
             self.device.active = None
-        if self.ctrl is not None:
+        if self.ctrl is not None and not self.ctrl.dead:
             log.info("%s: host detached; controller silent", self.device.name)
             self.ctrl.go_silent()
             self.device.link._reap()
+        if self.transport is not None:
+            self.transport.close()
         self.transport = None
+        self.parser = None
 
 
 @dataclass

@@ -115,3 +115,26 @@ def test_dead_peer_process_times_out_on_the_other_side(tmp_path: Path) -> None:
     assert reasons == [0x08]
     assert 0.9 <= dt < 3.0
     assert hub_stats is not None and hub_stats["disconnect_reasons"] == [0x08]
+
+
+def test_hubctl_pair_then_record_without_pairing(tmp_path: Path) -> None:
+    from host_tools.ble_receiver import BleReceiver, SynthStats
+    from host_tools.pair_cli import pair
+
+    async def go() -> tuple[dict[str, object], int]:
+        async with bench_ble.Bench(tmp_path, bench_ble.MODELS["2M/7.5"]) as b:
+            await b.start_hub("--rate", "100", "--pairing-window", "30")
+            status = await pair("ihub-01", b.backend("lab.json"), timeout=10)
+            be = b.backend("lab.json")
+            got = SynthStats()
+            rx = BleReceiver("ihub-01", got, backend=be, pair=False, reconnect=False)
+            await rx.connect_once()
+            await asyncio.sleep(0.5)
+            await rx.close()
+            await be.close()
+            return status, got.received
+
+    status, received = asyncio.run(go())
+    assert status["bonded"] is True and status["encrypted"] is True
+    assert status["mtu"] == 247 and status["phy"] == "2M" and status["data_length"] == 251
+    assert received > 0
