@@ -8,9 +8,10 @@
 #define LINK_EVERY 1000000000       /* updates between link checks of a unit cluster */
 #define LINK_FIRST 1        /* candidate spikes before it may join a unit on a neighbour */
 #define SPREAD_MEMORY 64    /* spikes in the running mean of a cluster's δ */
+#define SPREAD_PRIOR 16     /* pseudo-members at δ = 1 a cluster starts with */
 #define FLT_BIG 3.0e38f
-#define SPREAD_MAX 4.0f
-#define SD_MAX 0.75f        /* cap on a cluster's δ deviation in its acceptance limit */     /* cap on a cluster's own δ scale in its acceptance limit */
+#define SPREAD_MAX 2.5f
+#define SD_MAX 0.6f        /* cap on a cluster's δ deviation in its acceptance limit */     /* cap on a cluster's own δ scale in its acceptance limit */
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -375,9 +376,10 @@ static int32_t after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
             const int32_t j = c * U + u;
             if (j == i || s->cl[j].channel < 0) continue;
             int32_t sh;
-            /* allowance for the noise left in templates of few spikes */
-            const float limit = s->cfg.merge_distance + 1.0f / (float)s->cl[i].count
-                                + 1.0f / (float)s->cl[j].count;
+            /* allowance for the noise left in templates of few spikes (at most 0.5) */
+            float young = 1.0f / (float)s->cl[i].count + 1.0f / (float)s->cl[j].count;
+            if (young > 0.5f) young = 0.5f;
+            const float limit = s->cfg.merge_distance + young;
             const float d = match(s, feat_of(s, i), feat_of(s, j), &sh) * norm / limit;
             if (d <= 1.0f && (bj < 0 || d < best)) { best = d; bj = j; bsh = sh; }
         }
@@ -509,7 +511,10 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
                 for (int32_t q = 0; q < dims(s); q++) fi[q] += w * (f[q] - fi[q]);
             }
             recentre(s, i);
-            const float ws = 1.0f / (float)(ci->count < SPREAD_MEMORY ? ci->count : SPREAD_MEMORY);
+            /* δ statistics start from a prior of SPREAD_PRIOR white-noise members, so that a
+             * few early outliers cannot widen a young cluster's limit */
+            const int64_t nw = ci->count + SPREAD_PRIOR;
+            const float ws = 1.0f / (float)(nw < SPREAD_MEMORY ? nw : SPREAD_MEMORY);
             ci->spread += ws * (best_delta - ci->spread);
             ci->spread2 += ws * (best_delta * best_delta - ci->spread2);
             if (ci->sigma2 <= 0.0f) ci->sigma2 = sig2;

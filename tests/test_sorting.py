@@ -1,0 +1,236 @@
+"""Online sorting: determinism, latency, bounded state, stable ids, templates from the host."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from hub.kernels import EVENT_DTYPE, KernelError
+from hub.kernels.sorter import BIRTH, MERGE, RETIRE, Sorter, SorterConfig
+from hub.pipeline import Pipeline, PipelineConfig
+from hub.sorting import TemplateError, TemplateSet, load_templates, sort_recording
+from hub.sources import open_recording
+
+C, K, PRE, POST = 8, 3, 16, 32
+L = PRE + POST
+SIGMA = 10.0
+NEIGHBORS = np.array([[c, c - 1 if c else -1, c + 1 if c + 1 < C else -1] for c in range(C)],
+                     np.int32)
+SHAPE = np.zeros(L, np.float32)
+SHAPE[PRE - 3: PRE + 12] = [-0.2, -0.6, -0.9, -1.0, -0.7, -0.3, 0.0, 0.2, 0.3, 0.32, 0.3, 0.25,
+                            0.15, 0.08, 0.03]
+
+
+def neuron(peak_channel: int, amp: float, spread: float = 0.4) -> npt.NDArray[np.float32]:
+    """Full-probe template (C, L): amplitude falls off by `spread` per channel."""
+    gains = np.array([amp * spread ** abs(c - peak_channel) for c in range(C)], np.float32)
+    return np.ascontiguousarray(gains[:, None] * SHAPE[None, :])
+
+
+class Stream:
+    """Synthetic snippet blocks from a changing population of neurons (seeded)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.t = 0
+
+    def block(self, neurons: list[tuple[int, npt.NDArray[np.float32]]], n: int
+              ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        ev = np.zeros(n, EVENT_DTYPE)
+        wf = np.zeros((n, K, L), np.float32)
+        which = self.rng.integers(0, len(neurons), n)
+        for i, w in enumerate(which):
+            ch, tpl = neurons[w]
+            self.t += 300
+            ev[i] = (self.t, ch, -1, tpl[ch, PRE], 5 * SIGMA)
+            for p, nc in enumerate(NEIGHBORS[ch]):
+                if nc >= 0:
+                    wf[i, p] = tpl[nc] + self.rng.normal(0, SIGMA, L).astype(np.float32)
+        return ev, wf, which.astype(np.int64)
+
+
+def make_sorter(**kw: object) -> Sorter:
+    return Sorter(NEIGHBORS, PRE, POST, 30000.0, 5.0, SorterConfig(**kw))  # type: ignore[arg-type]
+
+
+def majority(labels: npt.NDArray[np.int32], truth: npt.NDArray[np.int64], k: int) -> int:
+    lab = labels[(truth == k) & (labels >= 0)]
+    vals, counts = np.unique(lab, return_counts=True)
+    return int(vals[counts.argmax()])
+
+
+def test_cold_start_sorts_and_keeps_ids() -> None:
+    pop = [(2, neuron(2, 150)), (2, neuron(2, 70, 0.8)), (5, neuron(5, 100))]
+    s, st = make_sorter(), Stream(1)
+    labels, truth = [], []
+    for _ in range(60):
+        ev, wf, which = st.block(pop, 50)
+        s.process(ev, wf, st.t + 1)
+        labels.append(ev["unit"].copy())
+        truth.append(which)
+    lab, tru = np.concatenate(labels), np.concatenate(truth)
+    first = [majority(lab[300:1500], tru[300:1500], k) for k in range(3)]
+    last = [majority(lab[-1500:], tru[-1500:], k) for k in range(3)]
+    assert len(set(first)) == 3, first
+    assert first == last  # an id stays with its neuron while it lives
+    for k in range(3):
+        m = tru[300:] == k
+        assert (lab[300:][m] == first[k]).mean() > 0.97
+    assert s.stats()["live_units"] == 3
+
+
+def test_deterministic_and_events_reported() -> None:
+    pop = [(1, neuron(1, 120)), (6, neuron(6, 90))]
+    runs = []
+    for _ in range(2):
+        s, st = make_sorter(), Stream(5)
+        labels, kinds = [], []
+        for _ in range(20):
+            ev, wf, _ = st.block(pop, 40)
+            out = s.process(ev, wf, st.t + 1)
+            labels.append(ev["unit"].copy())
+            kinds.extend(out["kind"].tolist())
+        runs.append((np.concatenate(labels), kinds))
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    assert runs[0][1].count(BIRTH) == 2
+
+
+def test_bounded_state_over_a_long_run_with_turnover() -> None:
+    """Neurons come and go for a long time: clusters, live ids and memory stay bounded, silent
+    units retire, and ids are never reused."""
+    s, st = make_sorter(max_clusters=4, max_units=12, retire_s=2.0, candidate_s=1.0), Stream(9)
+    mem = s.memory_bytes
+    born: list[int] = []
+    retired = 0
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    for epoch in range(40):
+        pop = [((epoch + j) % C, neuron((epoch + j) % C, 80 + 20 * j)) for j in range(3)]
+        for _ in range(6):
+            ev, wf, _ = st.block(pop, 50)
+            out = s.process(ev, wf, st.t + 1)
+            born += out["unit"][out["kind"] == BIRTH].tolist()
+            retired += int((out["kind"] == RETIRE).sum())
+            stats = s.stats()
+            assert stats["active_clusters"] <= C * 4
+            assert stats["live_units"] <= 12
+    grown = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    tracemalloc.stop()
+    assert s.memory_bytes == mem
+    assert len(born) == len(set(born)) and len(born) > 12  # many births, no id reused
+    assert retired > 0
+    assert grown < 200_000
+
+
+def test_spikes_labelled_in_the_block_that_completes_their_snippet(
+        gt_tiny: tuple[Path, Path]) -> None:
+    rec = open_recording(gt_tiny[0])
+    cfg = PipelineConfig(sort=True)
+    pipe = Pipeline(cfg, rec.num_channels, rec.sampling_frequency, rec.channel_positions_um)
+    n = int(8 * rec.sampling_frequency)
+    labelled = total = 0
+    for start in range(0, n, pipe.block_samples):
+        r = pipe.process(rec.read(start, min(start + pipe.block_samples, n)))
+        assert r.sort_events is not None
+        ends = r.snippet_events["sample"] + cfg.snippet_post  # one past the snippet's last sample
+        assert np.all((ends > r.first_sample) & (ends <= r.first_sample + r.n_samples))
+        labelled += int((r.snippet_events["unit"] >= 0).sum())
+        total += r.snippet_events.size
+    assert total > 100 and labelled / total > 0.7
+    no_sort = Pipeline(PipelineConfig(), rec.num_channels, rec.sampling_frequency,
+                       rec.channel_positions_um)
+    assert no_sort.process(rec.read(0, 300)).sort_events is None
+
+
+def test_recording_sort_is_deterministic(gt_tiny: tuple[Path, Path]) -> None:
+    rec = open_recording(gt_tiny[0])
+    a = sort_recording(rec, max_seconds=10.0)
+    b = sort_recording(rec, max_seconds=10.0)
+    assert np.array_equal(a.units, b.units) and np.array_equal(a.samples, b.samples)
+    assert np.array_equal(a.sort_events, b.sort_events)
+    assert (a.final_units >= 0).mean() > 0.8
+
+
+def templates_for(pipe: Pipeline, n_units: int = 3) -> TemplateSet:
+    rng = np.random.default_rng(0)
+    t = rng.normal(0, 1, (n_units, pipe.n_channels, L)).astype(np.float32)
+    t[:, :, PRE] -= 80
+    return TemplateSet(pipe.fs, PRE, POST, np.arange(n_units, dtype=np.int32) + 10, t,
+                       np.zeros((0, L), np.float32))
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda ts: setattr(ts, "templates", ts.templates[:, :, :40]), "shape"),
+    (lambda ts: ts.templates.__setitem__((1, 2, 3), np.nan), "NaN"),
+    (lambda ts: setattr(ts, "templates", ts.templates[:, :-1]), "channels"),
+    (lambda ts: setattr(ts, "unit_ids", np.array([1, 1, 2], np.int32)), "unique"),
+    (lambda ts: setattr(ts, "basis", np.full((3, L), np.inf, np.float32)), "basis"),
+])
+def test_bad_templates_rejected_whole(damage: object, match: str) -> None:
+    pipe = Pipeline(PipelineConfig(sort=True), 4, 30000.0)
+    assert pipe.sorter is not None
+    load_templates(pipe, templates_for(pipe))
+    before = pipe.sorter.clusters()
+    ts = templates_for(pipe)
+    ts.unit_ids = ts.unit_ids + 100
+    damage(ts)  # type: ignore[operator]
+    with pytest.raises(TemplateError, match=match):
+        load_templates(pipe, ts)
+    after = pipe.sorter.clusters()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_too_many_units_rejected() -> None:
+    cfg = PipelineConfig(sort=True, sort_settings=SorterConfig(max_units=4))
+    pipe = Pipeline(cfg, 4, 30000.0)
+    with pytest.raises(TemplateError, match="too many units"):
+        load_templates(pipe, templates_for(pipe, 5))
+    # the C kernel refuses too, whole, when it is called directly
+    assert pipe.sorter is not None
+    ts = templates_for(pipe, 3)
+    bad = ts.templates.copy()
+    bad[2, 0, 0] = np.nan
+    with pytest.raises(KernelError):
+        pipe.sorter.load_templates(ts.unit_ids, bad)
+    with pytest.raises(ValueError, match="too many units"):
+        pipe.sorter.load_templates(np.arange(9), np.repeat(ts.templates, 3, axis=0))
+
+
+def test_templates_file_round_trip_and_version(tmp_path: Path) -> None:
+    pipe = Pipeline(PipelineConfig(sort=True), 4, 30000.0)
+    ts = templates_for(pipe)
+    path = tmp_path / "t.npz"
+    ts.save(path)
+    back = TemplateSet.load(path)
+    assert np.array_equal(back.templates, ts.templates)
+    assert np.array_equal(back.unit_ids, ts.unit_ids)
+    load_templates(pipe, back)
+    assert pipe.sorter is not None and pipe.sorter.stats()["live_units"] == 3
+    z = dict(np.load(path))
+    z["version"] = np.int32(99)
+    np.savez(tmp_path / "v99.npz", **z)
+    with pytest.raises(TemplateError, match="version 99"):
+        TemplateSet.load(tmp_path / "v99.npz")
+
+
+def test_calibrated_ids_and_new_units() -> None:
+    """Given templates keep their ids; a neuron that was not given is born with a new id."""
+    given = [neuron(2, 150), neuron(5, 100)]
+    s, st = make_sorter(), Stream(3)
+    s.load_templates([40, 41], np.stack(given))
+    pop = [(2, given[0]), (5, given[1]), (7, neuron(7, 120))]
+    labels, truth, births = [], [], []
+    for _ in range(30):
+        ev, wf, which = st.block(pop, 50)
+        out = s.process(ev, wf, st.t + 1)
+        labels.append(ev["unit"].copy())
+        truth.append(which)
+        births += out["unit"][out["kind"] == BIRTH].tolist()
+        assert not (out["kind"] == MERGE).any()
+    lab, tru = np.concatenate(labels), np.concatenate(truth)
+    assert (lab[tru == 0] == 40).mean() > 0.97 and (lab[tru == 1] == 41).mean() > 0.97
+    assert births and births[0] > 41 and majority(lab, tru, 2) == births[0]
