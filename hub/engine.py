@@ -106,9 +106,10 @@ class PipelineStage:
         packets = [p for p in (
             pk.spikes(res.events, base, first, end, t_ns),
             pk.features(res.bins, base, pipe.bin_samples, t_ns, end),
-            pk.snippets(res.snippet_events, res.snippets, self.neighbors, pipe.cfg.snippet_pre,
-                        base, first, end, t_ns) if self.cfg.snippets else None,
         ) if p is not None]
+        if self.cfg.snippets:
+            packets += pk.snippets(res.snippet_events, res.snippets, self.neighbors,
+                                   pipe.cfg.snippet_pre, base, first, end, t_ns)
         chans = list(self.cfg.raw_channels) if self.cfg.raw_channels is not None else list(
             range(self.n_channels))
         sent, shed = chans[:n_raw], chans[n_raw:]
