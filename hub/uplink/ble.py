@@ -52,6 +52,7 @@ class BleConfig:
     keystore: Path = Path("ble_bonds.json")
     pairing_file: Path | None = None       # pairing allowed while this file exists
     pairing_window_s: float = 0.0          # pairing allowed this long after start
+    payload_size: int = gatt.ATT_MTU - 3   # bytes per notification (the daemon's chunks)
     max_in_flight: int = 0                 # ACL packets queued + in flight (0: the
                                            # controller's LE ACL buffer count)
     advertising_interval_ms: float = 50.0
@@ -105,7 +106,8 @@ class BleUplink(Uplink):
     # ------------------------------------------------------------------ Uplink
     @property
     def payload_size(self) -> int:
-        return self._mtu - 3 if self._conn is not None else gatt.ATT_MTU - 3
+        """Fixed for the daemon's framing; a central must negotiate MTU ≥ this + 3."""
+        return self.config.payload_size
 
     @property
     def connected(self) -> bool:
@@ -175,8 +177,9 @@ class BleUplink(Uplink):
         if conn is None or not self._subscribed or self.device is None or self._data is None:
             self.stats.send_refused += 1
             return False
-        if len(chunk) > self._mtu - 3:
-            raise ValueError(f"chunk of {len(chunk)} bytes > payload size {self._mtu - 3}")
+        if len(chunk) > self.config.payload_size:
+            raise ValueError(f"chunk of {len(chunk)} bytes > payload size "
+                             f"{self.config.payload_size}")
         # Chunks the controller never confirmed on the previous connection go first, in order.
         while self._replay:
             if not await self._notify(conn, self._replay[0]):
@@ -206,9 +209,6 @@ class BleUplink(Uplink):
                 if self._conn is not conn or not self._subscribed:
                     return False
             self.stats.extra["notify_wait_s"] += time.perf_counter() - t0
-        if len(chunk) > self._mtu - 3:       # a replayed chunk from a larger-MTU connection
-            log.warning("replayed chunk of %d bytes does not fit; dropped", len(chunk))
-            return True
         await self.device.notify_subscriber(conn, self._data, chunk, force=True)
         self._unacked.append((queue.queued, chunk))
         return True
@@ -287,6 +287,12 @@ class BleUplink(Uplink):
         enable = len(value) == 2 and bool(value[0] & 0x01)
         if enable:
             self._require_bond(connection)
+            if int(connection.att_mtu) - 3 < self.config.payload_size:
+                log.error("central %s negotiated ATT MTU %d: %d-byte notifications need %d "
+                          "(run the hub with a smaller --payload-size for such centrals)",
+                          connection.peer_address, connection.att_mtu,
+                          self.config.payload_size, self.config.payload_size + 3)
+                raise att.ATT_Error(att.ATT_INSUFFICIENT_RESOURCES_ERROR)
         if connection is self._conn:
             self._subscribed = enable
             log.info("DATA %s by %s", "subscribed" if enable else "unsubscribed",
@@ -412,6 +418,7 @@ def uplink_from_args(transport: str, args: argparse.Namespace) -> BleUplink:
                          "ble:serial:/dev/ttyS1,3000000,rtscts")
     keystore = args.ble_keystore or Path(args.state_dir) / "ble_bonds.json"
     return BleUplink(BleConfig(transport=transport, name=args.ble_name,
+                               payload_size=args.payload_size,
                                address=args.ble_address, keystore=keystore,
                                pairing_window_s=args.ble_pairing_window,
                                pairing_file=args.ble_pairing_file))
