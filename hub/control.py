@@ -44,6 +44,18 @@ class Templates:
 
     waveforms: npt.NDArray[np.float32]     # (n_units, n_channels, n_samples)
     channels: npt.NDArray[np.int32]        # (n_units, n_channels)
+    unit_ids: npt.NDArray[np.int32]        # (n_units,)
+
+    def dense(self, n_channels: int) -> npt.NDArray[np.float32]:
+        """(n_units, n_channels of the recording, n_samples), zeros off each unit's rows."""
+        if self.channels.size and int(self.channels.max()) >= n_channels:
+            raise ConfigError(f"channels: {int(self.channels.max())} is not a channel of this "
+                              f"{n_channels}-channel implant")
+        u, k, t = self.waveforms.shape
+        out = np.zeros((u, n_channels, t), np.float32)
+        for j in range(k):
+            out[np.arange(u), self.channels[:, j]] = self.waveforms[:, j]
+        return out
 
 
 class HubApi(Protocol):
@@ -68,7 +80,7 @@ class HubApi(Protocol):
 _DIRECT = ("block_ms", "filter_order", "reference", "reference_group_size", "polarity",
            "threshold", "exclude_ms", "refractory_ms", "warmup_s", "noise_tau_s",
            "neighbor_radius_um", "snippet_pre", "snippet_post", "snippet_channels", "bin_ms",
-           "lfp", "lfp_cutoff_hz", "lfp_rate_hz")
+           "lfp", "lfp_cutoff_hz", "lfp_rate_hz", "sort")
 
 
 def _finite(name: str, v: float) -> float:
@@ -81,8 +93,11 @@ def merged_config(cur: HubConfig, msg: pb.Configure, n_channels: int | None) -> 
     """The configuration a Configure command asks for (not yet validated against fs)."""
     changes: dict[str, Any] = {}
     ps = msg.pipeline
+    known = {f.name for f in dataclasses.fields(cur.pipeline)}
     for name in _DIRECT:
         if ps.HasField(name):
+            if name not in known:
+                raise CommandError(pb.RESULT_UNSUPPORTED, f"{name}: not supported by this hub")
             v = getattr(ps, name)
             changes[name] = _finite(name, v) if isinstance(v, float) else v
     lo, hi = cur.pipeline.band_hz
@@ -145,7 +160,11 @@ def templates_from(msg: pb.LoadTemplates) -> Templates:
     wf = np.asarray(msg.waveforms, dtype=np.float32).reshape(u, k, t)
     if not np.isfinite(wf).all():
         raise ConfigError("waveforms: contains NaN or infinity")
-    return Templates(wf, np.asarray(msg.channels, dtype=np.int32).reshape(u, k))
+    ids = np.asarray(msg.unit_ids or range(u), dtype=np.int64)
+    if ids.size != u or np.unique(ids).size != u or ids.max() > 2**31 - 1:
+        raise ConfigError(f"unit_ids: want {u} distinct ids below 2^31 (or none)")
+    return Templates(wf, np.asarray(msg.channels, dtype=np.int32).reshape(u, k),
+                     ids.astype(np.int32))
 
 
 class Control:
@@ -177,6 +196,8 @@ class Control:
             res.code, res.message = e.code, str(e)
         except ValueError as e:        # ConfigError and the kernels' own checks
             res.code, res.message = pb.RESULT_INVALID_ARGUMENT, str(e)
+        except (OSError, RuntimeError) as e:   # the hub failed (timeout, kernel error)
+            res.code, res.message = pb.RESULT_INTERNAL, f"{type(e).__name__}: {e}"
         if res.code != pb.RESULT_OK:
             self.rejected += 1
             log.info("command %s (request %d) rejected: %s", which or "?", cmd.request_id,

@@ -119,11 +119,15 @@ class Daemon:
         self.apply_config(dataclasses.replace(self._config, running=running))
 
     def load_templates(self, templates: Templates) -> None:
-        pipe = self.stage.pipeline
-        hook = getattr(pipe, "load_templates", None)
-        if hook is None:
-            raise UnsupportedError("this hub's pipeline has no online sorter to take templates")
-        hook(templates.waveforms, templates.channels)
+        """Hands validated templates to the online sorter, in the worker thread (serialised
+        with the blocks it sorts); raises ValueError and changes nothing when it refuses."""
+        sorter = getattr(self.stage.pipeline, "sorter", None)
+        if sorter is None or not hasattr(sorter, "load_templates"):
+            raise UnsupportedError("no online sorter is running (Configure sort=true first, "
+                                   "with the implant streaming)")
+        dense = templates.dense(self.stage.n_channels)
+        fut = self.executor.submit(sorter.load_templates, templates.unit_ids, dense)
+        fut.result(timeout=5.0)
 
     def status(self) -> pb.Telemetry:
         return self._telemetry()

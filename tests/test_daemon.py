@@ -144,3 +144,64 @@ def test_watchdog_restarts_a_failed_stage_and_the_stream_goes_on(tmp_path: Path)
     assert restarts == 1
     assert blocks >= 140          # 150 blocks of 10 ms, one lost to the injected failure
     assert events > 0
+
+
+def test_commands_in_process_sort_and_templates(tmp_path: Path) -> None:
+    """Configure sort=true, then LoadTemplates reaches the online sorter (in the worker);
+    before sorting is on, templates are refused with UNSUPPORTED; the config is persisted."""
+    import asyncio
+
+    import numpy as np
+
+    from hil.implant import synth_recording
+    from hub.config_store import ConfigStore
+    from hub.link import encode_frame
+    from hub.supervisor import Daemon, DaemonOptions
+    from hub.uplink.tcp import TcpUplink
+    from hub.wire import SCHEMA_VERSION, pb
+
+    rec = synth_recording("synth:16:30000:2")
+    templates = pb.LoadTemplates(n_units=2, n_channels=1, n_samples=48,
+                                 waveforms=[-50.0] * 96, channels=[0, 5], unit_ids=[7, 9])
+
+    def cmd(rid: int, **kw: Any) -> bytes:
+        return pb.Command(request_id=rid, schema_version=SCHEMA_VERSION,
+                          **kw).SerializeToString()
+
+    async def go() -> list[pb.CommandResult]:
+        daemon = Daemon(DaemonOptions(implant="tcp:127.0.0.1:0", state_dir=tmp_path),
+                        TcpUplink(rate_bps=None))
+        run = asyncio.create_task(daemon.run())
+        while daemon.transport.address.endswith(":0"):
+            await asyncio.sleep(0.01)
+        host, port = daemon.transport.address[4:].rsplit(":", 1)
+        _, w = await asyncio.open_connection(host, int(port))
+        results = []
+
+        async def stream(k0: int, n: int) -> None:
+            for k in range(k0, k0 + n):
+                w.write(encode_frame(k, np.ascontiguousarray(rec.read(k * 30, k * 30 + 30)),
+                                     30000))
+            await w.drain()
+            await asyncio.sleep(0.5)
+
+        await stream(0, 100)
+        results.append(daemon.control.handle(cmd(1, load_templates=templates)))
+        results.append(daemon.control.handle(cmd(2, configure=pb.Configure(
+            pipeline=pb.PipelineSettings(sort=True)))))
+        await stream(100, 100)
+        results.append(daemon.control.handle(cmd(3, load_templates=templates)))
+        bad = pb.LoadTemplates()
+        bad.CopyFrom(templates)
+        bad.channels[1] = 99
+        results.append(daemon.control.handle(cmd(4, load_templates=bad)))
+        daemon._stop.set()
+        await run
+        w.close()
+        return results
+
+    res = asyncio.run(go())
+    assert [r.code for r in res] == [pb.RESULT_UNSUPPORTED, pb.RESULT_OK, pb.RESULT_OK,
+                                     pb.RESULT_INVALID_ARGUMENT], [r.message for r in res]
+    saved = ConfigStore(tmp_path).load_config()
+    assert saved is not None and saved.pipeline.sort is True

@@ -309,7 +309,7 @@ class LogRecord(_message.Message):
     def __init__(self, level: _Optional[int] = ..., logger: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class PipelineSettings(_message.Message):
-    __slots__ = ("block_ms", "band_low_hz", "band_high_hz", "filter_order", "reference", "reference_group_size", "polarity", "threshold", "exclude_ms", "refractory_ms", "warmup_s", "noise_tau_s", "neighbor_radius_um", "snippet_pre", "snippet_post", "snippet_channels", "bin_ms", "lfp", "lfp_cutoff_hz", "lfp_rate_hz")
+    __slots__ = ("block_ms", "band_low_hz", "band_high_hz", "filter_order", "reference", "reference_group_size", "polarity", "threshold", "exclude_ms", "refractory_ms", "warmup_s", "noise_tau_s", "neighbor_radius_um", "snippet_pre", "snippet_post", "snippet_channels", "bin_ms", "lfp", "lfp_cutoff_hz", "lfp_rate_hz", "sort")
     BLOCK_MS_FIELD_NUMBER: _ClassVar[int]
     BAND_LOW_HZ_FIELD_NUMBER: _ClassVar[int]
     BAND_HIGH_HZ_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +330,7 @@ class PipelineSettings(_message.Message):
     LFP_FIELD_NUMBER: _ClassVar[int]
     LFP_CUTOFF_HZ_FIELD_NUMBER: _ClassVar[int]
     LFP_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    SORT_FIELD_NUMBER: _ClassVar[int]
     block_ms: float
     band_low_hz: float
     band_high_hz: float
@@ -350,7 +351,8 @@ class PipelineSettings(_message.Message):
     lfp: bool
     lfp_cutoff_hz: float
     lfp_rate_hz: float
-    def __init__(self, block_ms: _Optional[float] = ..., band_low_hz: _Optional[float] = ..., band_high_hz: _Optional[float] = ..., filter_order: _Optional[int] = ..., reference: _Optional[str] = ..., reference_group_size: _Optional[int] = ..., polarity: _Optional[str] = ..., threshold: _Optional[float] = ..., exclude_ms: _Optional[float] = ..., refractory_ms: _Optional[float] = ..., warmup_s: _Optional[float] = ..., noise_tau_s: _Optional[float] = ..., neighbor_radius_um: _Optional[float] = ..., snippet_pre: _Optional[int] = ..., snippet_post: _Optional[int] = ..., snippet_channels: _Optional[int] = ..., bin_ms: _Optional[float] = ..., lfp: _Optional[bool] = ..., lfp_cutoff_hz: _Optional[float] = ..., lfp_rate_hz: _Optional[float] = ...) -> None: ...
+    sort: bool
+    def __init__(self, block_ms: _Optional[float] = ..., band_low_hz: _Optional[float] = ..., band_high_hz: _Optional[float] = ..., filter_order: _Optional[int] = ..., reference: _Optional[str] = ..., reference_group_size: _Optional[int] = ..., polarity: _Optional[str] = ..., threshold: _Optional[float] = ..., exclude_ms: _Optional[float] = ..., refractory_ms: _Optional[float] = ..., warmup_s: _Optional[float] = ..., noise_tau_s: _Optional[float] = ..., neighbor_radius_um: _Optional[float] = ..., snippet_pre: _Optional[int] = ..., snippet_post: _Optional[int] = ..., snippet_channels: _Optional[int] = ..., bin_ms: _Optional[float] = ..., lfp: _Optional[bool] = ..., lfp_cutoff_hz: _Optional[float] = ..., lfp_rate_hz: _Optional[float] = ..., sort: _Optional[bool] = ...) -> None: ...
 
 class Configure(_message.Message):
     __slots__ = ("pipeline", "raw_channel_mask", "snippets", "outage_buffer_s")
@@ -379,18 +381,20 @@ class SetThresholds(_message.Message):
     def __init__(self, threshold: _Optional[float] = ...) -> None: ...
 
 class LoadTemplates(_message.Message):
-    __slots__ = ("n_units", "n_channels", "n_samples", "waveforms", "channels")
+    __slots__ = ("n_units", "n_channels", "n_samples", "waveforms", "channels", "unit_ids")
     N_UNITS_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     WAVEFORMS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
     n_units: int
     n_channels: int
     n_samples: int
     waveforms: _containers.RepeatedScalarFieldContainer[float]
     channels: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, n_units: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_samples: _Optional[int] = ..., waveforms: _Optional[_Iterable[float]] = ..., channels: _Optional[_Iterable[int]] = ...) -> None: ...
+    unit_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, n_units: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_samples: _Optional[int] = ..., waveforms: _Optional[_Iterable[float]] = ..., channels: _Optional[_Iterable[int]] = ..., unit_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RequestStatus(_message.Message):
     __slots__ = ()
