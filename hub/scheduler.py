@@ -31,6 +31,8 @@ NAMES = {RESULT: "results", TELEMETRY: "telemetry", SPIKES: "events", FEATURES: 
          SNIPPETS: "snippets", RAW: "raw"}
 BUFFERED = (SPIKES, FEATURES)          # kept through outages (the outage buffer)
 SHEDDABLE = (RAW, SNIPPETS)            # shed first, lowest first
+MAX_PENDING_RANGES = 512               # beyond this, ranges of one kind are widened, not added
+MAX_REPORT_BYTES = 16_000              # ranges per ShedReport packet
 
 
 @dataclass
@@ -186,7 +188,10 @@ class Scheduler:
                    items: int, packets: int, channels: tuple[int, ...]) -> None:
         key = (stream, reason, channels)
         last = self._open_ranges.get(key)
-        if last is not None and last.end_sample == first:
+        crowded = len(self.pending_ranges) >= MAX_PENDING_RANGES   # e.g. a long outage
+        if last is not None and (last.end_sample == first or crowded):
+            # contiguous, or too many ranges waiting: widen (counts stay exact)
+            last.first_sample = min(last.first_sample, first)
             last.end_sample = end
             last.items += items
             last.packets += packets
@@ -218,12 +223,20 @@ class Scheduler:
         self._wake.set()
 
     def _shed_report(self) -> bytes:
-        rep = pb.ShedReport(ranges=self.pending_ranges, totals=self.counters(),
-                            report_seq=self.report_seq, final=self._final)
+        take, size = 0, 0
+        for r in self.pending_ranges:          # keep the packet well below the 64 kB limit
+            size += r.ByteSize() + 4
+            if take and size > MAX_REPORT_BYTES:
+                break
+            take += 1
+        sent, self.pending_ranges = self.pending_ranges[:take], self.pending_ranges[take:]
+        more = bool(self.pending_ranges)
+        rep = pb.ShedReport(ranges=sent, totals=self.counters(), report_seq=self.report_seq,
+                            final=self._final and not more)
         self.report_seq += 1
-        self.pending_ranges = []
-        self._open_ranges.clear()
-        self._report_due = False
+        self._open_ranges = {k: r for k, r in self._open_ranges.items()
+                             if any(r is x for x in self.pending_ranges)}
+        self._report_due = more
         self._last_report = time.monotonic()
         env = pb.Envelope(schema_version=SCHEMA_VERSION, stream=TELEMETRY,
                           session_id=self.session_id, hub_time_ns=time.monotonic_ns(), shed=rep)

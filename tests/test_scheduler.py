@@ -132,3 +132,30 @@ def test_budget_sheds_lowest_class_first() -> None:
     assert t[RAW].shed >= t[SNIPPETS].shed
     for st in (SPIKES, SNIPPETS, RAW):
         assert got[st] + t[st].shed == t[st].produced == 100
+
+
+def test_shed_reports_stay_small_and_complete_under_many_ranges() -> None:
+    """Thousands of separate gaps (a long outage with a faulty implant link): every report
+    packet fits the framing, counts stay exact, the final report comes last."""
+    async def go() -> list[pb.Envelope]:
+        up = MemoryUplink()
+        up.up = False
+        s = Scheduler(up, fs=1000)
+        for i in range(3000):
+            s.report_gap(i * 10, i * 10 + 5, pb.SHED_IMPLANT_GAP, 5)
+            s.account_at_source(RAW, 5 * 300, i * 10, i * 10 + 5, pb.SHED_OUTAGE,
+                                tuple(range(i % 7, 300)))
+        up.up = True
+        s.report_interval = 0.0
+        task = asyncio.create_task(s.run())
+        s.request_report(final=True)
+        assert await s.drain(5.0)
+        task.cancel()
+        return decode(up.chunks)
+    envs = asyncio.run(go())
+    reports = [e.shed for e in envs if e.WhichOneof("payload") == "shed"]
+    assert len(reports) > 1 and reports[-1].final and not any(r.final for r in reports[:-1])
+    ranges = [r for rep in reports for r in rep.ranges]
+    assert sum(r.items for r in ranges if r.stream == RAW) == 3000 * 1500
+    assert sum(r.items for r in ranges if r.stream == pb.STREAM_UNSPECIFIED) == 3000 * 5
+    assert {t.stream: t.shed for t in reports[-1].totals}[RAW] == 3000 * 1500
