@@ -4,6 +4,7 @@ runs the same scenarios longer (60 s)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -37,6 +38,9 @@ def test_capped_link_delivers_every_event_and_bin(tmp_path: Path) -> None:
     assert c["raw"]["delivered"] > 0 and c["raw"]["shed"] > 0   # some raw fits, not all
     assert 0.7e6 < s["link"]["throughput_bps"] < 1.4e6
     assert s["latency_ms"]["events"]["p50"] < 100
+    assert s["hub_exit_code"] == 0                       # SIGTERM: drained, clean exit
+    logs = [json.loads(line) for line in (tmp_path / "hub.log").read_text().splitlines()]
+    assert {"t", "level", "logger", "msg"} <= set(logs[0])   # structured JSON logs
 
 
 def test_rate_cut_and_outage_shed_only_lower_classes(tmp_path: Path) -> None:
