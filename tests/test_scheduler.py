@@ -159,3 +159,23 @@ def test_shed_reports_stay_small_and_complete_under_many_ranges() -> None:
     assert sum(r.items for r in ranges if r.stream == RAW) == 3000 * 1500
     assert sum(r.items for r in ranges if r.stream == pb.STREAM_UNSPECIFIED) == 3000 * 5
     assert {t.stream: t.shed for t in reports[-1].totals}[RAW] == 3000 * 1500
+
+
+def test_token_bucket_caps_rate_and_schedule_parses() -> None:
+    import time
+
+    import pytest
+
+    from hub.uplink.tcp import TokenBucket, UplinkError, parse_schedule
+
+    async def go() -> float:
+        b = TokenBucket(400_000, burst_bytes=500)
+        t = time.monotonic()
+        for _ in range(100):
+            await b.take(250)                 # 25 kB at 50 kB/s ≈ 0.5 s
+        return time.monotonic() - t
+    assert 0.4 < asyncio.run(go()) < 0.8
+    assert parse_schedule("20:outage=5, 10:rate=260e3") == [(10.0, "rate", 260e3),
+                                                            (20.0, "outage", 5.0)]
+    with pytest.raises(UplinkError, match="unknown action"):
+        parse_schedule("5:drop=1")
