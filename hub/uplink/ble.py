@@ -298,6 +298,19 @@ class BleUplink(Uplink):
             log.info("DATA %s by %s", "subscribed" if enable else "unsubscribed",
                      connection.peer_address)
             self._connected_evt.set()
+            self._status_changed()
+
+    def _status_changed(self) -> None:
+        """STATUS subscribers hear about subscription, pairing and link-parameter changes."""
+        if self.device is not None and self._status is not None and self._conn is not None:
+            asyncio.get_running_loop().create_task(self._notify_status())
+
+    async def _notify_status(self) -> None:
+        try:
+            if self.device is not None and self._status is not None:
+                await self.device.notify_subscribers(self._status)
+        except Exception as e:  # the link may be gone meanwhile: status is best effort
+            log.debug("STATUS notification: %s", e)
 
     def _write_control(self, connection: Connection, value: bytes) -> None:
         self._require_bond(connection)
@@ -372,6 +385,7 @@ class BleUplink(Uplink):
         tx = getattr(phy, "tx_phy", None)
         self._phy = "2M" if tx == hci.HCI_LE_2M_PHY else "1M"
         log.info("PHY %s", self._phy)
+        self._status_changed()
 
     def _on_dle(self, connection: Connection) -> None:
         params = connection.data_length
@@ -385,6 +399,7 @@ class BleUplink(Uplink):
             return
         self._bonded.add(str(connection.peer_address))
         self.stats.extra["pairings"] += 1
+        self._status_changed()
         log.info("bonded with %s (LE Secure Connections)", connection.peer_address)
 
     async def _drop_legacy(self, connection: Connection) -> None:
