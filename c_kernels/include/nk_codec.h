@@ -34,9 +34,10 @@
  *   follow"; when set, every sample is preceded by an adaptive escape bit, and an escaped
  *   sample is 16 raw bits (its value), the predictor continuing with the nearest level.
  *   Prediction on s = level index − centre (centre = index of the level nearest 0):
- *     stage 1: sign-sign LMS, 16 taps over past s          (weights Q14, step MU1)
- *     stage 2: sign-sign LMS, 16 taps over stage-1 errors  (weights Q14, step MU2)
- *     stage 3: bias cancellation: mean residual per context (sign of last two residuals,
+ *     stage 1: normalised LMS, 16 taps over past s         (weights Q14, step 2^-6 / Σh²)
+ *     stage 2: sign-sign LMS, 16 taps over stage-1 errors  (weights Q14, step 2/2^14)
+ *     stage 3: bias cancellation: mean residual per context (signs of the last three
+ *              residuals and of the last step,
  *              activity bucket), Q8
  *   prediction P = clamp(p1 + p2 + bias) to the valid index range; residual e = s − P.
  *   Residual binarisation (adaptive binary range coder, LZMA-style, 12-bit probabilities

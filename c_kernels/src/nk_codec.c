@@ -22,8 +22,17 @@
 #ifndef MU1
 #define MU1 8
 #endif
+#ifndef MU_N
+#define MU_N 1
+#endif
+#ifndef MU_B
+#define MU_B 6
+#endif
+#ifndef NLMS_EPS
+#define NLMS_EPS 64
+#endif
 #ifndef MU2
-#define MU2 4
+#define MU2 2
 #endif
 #define W_MAX (1 << 24)
 #define P_MAX (1 << 20)
@@ -33,14 +42,17 @@
 #ifndef W0_INIT
 #define W0_INIT (1 << WSHIFT) /* start from "previous sample" */
 #endif
-#define BIAS_CTX (9 * (NK_RES_K / 4))
+#ifndef BIAS_MODE
+#define BIAS_MODE 2
+#endif
+#define BIAS_CTX (81 * (NK_RES_K / 4))
 
 typedef struct {
     int32_t w1[N1], h1[2 * N1];
     int32_t w2[N2], h2[2 * N2];
     int32_t pos1, pos2;
     int32_t bias[BIAS_CTX];        /* mean stage-2 error per context, Q8 */
-    int32_t s1, s2;                /* signs of the last two residuals */
+    int32_t s1, s2, s3;            /* signs of the last three residuals */
     nk_res_model res;
     nk_bit esc;
 } chan_state;
@@ -76,7 +88,13 @@ static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t
     const int32_t *h2 = c->h2 + c->pos2;
     for (int i = 0; i < N2; i++) acc += (int64_t)c->w2[i] * h2[i];
     p->p2 = clamp32(acc >> (WSHIFT - PF), -(P_MAX << PF), P_MAX << PF);
-    p->bctx = ((c->s1 + 1) * 3 + (c->s2 + 1)) * (NK_RES_K / 4) + (nk_res_ctx(&c->res) >> 2);
+    {
+        /* bias context: signs of the last three residuals and of the last step, activity */
+        const int32_t *hh = c->h1 + c->pos1;
+        const int32_t dl = sgn(hh[0] - hh[1]) + 1;
+        p->bctx = ((((c->s1 + 1) * 3 + (c->s2 + 1)) * 3 + c->s3 + 1) * 3 + dl) * (NK_RES_K / 4) +
+                  (nk_res_ctx(&c->res) >> 2);
+    }
     const int32_t pf = p->p1 + p->p2 + (c->bias[p->bctx] >> (8 - PF)); /* Q4 */
     const int32_t P = (pf + (1 << (PF - 1))) >> PF;
     p->P = P < smin ? smin : (P > smax ? smax : P);
@@ -87,9 +105,19 @@ static inline void update(chan_state *c, const pred_t *p, int32_t s) {
     const int32_t e1 = s * (1 << PF) - p->p1;   /* stage-1 error, Q4, |e1| < 2^26 */
     const int32_t r1 = (e1 + (1 << (PF - 1))) >> PF; /* its integer part: stage-2 input */
     const int32_t e2 = e1 - p->p2;              /* stage-2 error, Q4 */
-    const int32_t g1 = sgn(e1) * MU1, g2 = sgn(e2) * MU2;
+    const int32_t g2 = sgn(e2) * MU2;
     const int32_t *h1 = c->h1 + c->pos1;
+#ifndef S1_SIGNSIGN
+    {
+        int64_t en = NLMS_EPS;
+        for (int i = 0; i < N1; i++) en += (int64_t)h1[i] * h1[i];
+        const int64_t g = ((int64_t)e1 * (1 << 18)) / en;
+        for (int i = 0; i < N1; i++) c->w1[i] += (int32_t)((g * h1[i] * MU_N) >> (8 + MU_B));
+    }
+#else
+    const int32_t g1 = sgn(e1) * MU1;
     for (int i = 0; i < N1; i++) c->w1[i] += g1 * sgn(h1[i]);
+#endif
     const int32_t *h2 = c->h2 + c->pos2;
     for (int i = 0; i < N2; i++) c->w2[i] += g2 * sgn(h2[i]);
     int32_t *bp = &c->bias[p->bctx];
@@ -100,6 +128,7 @@ static inline void update(chan_state *c, const pred_t *p, int32_t s) {
     c->pos2 = c->pos2 ? c->pos2 - 1 : N2 - 1;
     c->h2[c->pos2] = c->h2[c->pos2 + N2] = r1;
     const int32_t e = s - p->P;
+    c->s3 = c->s2;
     c->s2 = c->s1;
     c->s1 = sgn(e);
 }
