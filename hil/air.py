@@ -26,6 +26,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -395,12 +396,12 @@ class _HciServerProtocol(asyncio.Protocol):
 
     def __init__(self, device: _Device) -> None:
         self.device = device
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.WriteTransport | None = None
         self.ctrl: ShapedController | None = None
         self.parser: PacketParser | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        assert isinstance(transport, asyncio.WriteTransport)
         old = self.device.active
         if old is not None:           # a new host replaces the previous one (its TCP may
             log.info("%s: new HCI client replaces the previous one", self.device.name)
@@ -444,6 +445,33 @@ class _HciServerProtocol(asyncio.Protocol):
         self.parser = None
 
 
+class _PtyReader(asyncio.Protocol):
+    def __init__(self, target: _HciServerProtocol) -> None:
+        self.target = target
+
+    def data_received(self, data: bytes) -> None:
+        self.target.data_received(data)
+
+
+async def open_pty(dev: _Device) -> str:
+    """Exposes a device as H4 HCI on a pseudo-terminal, the way a controller chip on a UART
+    looks to the hub (``serial:/dev/pts/N,3000000,rtscts``). The air keeps the slave side open,
+    so a hub that goes away is not noticed (use TCP to test dead peers)."""
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    loop = asyncio.get_running_loop()
+    proto = _HciServerProtocol(dev)
+    writer, _ = await loop.connect_write_pipe(asyncio.Protocol,
+                                              os.fdopen(os.dup(master), "wb", 0))
+    proto.connection_made(writer)
+    await loop.connect_read_pipe(lambda: _PtyReader(proto), os.fdopen(master, "rb", 0))
+    dev.pty_slave_fd = slave
+    return path
+
+
 @dataclass
 class _Device:
     name: str
@@ -452,14 +480,17 @@ class _Device:
     generation: int = 0
     server: asyncio.Server | None = None
     port: int = 0
+    pty: str = ""
+    pty_slave_fd: int = -1
 
 
 class Air:
     """The air process's state: the link, one HCI server per device, a control server."""
 
-    def __init__(self, model: LinkModel, names: list[str]) -> None:
+    def __init__(self, model: LinkModel, names: list[str], ptys: list[str] | None = None) -> None:
         self.model = model
         self.names = names
+        self.ptys = ptys or []
         self.link: AirLink | None = None
         self.devices: list[_Device] = []
         self.control: asyncio.Server | None = None
@@ -474,12 +505,15 @@ class Air:
             dev.server = await loop.create_server(
                 functools.partial(_HciServerProtocol, dev), host, port)
             dev.port = dev.server.sockets[0].getsockname()[1]
+            if name in self.ptys:
+                dev.pty = await open_pty(dev)
             self.devices.append(dev)
         self.control = await asyncio.start_server(self._control_client, host, 0)
         self.control_port = self.control.sockets[0].getsockname()[1]
 
     def info(self) -> dict[str, Any]:
         return {"ports": {d.name: d.port for d in self.devices}, "control": self.control_port,
+                "ptys": {d.name: d.pty for d in self.devices if d.pty},
                 "model": self.model.to_json(), "model_text": self.model.describe()}
 
     def stats(self) -> dict[str, Any]:
@@ -571,7 +605,7 @@ def model_from_args(args: argparse.Namespace) -> LinkModel:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    air = Air(model_from_args(args), [n for n in args.devices.split(",") if n])
+    air = Air(model_from_args(args), [n for n in args.devices.split(",") if n], args.pty)
     await air.start()
     info = air.info()
     print(json.dumps(info), flush=True)
@@ -592,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--devices", default="hub,host", help="comma-separated device names")
     p.add_argument("--ports-file", type=Path, help="also write the port JSON here")
+    p.add_argument("--pty", action="append", default=[], metavar="DEVICE",
+                   help="also expose this device on a pseudo-terminal (a UART-attached "
+                        "controller: serial:/dev/pts/N,3000000,rtscts)")
     p.add_argument("-v", "--verbose", action="store_true")
     add_model_arguments(p)
     args = p.parse_args(argv)

@@ -138,3 +138,33 @@ def test_hubctl_pair_then_record_without_pairing(tmp_path: Path) -> None:
     assert status["bonded"] is True and status["encrypted"] is True
     assert status["mtu"] == 247 and status["phy"] == "2M" and status["data_length"] == 251
     assert received > 0
+
+
+def test_hub_over_a_serial_port(tmp_path: Path) -> None:
+    """The hardware path: the hub opens ``serial:DEVICE,3000000,rtscts`` (here the air's
+    pseudo-terminal standing in for a UART-attached controller chip)."""
+    from hil.ble_harness import spawned
+    from host_tools.ble_receiver import BleReceiver, SynthStats
+    from host_tools.bleak_bumble import BumbleBackend
+
+    async def go() -> tuple[int, int]:
+        async with spawned("air", "hil.air", "--pty", "hub",
+                           log_path=tmp_path / "air.log") as air:
+            pty, host_port = air.first["ptys"]["hub"], air.first["ports"]["host"]
+            async with spawned("hub", "hil.ble_source", "--transport",
+                               f"serial:{pty},3000000,rtscts", "--keystore",
+                               str(tmp_path / "hub.json"), "--pairing-window", "30",
+                               "--rate", "200", log_path=tmp_path / "hub.log"):
+                be = BumbleBackend(f"tcp-client:127.0.0.1:{host_port}",
+                                   keystore=tmp_path / "host.json")
+                got = SynthStats()
+                rx = BleReceiver("ihub-01", got, backend=be, pair=True, reconnect=False)
+                await rx.connect_once()
+                await asyncio.sleep(1.0)
+                mtu = rx.stats.mtu
+                await rx.close()
+                await be.close()
+                return got.received, mtu
+
+    received, mtu = asyncio.run(go())
+    assert mtu == 247 and received >= 100
