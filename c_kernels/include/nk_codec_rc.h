@@ -16,11 +16,11 @@
 #define NK_RC_FAST 6
 #endif
 #ifndef NK_RC_SLOW
-#define NK_RC_SLOW 8
+#define NK_RC_SLOW 9
 #endif
 
 #ifndef NK_RC_LIMIT
-#define NK_RC_LIMIT 60
+#define NK_RC_LIMIT 250
 #endif
 
 typedef struct {
@@ -222,10 +222,16 @@ static inline void nk_res_init(nk_res_model *m) {
 }
 
 /* activity context: two buckets per octave of the running mean of |v| */
+#ifndef NK_RES_SUB
+#define NK_RES_SUB 1 /* log2 of the buckets per octave */
+#endif
 static inline int nk_res_ctx(const nk_res_model *m) {
     uint32_t a = m->activity;
     int n = nk_bitlen(a);
-    int k = n < 2 ? n : 2 * n - 2 + (int)((a >> (n - 2)) & 1u);
+    int k = n <= NK_RES_SUB ? (int)a
+                            : ((n - NK_RES_SUB) << NK_RES_SUB) +
+                                  (int)((a >> (n - 1 - NK_RES_SUB)) & ((1u << NK_RES_SUB) - 1)) +
+                                  (1 << NK_RES_SUB) - 1;
     return k < NK_RES_K ? k : NK_RES_K - 1;
 }
 

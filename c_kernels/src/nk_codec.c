@@ -13,10 +13,10 @@
 
 /* predictor constants (part of bitstream version 1) */
 #ifndef N1
-#define N1 16
+#define N1 12
 #endif
 #ifndef N2
-#define N2 16
+#define N2 32
 #endif
 #define WSHIFT 14      /* weights Q14 */
 #ifndef MU1
@@ -31,6 +31,12 @@
 #ifndef NLMS_EPS
 #define NLMS_EPS 64
 #endif
+#ifndef NA
+#define NA 0           /* stage-A (long NLMS) taps, 0 = none */
+#endif
+#ifndef MU_A
+#define MU_A 8
+#endif
 #ifndef MU2
 #define MU2 2
 #endif
@@ -40,28 +46,33 @@
 #define BIAS_SHIFT 7
 #endif
 #ifndef W0_INIT
-#define W0_INIT (1 << WSHIFT) /* start from "previous sample" */
+#define W0_INIT 12000 /* start near "previous sample" (0.73 in Q14) */
 #endif
 #ifndef BIAS_MODE
 #define BIAS_MODE 2
 #endif
 #define BIAS_CTX (81 * (NK_RES_K / 4))
 
+/* One LMS stage: weights Q14 over a history kept twice (h[pos..pos+n) is the newest first). */
+#define NA_MAX 64
 typedef struct {
-    int32_t w1[N1], h1[2 * N1];
-    int32_t w2[N2], h2[2 * N2];
-    int32_t pos1, pos2;
-    int32_t bias[BIAS_CTX];        /* mean stage-2 error per context, Q8 */
+    int32_t w[NA_MAX], h[2 * NA_MAX];
+    int32_t pos;
+    int64_t energy; /* Σ h² over the window (normalised LMS) */
+} lms_t;
+
+typedef struct {
+    lms_t a, b, c;                 /* long NLMS, short NLMS, sign-sign */
+    int32_t bias[BIAS_CTX];        /* mean final error per context, Q8 */
     int32_t s1, s2, s3;            /* signs of the last three residuals */
     nk_res_model res;
     nk_bit esc;
 } chan_state;
 
 typedef struct {
-    int32_t p1, p2;   /* stage predictions, Q4 */
-    int32_t bctx;     /* bias context */
-    int32_t P;        /* the prediction (integer, clamped) */
-    int32_t d;        /* coding context: rounding offset of the Q4 prediction, 0..3 */
+    int32_t pa, pb, pc; /* stage predictions, Q4 */
+    int32_t bctx;       /* bias context */
+    int32_t P;          /* the prediction (integer, clamped) */
 } pred_t;
 
 #define PF 4 /* fractional bits of the stage predictions */
@@ -69,7 +80,8 @@ typedef struct {
 static void chan_reset(chan_state *c) {
     memset(c, 0, sizeof *c);
     nk_res_init(&c->res);
-    c->w1[0] = W0_INIT;
+    if (NA > 0) c->a.w[0] = W0_INIT;
+    else c->b.w[0] = W0_INIT;
     nk_bit_init(&c->esc);
 }
 
@@ -79,64 +91,72 @@ static inline int32_t clamp32(int64_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : (int32_t)v);
 }
 
-static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t smax) {
+static inline int32_t lms_predict(const lms_t *l, int n) {
     int64_t acc = 0;
-    const int32_t *h1 = c->h1 + c->pos1;
-    for (int i = 0; i < N1; i++) acc += (int64_t)c->w1[i] * h1[i];
-    p->p1 = clamp32(acc >> (WSHIFT - PF), -(P_MAX << PF), P_MAX << PF);
-    acc = 0;
-    const int32_t *h2 = c->h2 + c->pos2;
-    for (int i = 0; i < N2; i++) acc += (int64_t)c->w2[i] * h2[i];
-    p->p2 = clamp32(acc >> (WSHIFT - PF), -(P_MAX << PF), P_MAX << PF);
-    {
-        /* bias context: signs of the last three residuals and of the last step, activity */
-        const int32_t *hh = c->h1 + c->pos1;
-        const int32_t dl = sgn(hh[0] - hh[1]) + 1;
-        p->bctx = ((((c->s1 + 1) * 3 + (c->s2 + 1)) * 3 + c->s3 + 1) * 3 + dl) * (NK_RES_K / 4) +
-                  (nk_res_ctx(&c->res) >> 2);
-    }
-    const int32_t pf = p->p1 + p->p2 + (c->bias[p->bctx] >> (8 - PF)); /* Q4 */
-    const int32_t P = (pf + (1 << (PF - 1))) >> PF;
-    p->P = P < smin ? smin : (P > smax ? smax : P);
-    p->d = 0;
+    const int32_t *h = l->h + l->pos;
+    for (int i = 0; i < n; i++) acc += (int64_t)l->w[i] * h[i];
+    return clamp32(acc >> (WSHIFT - PF), -(P_MAX << PF), P_MAX << PF);
 }
 
+/* normalised LMS: w += 2^-mu_shift · e · h / (Σh² + eps); e in Q4 */
+static inline void lms_update_nlms(lms_t *l, int n, int32_t e, int mu_shift) {
+    const int32_t *h = l->h + l->pos;
+    const int64_t g = ((int64_t)e * (1 << 18)) / (l->energy + NLMS_EPS);
+    for (int i = 0; i < n; i++)
+        l->w[i] = clamp32(l->w[i] + ((g * h[i]) >> (8 + mu_shift)), -W_MAX, W_MAX);
+}
+
+static inline void lms_update_sign(lms_t *l, int n, int32_t e, int32_t mu) {
+    const int32_t *h = l->h + l->pos;
+    const int32_t g = sgn(e) * mu;
+    for (int i = 0; i < n; i++) l->w[i] += g * sgn(h[i]);
+}
+
+static inline void lms_push(lms_t *l, int n, int32_t v) {
+    const int32_t old = l->h[l->pos + n - 1];
+    l->energy += (int64_t)v * v - (int64_t)old * old;
+    l->pos = l->pos ? l->pos - 1 : n - 1;
+    l->h[l->pos] = l->h[l->pos + n] = v;
+}
+
+static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t smax) {
+    p->pa = NA > 0 ? lms_predict(&c->a, NA) : 0;
+    p->pb = lms_predict(&c->b, N1);
+    p->pc = lms_predict(&c->c, N2);
+    /* bias context: signs of the last three residuals and of the last step, activity */
+    const int32_t *hh = NA > 0 ? c->a.h + c->a.pos : c->b.h + c->b.pos;
+    const int32_t dl = sgn(hh[0] - hh[1]) + 1;
+    p->bctx = ((((c->s1 + 1) * 3 + (c->s2 + 1)) * 3 + c->s3 + 1) * 3 + dl) * (NK_RES_K / 4) +
+              (nk_res_ctx(&c->res) >> 2);
+    const int32_t pf = p->pa + p->pb + p->pc + (c->bias[p->bctx] >> (8 - PF)); /* Q4 */
+    const int32_t P = (pf + (1 << (PF - 1))) >> PF;
+    p->P = P < smin ? smin : (P > smax ? smax : P);
+}
+
+static inline int32_t rnd(int32_t q4) { return (q4 + (1 << (PF - 1))) >> PF; }
+
 static inline void update(chan_state *c, const pred_t *p, int32_t s) {
-    const int32_t e1 = s * (1 << PF) - p->p1;   /* stage-1 error, Q4, |e1| < 2^26 */
-    const int32_t r1 = (e1 + (1 << (PF - 1))) >> PF; /* its integer part: stage-2 input */
-    const int32_t e2 = e1 - p->p2;              /* stage-2 error, Q4 */
-    const int32_t g2 = sgn(e2) * MU2;
-    const int32_t *h1 = c->h1 + c->pos1;
-#ifndef S1_SIGNSIGN
-    {
-        int64_t en = NLMS_EPS;
-        for (int i = 0; i < N1; i++) en += (int64_t)h1[i] * h1[i];
-        const int64_t g = ((int64_t)e1 * (1 << 18)) / en;
-        for (int i = 0; i < N1; i++) c->w1[i] += (int32_t)((g * h1[i] * MU_N) >> (8 + MU_B));
-    }
-#else
-    const int32_t g1 = sgn(e1) * MU1;
-    for (int i = 0; i < N1; i++) c->w1[i] += g1 * sgn(h1[i]);
-#endif
-    const int32_t *h2 = c->h2 + c->pos2;
-    for (int i = 0; i < N2; i++) c->w2[i] += g2 * sgn(h2[i]);
+    const int32_t ea = s * (1 << PF) - p->pa; /* stage-A error, Q4, |ea| < 2^26 */
+    const int32_t eb = ea - p->pb;            /* stage-B error */
+    const int32_t ec = eb - p->pc;            /* stage-C error */
+    if (NA > 0) lms_update_nlms(&c->a, NA, ea, MU_A);
+    lms_update_nlms(&c->b, N1, eb, MU_B);
+    lms_update_sign(&c->c, N2, ec, MU2);
     int32_t *bp = &c->bias[p->bctx];
-    *bp += (int32_t)(((int64_t)clamp32(e2, -(65536 << PF), 65536 << PF) * (1 << (8 - PF)) - *bp)
+    *bp += (int32_t)(((int64_t)clamp32(ec, -(65536 << PF), 65536 << PF) * (1 << (8 - PF)) - *bp)
                      >> BIAS_SHIFT);
-    c->pos1 = c->pos1 ? c->pos1 - 1 : N1 - 1;
-    c->h1[c->pos1] = c->h1[c->pos1 + N1] = s;
-    c->pos2 = c->pos2 ? c->pos2 - 1 : N2 - 1;
-    c->h2[c->pos2] = c->h2[c->pos2 + N2] = r1;
+    if (NA > 0) lms_push(&c->a, NA, s);
+    lms_push(&c->b, N1, NA > 0 ? rnd(ea) : s);
+    lms_push(&c->c, N2, rnd(eb));
     const int32_t e = s - p->P;
     c->s3 = c->s2;
     c->s2 = c->s1;
     c->s1 = sgn(e);
 }
 
-/* bounds weights once per packet: they move by at most MU1 · 65535 within one */
+/* bounds the sign-sign weights once per packet: they move by at most MU2 · 65535 within one */
 static void clamp_weights(chan_state *c) {
-    for (int i = 0; i < N1; i++) c->w1[i] = clamp32(c->w1[i], -W_MAX, W_MAX);
-    for (int i = 0; i < N2; i++) c->w2[i] = clamp32(c->w2[i], -W_MAX, W_MAX);
+    for (int i = 0; i < N2; i++) c->c.w[i] = clamp32(c->c.w[i], -W_MAX, W_MAX);
 }
 
 /* ------------------------------------------------------------------ shared stream state */
@@ -320,7 +340,7 @@ static void encode_channel(stream *s, nk_rc_enc *rc, int32_t c, const int16_t *d
         } else {
             sv = v;
         }
-        nk_res_encode(rc, &ch->res, sv - p.P, p.d);
+        nk_res_encode(rc, &ch->res, sv - p.P, 0);
         update(ch, &p, sv);
     }
     clamp_weights(ch);
@@ -536,7 +556,7 @@ static int decode_channel(stream *s, nk_rc_dec *rc, int32_t c, int16_t *out, int
             v = (int16_t)nk_rc_decode_raw(rc, 16);
             sv = near[v + 32768] - s->centre;
         } else {
-            sv = p.P + nk_res_decode(rc, &ch->res, p.d);
+            sv = p.P + nk_res_decode(rc, &ch->res, 0);
             if (sv < s->smin || sv > s->smax) return NK_ERR_CORRUPT;
             v = lv ? lv[sv + s->centre] : (int16_t)sv;
         }
