@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +32,7 @@ from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback,
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError, BleakGATTProtocolError
 from bumble import att, hci
-from bumble.core import AdvertisingData
+from bumble.core import AdvertisingData, BaseBumbleError
 from bumble.device import Advertisement, Connection, Device, DeviceConfiguration, Peer
 from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
@@ -41,6 +41,17 @@ from bumble.transport import open_transport
 from hub.uplink import gatt
 
 log = logging.getLogger(__name__)
+
+@contextlib.contextmanager
+def _as_bleak(what: str) -> Iterator[None]:
+    """Bumble errors as bleak's: ATT errors keep their code, the rest become BleakError."""
+    try:
+        yield
+    except att.ATT_Error as e:
+        raise BleakGATTProtocolError(int(e.error_code)) from e
+    except (BaseBumbleError, TimeoutError) as e:
+        raise BleakError(f"{what}: {e!r}") from e
+
 
 _PROPS = {0x02: "read", 0x04: "write-without-response", 0x08: "write", 0x10: "notify",
           0x20: "indicate"}
@@ -182,20 +193,25 @@ class BumbleClient(BaseBleakClient):
         peer = Peer(conn)
         self._peer = peer
         try:
-            await peer.request_mtu(self.bumble.mtu)
-            await conn.set_data_length(self.bumble.data_length, gatt.DATA_LENGTH_TIME_US)
-            try:
-                await conn.set_phy(tx_phys=[hci.Phy.LE_2M], rx_phys=[hci.Phy.LE_2M])
-            except Exception as e:  # a 1M-only radio
-                log.info("2M PHY not set: %s", e)
-            if await self.bumble.has_bond(str(conn.peer_address)):
-                await conn.encrypt()
-            elif pair:
-                await conn.pair()
-            await self._discover(peer)
+            with _as_bleak("connection setup"):
+                await self._setup(conn, peer, pair)
         except BaseException:
             await self.disconnect()
             raise
+
+    async def _setup(self, conn: Connection, peer: Peer, pair: bool) -> None:
+        """What an OS stack does after connecting: MTU, DLE, PHY, security, discovery."""
+        await peer.request_mtu(self.bumble.mtu)
+        await conn.set_data_length(self.bumble.data_length, gatt.DATA_LENGTH_TIME_US)
+        try:
+            await conn.set_phy(tx_phys=[hci.Phy.LE_2M], rx_phys=[hci.Phy.LE_2M])
+        except Exception as e:  # a 1M-only radio
+            log.info("2M PHY not set: %s", e)
+        if await self.bumble.has_bond(str(conn.peer_address)):
+            await conn.encrypt()
+        elif pair:
+            await conn.pair()
+        await self._discover(peer)
 
     async def _discover(self, peer: Peer) -> None:
         coll = BleakGATTServiceCollection()
@@ -233,10 +249,8 @@ class BumbleClient(BaseBleakClient):
     async def pair(self, *args: Any, **kwargs: Any) -> None:
         if self._conn is None:
             raise BleakError("not connected")
-        try:
+        with _as_bleak("pairing failed"):
             await self._conn.pair()
-        except Exception as e:
-            raise BleakError(f"pairing failed: {e}") from e
 
     async def unpair(self) -> None:
         dev = await self.bumble.device()
@@ -247,42 +261,30 @@ class BumbleClient(BaseBleakClient):
     # -- GATT I/O: Bumble ATT errors become bleak's protocol errors
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *,
                              use_cached: bool = False, **kwargs: Any) -> bytearray:
-        try:
+        with _as_bleak("read"):
             return bytearray(await characteristic.obj.read_value())
-        except att.ATT_Error as e:
-            raise BleakGATTProtocolError(int(e.error_code)) from e
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, *,
                                    use_cached: bool = False, **kwargs: Any) -> bytearray:
-        try:
+        with _as_bleak("read descriptor"):
             return bytearray(await descriptor.obj.read_value())
-        except att.ATT_Error as e:
-            raise BleakGATTProtocolError(int(e.error_code)) from e
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: Any,
                               response: bool) -> None:
-        try:
+        with _as_bleak("write"):
             await characteristic.obj.write_value(bytes(data), with_response=response)
-        except att.ATT_Error as e:
-            raise BleakGATTProtocolError(int(e.error_code)) from e
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
-        try:
+        with _as_bleak("write descriptor"):
             await descriptor.obj.write_value(bytes(data), with_response=True)
-        except att.ATT_Error as e:
-            raise BleakGATTProtocolError(int(e.error_code)) from e
 
     async def start_notify(self, characteristic: BleakGATTCharacteristic,
                            callback: NotifyCallback, **kwargs: Any) -> None:
         def on_value(value: bytes) -> None:
             callback(bytearray(value))
-        try:
+        with _as_bleak("subscribe"):
             await characteristic.obj.subscribe(on_value, prefer_notify=True)
-        except att.ATT_Error as e:
-            raise BleakGATTProtocolError(int(e.error_code)) from e
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
-        try:
+        with _as_bleak("unsubscribe"):
             await characteristic.obj.unsubscribe()
-        except att.ATT_Error as e:
-            raise BleakGATTProtocolError(int(e.error_code)) from e

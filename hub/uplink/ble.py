@@ -129,7 +129,8 @@ class BleUplink(Uplink):
         pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
                   + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
         per_event = int(interval_us // (pdu_us * n_pdus))
-        return per_event * (self._mtu - 3) * 8 / (interval_us / 1e6)
+        payload = min(self.config.payload_size, self._mtu - 3)
+        return per_event * payload * 8 / (interval_us / 1e6) or None
 
     @property
     def address(self) -> str:
