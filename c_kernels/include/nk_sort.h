@@ -13,10 +13,14 @@
  *                whose peak moves between neighbouring contacts, by noise or by drift)
  *
  * Per spike on channel c, with σ = threshold / k and f = x (or f[p] = B·x[p]):
- *     δ_j = ‖f − F_j‖² / (σ² · K_c · D)       (K_c: valid neighbour slots of c)
- * a noise-normalised squared distance (≈ 1 + 1/n_j for a member of a cluster of n_j spikes).
- * The nearest cluster j takes the spike when δ_j ≤ θ_new · (1 + 1/n_j) · clamp(s_j, 1, 3), s_j
- * being the running mean δ of its members; otherwise the spike seeds a new candidate cluster.
+ *     δ_j = min_{s ∈ {0,±1}} ‖f − F_j(· + s)‖² / (σ² · K_c · M)
+ * (K_c: valid neighbour slots of c; without a basis the template slides by ≤ 1 sample over the
+ * inner M = L − 2 samples, with one M = D and no slide), a noise-normalised squared distance
+ * (≈ 1 + 1/n_j for a member of a cluster of n_j spikes in white noise). Cluster j accepts the
+ * spike when δ_j ≤ m_j·(1 + 1/n_j) + new_distance·sd_j, m_j and sd_j being the running mean
+ * (clamped to 1–2.5) and deviation (floored at twice white noise's, capped at 0.6) of its
+ * members' δ, started from a prior of 16 white-noise members. The nearest accepting cluster
+ * takes the spike; with none, the spike seeds a new candidate cluster.
  * A member moves its template by w = 1 / min(n_j, adapt_spikes) (running mean, then an
  * exponential memory of adapt_spikes spikes: slow drift). A candidate that reaches
  * birth_spikes becomes a unit: it first tries to join a unit on a neighbouring channel (link,
@@ -34,7 +38,10 @@
  * (NK_SORT_RETIRE). When a channel's U slots are full the oldest silent candidate is recycled;
  * with none, the spike stays unsorted (counted). A spike that no cluster accepts (an overlap,
  * or the first spikes of a neuron not yet born) is still labelled with the nearest unit when
- * its δ is within label_distance × that unit's limit; it does not move the unit's template.
+ * its δ is within label_distance × that unit's limit, or when the template core (peak channel,
+ * 4 samples before to 8 after the peak) fits within 3 σ² per sample; it does not move the
+ * unit's template. Clusters loaded from the host are never merged or linked with another
+ * loaded unit (the host's sorter already decided they differ).
  *
  * Calibration (nk_sort_load_templates): full-probe templates T[n_units][C][L] in filtered
  * counts, aligned so that the peak of the unit's largest channel is at `pre`, plus an optional
@@ -74,7 +81,7 @@ typedef struct {
     int32_t birth_spikes;       /* spikes for a candidate to become a unit */
     int32_t adapt_spikes;       /* template memory in spikes */
     float detect_threshold;     /* k: σ = event.threshold / k */
-    float new_distance;         /* θ_new, in δ units (≈ 1 for a member) */
+    float new_distance;         /* z: acceptance = mean δ of members + z deviations */
     float merge_distance;       /* template–template δ below which clusters merge */
     float link_distance;        /* same, across neighbouring channels */
     float link_ratio;           /* amplitude fraction for a link / a loaded cluster */

@@ -11,6 +11,9 @@
 #define SPREAD_PRIOR 16     /* pseudo-members at δ = 1 a cluster starts with */
 #define FLT_BIG 3.0e38f
 #define SPREAD_MAX 2.5f
+#define CORE_PRE 4          /* core_match window around the peak, samples */
+#define CORE_POST 8
+#define CORE_LIMIT 3.0f
 #define SD_MAX 0.6f        /* cap on a cluster's δ deviation in its acceptance limit */     /* cap on a cluster's own δ scale in its acceptance limit */
 
 typedef struct {
@@ -19,6 +22,7 @@ typedef struct {
     int32_t channel;        /* −1: free slot */
     int32_t unit;           /* −1: candidate */
     int32_t since_link;
+    int32_t given;          /* loaded from the host: never merged with another given unit */
     float spread;           /* running mean δ of members */
     float spread2;          /* running mean δ² of members */
     float sigma2;           /* running mean σ² of members (0: unknown yet) */
@@ -266,6 +270,7 @@ static int32_t merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int6
     if (A->sigma2 <= 0.0f) A->sigma2 = B->sigma2;
     else if (B->sigma2 > 0.0f) A->sigma2 = ua * A->sigma2 + ub * B->sigma2;
     A->count += B->count;
+    A->given |= B->given;
     if (B->last > A->last) A->last = B->last;
     const int32_t gone = B->unit;
     B->channel = -1;
@@ -298,6 +303,7 @@ static int32_t find_link(const nk_sort *s, int32_t i) {
             const int32_t j = b * U + u;
             const cluster *cj = &s->cl[j];
             if (cj->channel < 0 || cj->unit < 0 || cj->unit == ci->unit) continue;
+            if (ci->given && cj->given) continue;
             const float *rj = s->raw + (size_t)j * KLsz(s), *fj = feat_of(s, j);
             if (amp(rj + (size_t)qc * (size_t)L, L) < ratio * amp(rj + (size_t)qb * (size_t)L, L))
                 continue;
@@ -347,6 +353,30 @@ static float limit_of(const nk_sort *s, const cluster *cj, int32_t c) {
     return m * (1.0f + 1.0f / (float)cj->count) + s->cfg.new_distance * sd;
 }
 
+/* The unit whose template's core — the peak channel, CORE_PRE samples before the peak to
+ * CORE_POST after, ±1 sample — fits x within CORE_LIMIT (mean squared error in σ²), or −1.
+ * Labels spikes whose snippet another spike overlaps away from the peak. */
+static int32_t core_match(const nk_sort *s, const float *x, int32_t c, float inv_sig2) {
+    const int32_t U = s->cfg.max_clusters, L = s->cfg.n_samples, pre = s->cfg.pre;
+    const int32_t p = slot_of(s, c, c);
+    const int32_t a = pre - CORE_PRE < 1 ? 1 : pre - CORE_PRE;
+    const int32_t b = pre + CORE_POST > L - 1 ? L - 1 : pre + CORE_POST;
+    if (p < 0 || b <= a) return -1;
+    const float *xp = x + (size_t)p * (size_t)L;
+    float best = CORE_LIMIT * (float)(b - a);
+    int32_t unit = -1;
+    for (int32_t u = 0; u < U; u++) {
+        const int32_t j = c * U + u;
+        if (s->cl[j].channel < 0 || s->cl[j].unit < 0) continue;
+        const float *t = s->raw + (size_t)j * KLsz(s) + (size_t)p * (size_t)L;
+        for (int32_t sh = -1; sh <= 1; sh++) {
+            const float d = sqdist(xp + a, t + a + sh, b - a) * inv_sig2;
+            if (d <= best) { best = d; unit = s->cl[j].unit; }
+        }
+    }
+    return unit;
+}
+
 /* Keeps a template's own-channel peak at `pre` (the detector's convention) so that re-aligned
  * updates cannot walk it along the window: slides it by one sample when the peak has moved. */
 static void recentre(nk_sort *s, int32_t i) {
@@ -375,6 +405,7 @@ static int32_t after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
         for (int32_t u = 0; u < U; u++) {
             const int32_t j = c * U + u;
             if (j == i || s->cl[j].channel < 0) continue;
+            if (s->cl[i].given && s->cl[j].given && s->cl[i].unit != s->cl[j].unit) continue;
             int32_t sh;
             /* allowance for the noise left in templates of few spikes (at most 0.5) */
             float young = 1.0f / (float)s->cl[i].count + 1.0f / (float)s->cl[j].count;
@@ -529,6 +560,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             cluster *ci = &s->cl[i];
             ci->channel = c; ci->unit = -1; ci->count = 1; ci->last = ev->sample;
             ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = sig2;
+            ci->given = 0;
             memcpy(raw_of(s, i), x, KL * sizeof(float));
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)dims(s) * sizeof(float));
             s->st.candidates++;
@@ -539,6 +571,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
          * when it lies within label_distance of that unit's acceptance limit */
         if (ev->unit < 0 && near_unit >= 0 && near_score <= s->cfg.label_distance)
             ev->unit = near_unit;
+        if (ev->unit < 0) ev->unit = core_match(s, x, c, 1.0f / sig2);
         s->st.labelled += ev->unit >= 0;
     }
     retire(s, now, &k);
@@ -588,6 +621,7 @@ static void place(nk_sort *s, const float *T, int32_t g, int32_t unit) {
     cluster *ci = &s->cl[i];
     ci->channel = g; ci->unit = unit; ci->count = s->cfg.adapt_spikes; ci->last = 0;
     ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = 0.0f;
+    ci->given = 1;
 }
 
 int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,

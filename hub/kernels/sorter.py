@@ -42,10 +42,10 @@ class SorterConfig:
 
     max_clusters: int = 8            # per channel
     max_units: int = 1024            # live ids at once
-    birth_spikes: int = 10
-    adapt_spikes: int = 200          # template memory
+    birth_spikes: int = 6
+    adapt_spikes: int = 100          # template memory (drift)
     new_distance: float = 5.0        # acceptance: mean δ of members + this many deviations
-    label_distance: float = 6.0      # outliers within this × a unit's limit carry its label
+    label_distance: float = 10.0     # outliers within this × a unit's limit carry its label
     merge_distance: float = 1.0
     link_distance: float = 0.5
     link_ratio: float = 0.7
