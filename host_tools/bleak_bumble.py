@@ -208,7 +208,16 @@ class BumbleClient(BaseBleakClient):
         except Exception as e:  # a 1M-only radio
             log.info("2M PHY not set: %s", e)
         if await self.bumble.has_bond(str(conn.peer_address)):
-            await conn.encrypt()
+            try:
+                await conn.encrypt()
+            except BaseBumbleError as e:
+                if not pair:
+                    raise
+                # the peer forgot us (its bonds were wiped): bond again if allowed to
+                log.warning("stored bond refused by %s (%r): pairing again",
+                            conn.peer_address, e)
+                await self.unpair()
+                await conn.pair()
         elif pair:
             await conn.pair()
         await self._discover(peer)

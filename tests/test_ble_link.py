@@ -121,7 +121,7 @@ def test_hubctl_pair_then_record_without_pairing(tmp_path: Path) -> None:
     from host_tools.ble_receiver import BleReceiver, SynthStats
     from host_tools.pair_cli import pair
 
-    async def go() -> tuple[dict[str, object], int]:
+    async def go() -> tuple[dict[str, object], int, int]:
         async with bench_ble.Bench(tmp_path, bench_ble.MODELS["2M/7.5"]) as b:
             await b.start_hub("--rate", "100", "--pairing-window", "30")
             status = await pair("ihub-01", b.backend("lab.json"), timeout=10)
@@ -132,12 +132,24 @@ def test_hubctl_pair_then_record_without_pairing(tmp_path: Path) -> None:
             await asyncio.sleep(0.5)
             await rx.close()
             await be.close()
-            return status, got.received
+            # the hub loses its bonds (state wiped) and opens its window: the host re-bonds
+            assert b.hub is not None
+            await b.hub.stop()
+            (tmp_path / "hub_bonds.json").unlink()
+            await b.start_hub("--rate", "100", "--pairing-window", "30")
+            be = b.backend("lab.json")
+            again = SynthStats()
+            rx = BleReceiver("ihub-01", again, backend=be, pair=True, reconnect=False)
+            await rx.connect_once()
+            await asyncio.sleep(0.5)
+            await rx.close()
+            await be.close()
+            return status, got.received, again.received
 
-    status, received = asyncio.run(go())
+    status, received, again = asyncio.run(go())
     assert status["bonded"] is True and status["encrypted"] is True
     assert status["mtu"] == 247 and status["phy"] == "2M" and status["data_length"] == 251
-    assert received > 0
+    assert received > 0 and again > 0
 
 
 def test_hub_over_a_serial_port(tmp_path: Path) -> None:
