@@ -275,11 +275,11 @@ class AirConnection:
         return side.frags_left[0]
 
     def _deliver(self, i: int, pdu: bytes) -> None:
-        src, dst = self.sides[i], self.sides[1 - i]
-        if dst.conn.peer_address not in dst.ctrl.le_connections:
-            return
-        dst.ctrl.send_hci_packet(hci.HCI_AclDataPacket(dst.conn.handle, 2, 0, len(pdu), pdu))
-        del src
+        """A whole L2CAP PDU from side i reached the other side's host."""
+        dst = self.sides[1 - i]
+        if dst.conn.peer_address in dst.ctrl.le_connections:
+            dst.ctrl.send_hci_packet(
+                hci.HCI_AclDataPacket(dst.conn.handle, 2, 0, len(pdu), pdu))
 
     def stats(self) -> dict[str, Any]:
         c, p = self.sides
