@@ -369,14 +369,19 @@ class BleUplink(Uplink):
         connection.on("pairing", lambda keys: self._on_pairing(connection, keys))
         connection.on("pairing_failure", lambda reason: log.warning(
             "pairing with %s failed: %s", connection.peer_address, reason))
-        if self.config.prefer_2m_phy:
-            asyncio.get_running_loop().create_task(self._request_2m(connection))
+        asyncio.get_running_loop().create_task(self._tune_link(connection))
 
-    async def _request_2m(self, connection: Connection) -> None:
+    async def _tune_link(self, connection: Connection) -> None:
+        """The peripheral asks for long PDUs and 2M PHY itself (the central may not)."""
         try:
-            await connection.set_phy(tx_phys=[hci.Phy.LE_2M], rx_phys=[hci.Phy.LE_2M])
-        except Exception as e:  # a controller without 2M: stay on 1M
-            log.info("2M PHY not set: %s", e)
+            await connection.set_data_length(gatt.DATA_LENGTH, gatt.DATA_LENGTH_TIME_US)
+        except Exception as e:  # a controller without DLE: 27-byte PDUs
+            log.info("data length not set: %r", e)
+        if self.config.prefer_2m_phy:
+            try:
+                await connection.set_phy(tx_phys=[hci.Phy.LE_2M], rx_phys=[hci.Phy.LE_2M])
+            except Exception as e:  # a controller without 2M: stay on 1M
+                log.info("2M PHY not set: %r", e)
 
     def _on_mtu(self, connection: Connection) -> None:
         self._mtu = int(connection.att_mtu)
