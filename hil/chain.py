@@ -48,6 +48,7 @@ class ChainSpec:
     kill_hub_at: float | None = None       # SIGKILL the hub this many s into the stream …
     restart_after: float = 1.0             # … and restart it this much later
     label: str = "chain"
+    raw_out: bool = False                  # the receiver saves decoded raw in OUT/raw.npz
     link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
     ble_name: str = "ihub-01"
 
@@ -162,6 +163,8 @@ class Chain:
                    "--json", str(rx_json)]
         for item in s.settings:
             rx_args += ["--set", item]
+        if s.raw_out:
+            rx_args += ["--raw-out", str(self.out / "raw.npz")]
         rx = self._start(rx_args, "rx.log")
         # let the receiver connect (and configure); BLE also scans, pairs and subscribes
         time.sleep(2.0 if s.uplink == "ble" else 0.7)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from hub.kernels import codec
+from hub.kernels._ffi import KernelError
 from hub.wire import Reassembler, pb
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,41 @@ CLASS_NAMES = {pb.STREAM_SPIKES: "events", pb.STREAM_FEATURES: "feature_bins",
                pb.STREAM_SNIPPETS: "snippets", pb.STREAM_RAW: "raw",
                pb.STREAM_TELEMETRY: "telemetry", pb.STREAM_COMMAND_RESULT: "results"}
 SHED_REASONS = {v: k for k, v in pb.ShedReason.items()}
+
+
+class RawDecoder:
+    """Raw blocks back to int16: RAW_INT16_LE as is, RAW_NK_CODEC with one codec stream per
+    (session, channel), (re)started at every packet that carries the stream header."""
+
+    def __init__(self) -> None:
+        self._dec: dict[tuple[int, int], tuple[bytes, codec.Decoder]] = {}
+        self.undecodable = 0          # channel-samples that could not be decoded
+        self.coded_bytes = 0
+        self.samples = 0
+
+    def decode(self, session: int, rb: pb.RawBlock) -> np.ndarray[Any, np.dtype[np.int16]] | None:
+        """(n_samples, n_channels) int16, or None (counted) when it cannot be decoded."""
+        n, c = int(rb.n_samples), len(rb.channels)
+        self.coded_bytes += len(rb.data)
+        if rb.encoding == pb.RAW_INT16_LE:
+            if len(rb.data) != 2 * n * c:
+                self.undecodable += n * c
+                return None
+            self.samples += n * c
+            return np.frombuffer(rb.data, "<i2").reshape(n, c).astype(np.int16)
+        key = (session, rb.channels[0] if c == 1 else -1)
+        have = self._dec.get(key)
+        try:
+            if rb.codec_header and (have is None or have[0] != rb.codec_header):
+                have = self._dec[key] = (rb.codec_header, codec.Decoder(rb.codec_header))
+            out = have[1].decode(rb.data)[0] if have is not None and c == 1 else None
+        except KernelError:
+            out = None
+        if out is None or out.shape != (n, 1):
+            self.undecodable += n * c
+            return None
+        self.samples += n
+        return out
 
 
 def items_of(env: pb.Envelope) -> int:
@@ -62,8 +99,13 @@ class Session:
 
 
 class Receiver:
-    def __init__(self, on_envelope: Callable[[pb.Envelope, int], None] | None = None) -> None:
+    def __init__(self, on_envelope: Callable[[pb.Envelope, int], None] | None = None,
+                 keep_raw: bool = False) -> None:
         self.reassembler = Reassembler()
+        self.raw = RawDecoder()
+        self.keep_raw = keep_raw
+        #: channel → [(first_sample, samples)] of decoded raw (with keep_raw)
+        self.raw_blocks: dict[int, list[tuple[int, np.ndarray[Any, Any]]]] = {}
         self.sessions: dict[int, Session] = {}
         self.order: list[int] = []
         self.on_envelope = on_envelope
@@ -127,6 +169,12 @@ class Receiver:
             s.first_sample = first if s.first_sample is None else min(s.first_sample, first)
             s.last_sample = max(s.last_sample, env.sample_index)
             self._latency(env, kind, s, t_ns)
+            if kind == "raw":
+                data = self.raw.decode(env.session_id, env.raw)
+                if data is not None and self.keep_raw:
+                    for j, ch in enumerate(env.raw.channels):
+                        self.raw_blocks.setdefault(ch, []).append(
+                            (env.raw.first_sample, data[:, j].copy()))
         elif kind == "shed":
             for c in env.shed.totals:
                 s.totals[c.stream] = c
@@ -254,6 +302,9 @@ class Receiver:
                      "chunks": rs.chunks, "lost_chunks": rs.lost_chunks,
                      "bad_chunks": rs.bad_chunks, "packets": self.packets,
                      "bad_packets": self.bad_packets},
+            "raw_decode": {"samples": self.raw.samples, "undecodable": self.raw.undecodable,
+                           "compression": round(2 * self.raw.samples / self.raw.coded_bytes, 3)
+                           if self.raw.coded_bytes else None},
             "hub_telemetry": telemetry_dict(self.last_telemetry),
             "command_results": [{"request_id": r.request_id, "command": r.command,
                                  "code": pb.ResultCode.Name(r.code), "message": r.message}

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="configure the hub after connecting (repeatable)")
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--packets-out", type=Path, help="raw packet log (length-prefixed)")
+    p.add_argument("--raw-out", type=Path,
+                   help="decoded raw broadband (.npz: chN = samples, chN_first = block starts, "
+                        "chN_len = block lengths)")
 
 
 def configure_command(settings: list[str], request_id: int,
@@ -62,8 +65,8 @@ def configure_command(settings: list[str], request_id: int,
                                                     n_channels)
         elif key == "outage_buffer_s":
             cfg.outage_buffer_s = float(value)
-        elif key == "snippets":
-            cfg.snippets = value.lower() in ("1", "true", "yes")
+        elif key in ("snippets", "raw_codec"):
+            setattr(cfg, key, value.lower() in ("1", "true", "yes"))
         elif key in fields:
             f = fields[key]
             typed: Any = (value if f.type == f.TYPE_STRING else value.lower() in ("1", "true")
@@ -142,8 +145,9 @@ class TcpClient:
 
 async def record(host: str, port: int, duration: float | None, until_final: bool,
                  settings: list[str], connect_timeout: float = 30.0,
-                 packets_out: Path | None = None) -> dict[str, Any]:
-    rx = Receiver()
+                 packets_out: Path | None = None,
+                 raw_out: Path | None = None) -> dict[str, Any]:
+    rx = Receiver(keep_raw=raw_out is not None)
     client = TcpClient(host, port, rx, packets_out)
     task = asyncio.create_task(client.run(connect_timeout, until_final))
     t0 = time.monotonic()
@@ -169,8 +173,22 @@ async def record(host: str, port: int, duration: float | None, until_final: bool
         client.close()
     s = rx.summary()
     s["connects"] = client.connects
+    if raw_out is not None:
+        save_raw(raw_out, rx)
     s["wall_s"] = round(time.monotonic() - t0, 3)
     return s
+
+
+def save_raw(path: Path, rx: Receiver) -> None:
+    import numpy as np
+
+    arrays = {}
+    for ch, blocks in rx.raw_blocks.items():
+        arrays[f"ch{ch}"] = np.concatenate([b for _, b in blocks])
+        arrays[f"ch{ch}_first"] = np.array([f for f, _ in blocks], np.int64)
+        arrays[f"ch{ch}_len"] = np.array([b.size for _, b in blocks], np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = args.tcp.rpartition(":")
         s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration,
                                args.until_final, args.set, args.connect_timeout,
-                               args.packets_out))
+                               args.packets_out, args.raw_out))
     else:
         raise ValueError("give --tcp HOST:PORT or --ble NAME")
     text = json.dumps(s, indent=1)

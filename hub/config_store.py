@@ -30,6 +30,7 @@ class HubConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     raw_channels: tuple[int, ...] | None = None     # None: every channel, in order
     snippets: bool = True
+    raw_codec: bool = True                          # lossless codec for raw (else int16)
     outage_buffer_s: float = 30.0
     running: bool = True
 

@@ -116,6 +116,8 @@ def merged_config(cur: HubConfig, msg: pb.Configure, n_channels: int | None) -> 
                                                                      n_channels))
     if msg.HasField("snippets"):
         new = dataclasses.replace(new, snippets=msg.snippets)
+    if msg.HasField("raw_codec"):
+        new = dataclasses.replace(new, raw_codec=msg.raw_codec)
     if msg.HasField("outage_buffer_s"):
         new = dataclasses.replace(new, outage_buffer_s=_finite("outage_buffer_s",
                                                                msg.outage_buffer_s))

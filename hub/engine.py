@@ -16,6 +16,7 @@ from hub.geometry import snippet_neighbors
 from hub.link.blocks import Block
 from hub.packets import Packer
 from hub.pipeline import Pipeline
+from hub.rawcodec import RawCodec
 from hub.scheduler import Packet
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class PipelineStage:
         self.blocks = 0
         self.rebuilds = 0
         self.templates: Any = None
+        self.raw_codec: RawCodec | None = None      # set by the daemon (lives on the loop)
 
     def build(self, cfg: HubConfig) -> Pipeline:
         """A pipeline for ``cfg`` (raises ValueError when the kernels refuse it)."""
@@ -113,5 +115,8 @@ class PipelineStage:
         chans = list(self.cfg.raw_channels) if self.cfg.raw_channels is not None else list(
             range(self.n_channels))
         sent, shed = chans[:n_raw], chans[n_raw:]
-        packets += pk.raw(block.samples, first, sent, t_ns)
+        if self.cfg.raw_codec and self.raw_codec is not None:
+            packets += pk.raw_coded(block.samples, first, sent, t_ns, self.raw_codec)
+        else:
+            packets += pk.raw(block.samples, first, sent, t_ns)
         return Output(packets, first, end, sent, shed)

@@ -4,6 +4,7 @@ pipeline counts from its own start, ``base`` is where that start sits on the hub
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hub.kernels import FeatureBins
+from hub.rawcodec import RawCodec
 from hub.scheduler import FEATURES, RAW, RESULT, SNIPPETS, SPIKES, TELEMETRY, Packet
 from hub.wire import SCHEMA_VERSION, pb
 
@@ -101,6 +103,21 @@ class Packer:
             rb.data = np.ascontiguousarray(block[:, chans], dtype="<i2").tobytes()
             out.append(Packet(RAW, env.SerializeToString(), n * len(chans), first, first + n,
                               tuple(chans)))
+        return out
+
+    def raw_coded(self, block: npt.NDArray[np.int16], first: int, channels: list[int],
+                  t_ns: int, rc: RawCodec) -> list[Packet]:
+        """One packet per channel, encoded by ``rc`` when the scheduler sends it."""
+        n = block.shape[0]
+        est = int(2 * n / rc.ratio) + 48
+        out = []
+        for ch in channels:
+            env = self.envelope(RAW, first + n, t_ns)
+            env.raw.first_sample, env.raw.n_samples = first, n
+            env.raw.channels.append(ch)
+            col = np.ascontiguousarray(block[:, ch])
+            out.append(Packet(RAW, b"", n, first, first + n, (ch,),
+                              encode=functools.partial(rc.encode, env, col, ch), size=est))
         return out
 
     def telemetry(self, tel: pb.Telemetry, sample_index: int) -> Packet:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub.uplink.base import Uplink
@@ -46,6 +47,13 @@ class Packet:
     first_sample: int = 0
     end_sample: int = 0
     channels: tuple[int, ...] = ()
+    #: deferred body (raw through the codec): called when the packet is sent, never if shed
+    encode: Callable[[], bytes] | None = None
+    size: int = 0                      # byte estimate while the body is deferred
+
+    @property
+    def nbytes(self) -> int:
+        return self.size if self.encode is not None else len(self.body)
 
 
 @dataclass
@@ -97,6 +105,7 @@ class Scheduler:
         self.sent_bytes = 0
         self.throughput_bps = 0.0
         self.raw_channels = 0
+        self.raw_bits_per_sample = 16.0      # lower when the codec compresses raw
         self.chunks_failed = 0
 
     # ------------------------------------------------------------ producing side
@@ -104,13 +113,13 @@ class Scheduler:
         """Queues a packet (or sheds it at once when its class cannot be delivered)."""
         cs = self.classes[pkt.stream]
         cs.produced += pkt.items
-        cs.produced_bytes += len(pkt.body)
-        self._rate_bytes[pkt.stream] += len(pkt.body)
+        cs.produced_bytes += pkt.nbytes
+        self._rate_bytes[pkt.stream] += pkt.nbytes
         if pkt.stream in SHEDDABLE and not self.uplink.connected:
             self._shed(pkt, pb.SHED_OUTAGE)
             return
         cs.queue.append(pkt)
-        cs.queued_bytes += len(pkt.body)
+        cs.queued_bytes += pkt.nbytes
         cs.queued_items += pkt.items
         self._enforce_bounds()
         self._wake.set()
@@ -136,7 +145,7 @@ class Scheduler:
         if not self.uplink.connected or n_available <= 0:
             self.raw_channels = 0
             return 0
-        per_ch = self.fs * 16 * 1.04 + 8.0       # int16 + framing/envelope overhead
+        per_ch = self.fs * self.raw_bits_per_sample * 1.04 + 8.0   # + framing overhead
         higher = sum(self._rates[c] for c in CLASSES if c != RAW) * 8
         n = int((self.cfg.headroom * self.budget_bps - higher) // per_ch)
         if self._delay(RAW) > self.cfg.max_delay_s / 2:
@@ -169,13 +178,13 @@ class Scheduler:
             cs = self.classes[stream]
             while total > cfg.max_buffer_bytes and cs.queue:
                 pkt = self._pop(stream)
-                total -= len(pkt.body)
+                total -= pkt.nbytes
                 self._shed(pkt, pb.SHED_QUEUE_FULL)
 
     def _pop(self, stream: pb.Stream) -> Packet:
         cs = self.classes[stream]
         pkt = cs.queue.popleft()
-        cs.queued_bytes -= len(pkt.body)
+        cs.queued_bytes -= pkt.nbytes
         cs.queued_items -= pkt.items
         return pkt
 
@@ -264,7 +273,7 @@ class Scheduler:
                 pkt = self._pop(stream)
                 cs = self.classes[stream]
                 cs.sent += pkt.items
-                body = pkt.body
+                body = pkt.body if pkt.encode is None else pkt.encode()
             cs = self.classes[stream]
             ch.push(body + pb.Envelope(seq=cs.seq).SerializeToString())
             cs.seq += 1

@@ -32,6 +32,7 @@ from hub.link.blocks import Block
 from hub.link.transport import LinkTransport
 from hub.packets import Packer
 from hub.pipeline import ConfigError
+from hub.rawcodec import RawCodec
 from hub.scheduler import RAW, Scheduler, SchedulerConfig
 from hub.telemetry import CpuMeter, battery_pct, sd_notify, temperature_c, watchdog_interval
 from hub.uplink.base import Uplink
@@ -186,6 +187,9 @@ class Daemon:
             return
         n_avail = (len(self._config.raw_channels) if self._config.raw_channels is not None
                    else self.stage.n_channels)
+        rc = self.stage.raw_codec
+        self.scheduler.raw_bits_per_sample = (16.0 / rc.ratio if rc is not None
+                                              and self._config.raw_codec else 16.0)
         n_raw = self.scheduler.raw_channels_fit(n_avail)
         t0 = time.perf_counter()
         try:
@@ -207,6 +211,7 @@ class Daemon:
     def _on_first_block(self, first: int) -> None:
         fs, c = float(self.assembler.sampling_rate), self.assembler.n_channels
         self.stage.set_stream(fs, c)
+        self.stage.raw_codec = RawCodec(fs)
         self.scheduler.fs = fs
         try:
             self._config.validate(fs, c)

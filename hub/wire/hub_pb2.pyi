@@ -163,18 +163,20 @@ class Snippets(_message.Message):
     def __init__(self, n_samples: _Optional[int] = ..., pre: _Optional[int] = ..., sample: _Optional[_Iterable[int]] = ..., channel: _Optional[_Iterable[int]] = ..., unit: _Optional[_Iterable[int]] = ..., neighbors: _Optional[_Iterable[int]] = ..., waveforms: _Optional[bytes] = ..., k: _Optional[int] = ...) -> None: ...
 
 class RawBlock(_message.Message):
-    __slots__ = ("first_sample", "n_samples", "channels", "encoding", "data")
+    __slots__ = ("first_sample", "n_samples", "channels", "encoding", "data", "codec_header")
     FIRST_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CODEC_HEADER_FIELD_NUMBER: _ClassVar[int]
     first_sample: int
     n_samples: int
     channels: _containers.RepeatedScalarFieldContainer[int]
     encoding: RawEncoding
     data: bytes
-    def __init__(self, first_sample: _Optional[int] = ..., n_samples: _Optional[int] = ..., channels: _Optional[_Iterable[int]] = ..., encoding: _Optional[_Union[RawEncoding, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    codec_header: bytes
+    def __init__(self, first_sample: _Optional[int] = ..., n_samples: _Optional[int] = ..., channels: _Optional[_Iterable[int]] = ..., encoding: _Optional[_Union[RawEncoding, str]] = ..., data: _Optional[bytes] = ..., codec_header: _Optional[bytes] = ...) -> None: ...
 
 class ClassCounters(_message.Message):
     __slots__ = ("stream", "produced", "sent", "shed", "queued", "queued_bytes")
@@ -355,16 +357,18 @@ class PipelineSettings(_message.Message):
     def __init__(self, block_ms: _Optional[float] = ..., band_low_hz: _Optional[float] = ..., band_high_hz: _Optional[float] = ..., filter_order: _Optional[int] = ..., reference: _Optional[str] = ..., reference_group_size: _Optional[int] = ..., polarity: _Optional[str] = ..., threshold: _Optional[float] = ..., exclude_ms: _Optional[float] = ..., refractory_ms: _Optional[float] = ..., warmup_s: _Optional[float] = ..., noise_tau_s: _Optional[float] = ..., neighbor_radius_um: _Optional[float] = ..., snippet_pre: _Optional[int] = ..., snippet_post: _Optional[int] = ..., snippet_channels: _Optional[int] = ..., bin_ms: _Optional[float] = ..., lfp: _Optional[bool] = ..., lfp_cutoff_hz: _Optional[float] = ..., lfp_rate_hz: _Optional[float] = ..., sort: _Optional[bool] = ...) -> None: ...
 
 class Configure(_message.Message):
-    __slots__ = ("pipeline", "raw_channel_mask", "snippets", "outage_buffer_s")
+    __slots__ = ("pipeline", "raw_channel_mask", "snippets", "outage_buffer_s", "raw_codec")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     RAW_CHANNEL_MASK_FIELD_NUMBER: _ClassVar[int]
     SNIPPETS_FIELD_NUMBER: _ClassVar[int]
     OUTAGE_BUFFER_S_FIELD_NUMBER: _ClassVar[int]
+    RAW_CODEC_FIELD_NUMBER: _ClassVar[int]
     pipeline: PipelineSettings
     raw_channel_mask: bytes
     snippets: bool
     outage_buffer_s: float
-    def __init__(self, pipeline: _Optional[_Union[PipelineSettings, _Mapping]] = ..., raw_channel_mask: _Optional[bytes] = ..., snippets: _Optional[bool] = ..., outage_buffer_s: _Optional[float] = ...) -> None: ...
+    raw_codec: bool
+    def __init__(self, pipeline: _Optional[_Union[PipelineSettings, _Mapping]] = ..., raw_channel_mask: _Optional[bytes] = ..., snippets: _Optional[bool] = ..., outage_buffer_s: _Optional[float] = ..., raw_codec: _Optional[bool] = ...) -> None: ...
 
 class Start(_message.Message):
     __slots__ = ()
