@@ -242,8 +242,8 @@ static void merge_units(nk_sort *s, int32_t keep, int32_t gone, int32_t channel,
     emit(k, NK_SORT_MERGE, keep, gone, channel, sample);
 }
 
-/* Absorbs cluster b into a (same channel); returns the survivor's index. */
-/* sh: template a[m] ≈ template b[m + sh]. */
+/* Absorbs cluster b into a (same channel; template a[m] ≈ template b[m + sh]); returns the
+ * survivor's index. */
 static int32_t merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int64_t sample,
                               sink *k) {
     cluster *A = &s->cl[a], *B = &s->cl[b];
@@ -259,7 +259,6 @@ static int32_t merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int6
     const float ua = wa / (wa + wb), ub = wb / (wa + wb);
     float *ra = raw_of(s, a), *rb = raw_of(s, b);
     const size_t KL = KLsz(s);
-    (void)KL;
     blend(s, ra, rb, sh, ua, ub);
     if (s->has_basis) {
         float *fa = s->feat + (size_t)a * KL, *fb = s->feat + (size_t)b * KL;
