@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "nk_codec_rc.h"
+#ifndef NK_CODEC_NO_PRIOR
+#include "nk_codec_prior.h"
+#endif
 
 #define SYNC 0xA7
 #define FLAG_RESYNC 1u
@@ -73,15 +76,45 @@ typedef struct {
     int32_t pa, pb, pc; /* stage predictions, Q4 */
     int32_t bctx;       /* bias context */
     int32_t P;          /* the prediction (integer, clamped) */
+    int32_t d;          /* coding context class */
 } pred_t;
 
 #define PF 4 /* fractional bits of the stage predictions */
 
+#define NK_RES_PRIOR_N (NK_RES_K * NK_RES_NB + NK_RES_NB * (NK_RES_K / 4) * 3 + NK_RES_NB * NK_RES_NB + 3)
+#ifndef PRIOR_N
+#define PRIOR_N 30 /* the prior counts as this many observed bits */
+#endif
+
+#ifndef NK_CODEC_NO_PRIOR
+static void init_bits(nk_bit *b, int n, const uint16_t *p) {
+    for (int i = 0; i < n; i++) {
+        b[i].fast = b[i].slow = p[i];
+        b[i].n = PRIOR_N;
+    }
+}
+#endif
+
 static void chan_reset(chan_state *c) {
     memset(c, 0, sizeof *c);
     nk_res_init(&c->res);
+#ifdef NK_CODEC_NO_PRIOR
     if (NA > 0) c->a.w[0] = W0_INIT;
     else c->b.w[0] = W0_INIT;
+#else
+    /* trained initial state (nk_codec_prior.h): contexts and weights start where they end up
+     * on typical data, so a resync point costs little */
+    const uint16_t *p = nk_codec_prior_p;
+    init_bits(&c->res.nb[0][0][0], NK_RES_K * NK_RES_NB, p);
+    p += NK_RES_K * NK_RES_NB;
+    init_bits(&c->res.top[0][0][0], NK_RES_NB * (NK_RES_K / 4) * 3, p);
+    p += NK_RES_NB * (NK_RES_K / 4) * 3;
+    init_bits(&c->res.low[0][0], NK_RES_NB * NK_RES_NB, p);
+    p += NK_RES_NB * NK_RES_NB;
+    init_bits(&c->res.sign[0][0], 3, p);
+    memcpy(c->b.w, nk_codec_prior_wb, sizeof nk_codec_prior_wb);
+    memcpy(c->c.w, nk_codec_prior_wc, sizeof nk_codec_prior_wc);
+#endif
     nk_bit_init(&c->esc);
 }
 
@@ -129,6 +162,7 @@ static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t
     p->bctx = ((((c->s1 + 1) * 3 + (c->s2 + 1)) * 3 + c->s3 + 1) * 3 + dl) * (NK_RES_K / 4) +
               (nk_res_ctx(&c->res) >> 2);
     const int32_t pf = p->pa + p->pb + p->pc + (c->bias[p->bctx] >> (8 - PF)); /* Q4 */
+    p->d = 0;
     const int32_t P = (pf + (1 << (PF - 1))) >> PF;
     p->P = P < smin ? smin : (P > smax ? smax : P);
 }
@@ -340,7 +374,7 @@ static void encode_channel(stream *s, nk_rc_enc *rc, int32_t c, const int16_t *d
         } else {
             sv = v;
         }
-        nk_res_encode(rc, &ch->res, sv - p.P, 0);
+        nk_res_encode(rc, &ch->res, sv - p.P, p.d);
         update(ch, &p, sv);
     }
     clamp_weights(ch);
@@ -556,7 +590,7 @@ static int decode_channel(stream *s, nk_rc_dec *rc, int32_t c, int16_t *out, int
             v = (int16_t)nk_rc_decode_raw(rc, 16);
             sv = near[v + 32768] - s->centre;
         } else {
-            sv = p.P + nk_res_decode(rc, &ch->res, 0);
+            sv = p.P + nk_res_decode(rc, &ch->res, p.d);
             if (sv < s->smin || sv > s->smax) return NK_ERR_CORRUPT;
             v = lv ? lv[sv + s->centre] : (int16_t)sv;
         }
