@@ -9,7 +9,8 @@ points at or below the fit (the least delayed ones), a few times. The slope is t
 sample period in host nanoseconds — its deviation from 1/fs is the crystal drift (ppm) — so
 timestamps neither drift nor jump when a single packet is late.
 
-A sample index that goes backwards is a new hub session (restart): the fit starts over.
+A sample index that goes backwards is a new hub session (restart): the fit starts over. A
+packet whose index did not advance (stream not started, or stopped) is not used.
 """
 
 from __future__ import annotations
@@ -32,17 +33,26 @@ class TimeSyncFit:
         self.points: deque[tuple[int, int]] = deque(maxlen=window)
         self.fs = 0.0
         self.resets = 0
+        self._last_x: int | None = None
         self._coef: tuple[float, float, int, int] | None = None   # slope, offset, x0, y0
         # host monotonic → wall clock, taken once so wall timestamps never jump
         self.wall_offset_ns = (time.time_ns() - time.monotonic_ns()
                                if wall_offset_ns is None else wall_offset_ns)
 
     def add(self, sample_index: int, host_ns: int, fs: float = 0.0) -> None:
-        if self.points and sample_index < self.points[-1][0]:
-            self.points.clear()                    # hub restarted: a new sample clock
-            self.resets += 1
+        """One time-sync packet: ``sample_index`` is current at the hub; it arrived at
+        ``host_ns``. Only packets whose index advanced since the previous one are used: a
+        stream that has not started or has stopped repeats a stale index, and such a packet
+        says nothing about when that sample was taken."""
         if fs > 0:
             self.fs = fs
+        last, self._last_x = self._last_x, int(sample_index)
+        if last is None or sample_index == last:
+            return
+        if sample_index < last:
+            self.points.clear()                    # hub restarted: a new sample clock
+            self.resets += 1
+            return
         self.points.append((int(sample_index), int(host_ns)))
         self._coef = None
 
@@ -58,7 +68,11 @@ class TimeSyncFit:
         if np.ptp(x) == 0:
             return None
         keep = np.ones(len(x), dtype=bool)
-        slope, offset = np.polyfit(x, y, 1)
+        if self.fs > 0:          # start from the nominal rate: a burst of late packets (an
+            slope = 1e9 / self.fs          # outage) cannot tilt the first selection
+            offset = float(np.median(y - slope * x))
+        else:
+            slope, offset = np.polyfit(x, y, 1)
         for _ in range(self.iterations):
             resid = y - (slope * x + offset)
             keep = resid <= np.median(resid[keep])        # the less delayed half

@@ -38,6 +38,31 @@ def test_reset_on_hub_restart_and_needs_points() -> None:
         fit.to_host_ns(0)
     for k in range(5):
         fit.add(1_000_000 + k * 30000, k * 1_000_000_000, 30000.0)
+    assert len(fit.points) == 4                 # the first packet only starts the clock
     fit.add(10, 6_000_000_000, 30000.0)
-    assert fit.resets == 1 and len(fit.points) == 1
+    assert fit.resets == 1 and len(fit.points) == 0
     assert fit.summary()["fitted"] is False
+
+
+def test_stale_indices_are_ignored() -> None:
+    fit = TimeSyncFit()
+    for k in range(3):                          # hub up, no samples yet: index 0 repeats
+        fit.add(0, k * 1_000_000_000, 30000.0)
+    for k in range(1, 6):
+        fit.add(k * 30000, int(3e9 + k * 1e9), 30000.0)
+    for k in range(3):                          # the implant stopped: the index stalls
+        fit.add(5 * 30000, int(9e9 + k * 1e9), 30000.0)
+    assert [x for x, _ in fit.points] == [k * 30000 for k in range(1, 6)]
+    assert fit.drift_ppm == pytest.approx(0.0, abs=1.0)
+
+
+def test_an_outage_burst_does_not_tilt_the_fit() -> None:
+    fs, ppm = 30000.0, 60.0
+    period = 1e9 / (fs * (1 + ppm * 1e-6))
+    fit = TimeSyncFit()
+    for k in range(30):                      # one packet a second; seconds 10–16 held back
+        s = k * 30000
+        t_send = 1e9 + s * period
+        arrival = max(t_send, 1e9 + 16.5 * 30000 * period) if 10 <= k <= 16 else t_send
+        fit.add(s, int(arrival + 2e6), fs)
+    assert fit.drift_ppm == pytest.approx(ppm, abs=5.0)
