@@ -199,7 +199,8 @@ async def _wait_first(a: asyncio.Event, b: asyncio.Event) -> None:
 # ---------------------------------------------------------------- hubctl record --ble
 async def record_ble(name: str, backend: Any, *, duration: float | None, until_final: bool,
                      settings: list[str], pair: bool = False, connect_timeout: float = 30.0,
-                     packets_out: Path | None = None) -> dict[str, Any]:
+                     packets_out: Path | None = None,
+                     raw_out: Path | None = None) -> dict[str, Any]:
     """Receives from a hub over BLE into the daemon's Receiver (decoding, accounting,
     latency) with the time-sync fit; the BLE twin of host_tools.record_cli.record."""
     from host_tools.receiver import Receiver
@@ -213,7 +214,7 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
             ts = env.time_sync
             fit.add(int(ts.sample_index), t_ns, float(ts.sampling_frequency or 0.0))
 
-    rx = Receiver(on_envelope)
+    rx = Receiver(on_envelope, keep_raw=raw_out is not None)
     log_f = packets_out.open("wb") if packets_out else None
 
     def on_chunk(chunk: bytes, t_ns: int) -> None:
@@ -252,6 +253,10 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
         if log_f is not None:
             log_f.close()
     s = rx.summary()
+    if raw_out is not None:
+        from host_tools.record_cli import save_raw
+
+        save_raw(raw_out, rx)
     st = ble.stats
     s["connects"] = st.connects
     s["wall_s"] = round(time.monotonic() - t0, 3)

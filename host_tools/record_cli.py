@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         s = asyncio.run(record_ble(args.ble, backend, duration=args.duration,
                                    until_final=args.until_final, settings=args.set,
                                    pair=args.pair, connect_timeout=args.connect_timeout,
-                                   packets_out=args.packets_out))
+                                   packets_out=args.packets_out, raw_out=args.raw_out))
     elif args.tcp:
         host, _, port = args.tcp.rpartition(":")
         s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration,
