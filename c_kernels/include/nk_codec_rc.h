@@ -13,14 +13,14 @@
 
 #define NK_RC_TOP (1u << 24)
 #ifndef NK_RC_FAST
-#define NK_RC_FAST 6
+#define NK_RC_FAST 9
 #endif
 #ifndef NK_RC_SLOW
-#define NK_RC_SLOW 9
+#define NK_RC_SLOW 11
 #endif
 
 #ifndef NK_RC_LIMIT
-#define NK_RC_LIMIT 250
+#define NK_RC_LIMIT 1000
 #endif
 
 typedef struct {

@@ -90,7 +90,7 @@ typedef struct {
 static void init_bits(nk_bit *b, int n, const uint16_t *p) {
     for (int i = 0; i < n; i++) {
         b[i].fast = b[i].slow = p[i];
-        b[i].n = PRIOR_N;
+        b[i].n = p[i] == 32768 ? 0 : PRIOR_N; /* contexts unseen in training start fresh */
     }
 }
 #endif
