@@ -222,8 +222,10 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
             log_f.write(len(chunk).to_bytes(2, "little") + chunk)
         rx.feed_chunk(chunk, t_ns)
 
-    ble = BleReceiver(name, on_chunk, backend=backend, pair=pair, scan_timeout=connect_timeout,
-                      on_connect=rx.reset_link)
+    # No reassembler reset on reconnect: the hub re-sends the notifications its controller
+    # never confirmed, so the chunk stream continues across a link loss; the chunk sequence
+    # numbers tell the reassembler when it does not (a hub restart, a real loss).
+    ble = BleReceiver(name, on_chunk, backend=backend, pair=pair, scan_timeout=connect_timeout)
     stop = asyncio.Event()
     task = asyncio.create_task(ble.run(stop))
     t0 = time.monotonic()
