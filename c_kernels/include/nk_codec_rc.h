@@ -202,6 +202,7 @@ typedef struct {
     uint32_t activity;                /* running mean of |v|, Q4 (fast) */
     uint32_t activity2;               /* the same, slow */
     int32_t prev_sign;                /* -1, 0, 1 */
+    uint32_t last_mag;                /* |v| of the previous value */
 } nk_res_model;
 
 static inline int nk_bitlen(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; }
@@ -219,6 +220,7 @@ static inline void nk_res_init(nk_res_model *m) {
         for (int d = 0; d < NK_RES_D; d++) nk_bit_init(&m->sign[j][d]);
     m->activity = m->activity2 = 16 * 4;
     m->prev_sign = 0;
+    m->last_mag = 0;
 }
 
 /* activity context: two buckets per octave of the running mean of |v| */
@@ -239,6 +241,7 @@ static inline void nk_res_after(nk_res_model *m, uint32_t mag, int32_t v) {
     m->activity += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity) >> NK_RES_AF);
     m->activity2 += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity2) >> NK_RES_AS);
     m->prev_sign = (v > 0) - (v < 0);
+    m->last_mag = mag;
 }
 
 /* d: the caller's context class, 0 ≤ d < NK_RES_D */

@@ -16,7 +16,7 @@
 
 /* predictor constants (part of bitstream version 1) */
 #ifndef N1
-#define N1 12
+#define N1 24
 #endif
 #ifndef N2
 #define N2 32
@@ -29,7 +29,7 @@
 #define MU_N 1
 #endif
 #ifndef MU_B
-#define MU_B 6
+#define MU_B 7
 #endif
 #ifndef NLMS_EPS
 #define NLMS_EPS 64
@@ -46,7 +46,7 @@
 #define W_MAX (1 << 24)
 #define P_MAX (1 << 20)
 #ifndef BIAS_SHIFT
-#define BIAS_SHIFT 7
+#define BIAS_SHIFT 8
 #endif
 #ifndef W0_INIT
 #define W0_INIT 12000 /* start near "previous sample" (0.73 in Q14) */
