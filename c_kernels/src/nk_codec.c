@@ -81,6 +81,14 @@ typedef struct {
 
 #define PF 4 /* fractional bits of the stage predictions */
 
+/* The per-sample loops carry 64-bit multiply-accumulates that SSE2 cannot vectorise: on x86-64
+ * GCC also builds an AVX2 clone chosen at load time (integer arithmetic: identical results). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && !defined(NK_NO_CLONES)
+#define HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT
+#endif
+
 #define NK_RES_PRIOR_N (NK_RES_K * NK_RES_NB + NK_RES_NB * (NK_RES_K / 4) * 3 + NK_RES_NB * NK_RES_NB + 3)
 #ifndef PRIOR_N
 #define PRIOR_N 30 /* the prior counts as this many observed bits */
@@ -341,7 +349,7 @@ int nk_codec_enc_header(const nk_codec_enc *e, uint8_t *out, int32_t capacity, i
     return NK_OK;
 }
 
-static void encode_channel(stream *s, nk_rc_enc *rc, int32_t c, const int16_t *data,
+HOT static void encode_channel(stream *s, nk_rc_enc *rc, int32_t c, const int16_t *data,
                            int32_t n) {
     chan_state *ch = &s->ch[c];
     const int32_t C = s->cfg.n_channels;
@@ -574,7 +582,7 @@ int nk_codec_packet_peek(const uint8_t *pkt, int64_t n_bytes, nk_codec_packet_in
     return NK_OK;
 }
 
-static int decode_channel(stream *s, nk_rc_dec *rc, int32_t c, int16_t *out, int32_t n) {
+HOT static int decode_channel(stream *s, nk_rc_dec *rc, int32_t c, int16_t *out, int32_t n) {
     chan_state *ch = &s->ch[c];
     const int32_t C = s->cfg.n_channels;
     const uint16_t *near = s->nearest;
