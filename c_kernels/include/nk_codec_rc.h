@@ -73,13 +73,14 @@ static inline void nk_rc_enc_init(nk_rc_enc *rc, uint8_t *out, int64_t cap) {
     rc->cache = 0;
     rc->cache_size = 1;
     rc->out = out;
-    rc->pos = 0;
+    rc->pos = -1; /* the first byte is always 0 (the interval never leaves [0, 1)): not sent */
     rc->cap = cap;
     rc->overflow = 0;
 }
 
 static inline void nk_rc_put(nk_rc_enc *rc, uint8_t byte) {
-    if (rc->pos < rc->cap) rc->out[rc->pos++] = byte;
+    if (rc->pos < 0) rc->pos = 0; /* the leading zero byte */
+    else if (rc->pos < rc->cap) rc->out[rc->pos++] = byte;
     else rc->overflow = 1;
 }
 
@@ -121,8 +122,21 @@ static inline void nk_rc_encode_raw(nk_rc_enc *rc, uint32_t v, int n) {
     for (int i = n - 1; i >= 0; i--) nk_rc_encode_p(rc, (int)((v >> i) & 1u), 2048);
 }
 
+/* Ends the code with the value of [low, low + range) that has the most trailing zero bits and
+ * drops up to 4 trailing zero bytes: the decoder reads zeros past the end. */
 static inline void nk_rc_enc_flush(nk_rc_enc *rc) {
+    const uint64_t top = rc->low + rc->range - 1;
+    for (int k = 32; k > 0; k--) {
+        const uint64_t mask = ((uint64_t)1 << k) - 1, v = (rc->low + mask) & ~mask;
+        if (v <= top) {
+            rc->low = v;
+            break;
+        }
+    }
+    const int64_t start = rc->pos;
     for (int i = 0; i < 5; i++) nk_rc_shift_low(rc);
+    for (int i = 0; i < 4 && rc->pos > start && rc->pos > 0 && rc->out[rc->pos - 1] == 0; i++)
+        rc->pos--;
 }
 
 typedef struct {
@@ -145,7 +159,7 @@ static inline void nk_rc_dec_init(nk_rc_dec *rc, const uint8_t *in, int64_t len)
     rc->overrun = 0;
     rc->range = 0xFFFFFFFFu;
     rc->code = 0;
-    for (int i = 0; i < 5; i++) rc->code = (rc->code << 8) | nk_rc_get(rc);
+    for (int i = 0; i < 4; i++) rc->code = (rc->code << 8) | nk_rc_get(rc);
 }
 
 static inline int nk_rc_decode_p(nk_rc_dec *rc, uint32_t p1) {

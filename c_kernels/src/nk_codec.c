@@ -570,7 +570,7 @@ int nk_codec_dec_config(const nk_codec_dec *d, nk_codec_config *cfg, int16_t *le
 int nk_codec_packet_peek(const uint8_t *pkt, int64_t n_bytes, nk_codec_packet_info *info) {
     if (!pkt || !info || n_bytes < 0) return NK_ERR_ARG;
     memset(info, 0, sizeof *info);
-    if (n_bytes < NK_CODEC_PACKET_OVERHEAD + 1) return NK_ERR_CORRUPT;
+    if (n_bytes < NK_CODEC_PACKET_OVERHEAD) return NK_ERR_CORRUPT; /* the payload may be empty */
     if (pkt[0] != SYNC || (pkt[1] & ~(FLAG_RESYNC | FLAG_STORED))) return NK_ERR_CORRUPT;
     if (nk_get32(pkt + n_bytes - 4) != nk_crc32(pkt, n_bytes - 4)) return NK_ERR_CORRUPT;
     const int32_t n = (int32_t)nk_get16(pkt + 8);
