@@ -1,9 +1,11 @@
 """``hubctl codec encode IN.wav OUT`` / ``hubctl codec decode IN OUT.wav``: the nk_codec on a
 WAV file, round-tripping to a byte-identical WAV.
 
-Container (``.nkc``), all lengths u32 little-endian:
+Container (``.nkc``), every length an unsigned LEB128 varint:
     b"NKCF" + version (1 byte)
-    len + WAV bytes before the samples (RIFF/fmt/... headers, stored verbatim)
+    len + WAV bytes before the samples (RIFF/fmt/... headers, stored verbatim); length 0 means
+          the canonical 44-byte PCM header, rebuilt from the stream header's channel count and
+          rate and the data length (the encoder checks it is byte-identical before omitting it)
     len + WAV bytes after the whole sample frames (trailing chunks, an odd byte)
     len + codec stream header (nk_codec.h)
     then packets, each len + packet, to the end of the file.
@@ -24,6 +26,34 @@ from hub.kernels._ffi import KernelError
 
 MAGIC = b"NKCF\x01"
 _U32 = struct.Struct("<I")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(data) or shift > 35:
+            raise ValueError(f"truncated container at byte {pos}")
+        b = data[pos]
+        n |= (b & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not b & 0x80:
+            return n, pos
+
+
+def _canonical_header(channels: int, rate: int, data_len: int, suffix_len: int) -> bytes:
+    """The 44-byte header most PCM WAV writers produce."""
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    return (b"RIFF" + _U32.pack(36 + data_len + suffix_len) + b"WAVEfmt " + _U32.pack(16) + fmt
+            + b"data" + _U32.pack(data_len))
 
 
 def _wav_layout(wav: bytes) -> tuple[int, int, int]:
@@ -59,13 +89,16 @@ def encode_wav(wav: bytes, *, block: int = codec.DEFAULT_RESYNC,
     rate = struct.unpack_from("<I", wav, 24)[0] if len(wav) >= 28 else 0
     enc = codec.Encoder(channels, sample_rate=min(rate, 2**31 - 1),
                         resync_interval=resync_interval, levels=levels, max_block=block)
+    prefix, suffix = wav[:off], wav[off + size:]
+    if prefix == _canonical_header(channels, rate, size, len(suffix)) and rate < 2**31:
+        prefix = b""
     parts = [MAGIC]
-    for chunk in (wav[:off], wav[off + size:], enc.header):
-        parts += [_U32.pack(len(chunk)), chunk]
+    for chunk in (prefix, suffix, enc.header):
+        parts += [_varint(len(chunk)), chunk]
     xs = np.ascontiguousarray(x.astype(np.int16, copy=False))
     for t in range(0, xs.shape[0], block):
         pkt = enc.encode(xs[t:t + block])
-        parts += [_U32.pack(len(pkt)), pkt]
+        parts += [_varint(len(pkt)), pkt]
     return b"".join(parts)
 
 
@@ -75,13 +108,13 @@ def decode_wav(data: bytes) -> bytes:
         raise ValueError("not an nk_codec container (bad magic)")
     pos = 5
     chunks: list[bytes] = []
-    while pos + 4 <= len(data):
-        n = _U32.unpack_from(data, pos)[0]
-        if pos + 4 + n > len(data):
+    while pos < len(data):
+        n, pos = _read_varint(data, pos)
+        if pos + n > len(data):
             raise ValueError(f"truncated container at byte {pos}")
-        chunks.append(data[pos + 4:pos + 4 + n])
-        pos += 4 + n
-    if pos != len(data) or len(chunks) < 3:
+        chunks.append(data[pos:pos + n])
+        pos += n
+    if len(chunks) < 3:
         raise ValueError("truncated container")
     prefix, suffix, header = chunks[:3]
     try:
@@ -95,7 +128,10 @@ def decode_wav(data: bytes) -> bytes:
     except KernelError as e:
         raise ValueError(f"corrupt container: {e}") from e
     samples = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.int16)
-    return prefix + samples.astype("<i2").tobytes() + suffix
+    pcm = samples.astype("<i2").tobytes()
+    if not prefix:
+        prefix = _canonical_header(dec.n_channels, dec.sample_rate, len(pcm), len(suffix))
+    return prefix + pcm + suffix
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

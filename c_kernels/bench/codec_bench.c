@@ -1,7 +1,6 @@
 /* codec_bench — encodes and decodes mono/multichannel int16 WAV files with nk_codec and prints
  * one line per file: "<path> <original bytes> <compressed bytes> <samples> <enc ns> <dec ns>".
- * Compressed bytes = WAV header + stream header + packets (4-byte length prefix each), as the
- * hubctl container stores them. Used by host_tools/bench/bench_codec.py (also under callgrind).
+ * Compressed bytes = the hubctl container's size (see host_tools/codec_cli.py). Used by host_tools/bench/bench_codec.py (also under callgrind).
  *   codec_bench BLOCK RESYNC [--no-verify] FILE...
  */
 #include <stdio.h>
@@ -10,6 +9,12 @@
 #include <time.h>
 
 #include "nk_codec.h"
+
+static int64_t varint_len(int64_t n) {
+    int64_t k = 1;
+    while (n >= 128) { n >>= 7; k++; }
+    return k;
+}
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -77,14 +82,17 @@ int main(int argc, char **argv) {
         int64_t npk = (T + block - 1) / block;
         uint8_t *pk = malloc((size_t)(pcap * (npk ? npk : 1)));
         int64_t *plen = malloc((size_t)(npk + 1) * sizeof(int64_t));
-        /* the hubctl container: magic (5) + three length-prefixed blobs, then the packets */
-        int64_t total = 5 + 4 + off + 4 + (size - off - len) + 4 + hlen, pos = 0;
+        /* the hubctl container: magic (5) + three varint-prefixed blobs, then the packets; a
+         * 44-byte header is taken to be the canonical one that the container omits */
+        const int64_t pre = off == 44 ? 0 : off, suf = size - off - len;
+        int64_t total = 5 + varint_len(pre) + pre + varint_len(suf) + suf + varint_len(hlen) + hlen,
+                pos = 0;
         for (int64_t i = 0; i < npk; i++) {
             int32_t n = (int32_t)(T - i * block < block ? T - i * block : block);
             int st = nk_codec_encode(e, x + i * block * C, n, pk + pos, pcap, &plen[i]);
             if (st) { fprintf(stderr, "encode: %d\n", st); return 1; }
             pos += plen[i];
-            total += 4 + plen[i];
+            total += varint_len(plen[i]) + plen[i];
         }
         int64_t t1 = now_ns();
         int64_t t2 = t1, t3 = t1;
