@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.kernels import SnippetExtractor
+from hub.kernels import EVENT_DTYPE, SnippetExtractor
 from hub.pipeline import Pipeline, PipelineConfig
 from hub.sorting import TemplateSet
 from hub.sources import Recording, open_recording
@@ -40,8 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-spikes", type=int, default=20,
                    help="units with fewer matched spikes are left out")
     p.add_argument("--n-features", type=int, default=0,
-                   help="PCA basis dimensions per channel (0: none; the hub matches full "
-                        "waveforms)")
+                   help="PCA basis dimensions per channel, noise-scaled (0, the default: "
+                        "none; the hub then matches full waveforms with ±1-sample alignment, "
+                        "which measured better)")
     p.add_argument("--block-ms", type=float, default=PipelineConfig.block_ms)
     p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
 
@@ -68,15 +69,19 @@ def run_offline_sorter(recording_dir: Path, start_s: float, duration_s: float,
 
 
 def hub_snippets(rec: Recording, cfg: PipelineConfig, first: int, last: int
-                 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], Pipeline]:
+                 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Hub-detected events of samples [first, last) (times relative to `first`) with full-probe
-    snippets (n, C, L) from the hub's own filter, reference and detector."""
+    snippets (n, C, L) from the hub's own filter, reference and detector; and noise snippets
+    (m, C, L) in σ units, one per block at the block's start (spikes mostly absent)."""
     pipe = Pipeline(cfg, rec.num_channels, rec.sampling_frequency, rec.channel_positions_um)
     C = rec.num_channels
-    full = SnippetExtractor(np.tile(np.arange(C, dtype=np.int32), (C, 1)), cfg.snippet_pre,
-                            cfg.snippet_post, max_block=pipe.block_samples)
+    every = np.tile(np.arange(C, dtype=np.int32), (C, 1))
+    full = SnippetExtractor(every, cfg.snippet_pre, cfg.snippet_post, max_block=pipe.block_samples)
+    quiet = SnippetExtractor(every, cfg.snippet_pre, cfg.snippet_post,
+                             max_block=pipe.block_samples, max_pending=64)
+    probe = np.zeros(1, EVENT_DTYPE)
     buf = np.empty((pipe.block_samples, C), np.float32)
-    evs, wfs = [], []
+    evs, wfs, noise = [], [], []
     for t0 in range(0, last - first, pipe.block_samples):
         block = rec.read(first + t0, min(first + t0 + pipe.block_samples, last))
         y = pipe.bandpass.process(block, buf[: block.shape[0]])
@@ -86,7 +91,14 @@ def hub_snippets(rec: Recording, cfg: PipelineConfig, first: int, last: int
         sev, wf = full.process(y, t0, ev)
         evs.append(sev.copy())
         wfs.append(wf.copy())
-    return np.concatenate(evs), np.concatenate(wfs), pipe
+        probe["sample"] = t0 + cfg.snippet_pre
+        _, nw = quiet.process(y, t0, probe if t0 > 2 * cfg.warmup_s * rec.sampling_frequency
+                              else probe[:0])
+        if nw.size:
+            noise.append(nw / np.maximum(pipe.detector.noise(), 1e-6)[None, :, None])
+    return np.concatenate(evs), np.concatenate(wfs), \
+        np.concatenate(noise) if noise else np.zeros((0, C, cfg.snippet_pre + cfg.snippet_post),
+                                                       np.float32)
 
 
 def match_units(hub_samples: npt.NDArray[np.int64], sorting: Any,
@@ -115,12 +127,20 @@ def match_units(hub_samples: npt.NDArray[np.int64], sorting: Any,
     return np.where(np.abs(d) <= tol, nearest_lab, -1)
 
 
-def pca_basis(waves: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.float32]:
-    """The first n principal directions (rows) of waveforms (N, L)."""
+def pca_basis(waves: npt.NDArray[np.float32], n: int,
+              noise: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The first n principal directions (rows) of waveforms (N, L), each scaled so that the
+    noise (M, L, in σ units) projects with unit variance: the hub's noise-normalised distance
+    then means the same with a basis as without."""
     x = waves.astype(np.float64)
     x = x - x.mean(axis=0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return np.ascontiguousarray(vt[:n], dtype=np.float32)
+    b = vt[:n]
+    z = noise.astype(np.float64)
+    z = z[np.abs(z).max(axis=1) < 5.0]           # drop noise windows that caught a spike
+    cov = z.T @ z / max(1, z.shape[0])
+    var = np.einsum("dl,lm,dm->d", b, cov, b)
+    return np.ascontiguousarray(b / np.sqrt(np.maximum(var, 1e-12))[:, None], dtype=np.float32)
 
 
 def calibrate(recording_dir: Path, sorter: str = "mountainsort5", duration_s: float = 60.0,
@@ -135,7 +155,19 @@ def calibrate(recording_dir: Path, sorter: str = "mountainsort5", duration_s: fl
     sorting, sorter_s = run_offline_sorter(recording_dir, start_s, duration_s, sorter)
     log.info("%s found %d units in %.1f s of data (%.1f s)", sorter, len(sorting.unit_ids),
              (last - first) / fs, sorter_s)
-    ev, wf, _ = hub_snippets(rec, cfg, first, last)
+    ts, info = templates_from_sorting(rec, sorting, cfg, first, last, min_spikes, n_features,
+                                      sorter)
+    info.update(sorter_seconds=sorter_s)
+    return ts, info
+
+
+def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, first: int,
+                           last: int, min_spikes: int = 20, n_features: int = 0,
+                           sorter: str = "") -> tuple[TemplateSet, dict[str, Any]]:
+    """Hub-domain templates (and basis) for the units of an offline `sorting` of samples
+    [first, last) of `rec` (the sorting's times relative to `first`)."""
+    fs = rec.sampling_frequency
+    ev, wf, noise = hub_snippets(rec, cfg, first, last)
     tol = max(1, round(0.4e-3 * fs))
     which = match_units(np.asarray(ev["sample"], np.int64), sorting, tol)
     ids, templates, counts, peak_waves = [], [], [], []
@@ -151,12 +183,12 @@ def calibrate(recording_dir: Path, sorter: str = "mountainsort5", duration_s: fl
     if len(set(ids)) != len(ids):
         ids = list(range(len(ids)))
     L = cfg.snippet_pre + cfg.snippet_post
-    basis = pca_basis(np.concatenate(peak_waves), n_features) if n_features and peak_waves \
-        else np.zeros((0, L), np.float32)
+    basis = pca_basis(np.concatenate(peak_waves), n_features, noise.reshape(-1, L)) \
+        if n_features and peak_waves else np.zeros((0, L), np.float32)
     ts = TemplateSet(fs, cfg.snippet_pre, cfg.snippet_post, np.asarray(ids, np.int32),
                      np.asarray(templates, np.float32).reshape(len(ids), rec.num_channels, L),
                      basis, np.asarray(counts, np.int32), sorter)
-    info = {"sorter": sorter, "sorter_seconds": sorter_s, "sorter_units": len(sorting.unit_ids),
+    info = {"sorter": sorter, "sorter_units": len(sorting.unit_ids),
             "units": len(ids), "hub_spikes": int(ev.size), "matched": int((which >= 0).sum()),
             "segment_s": (last - first) / fs}
     return ts, info
