@@ -48,7 +48,7 @@ class SorterConfig:
     label_distance: float = 10.0     # outliers within this × a unit's limit carry its label
     merge_distance: float = 1.0
     link_distance: float = 0.5
-    link_ratio: float = 0.7
+    link_ratio: float = 0.5
     retire_s: float = 60.0
     candidate_s: float = 5.0
 
