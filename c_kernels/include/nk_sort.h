@@ -23,16 +23,17 @@
  * takes the spike; with none, the spike seeds a new candidate cluster.
  * A member moves its template by w = 1 / min(n_j, adapt_spikes) (running mean, then an
  * exponential memory of adapt_spikes spikes: slow drift). A candidate that reaches
- * birth_spikes becomes a unit: it first tries to join a unit on a neighbouring channel (link,
- * below), else a new id is born (NK_SORT_BIRTH).
- * Merge: after an update, a cluster on the same channel within δ ≤ merge_distance (template to
- * template, σ² of the updated cluster) is absorbed (count-weighted mean); distinct ids are
- * merged into the older (NK_SORT_MERGE: `other` absorbed into `unit`; every cluster of
- * `other` is relabelled).
- * Link: a unit cluster on c and a unit cluster on a neighbour b are the same neuron when each
+ * birth_spikes becomes a unit (NK_SORT_BIRTH) unless it has joined a unit on a neighbouring
+ * channel first (link, below).
+ * Merge: after an update, a cluster on the same channel within δ ≤ merge_distance (+ ≤ 0.5 for
+ * young templates; template to template, σ² of the updated cluster, ±1-sample alignment) is
+ * absorbed (count-weighted mean); distinct ids are merged into the older (NK_SORT_MERGE:
+ * `other` absorbed into `unit`; every cluster of `other` is relabelled).
+ * Link: a candidate on c and a unit cluster on a neighbour b are the same neuron when each
  * lists the other's channel among its neighbours, their templates agree on the shared channels
  * (δ ≤ link_distance) and each template is nearly as large on the other's channel
- * (≥ link_ratio of its own peak): the ids merge as above. Checked at birth and every 32 updates.
+ * (≥ link_ratio of its own peak). Checked for a candidate from its first spike on: it joins
+ * that unit at once (no BIRTH), which follows a neuron whose peak moves to a new contact.
  * Retire: a candidate silent for candidate_samples is freed quietly; a unit cluster silent for
  * retire_samples is freed, and when a unit's last cluster goes the unit retires
  * (NK_SORT_RETIRE). When a channel's U slots are full the oldest silent candidate is recycled;

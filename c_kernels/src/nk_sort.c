@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LINK_EVERY 1000000000       /* updates between link checks of a unit cluster */
+/* Updates between re-link checks of an established unit cluster; 0: never. Measured on dense
+ * probes: re-linking established units chained distinct neurons into one, so it is off and
+ * links happen only while a candidate grows. */
+#define LINK_EVERY 0
 #define LINK_FIRST 1        /* candidate spikes before it may join a unit on a neighbour */
 #define SPREAD_MEMORY 64    /* spikes in the running mean of a cluster's δ */
 #define SPREAD_PRIOR 16     /* pseudo-members at δ = 1 a cluster starts with */
@@ -430,7 +433,7 @@ static int32_t after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
             emit(k, NK_SORT_BIRTH, ci->unit, -1, c, sample);
         }
         ci->since_link = 0;
-    } else if (ci->unit >= 0 && ++ci->since_link >= LINK_EVERY) {
+    } else if (LINK_EVERY > 0 && ci->unit >= 0 && ++ci->since_link >= LINK_EVERY) {
         ci->since_link = 0;
         const int32_t u = find_link(s, i);
         if (u >= 0) {
