@@ -21,34 +21,46 @@
  *
  * PACKET (one block, all channels)
  *   0   1    sync 0xA7
- *   1   1    flags: bit 0 = resync point (all model state reset before this packet),
- *                   bits 1..7 = 0
+ *   1   1    flags: bit 0 = resync point (every model restarts from its initial state),
+ *                   bit 1 = stored (payload = the raw int16 LE samples, used when coding
+ *                           would expand them; the next packet is then a resync point),
+ *                   bits 2..7 = 0
  *   2   2    sequence number (u16 LE, +1 per packet, wraps)
  *   4   4    first sample index (u32 LE, per channel, wraps)
  *   8   2    n_samples per channel (u16 LE, 1..65535)
- *   10  ..   range-coded payload: channel 0's n samples, then channel 1's, ...
+ *   10  ..   range-coded payload: channel 0's n samples, then channel 1's, ... (may be empty)
  *   end-4 4  CRC-32 of every byte before it
  *
- * PER-CHANNEL MODEL (reset at a resync point; otherwise carried across packets)
+ * RANGE CODER: LZMA's binary coder (32-bit range, carry through a cached byte), 12-bit
+ *   probabilities. Its first output byte is always 0 and is not sent; the code ends with the
+ *   value of the final interval that has the most trailing zero bits, and up to 4 trailing
+ *   zero bytes are dropped (the decoder reads zeros past the end, at most 4).
+ *   A bit model holds two 16-bit estimates of P(1) updated by count-based rates
+ *   max(1/(n+1.5), 2^-9) and max(1/(n+1.5), 2^-11) for n < 1000 bits seen, then 2^-9 / 2^-11;
+ *   the coder uses their mean.
+ *
+ * PER-CHANNEL MODEL (restarted at a resync point; otherwise carried across packets)
  *   At the start of each channel's run in a packet: one bit (p = 1/2) "off-ladder samples
  *   follow"; when set, every sample is preceded by an adaptive escape bit, and an escaped
  *   sample is 16 raw bits (its value), the predictor continuing with the nearest level.
- *   Prediction on s = level index − centre (centre = index of the level nearest 0):
- *     stage 1: normalised LMS, 16 taps over past s         (weights Q14, step 2^-6 / Σh²)
- *     stage 2: sign-sign LMS, 16 taps over stage-1 errors  (weights Q14, step 2/2^14)
- *     stage 3: bias cancellation: mean residual per context (signs of the last three
- *              residuals and of the last step,
- *              activity bucket), Q8
- *   prediction P = clamp(p1 + p2 + bias) to the valid index range; residual e = s − P.
- *   Residual binarisation (adaptive binary range coder, LZMA-style, 12-bit probabilities
- *   from two 16-bit estimators adapting at max(1/(n+1.5), 2^-6) and max(1/(n+1.5), 2^-8)
- *   after n bits, averaged):
+ *   Prediction on s = level index − centre (centre = index of the level nearest 0), all
+ *   stage predictions in Q4, weights Q14:
+ *     stage B: normalised LMS, 24 taps over past s, w += 2^-7 · e · h / (Σh² + 64);
+ *     stage C: sign-sign LMS, 32 taps over the (rounded) stage-B errors, step 2 (Q14);
+ *     bias:    mean final error per context (signs of the last three residuals, sign of the
+ *              last step of s, activity/4), Q8, tracker step 2^-8;
+ *   P = clamp(round(pB + pC + bias)) to the valid index range; residual e = s − P.
+ *   Residual binarisation:
  *     k = activity context from a running mean of |e| (two buckets per octave);
- *     n = bit length of |e| coded in unary, bit j in context (k, j);
- *     the n−1 bits below the leading one, the first two in context (n, tree node, k/4),
+ *     n = bit length of |e| in unary, bit j in context (k, j);
+ *     the n−1 bits below the leading one: the first two in context (n, tree node, k/4),
  *     the rest in context (n, position); the sign in context (sign of the previous e).
+ *   INITIAL STATE (like CABAC's context-initialisation tables): every residual context starts
+ *   at a trained probability counting as 30 observed bits, and the LMS weights at trained
+ *   values (include/nk_codec_prior.h, made by c_kernels/bench/codec_train.c from the even-
+ *   numbered half of the Neuralink N1 set), so a resync point costs little.
  *   Exact constants and the update order are those of src/nk_codec.c; any change to them
- *   bumps the version byte.
+ *   (or to the prior tables) bumps the version byte.
  *
  * LOSS: a packet whose sequence number does not follow the previous one (or after a corrupt
  * packet) cannot be decoded until the next resync packet; nk_codec_decode reports it as

@@ -22,23 +22,11 @@
 #define N2 32
 #endif
 #define WSHIFT 14      /* weights Q14 */
-#ifndef MU1
-#define MU1 8
-#endif
-#ifndef MU_N
-#define MU_N 1
-#endif
 #ifndef MU_B
 #define MU_B 7
 #endif
 #ifndef NLMS_EPS
 #define NLMS_EPS 64
-#endif
-#ifndef NA
-#define NA 0           /* stage-A (long NLMS) taps, 0 = none */
-#endif
-#ifndef MU_A
-#define MU_A 8
 #endif
 #ifndef MU2
 #define MU2 2
@@ -49,10 +37,7 @@
 #define BIAS_SHIFT 8
 #endif
 #ifndef W0_INIT
-#define W0_INIT 12000 /* start near "previous sample" (0.73 in Q14) */
-#endif
-#ifndef BIAS_MODE
-#define BIAS_MODE 2
+#define W0_INIT 12000 /* without the prior: start near "previous sample" (0.73 in Q14) */
 #endif
 #define BIAS_CTX (81 * (NK_RES_K / 4))
 
@@ -65,7 +50,7 @@ typedef struct {
 } lms_t;
 
 typedef struct {
-    lms_t a, b, c;                 /* long NLMS, short NLMS, sign-sign */
+    lms_t b, c;                    /* normalised LMS on s, sign-sign LMS on its errors */
     int32_t bias[BIAS_CTX];        /* mean final error per context, Q8 */
     int32_t s1, s2, s3;            /* signs of the last three residuals */
     nk_res_model res;
@@ -73,10 +58,9 @@ typedef struct {
 } chan_state;
 
 typedef struct {
-    int32_t pa, pb, pc; /* stage predictions, Q4 */
+    int32_t pb, pc;     /* stage predictions, Q4 */
     int32_t bctx;       /* bias context */
     int32_t P;          /* the prediction (integer, clamped) */
-    int32_t d;          /* coding context class */
 } pred_t;
 
 #define PF 4 /* fractional bits of the stage predictions */
@@ -107,8 +91,7 @@ static void chan_reset(chan_state *c) {
     memset(c, 0, sizeof *c);
     nk_res_init(&c->res);
 #ifdef NK_CODEC_NO_PRIOR
-    if (NA > 0) c->a.w[0] = W0_INIT;
-    else c->b.w[0] = W0_INIT;
+    c->b.w[0] = W0_INIT;
 #else
     /* trained initial state (nk_codec_prior.h): contexts and weights start where they end up
      * on typical data, so a resync point costs little */
@@ -161,16 +144,14 @@ static inline void lms_push(lms_t *l, int n, int32_t v) {
 }
 
 static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t smax) {
-    p->pa = NA > 0 ? lms_predict(&c->a, NA) : 0;
     p->pb = lms_predict(&c->b, N1);
     p->pc = lms_predict(&c->c, N2);
     /* bias context: signs of the last three residuals and of the last step, activity */
-    const int32_t *hh = NA > 0 ? c->a.h + c->a.pos : c->b.h + c->b.pos;
+    const int32_t *hh = c->b.h + c->b.pos;
     const int32_t dl = sgn(hh[0] - hh[1]) + 1;
     p->bctx = ((((c->s1 + 1) * 3 + (c->s2 + 1)) * 3 + c->s3 + 1) * 3 + dl) * (NK_RES_K / 4) +
               (nk_res_ctx(&c->res) >> 2);
-    const int32_t pf = p->pa + p->pb + p->pc + (c->bias[p->bctx] >> (8 - PF)); /* Q4 */
-    p->d = 0;
+    const int32_t pf = p->pb + p->pc + (c->bias[p->bctx] >> (8 - PF)); /* Q4 */
     const int32_t P = (pf + (1 << (PF - 1))) >> PF;
     p->P = P < smin ? smin : (P > smax ? smax : P);
 }
@@ -178,17 +159,14 @@ static inline void predict(const chan_state *c, pred_t *p, int32_t smin, int32_t
 static inline int32_t rnd(int32_t q4) { return (q4 + (1 << (PF - 1))) >> PF; }
 
 static inline void update(chan_state *c, const pred_t *p, int32_t s) {
-    const int32_t ea = s * (1 << PF) - p->pa; /* stage-A error, Q4, |ea| < 2^26 */
-    const int32_t eb = ea - p->pb;            /* stage-B error */
+    const int32_t eb = s * (1 << PF) - p->pb; /* stage-B error, Q4, |eb| < 2^26 */
     const int32_t ec = eb - p->pc;            /* stage-C error */
-    if (NA > 0) lms_update_nlms(&c->a, NA, ea, MU_A);
     lms_update_nlms(&c->b, N1, eb, MU_B);
     lms_update_sign(&c->c, N2, ec, MU2);
     int32_t *bp = &c->bias[p->bctx];
     *bp += (int32_t)(((int64_t)clamp32(ec, -(65536 << PF), 65536 << PF) * (1 << (8 - PF)) - *bp)
                      >> BIAS_SHIFT);
-    if (NA > 0) lms_push(&c->a, NA, s);
-    lms_push(&c->b, N1, NA > 0 ? rnd(ea) : s);
+    lms_push(&c->b, N1, s);
     lms_push(&c->c, N2, rnd(eb));
     const int32_t e = s - p->P;
     c->s3 = c->s2;
@@ -382,7 +360,7 @@ HOT static void encode_channel(stream *s, nk_rc_enc *rc, int32_t c, const int16_
         } else {
             sv = v;
         }
-        nk_res_encode(rc, &ch->res, sv - p.P, p.d);
+        nk_res_encode(rc, &ch->res, sv - p.P, 0);
         update(ch, &p, sv);
     }
     clamp_weights(ch);
@@ -598,7 +576,7 @@ HOT static int decode_channel(stream *s, nk_rc_dec *rc, int32_t c, int16_t *out,
             v = (int16_t)nk_rc_decode_raw(rc, 16);
             sv = near[v + 32768] - s->centre;
         } else {
-            sv = p.P + nk_res_decode(rc, &ch->res, p.d);
+            sv = p.P + nk_res_decode(rc, &ch->res, 0);
             if (sv < s->smin || sv > s->smax) return NK_ERR_CORRUPT;
             v = lv ? lv[sv + s->centre] : (int16_t)sv;
         }
