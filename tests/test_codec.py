@@ -139,7 +139,7 @@ def test_events_and_snippets() -> None:
     ev["unit"] = rng.integers(-1, 4, n)
     ev["amplitude"] = -np.round(rng.uniform(40, 400, n) * 16) / 16
     snip = rng.normal(0, 10, (n, 4, 48)).astype(np.float32)
-    data = codec.encode_events(ev)
+    data = codec.encode_events(ev, step=1 / 16)  # amplitudes are multiples of 1/16: exact
     got, none = codec.decode_events(data)
     assert none is None
     for f in ("sample", "channel", "unit", "amplitude"):
@@ -147,6 +147,7 @@ def test_events_and_snippets() -> None:
     step = 2.0
     got, s2 = codec.decode_events(codec.encode_events(ev, snip, step))
     assert s2 is not None and np.abs(s2 - snip).max() <= step / 2 + 1e-4
+    assert np.abs(got["amplitude"] - ev["amplitude"]).max() <= step / 2
     with pytest.raises(ValueError, match="sorted"):
         codec.encode_events(ev[::-1])
     with pytest.raises(KernelError, match="corrupt"):

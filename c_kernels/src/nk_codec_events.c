@@ -8,7 +8,6 @@
 
 #define G_NB 34 /* bit lengths of v + 1 for v < 2^33 */
 #define SNIP_MAX 32767.0f
-#define AMP_SCALE 16.0f
 #define MAX_KW 4096
 
 /* adaptive Elias-gamma code of v + 1 (v ≥ 0) */
@@ -84,6 +83,27 @@ static int64_t sgamma_decode(nk_rc_dec *rc, gamma_model *g) {
     return (m && nk_rc_decode(rc, &g->sign)) ? -m : m;
 }
 
+static int64_t put_varint(uint8_t *p, uint64_t v) {
+    int64_t n = 0;
+    do {
+        p[n++] = (uint8_t)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+/* reads a varint of at most 10 bytes from p[*pos..len); -1 when truncated or too long */
+static int get_varint(const uint8_t *p, int64_t len, int64_t *pos, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len) return -1;
+        const uint8_t b = p[(*pos)++];
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) return 0;
+    }
+    return -1;
+}
+
 static inline int snip_class(int32_t s, int32_t W) { return s * 3 < W ? 0 : (s * 3 < 2 * W ? 1 : 2); }
 
 static inline int32_t quantise(float x, float step) {
@@ -103,13 +123,13 @@ int64_t nk_codec_events_max_size(int32_t n_events, int32_t n_neighbors, int32_t 
 int nk_codec_events_encode(const nk_event *ev, int32_t n, const float *snip, int32_t K, int32_t W,
                            float step, uint8_t *out, int64_t capacity, int64_t *n_out) {
     if (!out || !n_out || n < 0 || (n > 0 && !ev)) return NK_ERR_ARG;
-    if (snip && (K < 1 || W < 1 || K > MAX_KW || W > MAX_KW || !(step > 0.0f) || step > 1e30f))
-        return NK_ERR_ARG;
+    if (!(step > 0.0f) || step > 1e30f) return NK_ERR_ARG;
+    if (snip && (K < 1 || W < 1 || K > MAX_KW || W > MAX_KW)) return NK_ERR_ARG;
     if (!snip) K = W = 0;
     if (capacity < nk_codec_events_max_size(n, K, W)) return NK_ERR_CAPACITY;
     for (int32_t i = 0; i < n; i++) {
-        const float a = ev[i].amplitude;
-        if (!(a > -1e8f && a < 1e8f) || ev[i].channel < 0 || ev[i].unit < -1) return NK_ERR_ARG;
+        const float a = ev[i].amplitude / step;
+        if (!(a > -1e9f && a < 1e9f) || ev[i].channel < 0 || ev[i].unit < -1) return NK_ERR_ARG;
         if (i > 0 && (ev[i].sample < ev[i - 1].sample ||
                       (ev[i].sample == ev[i - 1].sample && ev[i].channel < ev[i - 1].channel)))
             return NK_ERR_ARG; /* not sorted by (sample, channel) */
@@ -124,16 +144,20 @@ int nk_codec_events_encode(const nk_event *ev, int32_t n, const float *snip, int
     models_init(m);
     uint32_t stepbits;
     memcpy(&stepbits, &step, 4);
-    out[0] = 'E'; out[1] = 'V'; out[2] = 1; out[3] = snip ? 1 : 0;
-    nk_put32(out + 4, (uint32_t)n);
-    nk_put16(out + 8, (uint32_t)K);
-    nk_put16(out + 10, (uint32_t)W);
-    nk_put32(out + 12, snip ? stepbits : 0);
-    const uint64_t t0 = n > 0 ? (uint64_t)ev[0].sample : 0;
-    nk_put32(out + 16, (uint32_t)t0);
-    nk_put32(out + 20, (uint32_t)(t0 >> 32));
+    out[0] = 'E';
+    out[1] = (uint8_t)(0x10 | (snip ? 1 : 0)); /* version 1 in the high nibble, flags */
+    int64_t h = 2;
+    h += put_varint(out + h, (uint64_t)n);
+    if (snip) {
+        h += put_varint(out + h, (uint64_t)K);
+        h += put_varint(out + h, (uint64_t)W);
+    }
+    nk_put32(out + h, stepbits);
+    h += 4;
+    const int64_t t0 = n > 0 ? ev[0].sample : 0;
+    h += put_varint(out + h, t0 >= 0 ? (uint64_t)t0 << 1 : (~(uint64_t)t0 << 1) | 1u);
     nk_rc_enc rc;
-    nk_rc_enc_init(&rc, out + NK_EVENTS_HEADER, capacity - NK_EVENTS_HEADER - 4);
+    nk_rc_enc_init(&rc, out + h, capacity - h - 4);
     int64_t prev_t = n > 0 ? ev[0].sample : 0;
     int32_t prev_c = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -142,7 +166,7 @@ int nk_codec_events_encode(const nk_event *ev, int32_t n, const float *snip, int
         if (dt == 0 && i > 0) gamma_encode(&rc, &m->ch_same, (uint64_t)(ev[i].channel - prev_c));
         else gamma_encode(&rc, &m->ch, (uint64_t)ev[i].channel);
         gamma_encode(&rc, &m->unit, (uint64_t)((int64_t)ev[i].unit + 1));
-        sgamma_encode(&rc, &m->amp, quantise(ev[i].amplitude, 1.0f / AMP_SCALE));
+        sgamma_encode(&rc, &m->amp, quantise(ev[i].amplitude, step));
         prev_t = ev[i].sample;
         prev_c = ev[i].channel;
         if (!snip) continue;
@@ -159,43 +183,61 @@ int nk_codec_events_encode(const nk_event *ev, int32_t n, const float *snip, int
     nk_rc_enc_flush(&rc);
     free(m);
     if (rc.overflow) return NK_ERR_CAPACITY;
-    nk_put32(out + NK_EVENTS_HEADER + rc.pos, nk_crc32(out, NK_EVENTS_HEADER + rc.pos));
-    *n_out = NK_EVENTS_HEADER + rc.pos + 4;
+    nk_put32(out + h + rc.pos, nk_crc32(out, h + rc.pos));
+    *n_out = h + rc.pos + 4;
+    return NK_OK;
+}
+
+/* parses the batch header; *payload = offset of the range-coded payload */
+static int parse_header(const uint8_t *in, int64_t len, int32_t *n_events, int32_t *K, int32_t *W,
+                        float *step, int64_t *t0, int64_t *payload) {
+    if (!in || len < 0) return NK_ERR_ARG;
+    if (len < 2 + 1 + 4 + 1 + 4 || in[0] != 'E' || (in[1] & 0xF0) != 0x10 || (in[1] & 0x0E))
+        return NK_ERR_CORRUPT;
+    if (nk_get32(in + len - 4) != nk_crc32(in, len - 4)) return NK_ERR_CORRUPT;
+    const int64_t end = len - 4;
+    int64_t pos = 2;
+    uint64_t n, k = 0, w = 0, z;
+    if (get_varint(in, end, &pos, &n) || n > 0x7FFFFFFF) return NK_ERR_CORRUPT;
+    if (in[1] & 1) {
+        if (get_varint(in, end, &pos, &k) || get_varint(in, end, &pos, &w)) return NK_ERR_CORRUPT;
+        if (k < 1 || w < 1 || k > MAX_KW || w > MAX_KW) return NK_ERR_CORRUPT;
+    }
+    if (pos + 4 > end) return NK_ERR_CORRUPT;
+    const uint32_t sb = nk_get32(in + pos);
+    pos += 4;
+    float st;
+    memcpy(&st, &sb, 4);
+    if (!(st > 0.0f && st <= 1e30f)) return NK_ERR_CORRUPT;
+    if (get_varint(in, end, &pos, &z)) return NK_ERR_CORRUPT;
+    if (n_events) *n_events = (int32_t)n;
+    if (K) *K = (int32_t)k;
+    if (W) *W = (int32_t)w;
+    if (step) *step = st;
+    if (t0) *t0 = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+    if (payload) *payload = pos;
     return NK_OK;
 }
 
 int nk_codec_events_peek(const uint8_t *in, int64_t len, int32_t *n_events, int32_t *K, int32_t *W) {
-    if (!in || len < 0) return NK_ERR_ARG;
-    if (len < NK_EVENTS_HEADER + 4 || in[0] != 'E' || in[1] != 'V' || in[2] != 1 || in[3] > 1)
-        return NK_ERR_CORRUPT;
-    if (nk_get32(in + len - 4) != nk_crc32(in, len - 4)) return NK_ERR_CORRUPT;
-    const uint32_t n = nk_get32(in + 4), k = nk_get16(in + 8), w = nk_get16(in + 10);
-    if (n > 0x7FFFFFFFu || (in[3] ? (k < 1 || w < 1 || k > MAX_KW || w > MAX_KW) : (k || w)))
-        return NK_ERR_CORRUPT;
-    if (n_events) *n_events = (int32_t)n;
-    if (K) *K = (int32_t)k;
-    if (W) *W = (int32_t)w;
-    return NK_OK;
+    return parse_header(in, len, n_events, K, W, NULL, NULL, NULL);
 }
 
 int nk_codec_events_decode(const uint8_t *in, int64_t len, nk_event *ev, int32_t capacity,
                            float *snip, int64_t snip_capacity, int32_t *n_events) {
     if (!in || !n_events || (capacity > 0 && !ev) || capacity < 0) return NK_ERR_ARG;
     int32_t n, K, W;
-    int st = nk_codec_events_peek(in, len, &n, &K, &W);
+    float step;
+    int64_t t, payload;
+    int st = parse_header(in, len, &n, &K, &W, &step, &t, &payload);
     if (st != NK_OK) return st;
     if (n > capacity) return NK_ERR_CAPACITY;
     if (snip && snip_capacity < (int64_t)n * K * W) return NK_ERR_CAPACITY;
-    float step = 0;
-    const uint32_t stepbits = nk_get32(in + 12);
-    memcpy(&step, &stepbits, 4);
-    if (K && !(step > 0.0f && step <= 1e30f)) return NK_ERR_CORRUPT;
     ev_models *m = malloc(sizeof *m);
     if (!m) return NK_ERR_NOMEM;
     models_init(m);
     nk_rc_dec rc;
-    nk_rc_dec_init(&rc, in + NK_EVENTS_HEADER, len - NK_EVENTS_HEADER - 4);
-    int64_t t = (int64_t)((uint64_t)nk_get32(in + 16) | ((uint64_t)nk_get32(in + 20) << 32));
+    nk_rc_dec_init(&rc, in + payload, len - payload - 4);
     int32_t c = 0;
     st = NK_OK;
     for (int32_t i = 0; i < n && st == NK_OK; i++) {
@@ -214,7 +256,7 @@ int nk_codec_events_decode(const uint8_t *in, int64_t len, nk_event *ev, int32_t
         ev[i].sample = t;
         ev[i].channel = c;
         ev[i].unit = (int32_t)unit - 1;
-        ev[i].amplitude = (float)amp / AMP_SCALE;
+        ev[i].amplitude = (float)amp * step;
         ev[i].threshold = 0.0f;
         for (int32_t k = 0; k < K && st == NK_OK; k++) {
             int32_t q = 0;

@@ -214,7 +214,7 @@ int main(void) {
     const float step = 2.0f;
     int64_t ecap = nk_codec_events_max_size(NE, K, W), elen = 0;
     uint8_t *eb = malloc((size_t)ecap);
-    st = nk_codec_events_encode(ev, NE, NULL, K, W, step, eb, ecap, &elen);
+    st = nk_codec_events_encode(ev, NE, NULL, K, W, 0.25f, eb, ecap, &elen); /* exact amplitudes */
     int32_t ne2 = 0;
     int st2 = nk_codec_events_decode(eb, elen, ev2, NE, NULL, 0, &ne2);
     int ev_ok = st == NK_OK && st2 == NK_OK && ne2 == NE;
@@ -225,6 +225,11 @@ int main(void) {
     st = nk_codec_events_encode(ev, NE, wf, K, W, step, eb, ecap, &elen);
     st2 = nk_codec_events_decode(eb, elen, ev2, NE, wf2, (int64_t)NE * K * W, &ne2);
     float maxerr = 0;
+    for (int i = 0; i < NE; i++) {
+        float dd = ev2[i].amplitude - ev[i].amplitude;
+        if (dd < 0) dd = -dd;
+        if (dd > maxerr) maxerr = dd;
+    }
     for (size_t i = 0; i < (size_t)NE * K * W; i++) {
         float dd = wf2[i] > wf[i] ? wf2[i] - wf[i] : wf[i] - wf2[i];
         if (dd > maxerr) maxerr = dd;

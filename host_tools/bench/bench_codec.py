@@ -132,28 +132,29 @@ def _spikes(files: list[Path]) -> dict[str, Any]:
     order = np.lexsort((ev["channel"], ev["sample"]))
     ev, wf = ev[order], wf[order]
     res: dict[str, Any] = {"spikes": int(ev.size), "channels": C, "snippet_samples": pre + post,
-                           "raw_event_bytes": 16}
+                           "raw_event_bytes": 24}
     if ev.size == 0:
         return res
-    batch = FS // 50  # one batch per 20 ms bin, as the hub sends them
-    def coded(step: float | None) -> int:
+    def coded(step: float, snippets: bool, batch: int) -> int:
         total = 0
         for b0 in range(0, n, batch):
             sel = (ev["sample"] >= b0) & (ev["sample"] < b0 + batch)
             if sel.any():
-                total += len(codec.encode_events(ev[sel], None if step is None else wf[sel],
-                                                 step or 1.0))
+                total += len(codec.encode_events(ev[sel], wf[sel] if snippets else None, step))
         return total
-    ev_bytes = coded(None)
-    res["event_bytes_per_spike"] = round(ev_bytes / ev.size, 2)
-    res["event_batch_seconds"] = batch / FS
-    sigma = float(np.median(np.abs(wf)) / 0.6745)
-    for name, step in (("step_16", 16.0), ("step_64", 64.0)):
-        total = coded(step)
-        res[f"snippet_bytes_per_spike_{name}"] = round((total - ev_bytes) / ev.size, 2)
-        res[f"snippet_max_error_{name}"] = step / 2
+
+    b20, b1s = FS // 50, FS
+    res["batches"] = "one batch per 20 ms bin (as the hub sends them), or per second"
+    res["amplitude_step"] = 16.0
+    ev20 = coded(16.0, False, b20)
+    res["event_bytes_per_spike_20ms"] = round(ev20 / ev.size, 2)
+    res["event_bytes_per_spike_1s"] = round(coded(16.0, False, b1s) / ev.size, 2)
+    for step in (16.0, 64.0):
+        total = coded(step, True, b20)
+        res[f"snippet_bytes_per_spike_step_{step:g}"] = round((total - ev20) / ev.size, 2)
+        res[f"snippet_max_error_step_{step:g}"] = step / 2
     res["snippet_raw_bytes_int16"] = 2 * (pre + post)
-    res["snippet_noise_sigma_counts"] = round(sigma, 1)
+    res["snippet_noise_sigma_counts"] = round(float(np.median(np.abs(wf)) / 0.6745), 1)
     return res
 
 
@@ -170,7 +171,7 @@ def run(quick: bool) -> dict[str, Any]:
     res["zstd_19"] = _external(files, "zstd")
     res["speed"] = _speed(wavs[:20] if not quick else wavs[:10], 3 if quick else 5)
     res["instructions"] = _instructions(files[:2])
-    res["spikes"] = _spikes(files[:32] if not quick else files[:8])
+    res["spikes"] = _spikes(files[:64] if not quick else files[:8])
     return res
 
 
@@ -194,10 +195,14 @@ def table(res: dict[str, Any]) -> str:
         lines.append(f"  instructions/sample (callgrind): encode {ins['encode_per_sample']}, "
                      f"decode {ins['decode_per_sample']}")
     sp = res["spikes"]
-    if "event_bytes_per_spike" in sp:
+    if "event_bytes_per_spike_20ms" in sp:
         lines.append(f"  {sp['spikes']} spikes on {sp['channels']} ch: events "
-                     f"{sp['event_bytes_per_spike']} B/spike; snippets ({sp['snippet_samples']} "
-                     f"samples, raw {sp['snippet_raw_bytes_int16']} B) "
+                     f"{sp['event_bytes_per_spike_20ms']} B/spike in 20 ms batches, "
+                     f"{sp['event_bytes_per_spike_1s']} in 1 s batches (raw nk_event "
+                     f"{sp['raw_event_bytes']} B; amplitude error ≤ 8 counts)")
+        lines.append(f"  snippets ({sp['snippet_samples']} samples, raw int16 "
+                     f"{sp['snippet_raw_bytes_int16']} B, noise σ "
+                     f"{sp['snippet_noise_sigma_counts']} counts): "
                      f"{sp['snippet_bytes_per_spike_step_16']} B/spike at step 16 (error ≤ 8), "
                      f"{sp['snippet_bytes_per_spike_step_64']} B/spike at step 64 (error ≤ 32)")
     return "\n".join(lines)

@@ -178,7 +178,8 @@ def peek_packet(packet: bytes) -> PacketInfo:
 def encode_events(events: np.ndarray[Any, Any], snippets: F32 | None = None,
                   step: float = 1.0) -> bytes:
     """A batch of events (EVENT_DTYPE, sorted by sample then channel) and optionally their
-    snippets (n, K, W) float32, quantised to ``step`` (error ≤ step/2), as one byte string."""
+    snippets (n, K, W) float32 as one byte string; amplitudes and snippet samples are
+    quantised to ``step`` counts (error ≤ step/2), the threshold is not sent."""
     ev = np.ascontiguousarray(events, dtype=EVENT_DTYPE)
     if ev.ndim != 1:
         raise ValueError("events must be a 1-D array of EVENT_DTYPE")
@@ -197,7 +198,8 @@ def encode_events(events: np.ndarray[Any, Any], snippets: F32 | None = None,
                                     ffi.from_buffer(buf), cap, n)
     if st == lib.NK_ERR_ARG:
         raise ValueError("events must be sorted by (sample, channel) with channel ≥ 0, unit ≥ -1 "
-                         "and finite amplitudes; snippets finite with |x|/step < 32767, step > 0")
+                         "and |amplitude|/step < 1e9; snippets finite with |x|/step < 32767; "
+                         "step > 0")
     check(st, "nk_codec_events_encode")
     return bytes(buf[: n[0]])
 
