@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
         nk_res_model *m = &e->s.ch[0].res;
         int idx = 0;
         collect(&m->nb[0][0][0], NK_RES_K * NK_RES_NB, &idx);
-        collect(&m->top[0][0][0], NK_RES_NB * (NK_RES_K / 4) * 3, &idx);
+        collect(&m->top[0][0][0], NK_RES_NB * NK_RES_KT * 3, &idx);
         collect(&m->low[0][0], NK_RES_NB * NK_RES_NB, &idx);
         collect(&m->sign[0][0], 3, &idx);
         for (int i = 0; i < N1; i++) acc_wb[i] += e->s.ch[0].b.w[i];

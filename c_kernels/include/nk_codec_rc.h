@@ -281,6 +281,10 @@ static inline uint32_t nk_rc_decode_raw(nk_rc_dec *rc, int n) {
 /* ---- adaptive coding of a signed integer |v| < 2^NK_RES_NB_MAX (residual binarisation) */
 #define NK_RES_NB 18  /* bit lengths 0..17 */
 #define NK_RES_K 48   /* activity contexts */
+#ifndef NK_TOP_SHIFT
+#define NK_TOP_SHIFT 2 /* mantissa contexts use k >> NK_TOP_SHIFT */
+#endif
+#define NK_RES_KT (NK_RES_K >> NK_TOP_SHIFT)
 #ifndef NK_RES_D
 #define NK_RES_D 1    /* caller's context classes (the prediction's rounding offset did not pay) */
 #endif
@@ -296,7 +300,7 @@ static inline uint32_t nk_rc_decode_raw(nk_rc_dec *rc, int n) {
 
 typedef struct {
     nk_bit nb[NK_RES_K][NK_RES_D][NK_RES_NB]; /* unary bit length, context (k, d, j) */
-    nk_bit top[NK_RES_NB][NK_RES_K / 4][3]; /* first two bits below the leading one */
+    nk_bit top[NK_RES_NB][NK_RES_KT][3]; /* first two bits below the leading one */
     nk_bit low[NK_RES_NB][NK_RES_NB]; /* remaining bits, context (n, position) */
     nk_bit sign[3][NK_RES_D];         /* context: sign of the previous value, d */
     uint32_t activity;                /* running mean of |v|, Q4 (fast) */
@@ -312,7 +316,7 @@ static inline void nk_res_init(nk_res_model *m) {
         for (int d = 0; d < NK_RES_D; d++)
             for (int j = 0; j < NK_RES_NB; j++) nk_bit_init(&m->nb[k][d][j]);
     for (int n = 0; n < NK_RES_NB; n++) {
-        for (int k = 0; k < NK_RES_K / 4; k++)
+        for (int k = 0; k < NK_RES_KT; k++)
             for (int j = 0; j < 3; j++) nk_bit_init(&m->top[n][k][j]);
         for (int j = 0; j < NK_RES_NB; j++) nk_bit_init(&m->low[n][j]);
     }
@@ -356,10 +360,10 @@ static inline void nk_res_encode(nk_rc_enc *rc, nk_res_model *m, int32_t v, int 
     }
     if (n >= 2) {
         int b1 = (int)((mag >> (n - 2)) & 1u);
-        nk_rc_encode(rc, &m->top[n][k >> 2][0], b1);
+        nk_rc_encode(rc, &m->top[n][k >> NK_TOP_SHIFT][0], b1);
         if (n >= 3) {
             int b2 = (int)((mag >> (n - 3)) & 1u);
-            nk_rc_encode(rc, &m->top[n][k >> 2][1 + b1], b2);
+            nk_rc_encode(rc, &m->top[n][k >> NK_TOP_SHIFT][1 + b1], b2);
             for (int i = n - 4; i >= 0; i--)
                 nk_rc_encode(rc, &m->low[n][i], (int)((mag >> i) & 1u));
         }
@@ -375,10 +379,10 @@ static inline int32_t nk_res_decode(nk_rc_dec *rc, nk_res_model *m, int d) {
     while (n < NK_RES_NB - 1 && nk_rc_decode(rc, &nb[n])) n++;
     uint32_t mag = n ? 1u : 0u;
     if (n >= 2) {
-        int b1 = nk_rc_decode(rc, &m->top[n][k >> 2][0]);
+        int b1 = nk_rc_decode(rc, &m->top[n][k >> NK_TOP_SHIFT][0]);
         mag = (mag << 1) | (uint32_t)b1;
         if (n >= 3) {
-            int b2 = nk_rc_decode(rc, &m->top[n][k >> 2][1 + b1]);
+            int b2 = nk_rc_decode(rc, &m->top[n][k >> NK_TOP_SHIFT][1 + b1]);
             mag = (mag << 1) | (uint32_t)b2;
             for (int i = n - 4; i >= 0; i--)
                 mag = (mag << 1) | (uint32_t)nk_rc_decode(rc, &m->low[n][i]);

@@ -73,7 +73,7 @@ typedef struct {
 #define HOT
 #endif
 
-#define NK_RES_PRIOR_N (NK_RES_K * NK_RES_NB + NK_RES_NB * (NK_RES_K / 4) * 3 + NK_RES_NB * NK_RES_NB + 3)
+#define NK_RES_PRIOR_N (NK_RES_K * NK_RES_NB + NK_RES_NB * NK_RES_KT * 3 + NK_RES_NB * NK_RES_NB + 3)
 #ifndef PRIOR_N
 #define PRIOR_N 30 /* the prior counts as this many observed bits */
 #endif
@@ -98,8 +98,8 @@ static void chan_reset(chan_state *c) {
     const uint16_t *p = nk_codec_prior_p;
     init_bits(&c->res.nb[0][0][0], NK_RES_K * NK_RES_NB, p);
     p += NK_RES_K * NK_RES_NB;
-    init_bits(&c->res.top[0][0][0], NK_RES_NB * (NK_RES_K / 4) * 3, p);
-    p += NK_RES_NB * (NK_RES_K / 4) * 3;
+    init_bits(&c->res.top[0][0][0], NK_RES_NB * NK_RES_KT * 3, p);
+    p += NK_RES_NB * NK_RES_KT * 3;
     init_bits(&c->res.low[0][0], NK_RES_NB * NK_RES_NB, p);
     p += NK_RES_NB * NK_RES_NB;
     init_bits(&c->res.sign[0][0], 3, p);
