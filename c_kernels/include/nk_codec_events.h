@@ -13,9 +13,9 @@
  * Per event: the time difference to the previous event (adaptive Elias-gamma), the channel
  * (difference to the previous channel when the time difference is 0, else the value), the
  * unit + 1, the amplitude quantised to round(a / step) (signed gamma). The threshold is not
- * sent (decoded as 0). Snippets: each sample quantised to round(x / step), coded as the
- * difference to the previous sample of the same trace, in an activity context per third of
- * the trace. Reconstruction error of amplitudes and snippet samples ≤ step/2 (exact for
+ * sent (decoded as 0). Snippets: each sample quantised to q = round(x / step), coded as
+ * q − (q₋₁ + ⌊(q₋₁ − q₋₂)/2⌋) within its trace, with the broadband codec's residual model
+ * (starting from its trained state), one model per third of the trace. Reconstruction error of amplitudes and snippet samples ≤ step/2 (exact for
  * multiples of step).
  */
 #ifndef NK_CODEC_EVENTS_H

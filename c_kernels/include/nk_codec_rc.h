@@ -341,6 +341,9 @@ static inline int nk_res_ctx(const nk_res_model *m) {
     return k < NK_RES_K ? k : NK_RES_K - 1;
 }
 
+/* nk_res_init, then the trained initial probabilities of the broadband codec (nk_codec.c) */
+void nk_res_init_prior(nk_res_model *m);
+
 static inline void nk_res_after(nk_res_model *m, uint32_t mag, int32_t v) {
     m->activity += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity) >> NK_RES_AF);
     m->activity2 += (uint32_t)(((int32_t)(mag << 4) - (int32_t)m->activity2) >> NK_RES_AS);

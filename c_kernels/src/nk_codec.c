@@ -87,22 +87,28 @@ static void init_bits(nk_bit *b, int n, const uint16_t *p) {
 }
 #endif
 
+void nk_res_init_prior(nk_res_model *m) {
+    nk_res_init(m);
+#ifndef NK_CODEC_NO_PRIOR
+    /* trained initial state (nk_codec_prior.h): contexts start where they end up on typical
+     * data, so a resync point costs little */
+    const uint16_t *p = nk_codec_prior_p;
+    init_bits(&m->nb[0][0][0], NK_RES_K * NK_RES_NB, p);
+    p += NK_RES_K * NK_RES_NB;
+    init_bits(&m->top[0][0][0], NK_RES_NB * NK_RES_KT * 3, p);
+    p += NK_RES_NB * NK_RES_KT * 3;
+    init_bits(&m->low[0][0], NK_RES_NB * NK_RES_NB, p);
+    p += NK_RES_NB * NK_RES_NB;
+    init_bits(&m->sign[0][0], 3, p);
+#endif
+}
+
 static void chan_reset(chan_state *c) {
     memset(c, 0, sizeof *c);
-    nk_res_init(&c->res);
+    nk_res_init_prior(&c->res);
 #ifdef NK_CODEC_NO_PRIOR
     c->b.w[0] = W0_INIT;
 #else
-    /* trained initial state (nk_codec_prior.h): contexts and weights start where they end up
-     * on typical data, so a resync point costs little */
-    const uint16_t *p = nk_codec_prior_p;
-    init_bits(&c->res.nb[0][0][0], NK_RES_K * NK_RES_NB, p);
-    p += NK_RES_K * NK_RES_NB;
-    init_bits(&c->res.top[0][0][0], NK_RES_NB * NK_RES_KT * 3, p);
-    p += NK_RES_NB * NK_RES_KT * 3;
-    init_bits(&c->res.low[0][0], NK_RES_NB * NK_RES_NB, p);
-    p += NK_RES_NB * NK_RES_NB;
-    init_bits(&c->res.sign[0][0], 3, p);
     memcpy(c->b.w, nk_codec_prior_wb, sizeof nk_codec_prior_wb);
     memcpy(c->c.w, nk_codec_prior_wc, sizeof nk_codec_prior_wc);
 #endif

@@ -38,7 +38,7 @@ static void models_init(ev_models *m) {
     gamma_init(&m->ch);
     gamma_init(&m->unit);
     gamma_init(&m->amp);
-    for (int i = 0; i < 3; i++) nk_res_init(&m->snip[i]);
+    for (int i = 0; i < 3; i++) nk_res_init_prior(&m->snip[i]);
 }
 
 static void gamma_encode(nk_rc_enc *rc, gamma_model *g, uint64_t v) {
@@ -103,6 +103,9 @@ static int get_varint(const uint8_t *p, int64_t len, int64_t *pos, uint64_t *v) 
     }
     return -1;
 }
+
+/* snippet sample prediction: x[s-1] + (x[s-1] - x[s-2]) / 2 (floor), both |x| < 2^15 */
+static inline int32_t snip_pred(int32_t prev, int32_t prev2) { return prev + ((prev - prev2) >> 1); }
 
 static inline int snip_class(int32_t s, int32_t W) { return s * 3 < W ? 0 : (s * 3 < 2 * W ? 1 : 2); }
 
@@ -172,10 +175,11 @@ int nk_codec_events_encode(const nk_event *ev, int32_t n, const float *snip, int
         if (!snip) continue;
         for (int32_t k = 0; k < K; k++) {
             const float *tr = snip + ((int64_t)i * K + k) * W;
-            int32_t prev = 0;
+            int32_t prev = 0, prev2 = 0;
             for (int32_t s = 0; s < W; s++) {
                 const int32_t q = quantise(tr[s], step);
-                nk_res_encode(&rc, &m->snip[snip_class(s, W)], q - prev, 0);
+                nk_res_encode(&rc, &m->snip[snip_class(s, W)], q - snip_pred(prev, prev2), 0);
+                prev2 = prev;
                 prev = q;
             }
         }
@@ -259,9 +263,11 @@ int nk_codec_events_decode(const uint8_t *in, int64_t len, nk_event *ev, int32_t
         ev[i].amplitude = (float)amp * step;
         ev[i].threshold = 0.0f;
         for (int32_t k = 0; k < K && st == NK_OK; k++) {
-            int32_t q = 0;
+            int32_t q = 0, prev2 = 0;
             for (int32_t s = 0; s < W; s++) {
-                q += nk_res_decode(&rc, &m->snip[snip_class(s, W)], 0);
+                const int32_t prev = q;
+                q = snip_pred(prev, prev2) + nk_res_decode(&rc, &m->snip[snip_class(s, W)], 0);
+                prev2 = prev;
                 if (q <= -(int32_t)SNIP_MAX || q >= (int32_t)SNIP_MAX || rc.overrun > 4) {
                     st = NK_ERR_CORRUPT;
                     break;
