@@ -243,6 +243,15 @@ class BleUplink(Uplink):
         if self.device is not None:
             conn = self._conn
             if conn is not None:
+                # what the controller still holds (the final report, say) goes out first: a
+                # disconnect flushes the controller's buffers
+                queue = self.device.host.get_data_packet_queue(conn.handle)
+                if queue is not None and queue.pending:
+                    try:
+                        await asyncio.wait_for(queue.drain(conn.handle), 2.0)
+                    except (TimeoutError, ValueError) as e:
+                        log.warning("stop: %d notification(s) unconfirmed (%r)",
+                                    queue.pending, e)
                 try:
                     await asyncio.wait_for(conn.disconnect(), 2.0)
                 except Exception as e:  # the link may already be gone
