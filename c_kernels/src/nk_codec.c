@@ -63,7 +63,9 @@ typedef struct {
     int32_t P;          /* the prediction (integer, clamped) */
 } pred_t;
 
+#ifndef PF
 #define PF 4 /* fractional bits of the stage predictions */
+#endif
 
 /* The per-sample loops carry 64-bit multiply-accumulates that SSE2 cannot vectorise: on x86-64
  * GCC also builds an AVX2 clone chosen at load time (integer arithmetic: identical results). */
@@ -133,7 +135,7 @@ static inline void lms_update_nlms(lms_t *l, int n, int32_t e, int mu_shift) {
     const int32_t *h = l->h + l->pos;
     const int64_t g = ((int64_t)e * (1 << 18)) / (l->energy + NLMS_EPS);
     for (int i = 0; i < n; i++)
-        l->w[i] = clamp32(l->w[i] + ((g * h[i]) >> (8 + mu_shift)), -W_MAX, W_MAX);
+        l->w[i] = clamp32(l->w[i] + ((g * h[i]) >> (4 + PF + mu_shift)), -W_MAX, W_MAX);
 }
 
 static inline void lms_update_sign(lms_t *l, int n, int32_t e, int32_t mu) {
