@@ -107,6 +107,7 @@ class Scheduler:
         self.raw_channels = 0
         self.raw_bits_per_sample = 16.0      # lower when the codec compresses raw
         self.chunks_failed = 0
+        self._was_connected = False
 
     # ------------------------------------------------------------ producing side
     def submit(self, pkt: Packet) -> None:
@@ -331,8 +332,14 @@ class Scheduler:
         rate = self._win_bytes * 8 / w
         self.throughput_bps = rate
         nominal = self.uplink.nominal_bps
-        if self.uplink.connected:
-            if self._win_busy > 0.85 * w:           # saturated: the link's real capacity
+        connected = self.uplink.connected
+        if connected and not self._was_connected and nominal:
+            self.budget_bps = nominal                # a new connection: start from the nominal
+        self._was_connected = connected
+        if connected:
+            if self._win_busy > 0.85 * w and rate < 0.05 * self.budget_bps:
+                pass                                 # a stall (radio outage), not the capacity
+            elif self._win_busy > 0.85 * w:          # saturated: the link's real capacity
                 self.budget_bps = 0.5 * self.budget_bps + 0.5 * rate
             else:                                    # spare capacity: probe upwards
                 grow = self.budget_bps * 1.1

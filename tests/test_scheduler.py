@@ -179,3 +179,42 @@ def test_token_bucket_caps_rate_and_schedule_parses() -> None:
                                                             (20.0, "outage", 5.0)]
     with pytest.raises(UplinkError, match="unknown action"):
         parse_schedule("5:drop=1")
+
+
+class StallingUplink(MemoryUplink):
+    """Connected, but send() blocks while ``stalled`` (a radio outage before the supervision
+    timeout: the controller holds its buffers and returns no credits)."""
+
+    def __init__(self) -> None:
+        super().__init__(rate_bps=1_000_000.0)
+        self.stalled = asyncio.Event()
+
+    async def send(self, chunk: bytes) -> bool:
+        while self.stalled.is_set():
+            await asyncio.sleep(0.01)
+        return await super().send(chunk)
+
+
+def test_budget_survives_a_stall_and_resets_on_reconnect() -> None:
+    async def main() -> tuple[float, float, float]:
+        up = StallingUplink()
+        s = Scheduler(up)
+        task = asyncio.create_task(s.run())
+        for i in range(400):
+            s.submit(packet(RAW, i * 10, size=200))
+        up.stalled.set()
+        await asyncio.sleep(1.6)               # three measurement windows with nothing sent
+        during = s.budget_bps
+        up.up = False
+        up.stalled.clear()
+        await asyncio.sleep(0.6)
+        s.budget_bps = 1000.0                  # pretend it had collapsed
+        up.up = True
+        await asyncio.sleep(0.7)
+        after = s.budget_bps
+        task.cancel()
+        return during, after, up.rate or 0.0
+
+    during, after, nominal = asyncio.run(main())
+    assert during >= 0.9 * nominal, "a stall must not be taken for the link's capacity"
+    assert after >= 0.5 * nominal, "a new connection starts again from the nominal rate"
