@@ -200,21 +200,22 @@ def test_budget_survives_a_stall_and_resets_on_reconnect() -> None:
         up = StallingUplink()
         s = Scheduler(up)
         task = asyncio.create_task(s.run())
-        for i in range(400):
-            s.submit(packet(RAW, i * 10, size=200))
         up.stalled.set()
-        await asyncio.sleep(1.6)               # three measurement windows with nothing sent
-        during = s.budget_bps
-        up.up = False
+        for i in range(3):
+            s.submit(packet(SPIKES, i * 10))
+        await asyncio.sleep(1.6)               # one send blocked for 1.6 s: nothing delivered
         up.stalled.clear()
+        await asyncio.sleep(1.2)               # it returns; the next windows carry ~no bytes
+        after_stall = s.budget_bps
+        up.up = False
         await asyncio.sleep(0.6)
-        s.budget_bps = 1000.0                  # pretend it had collapsed
+        s.budget_bps = 1000.0                  # as if it had collapsed during the outage
         up.up = True
         await asyncio.sleep(0.7)
-        after = s.budget_bps
+        after_reconnect = s.budget_bps
         task.cancel()
-        return during, after, up.rate or 0.0
+        return after_stall, after_reconnect, up.rate or 0.0
 
-    during, after, nominal = asyncio.run(main())
-    assert during >= 0.9 * nominal, "a stall must not be taken for the link's capacity"
-    assert after >= 0.5 * nominal, "a new connection starts again from the nominal rate"
+    after_stall, after_reconnect, nominal = asyncio.run(main())
+    assert after_stall >= 0.9 * nominal, "a stall must not be taken for the link's capacity"
+    assert after_reconnect >= 0.9 * nominal, "a new connection restarts from the nominal rate"
