@@ -28,6 +28,10 @@ from hub.sources import Recording, open_recording
 
 log = logging.getLogger(__name__)
 
+#: mean square template difference (σ²) below which two calibration units are one (measured:
+#: over-splits 0.03–0.2, distinct neurons ≥ 0.5 on the hard setting, ≥ 2.5 on the easy one)
+DUPLICATE_LIMIT = 0.4
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recording", type=Path, help="SpikeInterface binary folder")
@@ -127,6 +131,41 @@ def match_units(hub_samples: npt.NDArray[np.int64], sorting: Any,
     return np.where(np.abs(d) <= tol, nearest_lab, -1)
 
 
+def merge_duplicates(templates: npt.NDArray[Any], counts: npt.NDArray[Any],
+                     sigma: npt.NDArray[np.float64], limit: float = DUPLICATE_LIMIT
+                     ) -> tuple[list[int], npt.NDArray[np.int64]]:
+    """Indices of the units to keep after folding near-identical templates together (an
+    offline sorter's over-splits, which the hub would otherwise keep apart as given units):
+    two units are one when their templates, in σ units, differ by less than `limit` in mean
+    square over the channels where either exceeds 3 σ, at the best shift of ≤ 2 samples. Each
+    group keeps its unit with the most spikes; returns (kept indices, spike counts after
+    the merge)."""
+    counts = np.array(counts, dtype=np.int64)
+    t = templates / sigma[None, :, None]
+    n, L = t.shape[0], t.shape[2]
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            big = np.maximum(np.abs(t[i]).max(axis=1), np.abs(t[j]).max(axis=1)) > 3.0
+            if not big.any():
+                continue
+            a = t[i][big, 2:L - 2]
+            d = min(float(((a - t[j][big, 2 + s:L - 2 + s]) ** 2).mean()) for s in range(-2, 3))
+            if d < limit:
+                ri, rj = root(i), root(j)
+                if ri != rj:
+                    keep, gone = (ri, rj) if counts[ri] >= counts[rj] else (rj, ri)
+                    parent[gone] = keep
+                    counts[keep] += counts[gone]
+    return [i for i in range(n) if root(i) == i], counts
+
+
 def pca_basis(waves: npt.NDArray[np.float32], n: int,
               noise: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """The first n principal directions (rows) of waveforms (N, L), each scaled so that the
@@ -183,13 +222,24 @@ def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, fi
     if len(set(ids)) != len(ids):
         ids = list(range(len(ids)))
     L = cfg.snippet_pre + cfg.snippet_post
+    n_sorted = len(ids)
+    if ids:
+        thr = np.asarray(ev["threshold"], np.float64) / cfg.threshold
+        ch = np.asarray(ev["channel"])
+        sigma = np.array([np.median(thr[ch == c]) if (ch == c).any() else np.median(thr)
+                          for c in range(rec.num_channels)])
+        keep, merged = merge_duplicates(np.asarray(templates), np.asarray(counts), sigma)
+        ids = [ids[k] for k in keep]
+        templates = [templates[k] for k in keep]
+        counts = [int(merged[k]) for k in keep]
     basis = pca_basis(np.concatenate(peak_waves), n_features, noise.reshape(-1, L)) \
         if n_features and peak_waves else np.zeros((0, L), np.float32)
     ts = TemplateSet(fs, cfg.snippet_pre, cfg.snippet_post, np.asarray(ids, np.int32),
                      np.asarray(templates, np.float32).reshape(len(ids), rec.num_channels, L),
                      basis, np.asarray(counts, np.int32), sorter)
     info = {"sorter": sorter, "sorter_units": len(sorting.unit_ids),
-            "units": len(ids), "hub_spikes": int(ev.size), "matched": int((which >= 0).sum()),
+            "units": len(ids), "duplicates_merged": n_sorted - len(ids),
+            "hub_spikes": int(ev.size), "matched": int((which >= 0).sum()),
             "segment_s": (last - first) / fs}
     return ts, info
 

@@ -234,3 +234,13 @@ def test_calibrated_ids_and_new_units() -> None:
     lab, tru = np.concatenate(labels), np.concatenate(truth)
     assert (lab[tru == 0] == 40).mean() > 0.97 and (lab[tru == 1] == 41).mean() > 0.97
     assert births and births[0] > 41 and majority(lab, tru, 2) == births[0]
+
+
+def test_calibration_folds_over_split_units() -> None:
+    from host_tools.calibrate import merge_duplicates
+
+    a, b = neuron(2, 150), neuron(5, 100)
+    jitter = np.random.default_rng(2).normal(0, 1.0, a.shape).astype(np.float32)
+    keep, counts = merge_duplicates(np.stack([a, b, a + jitter]), np.array([50, 40, 80]),
+                                    np.full(C, SIGMA))
+    assert keep == [1, 2] and counts[2] == 130 and counts[1] == 40
