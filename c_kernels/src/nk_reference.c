@@ -121,9 +121,14 @@ NK_HOT static int median_in_bracket(const float *v, int32_t n, float p1, float p
     }
     *n_inside = upto - below;
     if (!middle_inside(n, below, upto)) return 0;
+    /* Branch-free copy: a compare-and-branch here would be mispredicted about every other
+     * value (GCC branches on each float compare), costing more than the stores. */
     int32_t k = 0;
-    for (int32_t i = 0; i < n; i++)
-        if (v[i] >= p1 && v[i] <= p2) inside[k++] = v[i];
+    for (int32_t i = 0; i < n; i++) {
+        const float x = v[i];
+        inside[k] = x;
+        k += (int32_t)(x >= p1) & (int32_t)(x <= p2);
+    }
     *med = median_from_inside(inside, k, below, n);
     return 1;
 }
