@@ -63,19 +63,20 @@ build/%/libnk.so: $(SRCS) $(HDRS) Makefile
 # non-zero on failure. They run natively, under ASan+UBSan, and under qemu for aarch64/armhf;
 # the outputs must be identical (bit-identical kernels on every architecture).
 CTESTS   := $(basename $(notdir $(wildcard c_kernels/tests/*.c)))
+TESTHDRS := $(wildcard c_kernels/tests/*.h)
 SANFLAGS := $(CSTD) $(CWARN) -O1 -g -ffp-contract=off -Ic_kernels/include \
             -fsanitize=address,undefined -fno-sanitize-recover=all
 
-build/native/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
+build/native/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS) $(TESTHDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(SRCS) -lm
-build/san/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
+build/san/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS) $(TESTHDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(SRCS) -lm
-build/aarch64/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
+build/aarch64/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS) $(TESTHDRS)
 	@mkdir -p $(@D)
 	$(CC_aarch64) $(CFLAGS) -static -o $@ $< $(SRCS) -lm
-build/armhf/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS)
+build/armhf/tests/%: c_kernels/tests/%.c $(SRCS) $(HDRS) $(TESTHDRS)
 	@mkdir -p $(@D)
 	$(CC_armhf) $(CFLAGS) -static -o $@ $< $(SRCS) -lm
 

@@ -8,30 +8,12 @@
 #include "nk_codec.h"
 #include "nk_codec_events.h"
 #include "nk_codec_rc.h"
+#include "nk_testutil.h"
 
 #define C 4
 #define T 20000
 #define BLOCK 200
 
-static int failures = 0;
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ULL; }
-    return h;
-}
-#define FNV0 1469598103934665603ULL
-
-static void report(const char *name, uint64_t h, int ok) {
-    printf("%s %016llx %s\n", name, (unsigned long long)h, ok ? "ok" : "FAIL");
-    if (!ok) failures++;
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-static uint32_t rng(void) {
-    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 2685821657736338717ULL) >> 32);
-}
 
 /* the N1's ladder shape: 10-bit codes scaled by ≈64.06, odd symmetric */
 static int16_t level_of(int32_t q) { return (int16_t)((q * 6406 + 3103 + 50) / 100 - (q < 0 ? 1 : 0)); }

@@ -13,37 +13,11 @@
 #include "nk_filter.h"
 #include "nk_reference.h"
 #include "nk_snippet.h"
+#include "nk_testutil.h"
 
 #define C 32
 #define T 30000
 #define FS 30000.0
-
-static int failures = 0;
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ULL; }
-    return h;
-}
-#define FNV0 1469598103934665603ULL
-
-static void report(const char *name, uint64_t h, int ok) {
-    printf("%s %016llx %s\n", name, (unsigned long long)h, ok ? "ok" : "FAIL");
-    if (!ok) failures++;
-}
-
-/* xorshift64*: platform-independent integer noise */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-static uint32_t rng(void) {
-    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 2685821657736338717ULL) >> 32);
-}
-/* approx. Gaussian from the sum of 4 uniforms, integer only */
-static int32_t gauss_int(int32_t scale) {
-    int32_t s = 0;
-    for (int i = 0; i < 4; i++) s += (int32_t)(rng() & 0xFFFF) - 32768;
-    return (int32_t)(((int64_t)s * scale) / 37837); /* 37837 ≈ sqrt(4/12)·65536 */
-}
 
 static int16_t data[T * C];
 
