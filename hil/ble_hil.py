@@ -11,13 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from hil.chain import ChainSpec, run_chain
-from hil.scenarios.runner import check, markdown
+from hil.scenarios.runner import markdown, run_one
 
 HERE = Path(__file__).resolve().parent / "scenarios" / "ble"
 REPO = HERE.parent.parent.parent
@@ -43,23 +40,14 @@ def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
         if only and sc["name"] not in only:
             continue
         chain = scaled(sc["chain"], scale)
-        print(f"== scenario {sc['name']} ({chain['duration_s']:.0f} s, BLE)", file=sys.stderr,
-              flush=True)
-        t0 = time.monotonic()
-        try:
-            s = run_chain(ChainSpec(label=sc["name"], **chain), out / sc["name"])
-            failed = check(sc["expect"], s)
-            want = sc["expect"].get("ble_connects")
+        want = sc["expect"].get("ble_connects")
+
+        def connects(s: dict[str, Any], want: int | None = want) -> list[str]:
             got = (s.get("ble") or {}).get("connects")
-            if want is not None and got != want:
-                failed.append(f"{got} BLE connections, expected {want}")
-        except Exception as e:  # one broken scenario must not hide the others' results
-            traceback.print_exc()
-            s, failed = {}, [f"{type(e).__name__}: {e}"]
-        results[sc["name"]] = {"what": sc["what"], "chain": chain, "passed": not failed,
-                               "failed": failed, "seconds": round(time.monotonic() - t0, 1),
-                               "summary": s}
-        print(f"   {'PASS' if not failed else 'FAIL'} {'; '.join(failed)}", file=sys.stderr)
+            return [] if want is None or got == want else [
+                f"{got} BLE connections, expected {want}"]
+
+        results[sc["name"]] = run_one(sc, chain, out, ", BLE", connects)
     return results
 
 

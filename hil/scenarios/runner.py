@@ -8,6 +8,7 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +81,26 @@ def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
             chain["link_schedule"] = ",".join(
                 f"{float(t) * scale:g}:{a}" for t, a in
                 (item.split(":", 1) for item in chain["link_schedule"].split(",")))
-        print(f"== scenario {sc['name']} ({chain['duration_s']:.0f} s)", file=sys.stderr,
-              flush=True)
-        t0 = time.monotonic()
-        try:
-            s = run_chain(ChainSpec(label=sc["name"], **chain), out / sc["name"])
-            failed = check(sc["expect"], s)
-        except Exception as e:  # one broken scenario must not hide the others' results
-            traceback.print_exc()
-            s, failed = {}, [f"{type(e).__name__}: {e}"]
-        results[sc["name"]] = {"what": sc["what"], "chain": chain, "passed": not failed,
-                               "failed": failed, "seconds": round(time.monotonic() - t0, 1),
-                               "summary": s}
-        print(f"   {'PASS' if not failed else 'FAIL'} {'; '.join(failed)}", file=sys.stderr)
+        results[sc["name"]] = run_one(sc, chain, out)
     return results
+
+
+def run_one(sc: dict[str, Any], chain: dict[str, Any], out: Path, label: str = "",
+            extra_check: Callable[[dict[str, Any]], list[str]] | None = None) -> dict[str, Any]:
+    """Runs one scenario's chain and checks its expectations; a broken run is a failed result,
+    never an exception (one scenario must not hide the others' results)."""
+    print(f"== scenario {sc['name']} ({chain['duration_s']:.0f} s{label})", file=sys.stderr,
+          flush=True)
+    t0 = time.monotonic()
+    try:
+        s = run_chain(ChainSpec(label=sc["name"], **chain), out / sc["name"])
+        failed = check(sc["expect"], s) + (extra_check(s) if extra_check else [])
+    except Exception as e:  # reported as this scenario's failure
+        traceback.print_exc()
+        s, failed = {}, [f"{type(e).__name__}: {e}"]
+    print(f"   {'PASS' if not failed else 'FAIL'} {'; '.join(failed)}", file=sys.stderr)
+    return {"what": sc["what"], "chain": chain, "passed": not failed, "failed": failed,
+            "seconds": round(time.monotonic() - t0, 1), "summary": s}
 
 
 def markdown(results: dict[str, Any]) -> str:
