@@ -22,9 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from hub.config_store import ConfigStore, HubConfig
+from hub.sources import open_recording
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+
+
+def probe_file(recording: str, out: Path) -> Path | None:
+    """The recording's contact positions as a probe file for ``hub run --probe`` (a real hub
+    is installed with its implant's geometry); None for synthetic or position-less recordings
+    (a folder of WAVs, say), which are read without opening their samples."""
+    p = Path(recording)
+    if recording.startswith("synth:") or not (
+            (p.is_dir() and (p / "binary.json").exists()) or p.suffix in (".bin", ".json")):
+        return None
+    pos = open_recording(p).channel_positions_um
+    if pos is None:
+        return None
+    f = out / "probe.json"
+    f.write_text(json.dumps({"channel_positions_um": pos.tolist()}))
+    return f
 
 
 class ChainError(RuntimeError):
@@ -129,6 +146,9 @@ class Chain:
                 "--uplink", uplink]
         if s.uplink == "ble":
             args += ["--ble-name", s.ble_name, "--ble-pairing-window", "60"]
+        probe = probe_file(s.recording, self.out)
+        if probe is not None:
+            args += ["--probe", str(probe)]
         if s.rate_bps and s.uplink == "tcp":
             args += ["--rate-bps", str(s.rate_bps)]
         if s.link_schedule and s.uplink == "tcp":

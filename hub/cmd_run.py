@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from hub.geometry import load_probe
 from hub.supervisor import Daemon, DaemonOptions
 from hub.uplink.base import Uplink
 from hub.wire import DEFAULT_PAYLOAD_SIZE
@@ -61,6 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="persisted configuration and state (default $STATE_DIRECTORY or "
                         "./hub-state)")
     p.add_argument("--ready-file", type=Path, help="write bound addresses here (JSON)")
+    p.add_argument("--probe", type=Path,
+                   help="contact positions: probeinterface JSON or "
+                        '{"channel_positions_um": [[x, y], ...]} (enables spatial '
+                        "de-duplication and multi-channel snippets)")
     p.add_argument("--telemetry-s", type=float, default=1.0)
     p.add_argument("--drain-s", type=float, default=3.0,
                    help="on SIGTERM, seconds to send what is queued")
@@ -98,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     logging.Formatter.converter = time.gmtime
     opts = DaemonOptions(implant=args.implant, state_dir=args.state_dir,
                          telemetry_s=args.telemetry_s, drain_s=args.drain_s,
-                         ready_file=args.ready_file)
+                         ready_file=args.ready_file,
+                         probe_positions=load_probe(args.probe) if args.probe else None)
     uplink = make_uplink(args)
 
     async def main() -> int:

@@ -1,9 +1,59 @@
-"""Channel neighbourhoods from contact positions (probeinterface / sidecar, in µm)."""
+"""Channel geometry: contact positions (probeinterface JSON or a plain list, in µm) and the
+neighbourhoods derived from them."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+
+
+class ProbeError(ValueError):
+    """A probe file is unreadable, malformed, or does not match the channel count."""
+
+
+def positions_from_probegroup(d: dict[str, Any],
+                              n_channels: int | None = None) -> npt.NDArray[np.float64] | None:
+    """[x, y] per device channel from a probeinterface probe group (``probes`` with
+    ``contact_positions`` and ``device_channel_indices``); None if a channel has no contact."""
+    probes = d.get("probes", [])
+    if not isinstance(probes, list):
+        raise ProbeError("'probes' must be a list")
+    rows: dict[int, npt.NDArray[np.float64]] = {}
+    for probe in probes:
+        cp = np.asarray(probe.get("contact_positions", []), dtype=np.float64)
+        if cp.ndim != 2 or cp.shape[1] < 2:
+            raise ProbeError("contact_positions must be [[x, y], ...]")
+        idx = probe.get("device_channel_indices") or list(range(len(cp)))
+        for i, ch in enumerate(idx):
+            if ch is not None and ch >= 0:
+                rows[int(ch)] = cp[i, :2]
+    n = n_channels if n_channels is not None else (max(rows) + 1 if rows else 0)
+    if n == 0 or any(c not in rows for c in range(n)):
+        return None
+    return np.array([rows[c] for c in range(n)], dtype=np.float64)
+
+
+def load_probe(path: Path) -> npt.NDArray[np.float64]:
+    """Contact positions from a probeinterface JSON (probe group) or from
+    ``{"channel_positions_um": [[x, y], ...]}``."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProbeError(f"{path}: unreadable probe file ({e})") from e
+    if not isinstance(d, dict):
+        raise ProbeError(f"{path}: top level must be an object")
+    try:
+        pos = (np.asarray(d["channel_positions_um"], dtype=np.float64)
+               if "channel_positions_um" in d else positions_from_probegroup(d))
+    except (TypeError, ValueError) as e:
+        raise ProbeError(f"{path}: malformed positions ({e})") from e
+    if pos is None or pos.ndim != 2 or pos.shape[1] != 2 or not np.all(np.isfinite(pos)):
+        raise ProbeError(f"{path}: need one finite [x, y] per channel")
+    return pos
 
 
 def adjacency(positions_um: npt.NDArray[np.float64] | None, n_channels: int,

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from hub.config_store import ConfigStore, HubConfig, atomic_write
 from hub.control import Control, Templates, UnsupportedError
 from hub.engine import PipelineStage
@@ -50,6 +53,9 @@ class DaemonOptions:
     drain_s: float = 3.0                 # SIGTERM: time to send what is queued
     ready_file: Path | None = None       # JSON with the bound addresses, once listening
     block_queue: int = 100               # blocks waiting for the worker (1 s at 10 ms)
+    #: Contact positions (µm) of the implant's channels: spatial de-duplication and
+    #: multi-channel snippets need them; None: every channel stands alone.
+    probe_positions: npt.NDArray[np.float64] | None = None
 
 
 class Daemon:
@@ -211,6 +217,12 @@ class Daemon:
     def _on_first_block(self, first: int) -> None:
         fs, c = float(self.assembler.sampling_rate), self.assembler.n_channels
         self.stage.set_stream(fs, c)
+        pos = self.opts.probe_positions
+        if pos is not None and pos.shape[0] != c:
+            log.error("the probe has %d contacts but the implant sends %d channels: running "
+                      "without geometry (no spatial de-duplication)", pos.shape[0], c)
+            pos = None
+        self.stage.positions = pos
         self.stage.raw_codec = RawCodec(fs)
         self.scheduler.fs = fs
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hub.geometry import ProbeError, positions_from_probegroup
 from hub.sources.base import Recording, RecordingError
 
 FLOAT_LSB_UV = 0.195  # Intan RHD2000 ADC step
@@ -35,15 +36,10 @@ def _positions(folder: Path, C: int) -> npt.NDArray[np.float64] | None:
     pg = folder / "probegroup.json"
     if not pg.exists():
         return None
-    probes = _load_json(pg).get("probes", [])
-    pos = np.full((C, 2), np.nan)
-    for probe in probes:
-        cp = np.asarray(probe.get("contact_positions", []), dtype=np.float64)[:, :2]
-        idx = probe.get("device_channel_indices") or list(range(len(cp)))
-        for i, ch in enumerate(idx):
-            if 0 <= ch < C:
-                pos[ch] = cp[i]
-    return None if np.isnan(pos).any() else pos
+    try:
+        return positions_from_probegroup(_load_json(pg), C)
+    except ProbeError as e:
+        raise RecordingError(f"{pg}: {e}") from e
 
 
 def read_si_binary_folder(folder: Path) -> Recording:
