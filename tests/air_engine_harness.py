@@ -1,4 +1,4 @@
-"""Drives the air's connection-event engine (hil.air.AirConnection) directly, without sockets:
+"""Drives the air's connection-event engine (hil.air_link.AirConnection) directly, without sockets:
 two shaped controllers with recording hosts, one connection, events run at chosen times.
 Shared by tests/test_air_engine.py and tests/fuzz/fuzz_ble_air.py."""
 
@@ -12,7 +12,7 @@ from bumble import hci
 from bumble.controller import Connection
 from bumble.core import PhysicalTransport
 
-from hil.air import AirConnection, AirLink, ShapedController, _Side
+from hil.air_link import AirConnection, AirLink, ShapedController, _Side
 from hil.radio_model import LinkModel
 
 
