@@ -17,7 +17,7 @@
 #define CORE_PRE 4          /* core_match window around the peak, samples */
 #define CORE_POST 8
 #define CORE_LIMIT 3.0f
-#define SD_MAX 0.6f        /* cap on a cluster's δ deviation in its acceptance limit */     /* cap on a cluster's own δ scale in its acceptance limit */
+#define SD_MAX 0.6f         /* cap on a cluster's δ deviation in its acceptance limit */
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
