@@ -29,6 +29,7 @@ class Output:
     end: int
     raw_sent: list[int]
     raw_shed: list[int]
+    spikes_lost: int = 0      # sorted spikes the snippet queue could not hold (reported shed)
 
 
 class PipelineStage:
@@ -45,6 +46,8 @@ class PipelineStage:
         self._retired_times: dict[str, float] = {}
         self.blocks = 0
         self.rebuilds = 0
+        self._snippets_dropped = 0     # the installed pipeline's snippet drops already reported
+        self._spikes_carry_lost = 0    # sorted spikes a replaced pipeline still held
         self.templates: Any = None
         self.raw_codec: RawCodec | None = None      # set by the daemon (lives on the loop)
 
@@ -76,10 +79,15 @@ class PipelineStage:
         return out
 
     def _install(self, pipeline: Pipeline, base: int) -> None:
+        old = self.pipeline
+        if old is not None and old.sorter is not None:   # spikes waiting for their snippet
+            self._spikes_carry_lost += (old.snippets.pending + old.snippets.dropped
+                                        - self._snippets_dropped)
         if self.pipeline is not None:
             for k, v in self.pipeline.times.seconds.items():
                 self._retired_times[k] = self._retired_times.get(k, 0.0) + v
         self.pipeline, self.base = pipeline, base
+        self._snippets_dropped = 0
         self.neighbors = snippet_neighbors(self.positions, self.n_channels,
                                            self.cfg.pipeline.snippet_channels,
                                            self.cfg.pipeline.neighbor_radius_um)
@@ -105,8 +113,19 @@ class PipelineStage:
         self.blocks += 1
         first, end = block.first_sample, block.first_sample + block.samples.shape[0]
         pk, base = self.packer, self.base
+        spikes, lost = res.events, 0
+        if pipe.sorter is not None:
+            # Sorted spikes leave when their snippet completes (≤ post samples + one block
+            # later), with their unit; any the snippet queue could not hold are reported shed.
+            spikes = res.snippet_events
+            lost = pipe.snippets.dropped - self._snippets_dropped
+            self._snippets_dropped = pipe.snippets.dropped
+        lost, self._spikes_carry_lost = lost + self._spikes_carry_lost, 0
+        # A spike is decided the detector's latency after its peak: the batch starts at the
+        # earliest spike, which may precede this block.
+        spikes_first = min(first, base + int(spikes["sample"].min())) if spikes.size else first
         packets = [p for p in (
-            pk.spikes(res.events, base, first, end, t_ns),
+            pk.spikes(spikes, base, spikes_first, end, t_ns),
             pk.features(res.bins, base, pipe.bin_samples, t_ns, end),
         ) if p is not None]
         if self.cfg.snippets:
@@ -119,4 +138,4 @@ class PipelineStage:
             packets += pk.raw_coded(block.samples, first, sent, t_ns, self.raw_codec)
         else:
             packets += pk.raw(block.samples, first, sent, t_ns)
-        return Output(packets, first, end, sent, shed)
+        return Output(packets, first, end, sent, shed, lost)

@@ -36,7 +36,7 @@ from hub.link.transport import LinkTransport
 from hub.packets import Packer
 from hub.pipeline import ConfigError
 from hub.rawcodec import RawCodec
-from hub.scheduler import RAW, Scheduler, SchedulerConfig
+from hub.scheduler import RAW, SPIKES, Scheduler, SchedulerConfig
 from hub.telemetry import CpuMeter, battery_pct, sd_notify, temperature_c, watchdog_interval
 from hub.uplink.base import Uplink
 from hub.wire import Reassembler, pb
@@ -209,6 +209,9 @@ class Daemon:
             time.perf_counter() - t0)
         for p in out.packets:
             self.scheduler.submit(p)
+        if out.spikes_lost:
+            self.scheduler.account_at_source(SPIKES, out.spikes_lost, out.first, out.end,
+                                             pb.SHED_QUEUE_FULL)
         if out.raw_shed:
             reason = pb.SHED_BUDGET if self.uplink.connected else pb.SHED_OUTAGE
             self.scheduler.account_at_source(RAW, len(out.raw_shed) * n, out.first, out.end,
