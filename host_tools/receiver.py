@@ -83,6 +83,37 @@ def items_of(env: pb.Envelope) -> int:
 
 
 @dataclass
+class UnitTable:
+    """The hub sorter's unit lifecycle as the host learns it from spike batches: live ids,
+    and where merged ids went (``resolve`` relabels a spike's unit as the hub now knows it)."""
+
+    live: set[int] = field(default_factory=set)
+    merged_into: dict[int, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"births": 0, "merges": 0,
+                                                            "retirements": 0})
+
+    def add(self, events: Any) -> None:
+        for e in events:
+            if e.kind == pb.UNIT_BIRTH:
+                self.live.add(e.unit)
+                self.counts["births"] += 1
+            elif e.kind == pb.UNIT_MERGE:
+                self.merged_into[e.other] = e.unit
+                self.live.discard(e.other)
+                self.counts["merges"] += 1
+            elif e.kind == pb.UNIT_RETIRE:
+                self.live.discard(e.unit)
+                self.counts["retirements"] += 1
+
+    def resolve(self, unit: int) -> int:
+        seen = set()
+        while unit in self.merged_into and unit not in seen:
+            seen.add(unit)
+            unit = self.merged_into[unit]
+        return unit
+
+
+@dataclass
 class Session:
     """What the host learned about one hub process (session id)."""
 
@@ -96,6 +127,7 @@ class Session:
     first_sample: int | None = None    # first data sample seen
     last_sample: int = 0               # end of the latest data seen
     fs: float = 0.0
+    units: UnitTable = field(default_factory=lambda: UnitTable())
 
 
 class Receiver:
@@ -169,6 +201,8 @@ class Receiver:
             s.first_sample = first if s.first_sample is None else min(s.first_sample, first)
             s.last_sample = max(s.last_sample, env.sample_index)
             self._latency(env, kind, s, t_ns)
+            if kind == "spikes" and env.spikes.unit_events:
+                s.units.add(env.spikes.unit_events)
             if kind == "raw":
                 data = self.raw.decode(env.session_id, env.raw)
                 if data is not None and self.keep_raw:
@@ -306,6 +340,9 @@ class Receiver:
                            "compression": round(2 * self.raw.samples / self.raw.coded_bytes, 3)
                            if self.raw.coded_bytes else None},
             "hub_telemetry": telemetry_dict(self.last_telemetry),
+            "units": {**{k: sum(self.sessions[i].units.counts[k] for i in self.order)
+                         for k in ("births", "merges", "retirements")},
+                      "live": sum(len(self.sessions[i].units.live) for i in self.order)},
             "command_results": [{"request_id": r.request_id, "command": r.command,
                                  "code": pb.ResultCode.Name(r.code), "message": r.message}
                                 for r in self.results],

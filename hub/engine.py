@@ -125,7 +125,7 @@ class PipelineStage:
         # earliest spike, which may precede this block.
         spikes_first = min(first, base + int(spikes["sample"].min())) if spikes.size else first
         packets = [p for p in (
-            pk.spikes(spikes, base, spikes_first, end, t_ns),
+            pk.spikes(spikes, base, spikes_first, end, t_ns, res.sort_events),
             pk.features(res.bins, base, pipe.bin_samples, t_ns, end),
         ) if p is not None]
         if self.cfg.snippets:

@@ -33,8 +33,11 @@ class Packer:
                            hub_time_ns=time.monotonic_ns() if hub_time_ns is None else hub_time_ns)
 
     def spikes(self, events: npt.NDArray[Any], base: int, first: int, end: int,
-               t_ns: int) -> Packet | None:
-        if not events.size:
+               t_ns: int, unit_events: npt.NDArray[Any] | None = None) -> Packet | None:
+        """Spikes (EVENT_DTYPE) and the sorter's unit events (SORT_EVENT_DTYPE) of one block;
+        accounting counts the spikes."""
+        n_units = 0 if unit_events is None else int(unit_events.size)
+        if not events.size and not n_units:
             return None
         env = self.envelope(SPIKES, end, t_ns)
         sb = env.spikes
@@ -44,6 +47,11 @@ class Packer:
         sb.channel.extend(events["channel"].tolist())
         sb.unit.extend(events["unit"].tolist())
         sb.amplitude.extend(np.rint(events["amplitude"]).astype(np.int64).tolist())
+        if unit_events is not None:
+            for ue in unit_events:
+                sb.unit_events.add(sample=int(ue["sample"]) + base, kind=int(ue["kind"]),
+                                   unit=int(ue["unit"]), other=int(ue["other"]),
+                                   channel=max(0, int(ue["channel"])))
         return Packet(SPIKES, env.SerializeToString(), int(events.size), first, end)
 
     def features(self, bins: FeatureBins, base: int, bin_samples: int, t_ns: int,

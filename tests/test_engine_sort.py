@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hil.implant import synth_recording
+from host_tools.receiver import UnitTable
 from hub.config_store import HubConfig
 from hub.engine import PipelineStage
 from hub.link.blocks import Block
@@ -13,6 +14,8 @@ from hub.pipeline import PipelineConfig
 from hub.scheduler import SPIKES
 from hub.wire import pb
 
+UNITS: list[UnitTable] = []
+
 
 def run_stage(sort: bool, seconds: float = 6.0) -> tuple[list[tuple[int, int, int]], int, int]:
     rec = synth_recording(f"synth:16:30000:{seconds:g}")
@@ -20,6 +23,8 @@ def run_stage(sort: bool, seconds: float = 6.0) -> tuple[list[tuple[int, int, in
     stage.set_stream(30000.0, 16)
     spikes: list[tuple[int, int, int]] = []
     lost = 0
+    units = UnitTable()
+    born: set[int] = set()
     for start in range(0, rec.num_samples - 300, 300):
         out = stage.process(Block(start, rec.read(start, start + 300)), 0, 0)
         lost += out.spikes_lost
@@ -28,9 +33,13 @@ def run_stage(sort: bool, seconds: float = 6.0) -> tuple[list[tuple[int, int, in
                 continue
             sb = pb.Envelope.FromString(p.body).spikes
             assert p.items == len(sb.offset)
+            units.add(sb.unit_events)
+            born |= {e.unit for e in sb.unit_events if e.kind == pb.UNIT_BIRTH}
+            assert all(u in born for u in sb.unit if u >= 0), "a spike's unit is born first"
             spikes += [(sb.first_sample + o, c, u) for o, c, u in zip(sb.offset, sb.channel,
                                                                         sb.unit, strict=True)]
     assert stage.pipeline is not None
+    UNITS.append(units)
     return spikes, lost, stage.pipeline.snippets.pending
 
 
@@ -56,3 +65,6 @@ def test_sorted_spike_batches_carry_units_and_exact_times() -> None:
     assert lost == 0
     assert [(t, c) for t, c, _ in labelled] == [(t, c) for t, c, _ in plain][:len(labelled)]
     assert len(plain) - len(labelled) == pending
+    units = UNITS[-1]
+    assert units.counts["births"] >= 3, units.counts
+    assert {units.resolve(u) for _, _, u in labelled if u >= 0} <= units.live

@@ -22,6 +22,13 @@ class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STREAM_SNIPPETS: _ClassVar[Stream]
     STREAM_RAW: _ClassVar[Stream]
 
+class UnitEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNIT_EVENT_UNSPECIFIED: _ClassVar[UnitEventKind]
+    UNIT_BIRTH: _ClassVar[UnitEventKind]
+    UNIT_MERGE: _ClassVar[UnitEventKind]
+    UNIT_RETIRE: _ClassVar[UnitEventKind]
+
 class RawEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RAW_ENCODING_UNSPECIFIED: _ClassVar[RawEncoding]
@@ -55,6 +62,10 @@ STREAM_SPIKES: Stream
 STREAM_FEATURES: Stream
 STREAM_SNIPPETS: Stream
 STREAM_RAW: Stream
+UNIT_EVENT_UNSPECIFIED: UnitEventKind
+UNIT_BIRTH: UnitEventKind
+UNIT_MERGE: UnitEventKind
+UNIT_RETIRE: UnitEventKind
 RAW_ENCODING_UNSPECIFIED: RawEncoding
 RAW_INT16_LE: RawEncoding
 RAW_NK_CODEC: RawEncoding
@@ -107,20 +118,36 @@ class Envelope(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., stream: _Optional[_Union[Stream, str]] = ..., seq: _Optional[int] = ..., sample_index: _Optional[int] = ..., hub_time_ns: _Optional[int] = ..., session_id: _Optional[int] = ..., spikes: _Optional[_Union[SpikeBatch, _Mapping]] = ..., features: _Optional[_Union[FeatureBins, _Mapping]] = ..., snippets: _Optional[_Union[Snippets, _Mapping]] = ..., raw: _Optional[_Union[RawBlock, _Mapping]] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., time_sync: _Optional[_Union[TimeSync, _Mapping]] = ..., log: _Optional[_Union[LogRecord, _Mapping]] = ..., result: _Optional[_Union[CommandResult, _Mapping]] = ..., shed: _Optional[_Union[ShedReport, _Mapping]] = ...) -> None: ...
 
 class SpikeBatch(_message.Message):
-    __slots__ = ("first_sample", "offset", "channel", "unit", "amplitude", "end_sample")
+    __slots__ = ("first_sample", "offset", "channel", "unit", "amplitude", "end_sample", "unit_events")
     FIRST_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     AMPLITUDE_FIELD_NUMBER: _ClassVar[int]
     END_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     first_sample: int
     offset: _containers.RepeatedScalarFieldContainer[int]
     channel: _containers.RepeatedScalarFieldContainer[int]
     unit: _containers.RepeatedScalarFieldContainer[int]
     amplitude: _containers.RepeatedScalarFieldContainer[int]
     end_sample: int
-    def __init__(self, first_sample: _Optional[int] = ..., offset: _Optional[_Iterable[int]] = ..., channel: _Optional[_Iterable[int]] = ..., unit: _Optional[_Iterable[int]] = ..., amplitude: _Optional[_Iterable[int]] = ..., end_sample: _Optional[int] = ...) -> None: ...
+    unit_events: _containers.RepeatedCompositeFieldContainer[UnitEvent]
+    def __init__(self, first_sample: _Optional[int] = ..., offset: _Optional[_Iterable[int]] = ..., channel: _Optional[_Iterable[int]] = ..., unit: _Optional[_Iterable[int]] = ..., amplitude: _Optional[_Iterable[int]] = ..., end_sample: _Optional[int] = ..., unit_events: _Optional[_Iterable[_Union[UnitEvent, _Mapping]]] = ...) -> None: ...
+
+class UnitEvent(_message.Message):
+    __slots__ = ("sample", "kind", "unit", "other", "channel")
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    sample: int
+    kind: UnitEventKind
+    unit: int
+    other: int
+    channel: int
+    def __init__(self, sample: _Optional[int] = ..., kind: _Optional[_Union[UnitEventKind, str]] = ..., unit: _Optional[int] = ..., other: _Optional[int] = ..., channel: _Optional[int] = ...) -> None: ...
 
 class FeatureBins(_message.Message):
     __slots__ = ("first_bin", "bin_samples", "n_channels", "n_bins", "counts", "rms_q4", "samples_seen", "first_sample")
