@@ -8,13 +8,12 @@ durations and the link model's outage times together. Writes out/hil/ble_report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from hil.scenarios.runner import markdown, run_one
+from hil.scenarios.runner import cli, run_one
 
 HERE = Path(__file__).resolve().parent / "scenarios" / "ble"
 REPO = HERE.parent.parent.parent
@@ -52,21 +51,7 @@ def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=REPO / "out" / "hil")
-    p.add_argument("--only", action="append", default=[])
-    p.add_argument("--scale", type=float, default=1.0, help="scale durations (CI: 0.25)")
-    args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = run_all(args.out, args.only, args.scale)
-    md = markdown(results).replace("(TCP uplink)", "(BLE over the virtual air)")
-    (args.out / "ble_report.json").write_text(json.dumps(results, indent=1))
-    (args.out / "ble_report.md").write_text(md)
-    print(md)
-    print(f"report: {args.out / 'ble_report.json'}, {args.out / 'ble_report.md'}",
-          file=sys.stderr)
-    return 0 if all(r["passed"] for r in results.values()) else 1
+    return cli(argv, __doc__, run_all, "ble_report", "HIL report (BLE over the virtual air)")
 
 
 if __name__ == "__main__":

@@ -103,8 +103,8 @@ def run_one(sc: dict[str, Any], chain: dict[str, Any], out: Path, label: str = "
             "seconds": round(time.monotonic() - t0, 1), "summary": s}
 
 
-def markdown(results: dict[str, Any]) -> str:
-    lines = ["# HIL report (TCP uplink)", ""]
+def markdown(results: dict[str, Any], title: str = "HIL report (TCP uplink)") -> str:
+    lines = [f"# {title}", ""]
     for name, r in results.items():
         s = r["summary"]
         lines += [f"## {name} — {'PASS' if r['passed'] else 'FAIL'}", "", r["what"], ""]
@@ -131,16 +131,25 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+def cli(argv: list[str] | None, doc: str | None,
+        run: Callable[[Path, list[str], float], dict[str, Any]], stem: str, title: str) -> int:
+    """The command line both scenario sets share: --out/--only/--scale, then the JSON and
+    Markdown report (``OUT/STEM.json``, ``OUT/STEM.md``); exit 1 if a scenario failed."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "out" / "hil")
     p.add_argument("--only", action="append", default=[])
     p.add_argument("--scale", type=float, default=1.0, help="scale durations (CI: 0.25)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_all(args.out, args.only, args.scale)
-    (args.out / "report.json").write_text(json.dumps(results, indent=1))
-    (args.out / "report.md").write_text(markdown(results))
-    print(markdown(results))
-    print(f"report: {args.out / 'report.json'}, {args.out / 'report.md'}", file=sys.stderr)
+    results = run(args.out, args.only, args.scale)
+    md = markdown(results, title)
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"{stem}.md").write_text(md)
+    print(md)
+    print(f"report: {args.out / (stem + '.json')}, {args.out / (stem + '.md')}", file=sys.stderr)
     return 0 if all(r["passed"] for r in results.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, __doc__, run_all, "report", "HIL report (TCP uplink)")

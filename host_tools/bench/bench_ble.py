@@ -200,30 +200,27 @@ async def security(work: Path) -> dict[str, Any]:
         await be.close()
         await hub.stop()
         # 2. pairing window open: bond, then the hub restarts with the window closed
-        hub = await b.start_hub("--rate", "50", "--pairing-window", "30")
-        be = b.backend("lab_pc.json")
-        got = SynthStats()
-        rx = BleReceiver("ihub-01", got, backend=be, pair=True, reconnect=False)
-        await rx.connect_once()
-        await rx.write_control(b"\x01\x02")
-        await asyncio.sleep(0.5)
-        out["bonded_data_chunks"] = got.received
-        await rx.close()
-        await be.close()
-        hub_stats = await hub.stop() or {}
-        out["bonded_control_writes_seen_by_hub"] = len(hub_stats.get("commands", []))
-        hub = await b.start_hub("--rate", "50")                  # restart, window closed
-        be = b.backend("lab_pc.json")
-        got = SynthStats()
-        rx = BleReceiver("ihub-01", got, backend=be, pair=False, reconnect=False)
-        await rx.connect_once()
-        await rx.write_control(b"\x03")
-        await asyncio.sleep(0.5)
-        out["after_hub_restart_data_chunks"] = got.received
-        await rx.close()
-        await be.close()
-        hub_stats = await hub.stop() or {}
-        out["after_hub_restart_control_writes"] = len(hub_stats.get("commands", []))
+        async def bonded_session(pair: bool, control: bytes, *hub_args: str) -> tuple[int, int]:
+            """(data chunks received, CONTROL writes the hub saw) over one connection of the
+            central whose bond lives in lab_pc.json."""
+            hub = await b.start_hub("--rate", "50", *hub_args)
+            be = b.backend("lab_pc.json")
+            got = SynthStats()
+            rx = BleReceiver("ihub-01", got, backend=be, pair=pair, reconnect=False)
+            await rx.connect_once()
+            await rx.write_control(control)
+            await asyncio.sleep(0.5)
+            received = got.received
+            await rx.close()
+            await be.close()
+            hub_stats = await hub.stop() or {}
+            return received, len(hub_stats.get("commands", []))
+
+        (out["bonded_data_chunks"],
+         out["bonded_control_writes_seen_by_hub"]) = await bonded_session(
+            True, b"\x01\x02", "--pairing-window", "30")
+        (out["after_hub_restart_data_chunks"],
+         out["after_hub_restart_control_writes"]) = await bonded_session(False, b"\x03")
     return out
 
 
