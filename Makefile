@@ -149,14 +149,14 @@ test-py: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 lint: setup
-	$(PY) -m ruff check hub host_tools hil tests
+	$(PY) -m ruff check hub host_tools hil bench tests
 	$(PY) -m mypy
 
 test: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
 
 bench: setup sysdeps build/native/bench/frontend_bench
 	@mkdir -p out
-	$(PY) -m host_tools.bench --out out/bench.json $(BENCH_ARGS)
+	$(PY) -m bench --out out/bench.json $(BENCH_ARGS)
 
 run: setup
 	$(PY) -m hil.demo $(RUN_ARGS)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.config_store import ConfigStore, HubConfig
+from hub.daemon.config_store import ConfigStore, HubConfig
 from hub.sources import open_recording
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from hil.chain import ChainSpec, run_chain
-from hub.config_store import HubConfig
-from hub.pipeline import PipelineConfig
+from hub.daemon.config_store import HubConfig
+from hub.dsp.pipeline import PipelineConfig
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent

@@ -31,7 +31,7 @@ from typing import Any
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
-from hub.uplink import gatt
+from hub.wire import gatt
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 
-from hub.uplink import gatt
+from hub.wire import gatt
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ in the hub's own signal domain: the segment goes through the hub's front-end (th
 band-pass, reference and detector), each hub-detected spike that the offline sorter also found
 takes that sorter's unit, and a unit's template is the mean full-probe snippet of its spikes,
 aligned at the hub's peaks. A per-channel PCA basis of the peak-channel waveforms (noise units)
-is stored beside them. The result is a versioned templates file (hub/sorting.py) that maps 1:1
+is stored beside them. The result is a versioned templates file (hub/dsp/sorting.py) that maps 1:1
 onto the "load templates" command.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hub.dsp.pipeline import Pipeline, PipelineConfig
+from hub.dsp.sorting import TemplateSet
 from hub.kernels import EVENT_DTYPE, SnippetExtractor
-from hub.pipeline import Pipeline, PipelineConfig
-from hub.sorting import TemplateSet
 from hub.sources import Recording, open_recording
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 #: name → (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("host_tools.bench", "run the benchmarks and write JSON results"),
+    "bench": ("host_tools.bench_cli", "run the benchmarks (source checkout) → JSON"),
     "sort": ("host_tools.sort_cli", "run the hub's online sorter over a recording → SI sorting"),
     "calibrate": ("host_tools.calibrate", "offline-sort a calibration segment → hub templates"),
     "pair": ("host_tools.pair_cli", "bond with a hub over BLE while its pairing window is open"),

@@ -17,7 +17,7 @@ from typing import Any
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
-from hub.uplink import gatt
+from hub.wire import gatt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.receiver import Receiver
-from hub.control import channels_to_mask
 from hub.wire import SCHEMA_VERSION, Chunker, pb
+from hub.wire.masks import channels_to_mask
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hub.pipeline import PipelineConfig
-from hub.sorting import SortResult, TemplateSet, sort_recording
+from hub.dsp.pipeline import PipelineConfig
+from hub.dsp.sorting import SortResult, TemplateSet, sort_recording
 from hub.sources import open_recording
 
 log = logging.getLogger(__name__)

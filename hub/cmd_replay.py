@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from hub.pipeline import PipelineConfig
-from hub.replay import replay, save_events
+from hub.dsp.pipeline import PipelineConfig
+from hub.dsp.replay import replay, save_events
 from hub.sources import open_recording
 
 

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from hub.geometry import load_probe
-from hub.supervisor import Daemon, DaemonOptions
+from hub.daemon.supervisor import Daemon, DaemonOptions
+from hub.dsp.geometry import load_probe
 from hub.uplink.base import Uplink
 from hub.wire import DEFAULT_PAYLOAD_SIZE
 

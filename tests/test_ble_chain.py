@@ -13,7 +13,7 @@ import pytest
 
 from hil.chain import ChainSpec, run_chain
 from hil.implant import synth_recording
-from hub.config_store import HubConfig
+from hub.daemon.config_store import HubConfig
 
 pytestmark = pytest.mark.slow
 

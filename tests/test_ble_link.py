@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.bench import bench_ble
+from bench import bench_ble
 
 pytestmark = pytest.mark.slow
 

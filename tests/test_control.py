@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hub.config_store import ConfigStore, HubConfig, atomic_write
-from hub.control import Control, Templates, UnsupportedError, channels_to_mask
+from hub.daemon.config_store import ConfigStore, HubConfig, atomic_write
+from hub.daemon.control import Control, Templates, UnsupportedError
 from hub.wire import SCHEMA_VERSION, pb
+from hub.wire.masks import channels_to_mask
 
 
 class FakeHub:

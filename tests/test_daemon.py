@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hil.chain import ChainSpec, run_chain
-from hub.telemetry import sd_notify
+from hub.daemon.telemetry import sd_notify
 
 pytestmark = pytest.mark.slow
 SYNTH = "synth:64:30000:4"
@@ -105,8 +105,8 @@ def test_watchdog_restarts_a_failed_stage_and_the_stream_goes_on(tmp_path: Path)
     import numpy as np
 
     from hil.implant import synth_recording
+    from hub.daemon.supervisor import Daemon, DaemonOptions
     from hub.link import encode_frame
-    from hub.supervisor import Daemon, DaemonOptions
     from hub.uplink.tcp import TcpUplink
 
     rec = synth_recording("synth:16:30000:2")
@@ -158,9 +158,9 @@ def test_commands_in_process_sort_and_templates(tmp_path: Path) -> None:
     import numpy as np
 
     from hil.implant import synth_recording
-    from hub.config_store import ConfigStore
+    from hub.daemon.config_store import ConfigStore
+    from hub.daemon.supervisor import Daemon, DaemonOptions
     from hub.link import encode_frame
-    from hub.supervisor import Daemon, DaemonOptions
     from hub.uplink.tcp import TcpUplink
     from hub.wire import SCHEMA_VERSION, pb
 
@@ -218,7 +218,7 @@ def test_raw_arrives_bit_exact(tmp_path: Path, codec: bool) -> None:
     import numpy as np
 
     from hil.implant import synth_recording
-    from hub.config_store import HubConfig
+    from hub.daemon.config_store import HubConfig
 
     spec = ChainSpec(SYNTH, duration_s=6, rate_bps=1.3e6, raw_out=True,
                      config=HubConfig(raw_codec=codec))

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hub.dsp.pipeline import ConfigError, Pipeline, PipelineConfig
+from hub.dsp.replay import replay
 from hub.kernels import EVENT_DTYPE, Detector, DetectorConfig, FeatureBinner, SnippetExtractor
-from hub.pipeline import ConfigError, Pipeline, PipelineConfig
-from hub.replay import replay
 from hub.sources import open_recording
 
 

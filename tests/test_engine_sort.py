@@ -6,12 +6,12 @@ import numpy as np
 
 from hil.implant import synth_recording
 from host_tools.receiver import UnitTable
-from hub.config_store import HubConfig
-from hub.engine import PipelineStage
+from hub.daemon.config_store import HubConfig
+from hub.daemon.engine import PipelineStage
+from hub.daemon.packets import Packer
+from hub.daemon.scheduler import SPIKES
+from hub.dsp.pipeline import PipelineConfig
 from hub.link.blocks import Block
-from hub.packets import Packer
-from hub.pipeline import PipelineConfig
-from hub.scheduler import SPIKES
 from hub.wire import pb
 
 UNITS: list[UnitTable] = []
@@ -46,7 +46,7 @@ def run_stage(sort: bool, seconds: float = 6.0) -> tuple[list[tuple[int, int, in
 def test_spike_times_exact_across_block_starts() -> None:
     """Spikes are decided D samples after their peak, so a block's batch can start before the
     block: the times on the wire are those the detector found (not clipped to the block)."""
-    from hub.replay import replay
+    from hub.dsp.replay import replay
 
     spikes, _, _ = run_stage(sort=False)
     events = replay(synth_recording("synth:16:30000:6"), progress=None).events

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hil.chain import ChainSpec, probe_file, run_chain
-from hub.geometry import ProbeError, load_probe
-from hub.replay import replay
+from hub.dsp.geometry import ProbeError, load_probe
+from hub.dsp.replay import replay
 from hub.sources import open_recording
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from host_tools.receiver import RawDecoder
-from hub.rawcodec import RawCodec
+from hub.daemon.rawcodec import RawCodec
 from hub.wire import pb
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.scheduler import FEATURES, RAW, SNIPPETS, SPIKES, TELEMETRY, Packet, Scheduler
+from hub.daemon.scheduler import FEATURES, RAW, SNIPPETS, SPIKES, TELEMETRY, Packet, Scheduler
 from hub.uplink.base import CommandHandler, Uplink
 from hub.wire import Reassembler, pb
 

@@ -9,10 +9,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from hub.dsp.pipeline import Pipeline, PipelineConfig
+from hub.dsp.sorting import TemplateError, TemplateSet, load_templates, sort_recording
 from hub.kernels import EVENT_DTYPE, KernelError
 from hub.kernels.sorter import BIRTH, MERGE, RETIRE, Sorter, SorterConfig
-from hub.pipeline import Pipeline, PipelineConfig
-from hub.sorting import TemplateError, TemplateSet, load_templates, sort_recording
 from hub.sources import open_recording
 
 C, K, PRE, POST = 8, 3, 16, 32

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.geometry import ProbeError, positions_from_probegroup
+from hub.dsp.geometry import ProbeError, positions_from_probegroup
 from hub.sources.base import Recording, RecordingError
 
 FLOAT_LSB_UV = 0.195  # Intan RHD2000 ADC step

@@ -36,8 +36,8 @@ from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 
-from hub.uplink import gatt
 from hub.uplink.base import CommandHandler, Uplink
+from hub.wire import gatt
 
 log = logging.getLogger(__name__)
 

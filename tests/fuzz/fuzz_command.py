@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 with atheris.instrument_imports():
     from google.protobuf.message import DecodeError
 
-    from hub.control import Control
+    from hub.daemon.control import Control
     from hub.wire import SCHEMA_VERSION, Reassembler, pb
     from tests.test_control import FakeHub
 

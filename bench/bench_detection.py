@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from host_tools.bench.common import REPO
+from bench.common import REPO
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -27,8 +27,8 @@ def run(quick: bool) -> dict[str, Any]:
 
     from host_tools.groundtruth import materialise
     from host_tools.scoring import score_detection, unit_info
+    from hub.dsp.replay import replay
     from hub.kernels import EVENT_DTYPE
-    from hub.replay import replay
     from hub.sources import open_recording
 
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -228,7 +228,7 @@ def chain(work: Path, seconds: float, model: dict[str, Any], channels: int = 32,
           raw: bool = True) -> dict[str, Any]:
     """The real chain (simulated implant → hub run → air → hubctl record --ble)."""
     from hil.chain import ChainSpec, run_chain
-    from hub.config_store import HubConfig
+    from hub.daemon.config_store import HubConfig
 
     cfg = HubConfig() if raw else HubConfig(raw_channels=())
     spec = ChainSpec(recording=f"synth:{channels}:30000", duration_s=seconds,

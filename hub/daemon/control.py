@@ -16,9 +16,10 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from hub.config_store import HubConfig
-from hub.pipeline import ConfigError
+from hub.daemon.config_store import HubConfig
+from hub.dsp.pipeline import ConfigError
 from hub.wire import SCHEMA_VERSION, pb
+from hub.wire.masks import mask_to_channels
 
 log = logging.getLogger(__name__)
 MAX_UNITS = 1024
@@ -122,27 +123,6 @@ def merged_config(cur: HubConfig, msg: pb.Configure, n_channels: int | None) -> 
         new = dataclasses.replace(new, outage_buffer_s=_finite("outage_buffer_s",
                                                                msg.outage_buffer_s))
     return new
-
-
-def mask_to_channels(mask: bytes, n_channels: int | None) -> tuple[int, ...]:
-    """Bit i (LSB first in byte i // 8) selects channel i; the mask must match the channel
-    count exactly (ceil(C/8) bytes, no bits past the last channel)."""
-    if n_channels is None:
-        raise ConfigError("raw_channel_mask: the channel count is not known yet (no implant)")
-    need = (n_channels + 7) // 8
-    if len(mask) != need:
-        raise ConfigError(f"raw_channel_mask: {len(mask)} bytes for {n_channels} channels "
-                          f"(want {need})")
-    bits = np.unpackbits(np.frombuffer(mask, np.uint8), bitorder="little")
-    if bits[n_channels:].any():
-        raise ConfigError(f"raw_channel_mask: bits set past channel {n_channels - 1}")
-    return tuple(int(i) for i in np.flatnonzero(bits[:n_channels]))
-
-
-def channels_to_mask(channels: list[int] | tuple[int, ...], n_channels: int) -> bytes:
-    bits = np.zeros(((n_channels + 7) // 8) * 8, np.uint8)
-    bits[list(channels)] = 1
-    return np.packbits(bits, bitorder="little").tobytes()
 
 
 def templates_from(msg: pb.LoadTemplates) -> Templates:

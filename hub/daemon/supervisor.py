@@ -27,17 +27,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.config_store import ConfigStore, HubConfig, atomic_write
-from hub.control import Control, Templates, UnsupportedError
-from hub.engine import PipelineStage
+from hub.daemon.config_store import ConfigStore, HubConfig, atomic_write
+from hub.daemon.control import Control, Templates, UnsupportedError
+from hub.daemon.engine import PipelineStage
+from hub.daemon.packets import Packer
+from hub.daemon.rawcodec import RawCodec
+from hub.daemon.scheduler import RAW, SPIKES, Scheduler, SchedulerConfig
+from hub.daemon.telemetry import CpuMeter, battery_pct, sd_notify, temperature_c, watchdog_interval
+from hub.dsp.pipeline import ConfigError
 from hub.link import BlockAssembler, FrameParser, Gap
 from hub.link.blocks import Block
 from hub.link.transport import LinkTransport
-from hub.packets import Packer
-from hub.pipeline import ConfigError
-from hub.rawcodec import RawCodec
-from hub.scheduler import RAW, SPIKES, Scheduler, SchedulerConfig
-from hub.telemetry import CpuMeter, battery_pct, sd_notify, temperature_c, watchdog_interval
 from hub.uplink.base import Uplink
 from hub.wire import Reassembler, pb
 
@@ -59,7 +59,7 @@ class DaemonOptions:
 
 
 class Daemon:
-    """Implements :class:`hub.control.HubApi` for the control plane."""
+    """Implements :class:`hub.daemon.control.HubApi` for the control plane."""
 
     def __init__(self, opts: DaemonOptions, uplink: Uplink) -> None:
         self.opts, self.uplink = opts, uplink

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.pipeline import ConfigError, PipelineConfig
+from hub.dsp.pipeline import ConfigError, PipelineConfig
 
 log = logging.getLogger(__name__)
 SCHEMA = 1

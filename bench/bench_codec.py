@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from host_tools.bench.common import REPO, callgrind_instructions
+from bench.common import REPO, callgrind_instructions
 from host_tools.codec_cli import decode_wav, encode_wav
 from hub.kernels import codec
 

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hub.daemon.rawcodec import RawCodec
+from hub.daemon.scheduler import FEATURES, RAW, RESULT, SNIPPETS, SPIKES, TELEMETRY, Packet
 from hub.kernels import FeatureBins
-from hub.rawcodec import RawCodec
-from hub.scheduler import FEATURES, RAW, RESULT, SNIPPETS, SPIKES, TELEMETRY, Packet
 from hub.wire import SCHEMA_VERSION, pb
 
 #: Raw blocks and snippets are split into packets of about this size: a packet in the chunker is

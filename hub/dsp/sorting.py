@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hub.dsp.pipeline import Pipeline, PipelineConfig
 from hub.kernels.sorter import MERGE, SORT_EVENT_DTYPE
-from hub.pipeline import Pipeline, PipelineConfig
 from hub.sources import Recording
 
 log = logging.getLogger(__name__)

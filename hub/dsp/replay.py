@@ -11,8 +11,8 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from hub.dsp.pipeline import Pipeline, PipelineConfig
 from hub.kernels import EVENT_DTYPE
-from hub.pipeline import Pipeline, PipelineConfig
 from hub.sources import Recording
 
 

@@ -142,7 +142,7 @@ def _setting(name: str, quick: bool, offline: bool) -> dict[str, Any]:
 
 def cost(rec_dir: Path, seconds: float = 20.0, repeats: int = 3) -> dict[str, Any]:
     """Front-end time per sample with and without the sorter on the same data (medians)."""
-    from hub.pipeline import Pipeline, PipelineConfig
+    from hub.dsp.pipeline import Pipeline, PipelineConfig
     from hub.sources import open_recording
 
     rec = open_recording(rec_dir)

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.config_store import HubConfig
-from hub.geometry import snippet_neighbors
+from hub.daemon.config_store import HubConfig
+from hub.daemon.packets import Packer
+from hub.daemon.rawcodec import RawCodec
+from hub.daemon.scheduler import Packet
+from hub.dsp.geometry import snippet_neighbors
+from hub.dsp.pipeline import Pipeline
 from hub.link.blocks import Block
-from hub.packets import Packer
-from hub.pipeline import Pipeline
-from hub.rawcodec import RawCodec
-from hub.scheduler import Packet
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Benchmarks (``make bench`` / ``hubctl bench``): JSON results plus a readable table.
 
-Each module ``host_tools/bench/bench_<name>.py`` defines
+Each module ``bench/bench_<name>.py`` defines
     ``run(quick: bool) -> dict``   measured figures (plain JSON types), and
     ``table(result: dict) -> str`` a short human-readable rendering.
 Modules are discovered by name, so adding a benchmark needs no edit here. Timings on shared
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         results = json.loads(args.out.read_text()).get("results", {})
     failed = 0
     for name in names:
-        mod = importlib.import_module(f"host_tools.bench.bench_{name}")
+        mod = importlib.import_module(f"bench.bench_{name}")
         print(f"== bench {name}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
@@ -79,6 +79,6 @@ def _machine() -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m host_tools.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     add_arguments(p)
     return run(p.parse_args())

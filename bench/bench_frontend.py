@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from host_tools.bench.common import REPO, callgrind_instructions, median_seconds
+from bench.common import REPO, callgrind_instructions, median_seconds
 
 FS = 30000.0
 
@@ -48,7 +48,7 @@ def run_hub(x: npt.NDArray[np.int16], pos: npt.NDArray[np.float64]) -> dict[str,
     start) and times only the block processing."""
     import time
 
-    from hub.pipeline import Pipeline, PipelineConfig
+    from hub.dsp.pipeline import Pipeline, PipelineConfig
 
     times, setup = [], []
     events = 0

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.geometry import adjacency, snippet_neighbors
+from hub.dsp.geometry import adjacency, snippet_neighbors
 from hub.kernels import (
     EVENT_DTYPE,
     Bandpass,

@@ -1,5 +1,0 @@
-import sys
-
-from host_tools.bench import main
-
-sys.exit(main())
