@@ -21,6 +21,7 @@ from typing import Any
 
 from host_tools.receiver import Receiver
 from hub.wire import SCHEMA_VERSION, Chunker, pb
+from hub.wire.backoff import Backoff
 from hub.wire.masks import channels_to_mask
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,26 @@ def frame_command(cmd: pb.Command, chunker: Chunker | None = None) -> bytes:
                     for c in ch.chunks(cmd.SerializeToString()))
 
 
+#: The receiver's hello on the TCP uplink (an empty record): without it within a few seconds
+#: the hub drops the connection as an idle squatter (hub.uplink.tcp).
+HELLO = b"\x00\x00"
+
+
 class TcpClient:
-    """Connects (and reconnects) to a hub's TCP uplink and feeds a Receiver."""
+    """Connects (and reconnects) to a hub's TCP uplink and feeds a Receiver.
+
+    Reconnects back off exponentially with jitter (``hub.wire.backoff``); the ladder is reset
+    only by a connection that delivered data, so a hub that accepts and closes at once (another
+    host holds the link, a restart loop) costs a few attempts per second, not thousands."""
 
     def __init__(self, host: str, port: int, receiver: Receiver,
-                 packets_out: Path | None = None) -> None:
+                 packets_out: Path | None = None, backoff: Backoff | None = None) -> None:
         self.host, self.port, self.rx = host, port, receiver
         self.writer: asyncio.StreamWriter | None = None
         self.connects = 0
         self.closed_after_final = False
         self.chunker = Chunker()
+        self.backoff = backoff or Backoff(base_s=0.1, cap_s=2.0)
         self._log = packets_out.open("wb") if packets_out else None
 
     async def send(self, cmd: pb.Command) -> None:
@@ -116,18 +127,21 @@ class TcpClient:
                 except OSError:
                     if loop.time() > deadline:
                         raise
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(self.backoff.next())
             self.connects += 1
             self.chunker = Chunker()
             self.rx.reset_link()
             log.info("connected to hub %s:%d", self.host, self.port)
+            chunks = 0
             try:
+                self.writer.write(HELLO)
                 while True:
                     head = await reader.readexactly(2)
                     chunk = await reader.readexactly(int.from_bytes(head, "little"))
                     if self._log:
                         self._log.write(head + chunk)
                     self.rx.feed_chunk(chunk)
+                    chunks += 1
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass
             self.writer.close()
@@ -136,7 +150,12 @@ class TcpClient:
             if until_final and self.rx.order and sessions[self.rx.order[-1]].final:
                 self.closed_after_final = True
                 return
-            log.info("hub closed the link; reconnecting")
+            if chunks:
+                self.backoff.reset()
+            delay = self.backoff.next()
+            log.info("hub closed the link after %d chunk(s); reconnecting in %.2f s", chunks,
+                     delay)
+            await asyncio.sleep(delay)
 
     def close(self) -> None:
         if self._log:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hub.daemon.supervisor import Daemon, DaemonOptions
 from hub.dsp.geometry import load_probe
 from hub.uplink.base import Uplink
 from hub.wire import DEFAULT_PAYLOAD_SIZE
+from hub.wire.backoff import RateLimit
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,14 +34,28 @@ class JsonFormatter(logging.Formatter):
 
 
 class HostLogHandler(logging.Handler):
-    """Warnings and errors to the host as LOG packets (thread-safe: hops onto the loop)."""
+    """Warnings and errors to the host as LOG packets (thread-safe: hops onto the loop).
 
-    def __init__(self, daemon: Daemon, loop: asyncio.AbstractEventLoop) -> None:
+    Rate-limited (``per_s`` on average, ``burst`` at once): a failure that repeats a thousand
+    times a second must not become a thousand packets, nor a thousand callbacks queued on the
+    loop. The next packet that passes says how many were left out; the JSON log on stderr
+    keeps every record."""
+
+    def __init__(self, daemon: Daemon, loop: asyncio.AbstractEventLoop, per_s: float = 5.0,
+                 burst: int = 20, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(logging.WARNING)
         self.daemon, self.loop = daemon, loop
+        self.limit = RateLimit(per_s, burst, clock)
 
     def emit(self, record: logging.LogRecord) -> None:
-        pkt = self.daemon.packer.log(record.levelno, record.name, record.getMessage())
+        with self.lock or contextlib.nullcontext():
+            if not self.limit.allow():
+                return
+            skipped = self.limit.take_suppressed()
+        msg = record.getMessage()
+        if skipped:
+            msg += f" ({skipped} earlier warning(s) not sent to the host: rate limit)"
+        pkt = self.daemon.packer.log(record.levelno, record.name, msg)
         self.loop.call_soon_threadsafe(self.daemon.scheduler.submit, pkt)
 
 
