@@ -39,7 +39,7 @@ def _runs(bins: FeatureBins) -> list[FeatureBins]:
     cut = np.flatnonzero(np.diff(bins.index) != 1) + 1
     if not cut.size:
         return [bins]
-    return [FeatureBins(*(a[i:j] for a in (bins.index, bins.samples, bins.counts, bins.power)))
+    return [FeatureBins(bins.index[i:j], bins.samples[i:j], bins.counts[i:j], bins.power[i:j])
             for i, j in zip([0, *cut.tolist()], [*cut.tolist(), bins.index.size], strict=True)]
 
 
