@@ -7,7 +7,8 @@ HOST_ARCH := $(shell uname -m)
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 CWARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # -ffp-contract=off: no fused multiply-add, so x86_64 and aarch64 round identically.
-COPT    := -O3 -fPIC -ffp-contract=off -fno-math-errno -fvisibility=default
+# -fvisibility=hidden: only what the headers mark NK_API_BEGIN..NK_API_END is exported.
+COPT    := -O3 -fPIC -ffp-contract=off -fno-math-errno -fvisibility=hidden
 CFLAGS  := $(CSTD) $(CWARN) $(COPT) -Ic_kernels/include
 SRCS    := $(sort $(wildcard c_kernels/src/*.c))
 HDRS    := $(wildcard c_kernels/include/*.h)
@@ -47,12 +48,16 @@ build/native/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -shared -o $@ $(SRCS) -lm
 
-kernels: build/native/libnk.so
-	@mkdir -p $(NATIVE_DIR)/include
+# The cffi declarations, compiled once into a pure-Python module (out-of-line ABI mode).
+FFI_MODULE := hub/kernels/_nk_cffi.py
+$(FFI_MODULE): $(HDRS) hub/kernels/_build.py .venv/.stamp
+	$(PY) hub/kernels/_build.py c_kernels/include $@
+
+kernels: build/native/libnk.so $(FFI_MODULE)
+	@mkdir -p $(NATIVE_DIR)
 	@# copy + rename: a running hub keeps its mapping (cp in place would crash it)
 	cp build/native/libnk.so $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp
 	mv -f $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp $(NATIVE_DIR)/libnk_$(HOST_ARCH).so
-	cp $(HDRS) $(NATIVE_DIR)/include/
 
 build/%/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
@@ -168,4 +173,4 @@ hil: setup
 	$(PY) -m hil.ble_hil $(HIL_ARGS) && exit $$tcp
 
 clean:
-	rm -rf build $(NATIVE_DIR) out
+	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out
