@@ -19,7 +19,7 @@ QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean proto proto-check hil
+        bench run clean proto proto-check hil bundle hil-arm
 
 all: kernels
 
@@ -62,6 +62,17 @@ kernels: build/native/libnk.so $(FFI_MODULE)
 build/%/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
 	$(CC_$*) $(CFLAGS) -shared -o $@ $(SRCS) -lm
+
+# ---------------------------------------------------------------- hub distribution
+# make bundle ARCH=aarch64|armhf|x86_64 → dist/implant-hub-<version>-<arch>.tar.gz (see
+# packaging/bundle.py): hub wheel with libnk for ARCH, dependency wheels, unit, config,
+# install.sh, SHA-256 manifest. Install: `hubctl deploy BUNDLE --to DIR|ssh://user@host`.
+BUNDLE_LIB_x86_64  := build/native/libnk.so
+BUNDLE_LIB_aarch64 := build/aarch64/libnk.so
+BUNDLE_LIB_armhf   := build/armhf/libnk.so
+bundle: setup $(BUNDLE_LIB_$(ARCH))
+	@test -n "$(BUNDLE_LIB_$(ARCH))" || { echo "ARCH must be aarch64, armhf or x86_64"; exit 2; }
+	$(PY) packaging/bundle.py --arch $(ARCH) --lib $(BUNDLE_LIB_$(ARCH))
 
 # ---------------------------------------------------------------- C tests
 # Every c_kernels/tests/*.c is a program that prints "<check> <hash> ok|FAIL" lines and exits
@@ -173,4 +184,4 @@ hil: setup
 	$(PY) -m hil.ble_hil $(HIL_ARGS) && exit $$tcp
 
 clean:
-	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out
+	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist
