@@ -154,9 +154,6 @@ def build(arch_name: str, lib: Path, out_dir: Path, *, deps: bool = True,
             missing = [ln for ln in r.stderr.splitlines() if ln.startswith("ERROR")]
             raise SystemExit(f"bundle {name}: no wheels on PyPI for {arch.machine}: "
                              + " ".join(missing))
-    else:       # still needs pip itself to install offline
-        subprocess.run([*pip, "download", "-q", "--no-deps", "--only-binary=:all:", "-d",
-                        str(bundle / "wheels"), "pip"], check=True)
     shutil.copy2(REPO / "packaging" / "install.sh", bundle / "install.sh")
     (bundle / "implant-hub.service").write_text(_unit())
     (bundle / "hub.env").write_text(DEFAULT_ENV)
@@ -194,7 +191,8 @@ def main() -> int:
     ap.add_argument("--lib", type=Path, required=True, help="libnk.so built for --arch")
     ap.add_argument("--out", type=Path, default=REPO / "dist")
     ap.add_argument("--no-deps", action="store_true",
-                    help="hub wheel only (the board provides the dependencies)")
+                    help="hub wheel only: the target's python3 provides pip and the "
+                         "dependencies (tests; no registry needed)")
     args = ap.parse_args()
     path = build(args.arch, args.lib, args.out, deps=not args.no_deps)
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")

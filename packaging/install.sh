@@ -52,13 +52,16 @@ install_release() {
         tmp="$base/releases/.$id.tmp$$"
         rm -rf "$tmp"
         trap 'rm -rf "$tmp"' EXIT
-        set -- --platform "linux_$MACHINE"
+        # the bundle's own pip (a board's python3 may have none); a bundle without it
+        # (--no-deps, for tests) uses PY's
+        pipwhl=$(ls "$here"/wheels/pip-*.whl 2>/dev/null | head -n 1 || true)
+        if [ -n "$pipwhl" ]; then set -- "$pipwhl/pip"; else set -- -m pip; fi
+        set -- "$@" install --quiet --disable-pip-version-check --no-index \
+            --find-links "$here/wheels" --only-binary=:all: --target "$tmp/site" \
+            --python-version "$PY_VERSION" --implementation cp --platform "linux_$MACHINE"
         for p in $PLATFORMS; do set -- "$@" --platform "$p"; done
         [ "$DEPS" = 1 ] || set -- "$@" --no-deps
-        pipwhl=$(ls "$here"/wheels/pip-*.whl | head -n 1)
-        "$py" "$pipwhl/pip" install --quiet --disable-pip-version-check --no-index \
-            --find-links "$here/wheels" --only-binary=:all: --target "$tmp/site" \
-            --python-version "$PY_VERSION" --implementation cp "$@" "implant-hub==$VERSION" \
+        "$py" "$@" "implant-hub==$VERSION" \
             || fail "pip could not install the bundle's wheels"
         rm -rf "$tmp/site/bin"          # console scripts name the installing python
         mv "$tmp" "$rel"
@@ -107,7 +110,7 @@ selftest() {
     elif [ -x "$root/usr/bin/python3" ] && [ "$(id -u)" = 0 ]; then
         exec chroot "$root" /opt/implant-hub/bin/hub selftest     # the target's own python
     elif [ "$(uname -m)" = "$MACHINE" ]; then
-        PYTHONPATH="$base/current/site" exec "$py" -m hub selftest
+        cd / && PYTHONPATH="$base/current/site" exec "$py" -m hub selftest
     else
         code=2 fail "cannot run a $MACHINE self-test in $root from $(uname -m)"
     fi
