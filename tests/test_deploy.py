@@ -96,7 +96,7 @@ def test_corrupt_bundle_is_refused_and_nothing_installed(bundles: dict[str, Path
 def test_failing_selftest_rolls_back_to_the_previous_release(bundles: dict[str, Path],
                                                              tmp_path: Path) -> None:
     good = deploy(bundles["good"], str(tmp_path), python=sys.executable)
-    with pytest.raises(DeployError, match="self-test.*rolled back"):
+    with pytest.raises(DeployError, match=r"self-test.*rolled back"):
         deploy(bundles["bad"], str(tmp_path), python=sys.executable)
     assert _current(tmp_path) == f"releases/{good}"
     releases = sorted(p.name for p in (tmp_path / "opt/implant-hub/releases").iterdir())
