@@ -19,7 +19,7 @@ QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean proto proto-check hil bundle hil-arm
+        bench run clean proto proto-check hil bundle hil-arm sysdeps-arm
 
 all: kernels
 
@@ -182,6 +182,22 @@ run: setup
 hil: setup
 	$(PY) -m hil.scenarios $(HIL_ARGS); tcp=$$?; \
 	$(PY) -m hil.ble_hil $(HIL_ARGS) && exit $$tcp
+
+# The aarch64 hub in the HIL chain (hil/arm.py): bundle → Debian arm64 root (mmdebstrap,
+# cached under ~/.cache/implant-hub) → hubctl deploy → bit identity → chain → out/hil/arm_summary.json
+hil-arm: setup sysdeps-arm
+	$(MAKE) bundle ARCH=aarch64
+	$(PY) -m hil.arm --arch aarch64 --bundle dist/implant-hub-$$($(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')-aarch64.tar.gz $(HIL_ARM_ARGS)
+
+# What make hil-arm and the ssh deploy test need beyond `sysdeps`.
+SYSDEPS_ARM := mmdebstrap qemu-user-static binfmt-support arch-test openssh-server
+sysdeps-arm:
+	@if ! command -v mmdebstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null \
+	    || ! command -v update-binfmts >/dev/null || ! command -v sshd >/dev/null \
+	       && ! test -x /usr/sbin/sshd; then \
+	  echo "installing system packages: $(SYSDEPS_ARM)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_ARM) >/dev/null; \
+	fi
 
 clean:
 	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist
