@@ -51,7 +51,8 @@ int main(void) {
     report("butter_bad_args", 0, nk_butter_sos(2, NK_BUTTER_BAND, 6000, 300, FS, sos, 4) == NK_ERR_ARG);
 
     /* --- band-pass: DC must be rejected */
-    nk_bandpass *bp = nk_bandpass_new(C, sos, ns);
+    nk_bandpass *bp = NULL;
+    nk_bandpass_new(C, sos, ns, &bp);
     int st = nk_bandpass_process(bp, data, filt, T);
     double tail_mean = 0;
     for (int t = T - 3000; t < T; t++) tail_mean += filt[t * C + 0];
@@ -68,7 +69,8 @@ int main(void) {
     nk_bandpass_free(bp);
 
     /* --- LFP: low-pass + decimate by 30 */
-    nk_lfp *lfp = nk_lfp_new(C, sos + 6 * ns, nl, 30);
+    nk_lfp *lfp = NULL;
+    nk_lfp_new(C, sos + 6 * ns, nl, 30, &lfp);
     static float lfp_out[(T / 30 + 1) * C];
     int32_t n_lfp = 0;
     st = nk_lfp_process(lfp, data, T, 0, lfp_out, T / 30 + 1, &n_lfp);
@@ -78,7 +80,8 @@ int main(void) {
     /* --- reference: median of a known row */
     int32_t groups[C];
     for (int c = 0; c < C; c++) groups[c] = c < 16 ? 0 : 1;
-    nk_reference *ref = nk_reference_new(C, groups, NK_REF_MEDIAN);
+    nk_reference *ref = NULL;
+    nk_reference_new(C, groups, NK_REF_MEDIAN, &ref);
     float row[C];
     for (int c = 0; c < C; c++) row[c] = (float)((c * 7) % 16);  /* 0..15 per group: median 7.5 */
     nk_reference_process(ref, row, 1);
@@ -87,7 +90,7 @@ int main(void) {
     report("cmr", fnv(FNV0, filt, sizeof filt), st == NK_OK);
     nk_reference_free(ref);
     for (int c = 0; c < C; c++) groups[c] = 0;
-    ref = nk_reference_new(C, groups, NK_REF_AVERAGE);
+    nk_reference_new(C, groups, NK_REF_AVERAGE, &ref);
     memcpy(filt2, filt, sizeof filt);
     nk_reference_process(ref, filt2, T);
     report("car", fnv(FNV0, filt2, sizeof filt2), 1);
@@ -103,7 +106,8 @@ int main(void) {
     }
     off[C] = k;
     nk_detect_config dc = {C, NK_POLARITY_NEG, 5.0f, 6, 30, 3000, 0.1f, 2e-5f};
-    nk_detect *det = nk_detect_new(&dc, off, idx);
+    nk_detect *det = NULL;
+    nk_detect_new(&dc, off, idx, &det);
     int32_t cap = nk_detect_max_events(det, T);
     nk_event *ev = calloc((size_t)cap, sizeof *ev);
     int32_t nev = 0;
@@ -144,8 +148,10 @@ int main(void) {
         nbrs[c * 3] = c; nbrs[c * 3 + 1] = c > 0 ? c - 1 : -1; nbrs[c * 3 + 2] = c + 1 < C ? c + 1 : -1;
     }
     nk_snippet_config sc = {C, 16, 32, 3, 300, 256};
-    nk_snippet *sn = nk_snippet_new(&sc, nbrs);
-    nk_features *ft = nk_features_new(C, 600, nk_detect_latency(det));
+    nk_snippet *sn = NULL;
+    nk_snippet_new(&sc, nbrs, &sn);
+    nk_features *ft = NULL;
+    nk_features_new(C, 600, nk_detect_latency(det), &ft);
     nk_event *sev = calloc(256, sizeof *sev);
     float *wav = calloc(256 * 3 * 48, sizeof *wav);
     int64_t bidx[8]; int32_t bseen[8]; int32_t bcnt[8 * C]; float bpow[8 * C];
@@ -169,9 +175,81 @@ int main(void) {
     nk_detect_free(det);
     free(ev); free(sev); free(wav);
 
+    /* --- a gap: samples [G0, G1) never arrive. The band-pass restarts from its steady state
+     * (the DC offset does not ring), the detector decides the edge with its window cut, holds σ
+     * and stays quiet for HOLD samples; snippets never reach across; bins count what they saw. */
+    {
+        enum { G0 = 15100, G1 = 18100, HOLD = 100, B = 300 };
+        nk_bandpass *bg = NULL;
+        nk_detect *dg = NULL;
+        nk_snippet *sg = NULL;
+        nk_features *fg = NULL;
+        nk_bandpass_new(C, sos, ns, &bg);
+        nk_detect_new(&dc, off, idx, &dg);
+        nk_snippet_new(&sc, nbrs, &sg);
+        nk_features_new(C, 600, nk_detect_latency(dg), &fg);
+        int32_t gcap = nk_detect_max_events(dg, B);
+        nk_event *gev = calloc((size_t)gcap, sizeof *gev);
+        nk_event *gsev = calloc(256, sizeof *gsev);
+        float *gwav = calloc(256 * 3 * 48, sizeof *gwav);
+        float *y = calloc((size_t)B * C, sizeof *y);
+        uint64_t hg = FNV0;
+        int quiet_ok = 1, invented = 0, settle_ok = 1, bins_ok = 1, edge_bins = 0;
+        int64_t dropped_before = 0;
+        for (int t = 0; t < T;) {
+            int n = t < G0 && t + B > G0 ? G0 - t : (T - t < B ? T - t : B);
+            if (t == G0) {                                   /* the gap */
+                int32_t me = 0, mb = 0;
+                st = nk_detect_resume(dg, G1, HOLD, gev, gcap, &me);
+                dropped_before = nk_snippet_dropped(sg) + nk_snippet_pending(sg) + me;
+                st |= nk_snippet_resume(sg, G1, gev, me);
+                st |= nk_features_resume(fg, gev, me, G1, bidx, bseen, bcnt, bpow, 8, &mb);
+                for (int i = 0; i < mb; i++)
+                    bins_ok &= bidx[i] == G0 / 600 ? bseen[i] == G0 % 600 : bseen[i] == 600;
+                edge_bins = mb;
+                st |= nk_bandpass_settle(bg, data + (size_t)G1 * C);
+                bins_ok &= st == NK_OK && nk_snippet_dropped(sg) == dropped_before;
+                t = G1;
+                continue;
+            }
+            int32_t m = 0, ms = 0, mb = 0;
+            nk_bandpass_process(bg, data + (size_t)t * C, y, n);
+            if (t == G1)
+                for (int i = 0; i < 20 * C; i++) settle_ok &= fabsf(y[i]) < 80.0f;
+            nk_detect_process(dg, y, n, t, gev, gcap, &m);
+            nk_snippet_process(sg, y, n, t, gev, m, gsev, gwav, 256, &ms);
+            nk_features_process(fg, y, n, t, gev, m, bidx, bseen, bcnt, bpow, 8, &mb);
+            for (int i = 0; i < m; i++) {
+                quiet_ok &= !(gev[i].sample >= G0 && gev[i].sample < G1 + HOLD);
+                int near = 0;                 /* every spike is one of the injected ones */
+                for (int t0 = 20000 % 450 + 3000; t0 + 12 < T; t0 += 450)
+                    near |= gev[i].sample >= t0 && gev[i].sample <= t0 + 12;
+                invented += !near || gev[i].channel < 3 || gev[i].channel > 7;
+                hg = fnv(hg, &gev[i].sample, 8); hg = fnv(hg, &gev[i].amplitude, 4);
+            }
+            for (int i = 0; i < mb; i++) {
+                const int64_t b0 = bidx[i] * 600, b1 = b0 + 600;
+                bins_ok &= !(b0 >= G0 && b1 <= G1);           /* no bin inside the gap */
+                if (b0 < G1 && b1 > G1) bins_ok &= bseen[i] == b1 - G1;
+                hg = fnv(hg, bpow + (size_t)i * C, sizeof(float) * C);
+            }
+            hg = fnv(hg, gwav, sizeof(float) * 3 * 48 * (size_t)ms);
+            t += n;
+        }
+        report("gap_resume", hg, quiet_ok && invented == 0 && settle_ok && bins_ok
+                                     && edge_bins >= 1 && nk_features_late(fg) == 0);
+        nk_bandpass_free(bg); nk_detect_free(dg); nk_snippet_free(sg); nk_features_free(fg);
+        free(gev); free(gsev); free(gwav); free(y);
+    }
+
     /* --- bad arguments are refused, never crash */
-    report("bad_new", 0, nk_bandpass_new(0, sos, 1) == NULL && nk_reference_new(C, NULL, 0) == NULL
-                             && nk_detect_new(NULL, NULL, NULL) == NULL);
+    nk_bandpass *bad_bp = NULL;
+    nk_reference *bad_ref = NULL;
+    nk_detect *bad_det = NULL;
+    report("bad_new", 0, nk_bandpass_new(0, sos, 1, &bad_bp) == NK_ERR_ARG && bad_bp == NULL
+                             && nk_reference_new(C, NULL, 0, &bad_ref) == NK_ERR_ARG
+                             && nk_detect_new(NULL, NULL, NULL, &bad_det) == NK_ERR_ARG
+                             && nk_detect_new(&dc, off, idx, NULL) == NK_ERR_ARG);
     report("status_str", 0, strcmp(nk_status_str(NK_ERR_CAPACITY), "output buffer too small") == 0);
     return failures ? 1 : 0;
 }
