@@ -65,7 +65,7 @@ def _varint(n: int) -> bytes:
 
 def _canonical_header(channels: int, rate: int, data_len: int, suffix_len: int) -> bytes:
     """The 44-byte header most PCM WAV writers produce."""
-    if not (1 <= channels and 1 <= rate and rate * 2 * channels < 1 << 32
+    if not (channels >= 1 and rate >= 1 and rate * 2 * channels < 1 << 32
             and 36 + data_len + suffix_len < 1 << 32):
         raise ContainerError(f"a WAV cannot hold {channels} channel(s) at {rate} Hz with "
                              f"{data_len} data bytes (forged header?)")
@@ -238,7 +238,7 @@ def decode(inp: BinaryIO, out: BinaryIO, *, max_output: int = MAX_OUTPUT_BYTES) 
     else:
         n_frames, n_packets = src.varint("frame count"), src.varint("packet count")
         max_block = src.varint("largest block")
-        if max_block * c > MAX_PACKET_SAMPLES or (n_frames and not 1 <= max_block):
+        if max_block * c > MAX_PACKET_SAMPLES or (n_frames and max_block < 1):
             raise ContainerError(f"corrupt container: packets of {max_block} samples × {c} "
                                  "channels")
         if n_packets * max_block < n_frames:

@@ -53,7 +53,7 @@ def test_cut_at_every_packet_boundary_is_an_error_and_leaves_no_output(tmp_path:
     wav = wav_bytes(signal(20000))
     blob = cc.encode_wav(wav, block=3000)
     assert cc.decode_wav(blob) == wav
-    for end in packet_ends(blob)[:-1] + [len(blob) - 12, len(blob) - 1]:
+    for end in [*packet_ends(blob)[:-1], len(blob) - 12, len(blob) - 1]:
         (tmp_path / "cut.nkc").write_bytes(blob[:end])
         rc = hubctl(["codec", "decode", str(tmp_path / "cut.nkc"), str(tmp_path / "o.wav")])
         assert rc == 2 and not (tmp_path / "o.wav").exists()
@@ -134,7 +134,7 @@ def test_decode_streams_with_bounded_memory(tmp_path: Path) -> None:
 def test_version_1_files_still_decode() -> None:
     """The old container (no totals) is read, with a warning."""
     wav = wav_bytes(signal(3000, 1))
-    off, size, ch, _ = cc.wav_layout(wav)
+    off, _, _, _ = cc.wav_layout(wav)
     enc = codec.Encoder(1, sample_rate=19531, resync_interval=1000)
     parts = [cc.MAGIC_V1]
     for part in (wav[:off], b"", enc.header):
