@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hub.argtypes import bounded, positive
 from hub.link import encode_frame
 from hub.sources import Recording, open_recording
 
@@ -45,6 +46,8 @@ def synth_recording(spec: str) -> Recording:
         seed = int(parts[3]) if len(parts) > 3 else 1
     except (IndexError, ValueError) as e:
         raise ValueError(f"{spec!r}: want synth:CHANNELS:FS[:SECONDS[:SEED]]") from e
+    if not (1 <= c <= 1024 and 1000 <= fs <= 200_000 and 0.01 <= seconds <= 3600):
+        raise ValueError(f"{spec!r}: want 1–1024 channels, 1–200 kHz, 0.01–3600 s")
     rng = np.random.default_rng(seed)
     n = int(seconds * fs)
     data = rng.normal(0, 20, (n, c)).astype(np.float32)
@@ -200,20 +203,28 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recording")
     p.add_argument("--connect", required=True, help="tcp:HOST:PORT | unix:PATH | pty")
-    p.add_argument("--speed", type=float, default=1.0, help="× real time")
-    p.add_argument("--duration", type=float, help="seconds of signal (loops the recording)")
-    p.add_argument("--channels", type=int, help="send only the first N channels")
-    p.add_argument("--frame-samples", type=int, help="samples per frame (default 1 ms)")
-    p.add_argument("--drop", type=float, default=0.0, help="probability a frame is lost")
-    p.add_argument("--corrupt", type=float, default=0.0, help="probability a frame is damaged")
-    p.add_argument("--garbage", type=float, default=0.0, help="probability of junk bytes")
+    p.add_argument("--speed", type=bounded(0.001, 1000), default=1.0, help="× real time")
+    p.add_argument("--duration", type=positive, help="seconds of signal (loops the recording)")
+    p.add_argument("--channels", type=bounded(1, 1024, integer=True),
+                   help="send only the first N channels")
+    p.add_argument("--frame-samples", type=bounded(1, 4096, integer=True),
+                   help="samples per frame (default 1 ms)")
+    p.add_argument("--drop", type=bounded(0, 1), default=0.0, help="probability a frame is lost")
+    p.add_argument("--corrupt", type=bounded(0, 1), default=0.0,
+                   help="probability a frame is damaged")
+    p.add_argument("--garbage", type=bounded(0, 1), default=0.0,
+                   help="probability of junk bytes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", help="also write the statistics here (JSON)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s implant %(message)s",
                         stream=sys.stderr)
-    rec = load(args.recording)
-    link = Link(args.connect)
+    try:
+        rec = load(args.recording)
+        link = Link(args.connect)
+    except (ValueError, OSError) as e:     # a bad recording or address: say so, exit 2
+        print(f"hil.implant: error: {e}", file=sys.stderr)
+        return 2
     st = run_implant(rec, link, args.speed, args.duration, args.frame_samples, args.drop,
                      args.corrupt, args.garbage, args.seed, args.channels)
     out: dict[str, Any] = {"recording": rec.name, "sampling_frequency": rec.sampling_frequency,

@@ -57,6 +57,12 @@ def run_offline_sorter(recording_dir: Path, start_s: float, duration_s: float,
     import spikeinterface.core as si
     import spikeinterface.sorters as ss
 
+    if sorter not in ss.available_sorters():
+        raise ValueError(f"--sorter {sorter!r}: not a SpikeInterface sorter (installed: "
+                         f"{', '.join(ss.installed_sorters()) or 'none'})")
+    if sorter not in ss.installed_sorters():
+        raise ValueError(f"--sorter {sorter!r} is not installed here (installed: "
+                         f"{', '.join(ss.installed_sorters()) or 'none'})")
     rec = si.load(recording_dir)
     fs = rec.get_sampling_frequency()
     a = round(start_s * fs)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.receiver import Receiver
+from hub.argtypes import host_port, positive
 from hub.wire import SCHEMA_VERSION, Chunker, pb
 from hub.wire.backoff import Backoff
 from hub.wire.masks import channels_to_mask
@@ -28,17 +29,17 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", metavar="HOST:PORT", help="the hub's TCP uplink")
+    p.add_argument("--tcp", metavar="HOST:PORT", type=host_port, help="the hub's TCP uplink")
     p.add_argument("--ble", metavar="NAME", help="the hub's BLE name (instead of --tcp)")
     p.add_argument("--hci", metavar="TRANSPORT",
                    help="with --ble: Bumble HCI transport (virtual radio) instead of the OS one")
     p.add_argument("--keystore", type=Path, default=Path("host_bonds.json"),
                    help="with --ble --hci: this host's bond keys")
     p.add_argument("--pair", action="store_true", help="with --ble: pair if not bonded")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", type=positive, help="stop after this many seconds")
     p.add_argument("--until-final", action="store_true",
                    help="stop when the hub closes the link after its final report")
-    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument("--connect-timeout", type=positive, default=30.0)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="configure the hub after connecting (repeatable)")
     p.add_argument("--json", type=Path, help="write the summary here")
@@ -221,8 +222,8 @@ def run(args: argparse.Namespace) -> int:
                                    pair=args.pair, connect_timeout=args.connect_timeout,
                                    packets_out=args.packets_out, raw_out=args.raw_out))
     elif args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration,
+        host, port = args.tcp
+        s = asyncio.run(record(host, port, args.duration,
                                args.until_final, args.set, args.connect_timeout,
                                args.packets_out, args.raw_out))
     else:

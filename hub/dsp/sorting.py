@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,8 +115,18 @@ class TemplateSet:
     def load(cls, path: Path) -> TemplateSet:
         try:
             z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise TemplateError(f"{path}: not a templates file ({e})") from e
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise TemplateError(f"{path}: not a templates file ({e or type(e).__name__})") from e
+        try:
+            return cls._read(z, path)
+        except TemplateError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+            raise TemplateError(f"{path}: damaged templates file ({e or type(e).__name__})") \
+                from e
+
+    @classmethod
+    def _read(cls, z: Any, path: Path) -> TemplateSet:
         with z:
             need = ("format", "version", "sampling_frequency", "n_channels", "pre", "post",
                     "unit_ids", "templates", "basis")
