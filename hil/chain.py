@@ -68,6 +68,7 @@ class ChainSpec:
     raw_out: bool = False                  # the receiver saves decoded raw in OUT/raw.npz
     link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
     ble_name: str = "ihub-01"
+    air_extra_devices: list[str] = field(default_factory=list)   # more centrals on the air
     #: The hub command (default: this tree's ``python -m hub``); e.g. an installed hub run in
     #: a foreign-architecture root: ["chroot", ROOT, "/opt/implant-hub/bin/hub"] (make hil-arm)
     hub_cmd: list[str] | None = None
@@ -127,15 +128,18 @@ class Chain:
         """The virtual radio (uplink "ble"): ports of its hub and host controllers."""
         ports = self.out / "air.json"
         ports.unlink(missing_ok=True)
-        air = self._start([PY, "-m", "hil.air", "--devices", "hub,host", "--ports-file",
+        devices = ",".join(["hub", "host", *self.spec.air_extra_devices])
+        air = self._start([PY, "-m", "hil.air", "--devices", devices, "--ports-file",
                            str(ports), "--model-json", json.dumps(self.spec.link_model or {})],
                           "air.log")
         deadline = time.monotonic() + 20
-        while not ports.exists():
+        while True:         # the file may exist before it is whole: read until it parses
             if air.poll() is not None or time.monotonic() > deadline:
                 raise ChainError(f"air did not start:\n{_tail(self.out / 'air.log')}")
+            with contextlib.suppress(OSError, ValueError):
+                info: dict[str, Any] = json.loads(ports.read_text())
+                break
             time.sleep(0.05)
-        info: dict[str, Any] = json.loads(ports.read_text())
         self.air = info
         return info
 
