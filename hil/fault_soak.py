@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(args)
     with soak.chain:
         report = asyncio.run(soak.run())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "faults.json").write_text(json.dumps(report, indent=1))   # before the BLE phase
     if args.ble_seconds > 0:
         from hil.fault_soak_ble import ble_phase
 
