@@ -44,6 +44,7 @@ from bumble.gatt import Characteristic, CharacteristicValue, Descriptor, Service
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 
+from hub.uplink import ble_link
 from hub.uplink.base import CommandHandler, Uplink
 from hub.wire import gatt
 from hub.wire.bonds import SecretKeyStore, device_address, secure_dir
@@ -147,17 +148,8 @@ class BleUplink(Uplink):
         conn = self._conn
         if conn is None:
             return None
-        interval_us = float(conn.parameters.connection_interval) * 1000.0
-        if interval_us <= 0:
-            return None
-        rate, preamble = (2.0, 2) if self._phy == "2M" else (1.0, 1)
-        acl = self._mtu + 4                       # one notification = one L2CAP PDU
-        n_pdus = -(-acl // max(27, self._data_length))
-        pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
-                  + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
-        per_event = int(interval_us // (pdu_us * n_pdus))
-        payload = min(self.config.payload_size, self._mtu - 3)
-        return per_event * payload * 8 / (interval_us / 1e6) or None
+        return ble_link.nominal_bps(float(conn.parameters.connection_interval), self._phy,
+                                    self._mtu, self._data_length, self.config.payload_size)
 
     @property
     def address(self) -> str:
@@ -389,16 +381,7 @@ class BleUplink(Uplink):
     # ------------------------------------------------------------------ connection
     async def _advertise(self) -> None:
         assert self.device is not None
-        from bumble.core import UUID, AdvertisingData
-
-        name = self.config.name.encode()
-        uuid_ad = (AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
-                   bytes(UUID(gatt.SERVICE_UUID)))
-        flags = (AdvertisingData.FLAGS, bytes([0x06]))  # LE general discoverable, no BR/EDR
-        room = 31 - 3 - 18 - 2
-        name_ad = ((AdvertisingData.COMPLETE_LOCAL_NAME, name) if len(name) <= room
-                   else (AdvertisingData.SHORTENED_LOCAL_NAME, name[:room]))
-        data = bytes(AdvertisingData([flags, uuid_ad, name_ad]))
+        data = ble_link.advertising_data(self.config.name)
         # restarted by hand (_readvertise), also while connected: auto_restart would only
         # restart after a disconnection, and a stranger's idle connection would hide the hub
         await self.device.start_advertising(
@@ -445,19 +428,7 @@ class BleUplink(Uplink):
         connection.on("pairing", lambda keys: self._on_pairing(connection, keys))
         connection.on("pairing_failure", lambda reason: log.warning(
             "pairing with %s failed: %s", connection.peer_address, reason))
-        self._spawn(self._tune_link(connection))
-
-    async def _tune_link(self, connection: Connection) -> None:
-        """The peripheral asks for long PDUs and 2M PHY itself (the central may not)."""
-        try:
-            await connection.set_data_length(gatt.DATA_LENGTH, gatt.DATA_LENGTH_TIME_US)
-        except Exception as e:  # a controller without DLE: 27-byte PDUs
-            log.info("data length not set: %r", e)
-        if self.config.prefer_2m_phy:
-            try:
-                await connection.set_phy(tx_phys=[hci.Phy.LE_2M], rx_phys=[hci.Phy.LE_2M])
-            except Exception as e:  # a controller without 2M: stay on 1M
-                log.info("2M PHY not set: %r", e)
+        self._spawn(ble_link.tune_link(connection, self.config.prefer_2m_phy))
 
     def _deadline(self, connection: Connection) -> None:
         """A connection that is not the owner by now (no bond, no encryption, no subscription:
