@@ -15,8 +15,9 @@ refused while the owner is alive; it takes over when the owner has stopped readi
 blocked for ``stall_s``) or is gone.
 
 Failures never spin: a send that fails drops that peer at once (``connected`` turns False and
-the scheduler waits for the next host), every send suspends at least once (an uncapped link
-never starves the event loop), and ``stop`` gives a host that does not read a bounded time.
+the scheduler waits for the next host; the scheduler also yields after every chunk, so an
+uncapped link never starves the event loop), and ``stop`` gives a host that does not read a
+bounded time.
 """
 
 from __future__ import annotations
@@ -263,7 +264,6 @@ class TcpUplink(Uplink):
             self._sending_since = None
         self.stats.chunks_sent += 1
         self.stats.bytes_sent += len(chunk)
-        await asyncio.sleep(0)      # drain() need not suspend: let the loop turn once a chunk
         return True
 
     async def stop(self) -> None:
