@@ -68,6 +68,8 @@ class ChainSpec:
     raw_out: bool = False                  # the receiver saves decoded raw in OUT/raw.npz
     link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
     ble_name: str = "ihub-01"
+    implant_runtime: str = "cpython"       # "micropython": hil.mpy_implant (the firmware) …
+    implant_fw: dict[str, Any] | None = None   # … with these firmware keys (clock, faults)
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -189,12 +191,17 @@ class Chain:
         # let the receiver connect (and configure); BLE also scans, pairs and subscribes
         time.sleep(2.0 if s.uplink == "ble" else 0.7)
         imp_json = self.out / "implant.json"
-        imp_args = [PY, "-m", "hil.implant", s.recording, "--connect", self.ports["implant"],
+        mpy = s.implant_runtime == "micropython"
+        imp_args = [PY, "-m", "hil.mpy_implant" if mpy else "hil.implant", s.recording,
+                    "--connect", self.ports["implant"],
                     "--duration", str(s.duration_s), "--speed", str(s.speed),
                     "--stats", str(imp_json), "--drop", str(s.drop), "--corrupt",
                     str(s.corrupt), "--garbage", str(s.garbage)]
         if s.channels:
             imp_args += ["--channels", str(s.channels)]
+        if mpy:
+            imp_args += ["--fw-json", json.dumps(s.implant_fw or {}),
+                         "--log", str(self.out / "implant_fw.jsonl")]
         implant = self._start(imp_args, "implant.log")
         t_start = time.monotonic()
         cpu0, cpu_t0 = None, 0.0
