@@ -31,8 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from hil.mpy_runtime import (FeedServer, compile_firmware, firmware_command, firmware_env,
-                             mpy_cross_version, read_log)
+from hil.mpy_runtime import (
+    FeedServer,
+    compile_firmware,
+    firmware_command,
+    firmware_env,
+    mpy_cross_version,
+    read_log,
+)
 
 log = logging.getLogger(__name__)
 
