@@ -76,7 +76,7 @@ def recording_blocks(spec: str, channels: int | None
 
 def stats_from_log(lines: list[dict[str, Any]], spf: int) -> dict[str, Any]:
     """The firmware's final statistics, with hil.implant's key names beside its own."""
-    st = next((x for x in reversed(lines) if x.get("ev") == "stats"), {})
+    st: dict[str, Any] = next((x for x in reversed(lines) if x.get("ev") == "stats"), {})
     return {**st, "dropped_disconnected": st.get("dropped_link", 0) + st.get("overruns", 0)
             + st.get("underruns", 0), "garbage_bytes": st.get("junk_bytes", 0),
             "samples": st.get("frames", 0) * spf}
