@@ -30,6 +30,7 @@ import numpy.typing as npt
 from hub.daemon.config_store import ConfigStore, HubConfig, atomic_write
 from hub.daemon.control import Control, Templates, UnsupportedError
 from hub.daemon.engine import PipelineStage
+from hub.daemon.linkclock import ArrivalClock
 from hub.daemon.packets import Packer
 from hub.daemon.rawcodec import RawCodec
 from hub.daemon.scheduler import RAW, SPIKES, Scheduler, SchedulerConfig
@@ -75,6 +76,7 @@ class Daemon:
         self.cmd_reassembler = Reassembler()
         self.parser = FrameParser()
         self.assembler = BlockAssembler(block_samples=300)
+        self.link_clock = ArrivalClock()
         self.transport = LinkTransport(opts.implant)
         self.stage = PipelineStage(self.packer, self._config)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kernels")
@@ -140,8 +142,13 @@ class Daemon:
         return self._telemetry()
 
     def time_sync(self, host_time_ns: int) -> pb.TimeSync:
-        return pb.TimeSync(sample_index=self.last_sample, hub_time_ns=self.last_t_ns,
-                           sampling_frequency=self.stage.fs, host_time_ns=host_time_ns)
+        """The latest complete interval's least delayed frame arrival (hub.daemon.linkclock);
+        before there is one, the last block's."""
+        ob = self.link_clock.last
+        s, t = (ob.sample_index, ob.hub_time_ns) if ob else (self.last_sample, self.last_t_ns)
+        return pb.TimeSync(sample_index=s, hub_time_ns=t, sampling_frequency=self.stage.fs,
+                           host_time_ns=host_time_ns, clock_epoch=self.link_clock.epoch,
+                           sent_ns=time.monotonic_ns())
 
     # ------------------------------------------------------------ inputs
     def _on_command(self, chunk: bytes) -> None:
@@ -151,7 +158,10 @@ class Daemon:
     def _on_link_data(self, data: bytes) -> None:
         t_ns = time.monotonic_ns()
         for frame in self.parser.feed(data):
-            for item in self.assembler.push(frame):
+            items = self.assembler.push(frame)
+            self.link_clock.observe(frame.counter, self.assembler.end_sample, t_ns,
+                                    frame.sampling_rate)
+            for item in items:
                 self._queue_block(item, t_ns)
 
     def _queue_block(self, item: Block | Gap, t_ns: int) -> None:
@@ -251,6 +261,7 @@ class Daemon:
             await asyncio.sleep(self.opts.telemetry_s)
             self.cpu_load = self.cpu.read()
             self.scheduler.submit(self.packer.telemetry(self._telemetry(), self.last_sample))
+            self.link_clock.roll()
             if self.last_t_ns:
                 self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
             self.scheduler.request_report()

@@ -316,16 +316,20 @@ class ShedReport(_message.Message):
     def __init__(self, ranges: _Optional[_Iterable[_Union[ShedRange, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., report_seq: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class TimeSync(_message.Message):
-    __slots__ = ("sample_index", "hub_time_ns", "sampling_frequency", "host_time_ns")
+    __slots__ = ("sample_index", "hub_time_ns", "sampling_frequency", "host_time_ns", "clock_epoch", "sent_ns")
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     HUB_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
     HOST_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SENT_NS_FIELD_NUMBER: _ClassVar[int]
     sample_index: int
     hub_time_ns: int
     sampling_frequency: float
     host_time_ns: int
-    def __init__(self, sample_index: _Optional[int] = ..., hub_time_ns: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., host_time_ns: _Optional[int] = ...) -> None: ...
+    clock_epoch: int
+    sent_ns: int
+    def __init__(self, sample_index: _Optional[int] = ..., hub_time_ns: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., host_time_ns: _Optional[int] = ..., clock_epoch: _Optional[int] = ..., sent_ns: _Optional[int] = ...) -> None: ...
 
 class LogRecord(_message.Message):
     __slots__ = ("level", "logger", "message")
