@@ -70,6 +70,7 @@ class ChainSpec:
     ble_name: str = "ihub-01"
     implant_runtime: str = "cpython"       # "micropython": hil.mpy_implant (the firmware) …
     implant_fw: dict[str, Any] | None = None   # … with these firmware keys (clock, faults)
+    packets_out: bool = False              # the receiver logs every chunk in OUT/packets.bin
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -187,6 +188,8 @@ class Chain:
             rx_args += ["--set", item]
         if s.raw_out:
             rx_args += ["--raw-out", str(self.out / "raw.npz")]
+        if s.packets_out:
+            rx_args += ["--packets-out", str(self.out / "packets.bin")]
         rx = self._start(rx_args, "rx.log")
         # let the receiver connect (and configure); BLE also scans, pairs and subscribes
         time.sleep(2.0 if s.uplink == "ble" else 0.7)
