@@ -4,11 +4,12 @@ Two clocks stand between a spike and the host's timeline:
 
 1. **implant → hub.** Each periodic ``TimeSync`` says "the implant frame ending at
    ``sample_index`` arrived at ``hub_time_ns``" — the least delayed arrival of the last
-   telemetry interval (``hub/daemon/linkclock.py``). These points lie a nearly constant transit
-   time above the implant's true sample clock. :class:`TimeSyncFit` fits them with a line
-   ``t = t0 + slope · (s − s0)`` on their *lower envelope*: least squares, then refits on the
-   points within ``floor_ns`` of the least delayed or below the ``keep`` quantile of the
-   residuals, a few times. The slope is the implant's real sample period in hub ns; its
+   telemetry interval (``hub/daemon/linkclock.py``). These points lie a transit time above the
+   implant's true sample clock that varies little from one to the next (the minimum of a
+   second's frames). :class:`TimeSyncFit` fits them with a line ``t = t0 + slope · (s − s0)``
+   by least squares without the late outliers (a stall longer than an interval), then moves
+   it onto their lower envelope (the least delayed point). The slope is the implant's real
+   sample period in hub ns; its
    deviation from 1/fs is the crystal's error (``drift_ppm``). Only points of the last
    ``window_s`` seconds are used, so a slowly wandering crystal is followed.
 2. **hub → host.** :class:`HubToHost`: the same clock when hub and host run on one machine
@@ -62,10 +63,16 @@ class TimeSyncFit:
 
     def __init__(self, window_s: float = 120.0, min_points: int = 3, iterations: int = 3,
                  keep: float = 0.5, floor_ns: float = 100_000.0, max_points: int = 4096,
-                 same_clock: bool = False, wall_offset_ns: int | None = None) -> None:
-        """``window_s``: seconds of points fitted; ``keep``/``floor_ns``: the envelope (points
-        below that residual quantile or within ``floor_ns`` of the least delayed one);
-        ``same_clock``: hub and host share CLOCK_MONOTONIC (one machine)."""
+                 same_clock: bool = False, method: str = "robust",
+                 wall_offset_ns: int | None = None) -> None:
+        """``window_s``: seconds of points fitted. ``method``: "robust" (least squares without
+        the late outliers, for the hub's least-delayed stamps, whose delays are nearly iid)
+        or "envelope" (refits on the points below the ``keep`` quantile of the residuals or
+        within ``floor_ns`` of the least delayed: for heavy-tailed arrival times, e.g. a hub
+        that does not stamp). ``same_clock``: hub and host share CLOCK_MONOTONIC."""
+        if method not in ("robust", "envelope"):
+            raise ValueError(f"method {method!r}: want robust or envelope")
+        self.method = method
         self.window_ns = int(window_s * 1e9)
         self.min_points = min_points
         self.iterations = iterations
@@ -114,6 +121,7 @@ class TimeSyncFit:
             self.add(int(ts.sample_index), int(ts.hub_time_ns), fs, int(ts.clock_epoch))
         else:
             self.hub_to_host.same_clock = True  # the points are already on the host's clock
+            self.method = "envelope"
             self.add(int(ts.sample_index), host_rx_ns, fs)
 
     def _restart(self) -> None:
@@ -145,8 +153,13 @@ class TimeSyncFit:
         keep = np.ones(x.size, dtype=bool)
         for _ in range(self.iterations):
             resid = y - (slope * x + offset)
-            lim = max(float(np.quantile(resid[keep], self.keep)),
-                      float(resid.min()) + self.floor_ns)
+            if self.method == "envelope":
+                lim = max(float(np.quantile(resid[keep], self.keep)),
+                          float(resid.min()) + self.floor_ns)
+            else:                  # robust: drop only the late outliers (> median + 2.5 σ)
+                med = float(np.median(resid[keep]))
+                mad = 1.4826 * float(np.median(np.abs(resid[keep] - med)))
+                lim = med + 2.5 * max(mad, 20_000.0)
             keep = resid <= lim
             if keep.sum() < 2 or np.ptp(x[keep]) == 0:
                 break

@@ -24,7 +24,10 @@ def _simulate(ppm: float, seconds: int, seed: int) -> tuple[list[pb.TimeSync], n
     wander = np.repeat(np.cumsum(rng.normal(0, 0.15, seconds + 1)), FS // SPF)[:n]  # ppm
     period = SPF * 1e9 / FS / (1 + (ppm + wander) * 1e-6)
     true_end = 2e9 + np.cumsum(period)                      # when each frame's last sample is
-    delay = 80e3 + rng.exponential(400e3, n)                # µs-scale USB/loop jitter …
+    # USB/loop jitter, on a floor that moves with the machine's load from second to second
+    # (what the unix-port implant → hub link shows on a busy 2-core machine: 0.1–0.9 ms) …
+    load = np.repeat(rng.uniform(50e3, 850e3, seconds + 1), FS // SPF)[:n]
+    delay = 80e3 + load + rng.exponential(400e3, n)
     burst = (rng.random(n) < 0.002).nonzero()[0]
     for b in burst:                                         # … stalls: frames held, then burst
         delay[b:b + 150] += np.linspace(150 * 1e6, 0, min(150, n - b))
