@@ -39,6 +39,7 @@ def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
         if only and sc["name"] not in only:
             continue
         chain = scaled(sc["chain"], scale)
+        chain["packets_out"] = True          # the report's figures read the packet log
         want = sc["expect"].get("ble_connects")
 
         def connects(s: dict[str, Any], want: int | None = want) -> list[str]:

@@ -95,9 +95,43 @@ def read_packets(path: Path) -> list[pb.Envelope]:
     return out
 
 
-def evaluate(packets: list[pb.Envelope], truth: ClockTruth, tol_ppm: float = 5.0
+class SessionTruth:
+    """Every clock epoch of a session (the implant rebooted in between): the hub keeps counting
+    samples across a reboot, the implant's counter restarts, so epoch e starts at the hub's
+    sample index where epoch e−1 stopped (its ``reboot`` line: frames scheduled × spf)."""
+
+    def __init__(self, lines: list[dict[str, Any]]) -> None:
+        n = sum(1 for x in lines if x.get("ev") == "boot")
+        self.epochs = [ClockTruth(lines, e) for e in range(n)]
+        self.spf = self.epochs[0].spf
+        self.bases = [0]
+        for x in lines:
+            if x.get("ev") == "reboot":
+                self.bases.append(self.bases[-1] + int(x["counter"]) * self.spf)
+        self.bases = self.bases[:n]
+
+    def _epoch(self, s: int) -> int:
+        return max(0, bisect.bisect_right(self.bases, s) - 1)
+
+    def sample_ns(self, samples: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        s = np.asarray(samples, dtype=np.int64)
+        out = np.empty(s.size)
+        ep = np.array([self._epoch(int(v)) for v in s.tolist()], dtype=np.int64)
+        for e in np.unique(ep).tolist():
+            m = ep == e
+            out[m] = self.epochs[e].sample_ns(s[m] - self.bases[e])
+        return out
+
+    def ppm_at(self, sample: int) -> float:
+        e = self._epoch(sample)
+        return self.epochs[e].ppm_at((sample - self.bases[e]) // self.spf - 1)
+
+
+def evaluate(packets: list[pb.Envelope], lines: list[dict[str, Any]], tol_ppm: float = 5.0
              ) -> dict[str, Any]:
-    """Drift recovery and spike-timestamp error of one session (see the module docstring)."""
+    """Drift recovery and spike-timestamp error of one session (see the module docstring);
+    ``lines``: the firmware's log."""
+    truth = SessionTruth(lines)
     fit = TimeSyncFit(same_clock=True)
     t_first: float | None = None
     track: list[tuple[float, float, float]] = []     # (s since first point, fitted, true)
@@ -111,31 +145,34 @@ def evaluate(packets: list[pb.Envelope], truth: ClockTruth, tol_ppm: float = 5.0
             t = ts.hub_time_ns / 1e9
             t_first = t if t_first is None else t_first
             if fit.drift_ppm is not None:
-                k = int(ts.sample_index) // truth.spf - 1
-                track.append((t - t_first, fit.drift_ppm, truth.ppm_at(k)))
+                track.append((t - t_first, fit.drift_ppm, truth.ppm_at(int(ts.sample_index))))
         elif kind == "spikes" and len(env.spikes.offset):
             s = env.spikes.first_sample + np.asarray(env.spikes.offset, np.int64)
             if fit.result() is None:
                 unstamped += s.size
                 continue
             errors.append((fit.to_host_ns(s) - truth.sample_ns(s)) / 1e6)
-    err = np.abs(np.concatenate(errors)) if errors else np.zeros(0)
+    signed = np.concatenate(errors) if errors else np.zeros(0)
+    err = np.abs(signed)
     tr = np.array(track).reshape(-1, 3)
     bad = np.abs(tr[:, 1] - tr[:, 2]) > tol_ppm
     converge = (float(tr[bad.nonzero()[0][-1] + 1, 0]) if bad.any() and not bad[-1]
                 else None if bad.any() else float(tr[0, 0]) if tr.size else None)
+    late = tr[:, 0] >= 60
     res = fit.result()
     return {
-        "true_ppm_base": truth.segments[0].ppb / 1000.0,
+        "true_ppm_base": truth.epochs[0].segments[0].ppb / 1000.0,
         "true_ppm_end": float(tr[-1, 2]) if tr.size else None,
         "fitted_ppm_end": float(tr[-1, 1]) if tr.size else None,
-        "max_abs_ppm_error_after_60s": (float(np.abs(tr[tr[:, 0] >= 60, 1] - tr[tr[:, 0] >= 60, 2]
-                                                     ).max()) if (tr[:, 0] >= 60).any() else None),
+        "max_abs_ppm_error_after_60s": (float(np.abs(tr[late, 1] - tr[late, 2]).max())
+                                        if late.any() else None),
         "converged_s": converge,
         "spikes_stamped": int(err.size), "spikes_before_first_fit": unstamped,
         "timestamp_error_ms": {"p50": float(np.percentile(err, 50)) if err.size else None,
                                "p99": float(np.percentile(err, 99)) if err.size else None,
-                               "max": float(err.max()) if err.size else None},
+                               "max": float(err.max()) if err.size else None,
+                               "median_signed": (float(np.median(signed)) if signed.size
+                                                 else None)},
         "fit": res.to_dict() if res else None, "resets": fit.resets,
         "track": tr.round(4).tolist(),
     }

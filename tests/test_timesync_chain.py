@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from host_tools.timesync import TimeSyncFit
-from hub.daemon.linkclock import ArrivalClock
+from hub.daemon.linkclock import ArrivalClock, Observation
 from hub.wire import pb
 
 FS = 30000
@@ -90,7 +90,8 @@ def test_arrival_clock_keeps_the_least_delayed_frame_and_counts_reboots() -> Non
     assert ob is not None and (ob.sample_index, ob.hub_time_ns) == (60, 2_100_000)
     assert c.roll() == ob                           # an empty interval keeps the last one
     c.observe(0, 120, 9_000_000, FS)               # counter back to 0: the implant rebooted
-    assert c.epoch == 1 and c.last is None
+    assert c.epoch == 1 and c.new_epoch             # announced at once, with its first frame
+    assert c.last == Observation(120, 9_000_000, 1)
 
 
 def test_round_trip_offset_and_one_way_fallback() -> None:

@@ -61,6 +61,8 @@ class Firmware:
         self.link = hal.open_stream(c["link"])
         self.ctl_stream = (self.link if c["control"] == "link" else
                            hal.open_stream(c["control"]) if c["control"] else None)
+        if c["control"] == "link" and hasattr(self.link, "take_input"):
+            self.link.take_input()
         self.ctl = control.ControlParser()
         self.gen = None
         self.feed = None

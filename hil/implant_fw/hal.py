@@ -133,9 +133,9 @@ class SocketStream(Stream):
 
 
 class StdioStream(Stream):
-    """stdout for frames (a PTY on the unix port, USB-CDC on a board), stdin for control.
-    With ``raw_input`` the REPL's Ctrl-C is disabled (control payloads may contain 0x03);
-    three 0x03 in a row outside a message then stop the firmware (``stop_requested``)."""
+    """stdout for frames (a PTY on the unix port, USB-CDC on a board); stdin for control only
+    after ``take_input()``, which disables the REPL's Ctrl-C (control payloads may contain
+    0x03): three 0x03 in a row then stop the firmware (``stop_requested``)."""
 
     def __init__(self, raw_input: bool = False) -> None:
         super().__init__()
@@ -190,7 +190,7 @@ def open_stream(spec: str) -> Stream:
     if spec.startswith(("tcp:", "unix:")):
         return SocketStream(spec)
     if spec in ("stdout", "usbcdc"):
-        return StdioStream(raw_input=spec == "usbcdc")
+        return StdioStream()
     if spec.startswith("uart:"):
         _, uid, baud = spec.split(":")
         return UartStream(int(uid), int(baud))

@@ -10,7 +10,8 @@ host fits points whose delay is the link's minimum, not its jitter.
 
 ``epoch`` counts restarts of the implant's clock (its frame counter went backwards: a reboot);
 sample indices keep counting across one on the hub, but the time base does not, so a fit must
-start over.
+start over. ``new_epoch`` asks the daemon to announce the new epoch at once (with its first
+frame), before any spike of the new clock reaches the host.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class ArrivalClock:
         self._best_key = 0.0
         self._last_counter: int | None = None
         self._end = -1
+        #: set when a frame started a new epoch; whoever sends the news clears it
+        self.new_epoch = False
 
     def observe(self, counter: int, end_sample: int, t_ns: int, fs: float) -> None:
         """Frame ``counter`` arrived at ``t_ns``; the stream now ends at ``end_sample``."""
@@ -46,6 +49,7 @@ class ArrivalClock:
                 self.epoch += 1
                 self._best = None
                 self.last = None
+                self.new_epoch = True
         self._last_counter = counter
         if end_sample <= self._end or fs <= 0:  # a duplicate or rejected frame: nothing new
             return
@@ -55,6 +59,8 @@ class ArrivalClock:
         if self._best is None or key < self._best_key:
             self._best = Observation(end_sample, t_ns, self.epoch)
             self._best_key = key
+        if self.new_epoch and self.last is None:
+            self.last = self._best     # the new clock's first point, to announce it at once
 
     def roll(self) -> Observation | None:
         """Closes the interval: its best observation becomes ``last`` (kept if none)."""

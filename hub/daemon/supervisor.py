@@ -161,6 +161,9 @@ class Daemon:
             items = self.assembler.push(frame)
             self.link_clock.observe(frame.counter, self.assembler.end_sample, t_ns,
                                     frame.sampling_rate)
+            if self.link_clock.new_epoch:       # the implant rebooted: tell the host now
+                self.link_clock.new_epoch = False
+                self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
             for item in items:
                 self._queue_block(item, t_ns)
 
