@@ -92,7 +92,10 @@ def flash(port: str, config: dict[str, Any] | None = None, reset: bool = True) -
     (fw / "implant_fw_manifest.json").write_text(json.dumps(manifest))
     files = [str(fw / f"{m}.mpy") for m in FW_MODULES] + [
         str(fw / n) for n in ("main.py", "implant_cfg.json", "implant_fw_manifest.json")]
-    mpremote(port, "fs", "cp", *files, ":", timeout=120)
+    cps: list[str] = []
+    for f in files:                  # one `fs cp SRC :NAME` per file, chained with "+"
+        cps += [*(["+"] if cps else []), "fs", "cp", f, f":{Path(f).name}"]
+    mpremote(port, *cps, timeout=120)
     got = mpremote(port, "exec", "import fw_main; print(fw_main.VERSION)").strip()
     if got.splitlines()[-1:] != [manifest["firmware"]]:
         raise FlashError(f"the board reports firmware {got!r}, expected {manifest['firmware']}")
