@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                             else Path("implant_fw.log.jsonl"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as logf:
-        child = subprocess.Popen(firmware_command(cfg, fw_dir), stdin=subprocess.DEVNULL,
+        cmd = firmware_command(cfg, log_path.with_suffix(".cfg.json").resolve())
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=logf, cwd=fw_dir,
                                  env=firmware_env(fw_dir))
         signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))

@@ -83,10 +83,11 @@ def compile_firmware(out: Path = FW_BUILD) -> Path:
     return out
 
 
-def firmware_command(cfg: dict[str, Any], fw_dir: Path, heap: str = HEAP) -> list[str]:
-    """The unix-port command line running the compiled firmware with ``cfg``."""
-    return [tool("micropython"), "-X", f"heapsize={heap}", "-m", "fw_main",
-            json.dumps(cfg, separators=(",", ":"))]
+def firmware_command(cfg: dict[str, Any], cfg_file: Path, heap: str = HEAP) -> list[str]:
+    """The unix-port command line running the compiled firmware with ``cfg`` (written to
+    ``cfg_file``: the unix port crashes — "uncaught NLR" — on an argument of ~200 bytes)."""
+    cfg_file.write_text(json.dumps(cfg))
+    return [tool("micropython"), "-X", f"heapsize={heap}", "-m", "fw_main", str(cfg_file)]
 
 
 def firmware_env(fw_dir: Path) -> dict[str, str]:

@@ -58,7 +58,7 @@ def run_fw(fw_dir: Path, cfg: dict[str, Any], tmp: Path,
            timeout: float = 60) -> list[dict[str, Any]]:
     log = tmp / "fw.jsonl"
     with log.open("wb") as f:
-        subprocess.run(firmware_command(cfg, fw_dir), stderr=f, stdout=subprocess.DEVNULL,
+        subprocess.run(firmware_command(cfg, tmp / "cfg.json"), stderr=f, stdout=subprocess.DEVNULL,
                        env=firmware_env(fw_dir), cwd=fw_dir, timeout=timeout, check=True)
     return read_log(log)
 
@@ -109,8 +109,8 @@ def test_control_velocity_changes_rates_and_set_injects_faults(fw_dir: Path,
            "units": 12, "seed": 11}
     log = tmp_path / "fw.jsonl"
     with log.open("wb") as f:
-        p = subprocess.Popen(firmware_command(cfg, fw_dir), stderr=f, stdout=subprocess.DEVNULL,
-                             env=firmware_env(fw_dir), cwd=fw_dir)
+        p = subprocess.Popen(firmware_command(cfg, tmp_path / "cfg.json"), stderr=f,
+                             stdout=subprocess.DEVNULL, env=firmware_env(fw_dir), cwd=fw_dir)
         assert ctl.wait_connected(20)
         ctl.velocity(1000, 0, seq=7)
         ctl.garbage(b"\xc5\x3c\x01\x08nonsense-with-a-bad-crc")
