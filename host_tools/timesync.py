@@ -61,7 +61,7 @@ class ClockFit:
 class TimeSyncFit:
     """Maps implant sample indices to hub (or host) time in ns."""
 
-    def __init__(self, window_s: float = 120.0, min_points: int = 3, iterations: int = 3,
+    def __init__(self, window_s: float = 300.0, min_points: int = 3, iterations: int = 3,
                  keep: float = 0.5, floor_ns: float = 100_000.0, max_points: int = 4096,
                  same_clock: bool = False, method: str = "robust",
                  wall_offset_ns: int | None = None) -> None:
