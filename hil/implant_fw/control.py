@@ -79,9 +79,17 @@ class ControlParser:
                 continue
             end = pos + 4 + n + 4
             if len(buf) < end:
-                break
-            crc = struct.unpack_from("<I", buf, end - 4)[0]
-            if checksum(memoryview(buf)[pos + 2:end - 4]) != crc:
+                # a junk header may claim more bytes than will come: a complete, valid
+                # message after it proves it junk (else that message would wait for more)
+                j = buf.find(_MAGIC, pos + 1)
+                while j >= 0 and not _valid_at(buf, j):
+                    j = buf.find(_MAGIC, j + 1)
+                if j < 0:
+                    break
+                self.bad += 1
+                pos = j
+                continue
+            if not _valid_at(buf, pos):
                 self.bad += 1
                 pos += 1
                 continue
@@ -90,6 +98,18 @@ class ControlParser:
             pos = end
         self.buf = buf[pos:]
         return out
+
+
+def _valid_at(buf: bytearray, pos: int) -> bool:
+    """A complete message with a good CRC starts at ``pos``."""
+    if len(buf) - pos < 8:
+        return False
+    typ, n = buf[pos + 2], buf[pos + 3]
+    end = pos + 8 + n
+    if not (VELOCITY <= typ <= STOP) or n > MAX_PAYLOAD or len(buf) < end:
+        return False
+    crc = struct.unpack_from("<I", buf, end - 4)[0]
+    return bool(checksum(memoryview(buf)[pos + 2:end - 4]) == crc)
 
 
 def encode(typ: int, payload: bytes = b"") -> bytes:
