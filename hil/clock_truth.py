@@ -14,6 +14,7 @@ implant (its last sample, one sample period before *s*); the truth uses the same
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,20 +80,18 @@ class ClockTruth:
         return self._segment(counter).ppb / 1000.0
 
 
-def read_packets(path: Path) -> list[pb.Envelope]:
-    """Envelopes in arrival order from a length-prefixed chunk log."""
-    data = path.read_bytes()
-    ra, out, pos = Reassembler(), [], 0
-    while pos + 2 <= len(data):
-        n = int.from_bytes(data[pos:pos + 2], "little")
-        chunk = data[pos + 2:pos + 2 + n]
-        pos += 2 + n
-        for payload in ra.feed(chunk):
-            try:
-                out.append(pb.Envelope.FromString(payload))
-            except DecodeError:        # a bad packet: the receiver counted it
-                continue
-    return out
+def read_packets(path: Path) -> Iterator[pb.Envelope]:
+    """Envelopes in arrival order from a length-prefixed chunk log (streamed: a soak's log is
+    hundreds of MB)."""
+    ra = Reassembler()
+    with path.open("rb") as f:
+        while len(head := f.read(2)) == 2:
+            chunk = f.read(int.from_bytes(head, "little"))
+            for payload in ra.feed(chunk):
+                try:
+                    yield pb.Envelope.FromString(payload)
+                except DecodeError:        # a bad packet: the receiver counted it
+                    continue
 
 
 class SessionTruth:
@@ -127,7 +126,7 @@ class SessionTruth:
         return self.epochs[e].ppm_at((sample - self.bases[e]) // self.spf - 1)
 
 
-def evaluate(packets: list[pb.Envelope], lines: list[dict[str, Any]], tol_ppm: float = 5.0
+def evaluate(packets: Iterable[pb.Envelope], lines: list[dict[str, Any]], tol_ppm: float = 5.0
              ) -> dict[str, Any]:
     """Drift recovery and spike-timestamp error of one session (see the module docstring);
     ``lines``: the firmware's log."""
