@@ -63,7 +63,7 @@ class TimeSyncFit:
 
     def __init__(self, window_s: float = 300.0, min_points: int = 3, iterations: int = 3,
                  keep: float = 0.5, floor_ns: float = 100_000.0, max_points: int = 4096,
-                 same_clock: bool = False, method: str = "robust",
+                 same_clock: bool = False, method: str = "robust", cut_sigma: float = 2.5,
                  wall_offset_ns: int | None = None) -> None:
         """``window_s``: seconds of points fitted. ``method``: "robust" (least squares without
         the late outliers, for the hub's least-delayed stamps, whose delays are nearly iid)
@@ -73,6 +73,7 @@ class TimeSyncFit:
         if method not in ("robust", "envelope"):
             raise ValueError(f"method {method!r}: want robust or envelope")
         self.method = method
+        self.cut_sigma = cut_sigma
         self.window_ns = int(window_s * 1e9)
         self.min_points = min_points
         self.iterations = iterations
@@ -156,10 +157,10 @@ class TimeSyncFit:
             if self.method == "envelope":
                 lim = max(float(np.quantile(resid[keep], self.keep)),
                           float(resid.min()) + self.floor_ns)
-            else:                  # robust: drop only the late outliers (> median + 2.5 σ)
+            else:                  # robust: drop only the late outliers (> median + k σ)
                 med = float(np.median(resid[keep]))
                 mad = 1.4826 * float(np.median(np.abs(resid[keep] - med)))
-                lim = med + 2.5 * max(mad, 20_000.0)
+                lim = med + self.cut_sigma * max(mad, 20_000.0)
             keep = resid <= lim
             if keep.sum() < 2 or np.ptp(x[keep]) == 0:
                 break

@@ -54,6 +54,7 @@ class DaemonOptions:
     drain_s: float = 3.0                 # SIGTERM: time to send what is queued
     ready_file: Path | None = None       # JSON with the bound addresses, once listening
     block_queue: int = 100               # blocks waiting for the worker (1 s at 10 ms)
+    time_sync_s: float = 0.25            # a time-sync point (least delayed frame) this often
     #: Contact positions (µm) of the implant's channels: spatial de-duplication and
     #: multi-channel snippets need them; None: every channel stands alone.
     probe_positions: npt.NDArray[np.float64] | None = None
@@ -79,6 +80,7 @@ class Daemon:
         self.parser = FrameParser()
         self.assembler = BlockAssembler(block_samples=300)
         self.link_clock = ArrivalClock()
+        self._sync_ns = 0
         self.transport = LinkTransport(opts.implant)
         self.stage = PipelineStage(self.packer, self._config)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kernels")
@@ -168,6 +170,10 @@ class Daemon:
                 self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
             for item in items:
                 self._queue_block(item, t_ns)
+        if t_ns - self._sync_ns >= self.opts.time_sync_s * 1e9:   # the interval's best frame
+            self._sync_ns = t_ns
+            if self.link_clock.roll() is not None:
+                self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
 
     def _queue_block(self, item: Block | Gap, t_ns: int) -> None:
         try:
@@ -266,7 +272,6 @@ class Daemon:
             await asyncio.sleep(self.opts.telemetry_s)
             self.cpu_load = self.cpu.read()
             self.scheduler.submit(self.packer.telemetry(self._telemetry(), self.last_sample))
-            self.link_clock.roll()
             if self.last_t_ns:
                 self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
             self.scheduler.request_report()
