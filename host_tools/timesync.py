@@ -2,11 +2,11 @@
 
 Two clocks stand between a spike and the host's timeline:
 
-1. **implant → hub.** Each periodic ``TimeSync`` says "the implant frame ending at
-   ``sample_index`` arrived at ``hub_time_ns``" — the least delayed arrival of the last
-   telemetry interval (``hub/daemon/linkclock.py``). These points lie a transit time above the
-   implant's true sample clock that varies little from one to the next (the minimum of a
-   second's frames). :class:`TimeSyncFit` fits them with a line ``t = t0 + slope · (s − s0)``
+1. **implant → hub.** Each periodic ``TimeSync`` (4 a second) says "the implant frame ending
+   at ``sample_index`` arrived at ``hub_time_ns``" — the least delayed arrival of the last
+   interval (``hub/daemon/linkclock.py``). These points lie a transit time above the
+   implant's true sample clock that varies little from one to the next (the minimum of an
+   interval's frames). :class:`TimeSyncFit` fits them with a line ``t = t0 + slope · (s − s0)``
    by least squares without the late outliers (a stall longer than an interval), then moves
    it onto their lower envelope (the least delayed point). The slope is the implant's real
    sample period in hub ns; its

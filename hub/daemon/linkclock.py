@@ -4,9 +4,10 @@ A frame ending at sample *s* leaves the implant at its sample time and reaches t
 loop after a transit delay that is never negative and varies (USB/UART buffering, a busy event
 loop, several frames in one read). Each observation is ``(s, t_arrival)``; the one with the
 smallest ``t − s/fs`` in an interval is the least delayed, the closest to the true sample time.
-The periodic time-sync packet carries that one (not "the last block processed when the timer
-fired", nor its arrival at the host, which add the pipeline's and the uplink's delays), so the
-host fits points whose delay is the link's minimum, not its jitter.
+The periodic time-sync packet (every ``DaemonOptions.time_sync_s``) carries that one (not "the
+last block processed when the timer fired", nor its arrival at the host, which add the
+pipeline's and the uplink's delays), so the host fits points whose delay is the link's
+minimum, not its jitter.
 
 ``epoch`` counts restarts of the implant's clock (its frame counter went backwards: a reboot);
 sample indices keep counting across one on the hub, but the time base does not, so a fit must
