@@ -89,6 +89,7 @@ class Firmware:
                    "control_messages": 0, "control_bad": 0}
         self.running = True
         self.total = 0             # frames since power-up (across reboots)
+        self.min_late = 1 << 30
 
     # ---------------------------------------------------------------- log
     def _boot_line(self) -> None:
@@ -100,8 +101,10 @@ class Firmware:
 
     def _clk_line(self) -> None:
         ck = self.clock
-        self.log.line('{"ev":"clk","counter":%d,"due":%d,"rem":%d,"den":%d,"ppb":%d}'
-                      % (self.cfg["start_counter"] + ck.k, ck.due, ck.rem, ck.den, ck.ppb))
+        self.log.line('{"ev":"clk","counter":%d,"due":%d,"rem":%d,"den":%d,"ppb":%d,'
+                      '"min_late_us":%d}' % (self.cfg["start_counter"] + ck.k, ck.due, ck.rem,
+                                             ck.den, ck.ppb, self.min_late))
+        self.min_late = 1 << 30
 
     def stats_line(self, final: bool = False) -> str:
         st = self.st
@@ -173,6 +176,8 @@ class Firmware:
         late = hal.ticks_diff(now, self.clock.due)
         if late > st["max_late_us"]:
             st["max_late_us"] = late
+        if late < self.min_late:        # the least late frame of this clock segment (log)
+            self.min_late = late
         first = (self.cfg["start_counter"] + k) * self.spf
         if late > self.fifo_us:            # the transmit FIFO overflowed while we were late
             st["overruns"] += 1
