@@ -133,7 +133,10 @@ def evaluate(packets: Iterable[pb.Envelope], lines: list[dict[str, Any]], tol_pp
     truth = SessionTruth(lines)
     fit = TimeSyncFit(same_clock=True)
     t_first: float | None = None
-    track: list[tuple[float, float, float]] = []     # (s since first point, fitted, true)
+    t_epoch: float | None = None
+    resets = 0
+    #: (s since the first point, fitted ppm, true ppm, s since the clock epoch's first point)
+    track: list[tuple[float, float, float, float]] = []
     errors: list[np.ndarray[Any, Any]] = []
     unstamped = 0
     for env in packets:
@@ -143,8 +146,11 @@ def evaluate(packets: Iterable[pb.Envelope], lines: list[dict[str, Any]], tol_pp
             fit.add_packet(ts, 0)
             t = ts.hub_time_ns / 1e9
             t_first = t if t_first is None else t_first
+            if fit.resets != resets or t_epoch is None:   # a new implant clock: time from 0
+                resets, t_epoch = fit.resets, t
             if fit.drift_ppm is not None:
-                track.append((t - t_first, fit.drift_ppm, truth.ppm_at(int(ts.sample_index))))
+                track.append((t - t_first, fit.drift_ppm, truth.ppm_at(int(ts.sample_index)),
+                              t - t_epoch))
         elif kind == "spikes" and len(env.spikes.offset):
             s = env.spikes.first_sample + np.asarray(env.spikes.offset, np.int64)
             if fit.result() is None:
@@ -153,11 +159,21 @@ def evaluate(packets: Iterable[pb.Envelope], lines: list[dict[str, Any]], tol_pp
             errors.append((fit.to_host_ns(s) - truth.sample_ns(s)) / 1e6)
     signed = np.concatenate(errors) if errors else np.zeros(0)
     err = np.abs(signed)
-    tr = np.array(track).reshape(-1, 3)
+    tr = np.array(track).reshape(-1, 4)
     bad = np.abs(tr[:, 1] - tr[:, 2]) > tol_ppm
-    converge = (float(tr[bad.nonzero()[0][-1] + 1, 0]) if bad.any() and not bad[-1]
-                else None if bad.any() else float(tr[0, 0]) if tr.size else None)
-    late = tr[:, 0] >= 60
+    # convergence per clock epoch (a reboot restarts the fit): the latest epoch time at which
+    # the fit was still off, over all epochs
+    converge: float | None = 0.0 if tr.size else None
+    starts = [*(np.flatnonzero(np.diff(tr[:, 3]) < 0) + 1).tolist(), len(tr)] if tr.size else []
+    lo = 0
+    for hi in starts:
+        b = bad[lo:hi]
+        if b.any():
+            last = int(np.flatnonzero(b)[-1]) + lo
+            converge = (None if last == hi - 1 or converge is None
+                        else max(converge, float(tr[last + 1, 3])))
+        lo = hi
+    late = tr[:, 3] >= 60
     res = fit.result()
     return {
         "true_ppm_base": truth.epochs[0].segments[0].ppb / 1000.0,
