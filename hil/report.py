@@ -244,10 +244,11 @@ def scenario_markdown(name: str, r: dict[str, Any], figs: list[tuple[str, str]])
               f"{tel.get('link_garbage_bytes')} junk bytes"]
     ts = s.get("time_sync_check")
     if ts:
-        te = ts["timestamp_error_ms"]
+        te, worst = ts["timestamp_error_ms"], ts["max_abs_ppm_error_after_60s"]
         lines.append(f"- time sync: true {ts['true_ppm_end']} ppm, fitted "
                      f"{ts['fitted_ppm_end'] and round(ts['fitted_ppm_end'], 2)} ppm, converged "
-                     f"(±5 ppm) at {ts['converged_s']} s; spike timestamp error p50 "
+                     f"(±5 ppm) at {ts['converged_s'] and round(ts['converged_s'], 1)} s, worst "
+                     f"error after 60 s {worst and round(worst, 2)} ppm; spike timestamp error p50 "
                      f"{te['p50'] and round(te['p50'], 3)} ms, p99 "
                      f"{te['p99'] and round(te['p99'], 3)} ms ({ts['spikes_stamped']} spikes); "
                      f"fit restarts {ts['resets']}")
