@@ -8,6 +8,7 @@ writes lands there). Like a board, it boots into ``main.py`` when there is one (
 -i main.py``: the REPL follows when main.py ends or is interrupted with Ctrl-C) and boots again
 after a soft reset (the unix port exits where a board reboots; the bridge restarts it). One TCP
 client at a time; the "board" stays powered between clients, as a board stays plugged in.
+SIGTERM (or SIGINT) powers it off: the unix-port process ends with the bridge.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s board %(message)s",
                         stream=sys.stderr)
     args.folder.mkdir(parents=True, exist_ok=True)
+    # SIGTERM ends the serve loop through its finally: the board process goes with the bridge
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     serve(args.folder.resolve(), args.ready_file, args.idle_exit)
     return 0
 

@@ -40,8 +40,12 @@ def board(tmp_path: Path):  # type: ignore[no-untyped-def]
         assert p.poll() is None and time.monotonic() < deadline, "board did not start"
         time.sleep(0.05)
     yield json.loads(ready.read_text())["port"], tmp_path / "fs"
-    p.kill()
-    p.wait(5)
+    p.terminate()                  # the bridge powers its board process off
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(5)
 
 
 def test_flash_emulator_to_the_unix_port_over_socket(board: tuple[str, Path],
