@@ -104,10 +104,18 @@ class Scheduler:
         self._win_busy = 0.0
         self.sent_bytes = 0
         self.throughput_bps = 0.0
-        self.raw_channels = 0
-        self.raw_bits_per_sample = 16.0      # lower when the codec compresses raw
         self.chunks_failed = 0
         self._was_connected = False
+        from hub.daemon.packets import Packer  # packets → scheduler: imported late
+        from hub.daemon.rawlane import RawLane
+
+        #: raw broadband: channel selection, codec and its accounting (hub.daemon.rawlane)
+        self.raw = RawLane(self, Packer(session_id))
+
+    @property
+    def raw_channels(self) -> int:
+        """Raw channels packed for the last block."""
+        return self.raw.sent_channels
 
     # ------------------------------------------------------------ producing side
     def submit(self, pkt: Packet) -> None:
@@ -140,19 +148,17 @@ class Scheduler:
         """A stretch of samples the hub never had (implant-link gap, hub restart)."""
         self._add_range(pb.STREAM_UNSPECIFIED, reason, first, end, items, 0, ())
 
-    def raw_channels_fit(self, n_available: int) -> int:
+    def raw_channels_fit(self, n_available: int, bits_per_sample: float) -> int:
         """How many raw channels to pack for the next block, from the budget left over by the
         classes above raw and the raw queue's delay."""
         if not self.uplink.connected or n_available <= 0:
-            self.raw_channels = 0
             return 0
-        per_ch = self.fs * self.raw_bits_per_sample * 1.04 + 8.0   # + framing overhead
+        per_ch = self.fs * bits_per_sample * 1.04 + 8.0   # + framing overhead
         higher = sum(self._rates[c] for c in CLASSES if c != RAW) * 8
         n = int((self.cfg.headroom * self.budget_bps - higher) // per_ch)
         if self._delay(RAW) > self.cfg.max_delay_s / 2:
-            n = min(n, self.raw_channels - 1)
-        self.raw_channels = max(0, min(n, n_available))
-        return self.raw_channels
+            n = min(n, self.raw.sent_channels - 1)
+        return max(0, min(n, n_available))
 
     # ------------------------------------------------------------ shedding
     def _delay(self, stream: pb.Stream) -> float:
