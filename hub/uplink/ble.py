@@ -100,6 +100,7 @@ class BleUplink(Uplink):
         self._acked = 0
         self._flow_queue: Any = None
         self._stopping = False
+        self._last_completion = 0.0
         self.stats.extra.update({"notify_wait_s": 0.0, "auth_rejects": 0.0, "pairings": 0.0,
                                  "replayed": 0.0})
 
@@ -123,14 +124,8 @@ class BleUplink(Uplink):
         interval_us = float(conn.parameters.connection_interval) * 1000.0
         if interval_us <= 0:
             return None
-        rate, preamble = (2.0, 2) if self._phy == "2M" else (1.0, 1)
-        acl = self._mtu + 4                       # one notification = one L2CAP PDU
-        n_pdus = -(-acl // max(27, self._data_length))
-        pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
-                  + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
-        per_event = int(interval_us // (pdu_us * n_pdus))
         payload = min(self.config.payload_size, self._mtu - 3)
-        return per_event * payload * 8 / (interval_us / 1e6) or None
+        return self._per_event(conn) * payload * 8 / (interval_us / 1e6) or None
 
     @property
     def address(self) -> str:
@@ -214,8 +209,43 @@ class BleUplink(Uplink):
         self._unacked.append((queue.queued, chunk))
         return True
 
+    def _per_event(self, conn: Connection) -> int:
+        """Notifications one connection event carries (from PHY, data length, interval)."""
+        interval_us = float(conn.parameters.connection_interval) * 1000.0
+        rate, preamble = (2.0, 2) if self._phy == "2M" else (1.0, 1)
+        acl = self._mtu + 4                       # one notification = one L2CAP PDU
+        n_pdus = -(-acl // max(27, self._data_length))
+        pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
+                  + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
+        return max(0, int(interval_us // (pdu_us * n_pdus)))
+
+    def send_slots(self) -> int | None:
+        """Room in the controller, limited to one connection event's worth: what is queued
+        there is sent in order, so a deeper queue only delays urgent packets."""
+        conn = self._conn
+        if conn is None or self.device is None:
+            return 0
+        queue = self.device.host.get_data_packet_queue(conn.handle)
+        if queue is None:
+            return 0
+        limit = self.config.max_in_flight or min(queue.max_in_flight,
+                                                 max(1, self._per_event(conn)))
+        return max(0, limit - queue.pending)
+
+    def next_event_s(self) -> float | None:
+        conn = self._conn
+        if conn is None or not self._last_completion:
+            return None
+        interval = float(conn.parameters.connection_interval) / 1000.0
+        if interval <= 0:
+            return None
+        since = time.monotonic() - self._last_completion
+        return interval - since % interval
+
     def _on_flow(self) -> None:
-        """Number-Of-Completed-Packets arrived: the controller delivered these packets."""
+        """Number-Of-Completed-Packets arrived: the controller delivered these packets (just
+        after a connection event: its time marks the event phase)."""
+        self._last_completion = time.monotonic()
         if self.device is not None and self._conn is not None:
             queue = self.device.host.get_data_packet_queue(self._conn.handle)
             if queue is not None:
@@ -223,6 +253,8 @@ class BleUplink(Uplink):
                 while self._unacked and self._unacked[0][0] <= self._acked:
                     self._unacked.popleft()
         self._flow.set()
+        if self.on_flow is not None:
+            self.on_flow()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         if self.connected:
