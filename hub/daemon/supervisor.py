@@ -118,7 +118,10 @@ class Daemon:
         version = self._version + 1
         if self.worker is not None:
             await self.worker.apply(cfg, version)
-        self.store.save_config(cfg)
+        try:
+            self.store.save_config(cfg)
+        except OSError as e:          # applied already: keep it, say it will not survive
+            log.error("configuration %d applied but not persisted: %s", version, e)
         self._config, self._version = cfg, version
         self.scheduler.cfg.outage_buffer_s = cfg.outage_buffer_s
         self.scheduler.raw.configure(cfg.raw_channels, cfg.raw_codec)
