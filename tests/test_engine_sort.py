@@ -83,16 +83,20 @@ def _units(pipe: Pipeline, rec: Any, n_blocks: int) -> list[int]:
 def test_live_threshold_change_reaches_the_sorter() -> None:
     """A live threshold change with sorting on: the sorter's σ follows (it used to stay
     scaled by the build-time threshold) and so does Detector.cfg. A pipeline built at k=5 and
-    set live to k=6 before any data labels exactly as one built at 6."""
+    set live to k=9 before any data sorts exactly as one built at 9."""
     rec = synth_recording("synth:16:30000:8")
-    built = Pipeline(PipelineConfig(sort=True, threshold=6.0), 16, 30000.0)
+    built = Pipeline(PipelineConfig(sort=True, threshold=9.0), 16, 30000.0)
     live = Pipeline(PipelineConfig(sort=True, threshold=5.0), 16, 30000.0)
-    assert live.apply(PipelineConfig(sort=True, threshold=6.0))
-    assert live.detector.cfg.threshold == 6.0
+    assert live.apply(PipelineConfig(sort=True, threshold=9.0))
+    assert live.detector.cfg.threshold == 9.0
     a, b = _units(built, rec, 790), _units(live, rec, 790)
     assert len(a) > 50 and max(a) >= 0
     assert a == b
-    assert live.sorter is not None and live.sorter.detect_threshold == 6.0
+    assert live.sorter is not None and built.sorter is not None
+    assert live.sorter.detect_threshold == 9.0
+    assert live.sorter.stats() == built.sorter.stats()
+    for k, v in built.sorter.clusters().items():
+        assert np.array_equal(live.sorter.clusters()[k], v), k
 
 
 def test_live_threshold_change_mid_stream_splits_at_the_decision() -> None:

@@ -111,6 +111,7 @@ class Scheduler:
         self.throughput_bps = 0.0
         self.chunks_failed = 0
         self._was_connected = False
+        self._late_s = 0.0                   # how late the loop wakes for a fill (EWMA)
         from hub.daemon.packets import Packer  # packets → scheduler: imported late
         from hub.daemon.rawlane import RawLane
 
@@ -322,7 +323,8 @@ class Scheduler:
         if slots > self.cfg.reserve_slots or self._urgent():
             return 0.0
         nxt = self.uplink.next_event_s()
-        return 0.0 if nxt is None else max(0.0, nxt - self.cfg.fill_guard_s)
+        guard = self.cfg.fill_guard_s + 2 * self._late_s     # a busy CPU wakes us late
+        return 0.0 if nxt is None else max(0.0, nxt - guard)
 
     async def run(self) -> None:
         """Sends until cancelled."""
@@ -336,8 +338,12 @@ class Scheduler:
             wait = self._send_window()
             if wait > 0:
                 t = time.monotonic()
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    if wait < 0.1:               # a fill window: learn how late we wake
+                        late = time.monotonic() - t - wait
+                        self._late_s = min(0.8 * self._late_s + 0.2 * late, 0.005)
                 if not self.idle:                # data waited for the link: it is busy
                     self._win_busy += time.monotonic() - t
                 continue
