@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 
 from hub.daemon.config_store import HubConfig
 from hub.dsp.pipeline import ConfigError
+from hub.errors import NK_ERR_ARG, NK_ERR_CAPACITY
 from hub.wire import SCHEMA_VERSION, Reassembler, pb, settings
 from hub.wire.masks import mask_to_channels
 
@@ -31,7 +32,7 @@ MAX_TEMPLATE_VALUES = 4 << 20
 MAX_TEMPLATE_ABS = 1e6      # filtered counts: int16 data never comes near
 MAX_CHANNEL_ID = 65535
 MAX_QUEUED_COMMANDS = 64
-_ARG_STATUSES = (-1, -3)    # NK_ERR_ARG, NK_ERR_CAPACITY: the input was refused
+_ARG_STATUSES = (NK_ERR_ARG, NK_ERR_CAPACITY)    # a kernel refused the input
 
 
 class CommandError(ValueError):

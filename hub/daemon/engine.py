@@ -27,6 +27,7 @@ from hub.daemon.packets import Packer
 from hub.daemon.scheduler import Packet
 from hub.dsp.geometry import snippet_neighbors
 from hub.dsp.pipeline import Pipeline
+from hub.errors import HubError
 from hub.link.blocks import Block
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class PipelineStage:
         return pipeline
 
 
-class StageRestarted(RuntimeError):
+class StageRestarted(HubError, RuntimeError):
     """The stage a call was waiting for was replaced (its worker stopped answering)."""
 
 

@@ -53,6 +53,8 @@ class DaemonOptions:
     #: Contact positions (µm) of the implant's channels: spatial de-duplication and
     #: multi-channel snippets need them; None: every channel stands alone.
     probe_positions: npt.NDArray[np.float64] | None = None
+    #: The kernels' start-up self-test, reported in every telemetry packet.
+    selftest: pb.KernelSelfTest | None = None
 
 
 class Daemon:
@@ -297,6 +299,7 @@ class Daemon:
         sc = self.stage_counters()
         fs, c = self.stream or (0.0, 0)
         return pb.Telemetry(
+            selftest=self.opts.selftest,
             cpu_load=self.cpu_load, kernel_seconds=sc.kernel_seconds,
             classes=sch.counters(), link_frames=ls.frames, link_corrupt=ls.corrupt,
             link_missing_frames=self.assembler.missing_frames, link_bytes=ls.bytes,

@@ -15,6 +15,7 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from hub.errors import InvalidInput
 from hub.wire import SCHEMA_VERSION, pb
 from hub.wire.masks import channels_to_mask
 
@@ -23,8 +24,8 @@ FALSE_WORDS = ("0", "false", "no", "off")
 RAW_CHANNELS = "raw_channels"     # --set raw_channels=0,1,2 (a channel list, not a table field)
 
 
-class ConfigError(ValueError):
-    """A configuration the hub cannot take; the message names the field at fault."""
+class ConfigError(InvalidInput):
+    """A configuration the hub cannot take (a ValueError); the message names the field."""
 
 
 class SettingError(ConfigError):
