@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -182,8 +183,12 @@ class StageWorker:
             raise StageRestarted("the pipeline stage was restarted")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._executor.submit(fn, *args).add_done_callback(
-            lambda cf: loop.call_soon_threadsafe(_settle, fut, cf))
+
+        def done(cf: concurrent.futures.Future[T]) -> None:
+            with contextlib.suppress(RuntimeError):      # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, fut, cf)
+
+        self._executor.submit(fn, *args).add_done_callback(done)
         self._waiting.add(fut)
         try:
             return await fut
