@@ -100,7 +100,7 @@ class BleUplink(Uplink):
         self._acked = 0
         self._flow_queue: Any = None
         self._stopping = False
-        self._last_completion = 0.0
+        self._completions: collections.deque[float] = collections.deque(maxlen=16)
         self.stats.extra.update({"notify_wait_s": 0.0, "auth_rejects": 0.0, "pairings": 0.0,
                                  "replayed": 0.0})
 
@@ -233,19 +233,25 @@ class BleUplink(Uplink):
         return max(0, limit - queue.pending)
 
     def next_event_s(self) -> float | None:
+        """From the completions of the last events: each arrives a transport and processing
+        delay after its event, so the earliest phase among them is the closest to the
+        event's real time."""
         conn = self._conn
-        if conn is None or not self._last_completion:
+        if conn is None or not self._completions:
             return None
         interval = float(conn.parameters.connection_interval) / 1000.0
         if interval <= 0:
             return None
-        since = time.monotonic() - self._last_completion
+        last = self._completions[-1]
+        early = min(((t - last + interval / 2) % interval) - interval / 2
+                    for t in self._completions)
+        since = time.monotonic() - (last + early)
         return interval - since % interval
 
     def _on_flow(self) -> None:
         """Number-Of-Completed-Packets arrived: the controller delivered these packets (just
         after a connection event: its time marks the event phase)."""
-        self._last_completion = time.monotonic()
+        self._completions.append(time.monotonic())
         if self.device is not None and self._conn is not None:
             queue = self.device.host.get_data_packet_queue(self._conn.handle)
             if queue is not None:
@@ -392,6 +398,7 @@ class BleUplink(Uplink):
             asyncio.get_running_loop().create_task(connection.disconnect())
             return
         self._conn = connection
+        self._completions.clear()          # a new connection has its own event phase
         self._subscribed = False
         self._mtu = att.ATT_DEFAULT_MTU
         self.stats.connects += 1
