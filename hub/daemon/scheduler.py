@@ -80,7 +80,7 @@ class SchedulerConfig:
     #: links that take chunks per event (BLE): slots of each event kept for the urgent
     #: classes, filled with lower ones only this close to the event if none came
     reserve_slots: int = 2
-    fill_guard_s: float = 0.002
+    fill_guard_s: float = 0.001
 
 
 class Scheduler:
@@ -323,7 +323,7 @@ class Scheduler:
         if slots > self.cfg.reserve_slots or self._urgent():
             return 0.0
         nxt = self.uplink.next_event_s()
-        guard = self.cfg.fill_guard_s + 2 * self._late_s     # a busy CPU wakes us late
+        guard = self.cfg.fill_guard_s + self._late_s     # a busy CPU wakes us late
         return 0.0 if nxt is None else max(0.0, nxt - guard)
 
     async def run(self) -> None:
