@@ -79,8 +79,8 @@ class SchedulerConfig:
     headroom: float = 0.85               # share of the budget raw channels may plan to use
     #: links that take chunks per event (BLE): slots of each event kept for the urgent
     #: classes, filled with lower ones only this close to the event if none came
-    reserve_slots: int = 2
-    fill_guard_s: float = 0.001
+    reserve_slots: int = 4
+    fill_guard_s: float = 0.002
 
 
 class Scheduler:
