@@ -13,9 +13,10 @@ import numpy as np
 from hub.daemon.config_store import HubConfig
 from hub.daemon.engine import PipelineStage
 from hub.daemon.packets import Packer
-from hub.daemon.scheduler import FEATURES, RAW, SPIKES
+from hub.daemon.scheduler import FEATURES, SPIKES
 from hub.link import BlockAssembler, FrameParser, encode_frame
 from hub.link.blocks import Block
+from hub.wire import pb
 
 FS, C, SPF = 30000, 16, 30
 SECONDS = 10
@@ -43,35 +44,32 @@ def noise_frames(seed: int = 3) -> tuple[list[bytes], list[tuple[int, int]]]:
 
 
 def run(frames: list[bytes]) -> tuple[int, list[tuple[int, int]], PipelineStage, int]:
-    """(spike events, raw sample ranges sent, the stage, feature-bin samples) through the
-    hub's link and pipeline stage, as the daemon runs them."""
-    stage = PipelineStage(Packer(1), HubConfig())
-    stage.set_stream(float(FS), C)
+    """(spike events, sample ranges of the blocks — what the raw lane sends from —, the stage,
+    feature-bin samples) through the hub's link and pipeline stage, as the daemon runs them."""
+    stage = PipelineStage(Packer(1), HubConfig(), float(FS), C)
     asm = BlockAssembler(block_samples=stage.block_samples)
     parser = FrameParser()
-    spikes, raw, bin_samples = 0, [], 0
+    spikes, blocks, bin_samples = 0, [], 0
     for frame in parser.feed(b"".join(frames)):
         for item in asm.push(frame):
             if not isinstance(item, Block):
                 continue
-            out = stage.process(item, 0, C)
+            blocks.append((item.first_sample, item.first_sample + item.samples.shape[0]))
+            out = stage.process(item, 0)
             for p in out.packets:
                 if p.stream == SPIKES:
                     spikes += p.items
-                elif p.stream == RAW:
-                    raw.append((p.first_sample, p.end_sample))
                 elif p.stream == FEATURES:
-                    from hub.wire import pb
                     bin_samples += sum(pb.Envelope.FromString(p.body).features.samples_seen)
-    return spikes, raw, stage, bin_samples
+    return spikes, blocks, stage, bin_samples
 
 
 def test_gaps_invent_no_spikes_and_no_samples() -> None:
     kept, gaps = noise_frames()
     full, _, full_stage, _ = run(noise_frames_all())
-    spikes, raw, stage, bin_samples = run(kept)
+    spikes, blocks, stage, bin_samples = run(kept)
     assert spikes <= full + 3, f"{spikes} spikes with gaps vs {full} without: invented"
-    for a, b in raw:                                   # no raw sample from inside a gap
+    for a, b in blocks:                # no sample from inside a gap (the raw lane sends these)
         assert all(b <= g0 or a >= g1 for g0, g1 in gaps), ((a, b), gaps)
     # the pipeline resumed (σ held, sorter kept) instead of being rebuilt at every gap
     assert stage.rebuilds == 1 and stage.pipeline is not None and stage.pipeline.gaps == 10

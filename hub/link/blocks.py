@@ -111,6 +111,11 @@ class BlockAssembler:
         """Frames of another format that were dropped (kept for old callers)."""
         return self.stats.foreign
 
+    @property
+    def end_sample(self) -> int:
+        """One past the last sample pushed so far (the time-sync observation of a frame)."""
+        return self._expected()
+
     def set_block_samples(self, n: int) -> None:
         """Takes effect at the next block boundary."""
         if n < 1:

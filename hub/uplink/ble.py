@@ -114,6 +114,7 @@ class BleUplink(Uplink):
         self._acked = 0
         self._flow_queue: Any = None
         self._stopping = False
+        self._completions: collections.deque[float] = collections.deque(maxlen=16)
         self.stats.extra.update({"notify_wait_s": 0.0, "auth_rejects": 0.0, "pairings": 0.0,
                                  "replayed": 0.0, "auth_timeouts": 0.0, "takeovers": 0.0,
                                  "strangers": 0.0})
@@ -235,8 +236,44 @@ class BleUplink(Uplink):
         self._unacked.append((queue.queued, chunk))
         return True
 
+    def _per_event(self, conn: Connection) -> int:
+        """Notifications one connection event carries (from PHY, data length, interval)."""
+        return ble_link.per_event(float(conn.parameters.connection_interval), self._phy,
+                                  self._mtu, self._data_length)
+
+    def send_slots(self) -> int | None:
+        """Room in the controller, limited to one connection event's worth: what is queued
+        there is sent in order, so a deeper queue only delays urgent packets."""
+        conn = self._conn
+        if conn is None or self.device is None:
+            return 0
+        queue = self.device.host.get_data_packet_queue(conn.handle)
+        if queue is None:
+            return 0
+        limit = self.config.max_in_flight or min(queue.max_in_flight,
+                                                 max(1, self._per_event(conn)))
+        return max(0, limit - queue.pending)
+
+    def next_event_s(self) -> float | None:
+        """From the completions of the last events: each arrives a transport and processing
+        delay after its event, so the earliest phase among them is the closest to the
+        event's real time."""
+        conn = self._conn
+        if conn is None or not self._completions:
+            return None
+        interval = float(conn.parameters.connection_interval) / 1000.0
+        if interval <= 0:
+            return None
+        last = self._completions[-1]
+        early = min(((t - last + interval / 2) % interval) - interval / 2
+                    for t in self._completions)
+        since = time.monotonic() - (last + early)
+        return interval - since % interval
+
     def _on_flow(self) -> None:
-        """Number-Of-Completed-Packets arrived: the controller delivered these packets."""
+        """Number-Of-Completed-Packets arrived: the controller delivered these packets (just
+        after a connection event: its time marks the event phase)."""
+        self._completions.append(time.monotonic())
         if self.device is not None and self._conn is not None:
             queue = self.device.host.get_data_packet_queue(self._conn.handle)
             if queue is not None:
@@ -244,6 +281,8 @@ class BleUplink(Uplink):
                 while self._unacked and self._unacked[0][0] <= self._acked:
                     self._unacked.popleft()
         self._flow.set()
+        if self.on_flow is not None:
+            self.on_flow()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         if self.connected:
@@ -338,6 +377,7 @@ class BleUplink(Uplink):
                 self._spawn(self._disconnect(
                     old, hci.HCI_REMOTE_USER_TERMINATED_CONNECTION_ERROR))
             self._conn = connection
+            self._completions.clear()      # a new connection has its own event phase
             self.stats.connects += 1
             self.stats.extra["strangers"] -= 1
         if connection is self._conn:

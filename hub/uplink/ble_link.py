@@ -39,18 +39,23 @@ async def tune_link(connection: Connection, prefer_2m_phy: bool) -> None:
             log.info("2M PHY not set: %r", e)
 
 
-def nominal_bps(interval_ms: float, phy: str, mtu: int, data_length: int,
-                payload_size: int) -> float | None:
-    """What the connection parameters allow (PHY, data length, interval), assuming the
-    controller fills each connection event; None when nothing fits."""
+def per_event(interval_ms: float, phy: str, mtu: int, data_length: int) -> int:
+    """Notifications one connection event carries, assuming the controller fills it."""
     interval_us = interval_ms * 1000.0
-    if interval_us <= 0:
-        return None
     rate, preamble = (2.0, 2) if phy == "2M" else (1.0, 1)
     acl = mtu + 4                       # one notification = one L2CAP PDU
     n_pdus = -(-acl // max(27, data_length))
     pdu_us = ((preamble + 4 + 2 + min(acl, data_length) + 4 + 3) * 8 / rate
               + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
-    per_event = int(interval_us // (pdu_us * n_pdus))
+    return max(0, int(interval_us // (pdu_us * n_pdus)))
+
+
+def nominal_bps(interval_ms: float, phy: str, mtu: int, data_length: int,
+                payload_size: int) -> float | None:
+    """What the connection parameters allow (PHY, data length, interval), assuming the
+    controller fills each connection event; None when nothing fits."""
+    if interval_ms <= 0:
+        return None
     payload = min(payload_size, mtu - 3)
-    return per_event * payload * 8 / (interval_us / 1e6) or None
+    n = per_event(interval_ms, phy, mtu, data_length)
+    return n * payload * 8 / (interval_ms / 1e3) or None
