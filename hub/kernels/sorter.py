@@ -151,7 +151,8 @@ class Sorter:
         check(lib.nk_sort_get_stats(self._st, out), "nk_sort_get_stats")
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
-            "retirements", "successions", "live_units", "active_clusters", "next_unit", "n_features")}
+            "retirements", "successions", "live_units", "active_clusters", "next_unit",
+            "n_features")}
 
     def clusters(self) -> dict[str, npt.NDArray[Any]]:
         """Cluster table: channel (−1 empty), unit, count, template (N, K, L)."""
@@ -166,14 +167,16 @@ class Sorter:
 
     def fit(self) -> list[dict[str, Any]]:
         """How each loaded (calibrated) unit fits the signal since the load: spikes accepted,
-        spikes detected on its peak channel, the accepted spikes' mean δ (≈ 1 when the template fits) and
-        the template's SNR on the current noise of its channel (0: no spike seen there yet)."""
+        spikes detected on its peak channel, the accepted spikes' mean δ (≈ 1 when the
+        template fits) and the template's SNR on the current noise of its channel (0: no
+        spike seen there yet)."""
         cap = self.cfg.max_units
         out = ffi.new("nk_sort_fit[]", cap)
         n = ffi.new("int32_t *")
         check(lib.nk_sort_get_fit(self._st, out, cap, n), "nk_sort_get_fit")
         return [{"unit": int(r.unit), "channel": int(r.channel), "spikes": int(r.spikes),
-                 "channel_spikes": int(r.channel_spikes), "mean_delta": float(r.mean_delta), "snr": float(r.snr)}
+                 "channel_spikes": int(r.channel_spikes), "mean_delta": float(r.mean_delta),
+                 "snr": float(r.snr)}
                 for r in (out[i] for i in range(n[0]))]
 
     def reset(self) -> None:
