@@ -40,7 +40,7 @@ def _seeds(split: str, quick: bool) -> tuple[int, ...]:
 
 
 def evaluate_matrix(families: list[sf.Family], split: str, quick: bool,
-                    offline: bool = True) -> list[dict[str, Any]]:
+                    offline: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Every (family, seed) of the split, with progress on stderr."""
     from bench import sorting_eval as ev
 
@@ -51,7 +51,7 @@ def evaluate_matrix(families: list[sf.Family], split: str, quick: bool,
         fam = sf.quick(f) if quick else f
         m = sf.materialise(fam, seed)
         held_out = seed in sf.REPORT_SEEDS
-        r = ev.evaluate(m, ev.OFFLINE if offline and held_out else ())
+        r = ev.evaluate(m, (ev.OFFLINE if offline is None else offline) if held_out else ())
         r["held_out"] = held_out
         results.append(r)
         brief = ", ".join(f"{k} {v['median_accuracy']:.3f}" if "median_accuracy" in v
@@ -122,7 +122,7 @@ def headline(fams: dict[str, Any], drifting: set[str]) -> dict[str, Any]:
 
 
 def run(quick: bool, split: str = "report", families: list[str] | None = None,
-        offline: bool = True) -> dict[str, Any]:
+        offline: tuple[str, ...] | None = None) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     fam_list = [sf.family(n) for n in families] if families else list(sf.FAMILIES)
     results = evaluate_matrix(fam_list, split, quick, offline)
@@ -222,9 +222,13 @@ def main() -> int:
     p.add_argument("--split", choices=("report", "tune", "all"), default="report")
     p.add_argument("--family", action="append", default=[], help="only this family (repeat)")
     p.add_argument("--no-offline", action="store_true", help="the hub only")
+    p.add_argument("--offline", action="append", default=[],
+                   help="only this offline sorter (repeat; default: all of "
+                        "mountainsort5, spykingcircus2, tridesclous2)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    res = run(args.quick, args.split, args.family or None, not args.no_offline)
+    offline = () if args.no_offline else (tuple(args.offline) or None)
+    res = run(args.quick, args.split, args.family or None, offline)
     print(table(res))
     return 0
 
