@@ -23,7 +23,12 @@
  * SUCC_AMP, and the old unit must have been silent for SUCC_ISI of its mean intervals. */
 #define SUCC_CORR 0.97f
 #define SUCC_AMP 1.4f
-#define SUCC_ISI 5
+#define SUCC_ISI 2
+/* A candidate becomes a unit only when its template looks like a spike: after the peak, its
+ * own-channel waveform swings to the other sign by at least LOBE_MIN of the peak (the
+ * band-passed action potential's repolarisation). Slow one-signed waves that cross the
+ * threshold (reference artefacts, low-frequency noise) never do. */
+#define LOBE_MIN 0.1f
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -525,16 +530,17 @@ static float shape_corr(const nk_sort *s, const float *a, const float *b, float 
 }
 
 /* Drift: the unit that candidate i (about to be born on channel c) continues, or −1. A unit
- * qualifies when one of its clusters sits on c or a neighbour of c, the unit as a whole has
- * accepted no spike since the candidate's first one and has been silent for SUCC_ISI of its
- * mean intervals, and that cluster's own-channel waveform has the candidate's shape
+ * qualifies when one of its clusters sits on c or a neighbour of c, has accepted no spike
+ * since the candidate's first one and has been silent for SUCC_ISI of its mean intervals
+ * (the unit's other clusters may still take some), and its own-channel waveform has the
+ * candidate's shape
  * (correlation ≥ SUCC_CORR) and size (within a factor SUCC_AMP): the neuron whose spikes
  * stopped fitting its templates when this one started — the probe moved. The best
  * correlation wins. */
 static int32_t find_successor(const nk_sort *s, int32_t i) {
     const cluster *ci = &s->cl[i];
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples, U = s->cfg.max_clusters;
-    const int32_t N = s->cfg.n_channels * U, c = ci->channel;
+    const int32_t c = ci->channel;
     const int32_t pc = slot_of(s, c, c);
     if (pc < 0) return -1;
     const float *wi = s->raw + (size_t)i * KLsz(s) + (size_t)pc * (size_t)L;
@@ -553,14 +559,8 @@ static int32_t find_successor(const nk_sort *s, int32_t i) {
             const float *wj = s->raw + (size_t)j * KLsz(s) + (size_t)pb * (size_t)L;
             const float r = shape_corr(s, wi, wj, &ratio);
             if (r < best || ratio > SUCC_AMP || ratio * SUCC_AMP < 1.0f) continue;
-            /* the unit as a whole: silent since the candidate started, for long enough */
-            int64_t last = 0, span = 0, seen = 0;
-            for (int32_t k = 0; k < N; k++) {
-                const cluster *ck = &s->cl[k];
-                if (ck->channel < 0 || ck->unit != cj->unit) continue;
-                if (ck->last > last) last = ck->last;
-                if (ck->seen > seen) { seen = ck->seen; span = ck->last - ck->first; }
-            }
+            /* this cluster of the unit: silent since the candidate started, long enough */
+            const int64_t last = cj->last, span = cj->last - cj->first, seen = cj->seen;
             if (last >= ci->first) continue;
             if (seen >= 2 && (ci->last - last) * (seen - 1) < (int64_t)SUCC_ISI * span) continue;
             best = r;
@@ -568,6 +568,20 @@ static int32_t find_successor(const nk_sort *s, int32_t i) {
         }
     }
     return best_unit;
+}
+
+/* See LOBE_MIN. */
+static int spike_like(const nk_sort *s, int32_t i) {
+    const int32_t L = s->cfg.n_samples, c = s->cl[i].channel;
+    const int32_t p = slot_of(s, c, c);
+    if (p < 0) return 1;
+    const float *w = s->raw + (size_t)i * KLsz(s) + (size_t)p * (size_t)L;
+    const int32_t pk = argmax_abs(w, L);
+    const float sg = w[pk] < 0.0f ? -1.0f : 1.0f;
+    float lobe = 0.0f;
+    for (int32_t l = pk + 1; l < L; l++)
+        if (-sg * w[l] > lobe) lobe = -sg * w[l];
+    return lobe >= LOBE_MIN * sg * w[pk];
 }
 
 /* Same-channel merge, birth and link after cluster i took a spike; returns i's final index. */
@@ -605,7 +619,7 @@ static int32_t after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
         s->st.links++;
         s->st.successions++;
     } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes) {
-        if (s->st.live_units < s->cfg.max_units) {
+        if (s->st.live_units < s->cfg.max_units && spike_like(s, i)) {
             ci->unit = s->st.next_unit++;
             s->st.live_units++;
             s->st.births++;
