@@ -222,12 +222,18 @@ def main() -> int:
     p.add_argument("--split", choices=("report", "tune", "all"), default="report")
     p.add_argument("--family", action="append", default=[], help="only this family (repeat)")
     p.add_argument("--no-offline", action="store_true", help="the hub only")
+    p.add_argument("--cached-only", action="store_true",
+                   help="never run an offline sorter: use cached results where there are some")
     p.add_argument("--offline", action="append", default=[],
                    help="only this offline sorter (repeat; default: all of "
                         "mountainsort5, spykingcircus2, tridesclous2)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     offline = () if args.no_offline else (tuple(args.offline) or None)
+    if args.cached_only:
+        from bench import sorting_eval
+
+        sorting_eval.CACHED_ONLY = True
     res = run(args.quick, args.split, args.family or None, offline)
     print(table(res))
     return 0

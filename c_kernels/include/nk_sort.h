@@ -39,6 +39,14 @@
  * (δ ≤ link_distance) and each template is nearly as large on the other's channel
  * (≥ link_ratio of its own peak). Checked for a candidate from its first spike on: it joins
  * that unit at once (no BIRTH), which follows a neuron whose peak moves to a new contact.
+ * Birth needs a spike-like template: its own-channel waveform swings to the opposite sign after
+ * the peak (≥ 10 % of it); one-signed slow waves that cross the threshold are not units.
+ * Drift (successions): a candidate about to be born whose own-channel waveform has the shape
+ * (correlation ≥ 0.97, ±1 sample) and size (within ×1.4) of a unit cluster on its channel or a
+ * neighbour that has taken no spike since the candidate's first one, and been silent for 2 of
+ * its mean intervals, continues that unit (no BIRTH; counted in links and successions): the
+ * neuron whose spikes stopped fitting its templates when the probe moved. Calibrated units
+ * follow the probe the same way.
  * Retire: a candidate silent for candidate_samples is freed quietly; a unit cluster silent for
  * retire_samples is freed, and when a unit's last cluster goes the unit retires
  * (NK_SORT_RETIRE). When a channel's U slots are full the oldest silent candidate is recycled;
@@ -55,6 +63,9 @@
  * A loaded unit gets a mature cluster (n = adapt_spikes) on its peak channel and on each
  * neighbour where |T| reaches link_ratio of its peak (re-aligned to that channel's peak).
  * Unloaded neurons still seed candidates and are born as new units above the largest given id.
+ * nk_sort_get_fit reports, per loaded unit, the spikes it accepted since the load, the spikes
+ * detected on its peak channel, their mean δ and its template's SNR on the channel's current σ:
+ * a unit that takes none of its channel's spikes does not fit the signal (the host says so).
  *
  * Latency: a spike is labelled in the call that receives its snippet (the block that
  * completes it). process never allocates; deterministic (fixed order, binary32, no libm).
