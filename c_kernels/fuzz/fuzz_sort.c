@@ -39,8 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t *nb = malloc(sizeof(int32_t) * (size_t)(C * K));
     for (int32_t c = 0; c < C; c++)
         for (int32_t p = 0; p < K; p++) nb[c * K + p] = p == 0 ? c : (c + p) % C;
-    nk_sort *s = nk_sort_new(&cfg, nb, NULL, 0);
-    if (!s) { free(nb); return 0; }
+    nk_sort *s = NULL;
+    if (nk_sort_new(&cfg, nb, NULL, 0, &s) != NK_OK || !s) { free(nb); return 0; }
     const size_t per = 2 + sizeof(float) * (size_t)(K * L);
     const int32_t n = (int32_t)((size - 16) / per);
     nk_event *ev = calloc((size_t)(n > 0 ? n : 1), sizeof(nk_event));

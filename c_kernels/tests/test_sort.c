@@ -257,8 +257,9 @@ int main(void) {
     make_data_mode(1);
     nk_sort_config rob = cfg;
     rob.relative_tolerance = 0.1f; rob.scale_range = 0.4f; rob.scale_prior = 10.0f;
-    nk_sort *sr = nk_sort_new(&rob, nbrs, NULL, 0);
-    nk_sort *sp = nk_sort_new(&cfg, nbrs, NULL, 0);
+    nk_sort *sr = NULL, *sp = NULL;
+    nk_sort_new(&rob, nbrs, NULL, 0, &sr);
+    nk_sort_new(&cfg, nbrs, NULL, 0, &sp);
     static int32_t lab5[NSPK], lab6[NSPK];
     int32_t ne5 = 0, ne6 = 0;
     nk_sort_stats str, stp;
