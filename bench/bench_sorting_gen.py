@@ -34,9 +34,13 @@ OUT = Path("out/bench_sorting_gen")
 HUB_RUNS = ("hub cold", "hub calibrated")
 
 
+#: seeds per split in --quick runs (None: all of the split); --seeds-per-split sets it
+QUICK_SEEDS: int | None = 1
+
+
 def _seeds(split: str, quick: bool) -> tuple[int, ...]:
     seeds = {"tune": sf.TUNE_SEEDS, "report": sf.REPORT_SEEDS, "all": sf.SEEDS}[split]
-    return seeds[:1] if quick else seeds
+    return seeds[:QUICK_SEEDS] if quick and QUICK_SEEDS else seeds
 
 
 def evaluate_matrix(families: list[sf.Family], split: str, quick: bool,
@@ -222,6 +226,8 @@ def main() -> int:
     p.add_argument("--split", choices=("report", "tune", "all"), default="report")
     p.add_argument("--family", action="append", default=[], help="only this family (repeat)")
     p.add_argument("--no-offline", action="store_true", help="the hub only")
+    p.add_argument("--seeds-per-split", type=int, default=1,
+                   help="with --quick: seeds of the split to run (default 1)")
     p.add_argument("--cached-only", action="store_true",
                    help="never run an offline sorter: use cached results where there are some")
     p.add_argument("--offline", action="append", default=[],
@@ -230,6 +236,8 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     offline = () if args.no_offline else (tuple(args.offline) or None)
+    global QUICK_SEEDS
+    QUICK_SEEDS = args.seeds_per_split
     if args.cached_only:
         from bench import sorting_eval
 
