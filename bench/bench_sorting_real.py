@@ -75,7 +75,8 @@ def _si_recording(x: npt.NDArray[np.int16]) -> Any:
     probe = pi.Probe(ndim=2, si_units="um")
     probe.set_contacts(positions=TETRODE_UM, shapes="circle", shape_params={"radius": 6})
     probe.set_device_channel_indices(np.arange(4))
-    return rec.set_probe(probe)
+    rec.set_probe(probe, in_place=True)
+    return rec
 
 
 def _offline(name: str, rec: Any) -> tuple[Any, float]:
@@ -179,7 +180,8 @@ def table(res: dict[str, Any]) -> str:
     lines = ["sorting on real locust tetrode data: hub units vs offline (agreement ≥ 0.5 = "
              "same unit; no ground truth)"]
     for name, r in res["recordings"].items():
-        off = ", ".join(f"{s} {v.get('units', 'error')} units" for s, v in r["offline"].items())
+        off = ", ".join(f"{s} {v['units']} units" if "units" in v else f"{s} {v['error']}"
+                        for s, v in r["offline"].items())
         lines.append(f"  {name} ({r['duration_s']:.1f} s): {off}")
         for h, per in r["hub"].items():
             for s, a in per.items():
@@ -192,5 +194,10 @@ def table(res: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    import json
+
     logging.basicConfig(level=logging.WARNING)
-    print(table(run("--quick" in sys.argv)))
+    result = run("--quick" in sys.argv)
+    Path("out").mkdir(exist_ok=True)
+    Path("out/bench_sorting_real.json").write_text(json.dumps(result, indent=1))
+    print(table(result))
