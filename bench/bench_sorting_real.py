@@ -10,7 +10,8 @@ Geometry: a tetrode (4 contacts on a 20 µm square). The hub runs cold and calib
 MountainSort5 sort of the first half). For every hub unit with ≥ 20 spikes: the offline unit
 it agrees with best (SpikeInterface compare_two_sorters agreement, 0.4 ms) and that agreement;
 summarised as the share of hub spikes in units that agree ≥ 0.5 with an offline unit.
-Nothing is copied from ../shared: the data are read in memory.
+Nothing is kept from ../shared: the offline sorters need a file, so each recording is written
+to a temporary binary folder for them and removed after.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import gzip
 import io
 import logging
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -80,8 +82,6 @@ def _si_recording(x: npt.NDArray[np.int16]) -> Any:
 
 
 def _offline(name: str, rec: Any) -> tuple[Any, float]:
-    import tempfile
-
     import spikeinterface.core as si
     import spikeinterface.sorters as ss
 
@@ -149,7 +149,9 @@ def run(quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"recordings": {}}
     for name, x in recs.items():
         print(f"real data: {name} ({x.shape[0] / FS:.1f} s)", file=sys.stderr, flush=True)
-        rec, si_rec = _hub_recording(name, x), _si_recording(x)
+        tmp = tempfile.TemporaryDirectory(prefix="real-rec-")
+        rec = _hub_recording(name, x)
+        si_rec = _si_recording(x).save(folder=Path(tmp.name) / "rec", progress_bar=False)
         offline = {}
         r: dict[str, Any] = {"duration_s": x.shape[0] / FS, "offline": {}, "hub": {}}
         for s in OFFLINE:
@@ -171,6 +173,7 @@ def run(quick: bool) -> dict[str, Any]:
         for h, hs in hubs.items():
             r["hub"][h] = {s: agreement(hs, o) for s, o in offline.items()}
         out["recordings"][name] = r
+        tmp.cleanup()
     return out
 
 
