@@ -278,16 +278,16 @@ int main(void) {
     nk_sort *sr = NULL, *sp = NULL;
     nk_sort_new(&rob, nbrs, NULL, 0, &sr);
     nk_sort_new(&cfg, nbrs, NULL, 0, &sp);
-    static int32_t lab5[NSPK], lab6[NSPK];
-    int32_t ne5 = 0, ne6 = 0;
+    static int32_t labr[NSPK], labp[NSPK];
+    int32_t ner = 0, nep = 0;
     nk_sort_stats str, stp;
-    uint64_t h5 = run(sr, 50, lab5, &ne5);
-    run(sp, 50, lab6, &ne6);
+    uint64_t hr = run(sr, 50, labr, &ner);
+    run(sp, 50, labp, &nep);
     nk_sort_get_stats(sr, &str);
     nk_sort_get_stats(sp, &stp);
-    double pur5 = purity(lab5, 300, major);
-    report("sort_amplitudes", h5, sr && sp && pur5 > 0.93 && str.live_units <= 4);
-    if (!(pur5 > 0.93)) printf("  purity %.4f, births %lld vs %lld\n", pur5,
+    double purr = purity(labr, 300, major);
+    report("sort_amplitudes", hr, sr && sp && purr > 0.93 && str.live_units <= 4);
+    if (!(purr > 0.93)) printf("  purity %.4f, births %lld vs %lld\n", purr,
                                (long long)str.births, (long long)stp.births);
     nk_sort_free(sp);
 
