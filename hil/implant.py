@@ -4,7 +4,9 @@
         [--duration S] [--channels N] [--drop P] [--corrupt P] [--garbage P] [--seed N]
 
 RECORDING is anything ``hub replay`` reads, or ``synth:CHANNELS:FS[:SECONDS[:SEED]]`` (noise
-plus spikes, generated). The recording loops until ``--duration`` (default: once). The frame
+plus spikes, generated), or a closed-loop generative mode whose activity follows a velocity
+the task sends over ``--control`` (``tuned:C:FS[:UNITS[:SEED]]`` spikes,
+``ecog:C:FS[:SEED]`` high-gamma; ``hil/implant_tuned.py``). The recording loops until ``--duration`` (default: once). The frame
 clock never stops: frames that cannot be sent (hub gone, restarting) are dropped and counted,
 and the implant reconnects — exactly what a real implant does. ``pty`` creates a
 pseudo-terminal and prints ``{"pty": "/dev/pts/N"}`` for the hub's ``--implant pty:...``.
@@ -66,7 +68,11 @@ def synth_recording(spec: str) -> Recording:
                      reader=lambda a, b: np.ascontiguousarray(q[a:b]))
 
 
-def load(spec: str) -> Recording:
+def load(spec: str, control: str | None = None, duration: float | None = None) -> Recording:
+    if spec.startswith(("tuned:", "ecog:")):     # closed-loop generative modes
+        from hil.implant_tuned import tuned_recording
+
+        return tuned_recording(spec, control, duration or 600.0)
     return synth_recording(spec) if spec.startswith("synth:") else open_recording(spec)
 
 
@@ -209,16 +215,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--garbage", type=float, default=0.0, help="probability of junk bytes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", help="also write the statistics here (JSON)")
+    p.add_argument("--control", help="tuned:/ecog: modes: the task's control server "
+                   "(tcp:HOST:PORT) sending the intended velocity")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s implant %(message)s",
                         stream=sys.stderr)
-    rec = load(args.recording)
+    rec = load(args.recording, args.control, args.duration)
     link = Link(args.connect)
     st = run_implant(rec, link, args.speed, args.duration, args.frame_samples, args.drop,
                      args.corrupt, args.garbage, args.seed, args.channels)
     out: dict[str, Any] = {"recording": rec.name, "sampling_frequency": rec.sampling_frequency,
                            "channels": min(args.channels or rec.num_channels, rec.num_channels),
                            **asdict(st)}
+    if "control" in rec.info:
+        ctl = rec.info["control"]
+        out["control"] = {"messages": ctl.messages, "bad": ctl.bad, "last_seq": ctl.seq}
+        out["generated_spikes"] = getattr(rec.info["generator"], "spikes", None)
     print(json.dumps(out), flush=True)
     if args.stats:
         with open(args.stats, "w") as f:
