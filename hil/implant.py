@@ -6,9 +6,10 @@
 RECORDING is anything ``hub replay`` reads, or ``synth:CHANNELS:FS[:SECONDS[:SEED]]`` (noise
 plus spikes, generated), or a closed-loop generative mode whose activity follows a velocity
 the task sends over ``--control`` (``tuned:C:FS[:UNITS[:SEED]]`` spikes,
-``ecog:C:FS[:SEED]`` high-gamma; ``hil/implant_tuned.py``). The recording loops until ``--duration`` (default: once). The frame
-clock never stops: frames that cannot be sent (hub gone, restarting) are dropped and counted,
-and the implant reconnects — exactly what a real implant does. ``pty`` creates a
+``ecog:C:FS[:SEED]`` high-gamma; ``hil/implant_tuned.py``). The recording loops until
+``--duration`` (default: once). The frame clock never stops: frames that cannot be sent (hub
+gone, restarting) are dropped and counted, and the implant reconnects — exactly what a real
+implant does. ``pty`` creates a
 pseudo-terminal and prints ``{"pty": "/dev/pts/N"}`` for the hub's ``--implant pty:...``.
 Faults: ``--drop`` skips frames (the counter still advances), ``--corrupt`` flips a byte,
 ``--garbage`` inserts random bytes between frames. Statistics go to stdout as JSON at the end.

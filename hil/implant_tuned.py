@@ -196,7 +196,8 @@ class TunedSpikes(_Chunked):
         self.tail = out[n:].copy()
         off = int(self.rng.integers(0, len(self.noise) - n))
         sig = out[:n] + self.noise[off:off + n]
-        return np.clip(np.rint(sig), -32768, 32767).astype(np.int16)
+        q: npt.NDArray[np.int16] = np.clip(np.rint(sig), -32768, 32767).astype(np.int16)
+        return q
 
 
 class TunedEcog(_Chunked):
@@ -230,7 +231,8 @@ class TunedEcog(_Chunked):
         self.bg_state = bg[-1]
         floor = self.rng.normal(0, 3.0, (n, self.c))             # amplifier noise
         sig = bg + floor + hg * gain * 4.0    # the band-pass keeps ~0.28 of white noise's σ
-        return np.clip(np.rint(sig), -32768, 32767).astype(np.int16)
+        q: npt.NDArray[np.int16] = np.clip(np.rint(sig), -32768, 32767).astype(np.int16)
+        return q
 
 
 def tuned_recording(spec: str, control: str | None, duration_s: float) -> Recording:

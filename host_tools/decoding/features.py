@@ -143,9 +143,9 @@ class BinAssembler:
                 end = int(fb.first_sample) + (i + 1) * bs
                 out.append(Bin(int(fb.first_bin) + i, end, rows[i].copy(),
                                self._t_sample(env, end)))
-        for b in out:
-            if self._next_bin is not None and b.index > self._next_bin:
-                self.missing_bins += b.index - self._next_bin
-            self._next_bin = b.index + 1
+        for done in out:
+            if self._next_bin is not None and done.index > self._next_bin:
+                self.missing_bins += done.index - self._next_bin
+            self._next_bin = done.index + 1
         self.bins_seen += len(out)
         return out

@@ -1,0 +1,270 @@
+"""Closed-loop BCI in the hardware-in-the-loop bench (``make hil-bci``).
+
+    python -m hil.closed_loop [--only NAME] [--quick] [--out out/hil/bci]
+
+Processes as on a real bench: the virtual BLE air (``hil.air``), the real hub daemon (BLE
+uplink, 2M PHY / 7.5 ms), and a simulated implant in a tuned generative mode
+(``hil/implant_tuned.py``) whose population fires according to the velocity the simulated user
+intends. This process is the host: bleak over the Bumble backend receives the hub's packets,
+the decoder turns each feature bin into a cursor step, the task judges it, and the simulated
+user — who sees the *decoded* cursor — sends its next intention to the implant. Blocks:
+calibration (open loop, cursor on autopilot) → decoders fitted on it → closed-loop center-out
+per decoder → ReFIT (the Kalman filter refitted on its closed-loop block with intention
+labels) → the grid task with the best decoder (bits/s). Report: ``OUT/report.json`` +
+``report.md`` + ``closed_loop.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hil.chain import PY, Chain, ChainError, ChainSpec, _tail
+from hil.closed_loop_user import ControlServer, SimulatedUser
+from host_tools.decoding import make_decoder
+from host_tools.decoding.base import Decoder
+from host_tools.decoding.features import BinAssembler
+from host_tools.decoding.loop import BlockLog, CursorLoop
+from host_tools.decoding.task import CenterOut, GridTask, Task
+
+log = logging.getLogger(__name__)
+
+LINK_2M = {"phy": "2M", "interval_ms": 7.5}
+
+
+@dataclass
+class BciScenario:
+    name: str
+    implant: str                              # tuned:C:FS:UNITS:SEED | ecog:C:FS:SEED
+    features: str = "tc"                      # tc | units | hg
+    settings: list[str] = field(default_factory=lambda: ["bin_ms=20"])
+    calibration_s: float = 60.0
+    block_s: float = 45.0
+    grid_s: float = 60.0
+    decoders: tuple[str, ...] = ("kalman_ss", "wiener", "mlp")
+    refit: bool = True
+    seed: int = 1
+    link_model: dict[str, Any] = field(default_factory=lambda: dict(LINK_2M))
+    user_delay_bins: int = 0
+    user_noise: float = 0.0
+
+
+SCENARIOS = [
+    BciScenario("spikes_tc", "tuned:64:30000:96:1", "tc"),
+    BciScenario("spikes_units", "tuned:64:30000:96:2", "units",
+                settings=["bin_ms=20", "sort=true"], decoders=("kalman_ss", "wiener"),
+                refit=False, calibration_s=75.0),
+    BciScenario("ecog_hg", "ecog:64:2000:3", "hg",
+                settings=["bin_ms=20", "lfp=true", "lfp_rate_hz=1000", "lfp_cutoff_hz=250"]),
+]
+
+
+def _quick(s: BciScenario) -> BciScenario:
+    return BciScenario(**{**asdict(s), "calibration_s": 30.0, "block_s": 20.0, "grid_s": 25.0,
+                          "decoders": s.decoders[:2], "refit": False})
+
+
+class Host:
+    """The host side: BLE receiver → bins → cursor loop, with the simulated user."""
+
+    def __init__(self, scn: BciScenario, control: ControlServer) -> None:
+        from host_tools.receiver import Receiver
+
+        self.scn = scn
+        self.assembler = BinAssembler(scn.features)
+        self.task: Task = CenterOut(scn.seed)
+        self.user = SimulatedUser(control, lambda: self.task, delay_bins=scn.user_delay_bins,
+                                  noise=scn.user_noise, seed=scn.seed)
+        self.loop = CursorLoop(self.task, 0.02, on_step=self.user.on_step)
+        self.rx = Receiver(self._on_envelope)
+        self.bin_s: float | None = None
+
+    def _on_envelope(self, env: Any, t_ns: int) -> None:
+        for b in self.assembler.feed(env):
+            if self.bin_s is None and self.assembler.fs:
+                self.bin_s = env.features.bin_samples / self.assembler.fs
+                self.loop.bin_s = self.bin_s
+                if self.loop.block is not None:
+                    self.loop.block.bin_s = self.bin_s
+            self.loop.on_bin(b)
+
+    def start(self, name: str, task: Task, decoder: Decoder | None) -> None:
+        self.task = task
+        self.loop.start_block(name, task, decoder)
+        log.info("block %s (%s)", name, "calibration" if decoder is None else decoder.kind)
+
+    def pause(self) -> BlockLog | None:
+        blk = self.loop.finish_block()
+        self.user.rest()
+        return blk
+
+
+async def _fit(kind: str, blocks: list[BlockLog]) -> Decoder:
+    X = np.concatenate([b.arrays()["x"] for b in blocks])
+    Y = np.concatenate([b.arrays()["label"] for b in blocks])
+    dec = make_decoder(kind)
+    return await asyncio.to_thread(dec.fit, X, Y)
+
+
+async def host_session(scn: BciScenario, host: Host, hci: str, keystore: Path,
+                       ble_name: str) -> dict[str, Any]:
+    from host_tools.ble_receiver import BleReceiver
+    from host_tools.bleak_bumble import BumbleBackend
+    from host_tools.record_cli import configure_command
+
+    backend = BumbleBackend(hci, keystore=keystore)
+    def on_chunk(chunk: bytes, t_ns: int) -> None:
+        host.rx.feed_chunk(chunk, t_ns)
+
+    ble = BleReceiver(ble_name, on_chunk, backend=backend, pair=True,
+                      scan_timeout=30.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ble.run(stop))
+    results: dict[str, Any] = {"blocks": []}
+    try:
+        await asyncio.wait_for(ble.subscribed.wait(), 60)
+        await ble.send_command(configure_command(scn.settings, 1).SerializeToString())
+        t0 = time.monotonic()
+        while not any(r.request_id == 1 for r in host.rx.results):
+            if time.monotonic() - t0 > 20:
+                raise ChainError("the hub did not answer the Configure command")
+            await asyncio.sleep(0.05)
+        res = next(r for r in host.rx.results if r.request_id == 1)
+        if res.code != 0:
+            raise ChainError(f"the hub rejected {scn.settings}: {res.message}")
+        await asyncio.sleep(3.0)                     # noise estimates settle, warm-up ends
+        host.start("calibration", CenterOut(scn.seed), None)
+        await asyncio.sleep(scn.calibration_s)
+        calib = host.pause()
+        assert calib is not None
+        decoders: dict[str, Decoder] = {}
+        for kind in scn.decoders:
+            decoders[kind] = await _fit(kind, [calib])
+        closed: dict[str, BlockLog] = {}
+        for i, (kind, dec) in enumerate(decoders.items()):
+            host.start(f"center_out/{kind}", CenterOut(scn.seed + 10 + i), dec)
+            await asyncio.sleep(scn.block_s)
+            blk = host.pause()
+            assert blk is not None
+            closed[kind] = blk
+        if scn.refit and "kalman_ss" in closed:
+            decoders["refit_kf"] = await _fit("kalman_ss", [calib, closed["kalman_ss"]])
+            host.start("center_out/refit_kf", CenterOut(scn.seed + 20), decoders["refit_kf"])
+            await asyncio.sleep(scn.block_s)
+            blk = host.pause()
+            assert blk is not None
+            closed["refit_kf"] = blk
+
+        def rank(k: str) -> tuple[float, float]:
+            t = closed[k].task
+            return (t["success_rate"] or 0.0, -(t["time_to_target_s"]["median"] or 99.0))
+
+        best = max(closed, key=rank)
+        host.start(f"grid/{best}", GridTask(scn.seed + 30), decoders[best])
+        await asyncio.sleep(scn.grid_s)
+        host.pause()
+        results["best_decoder"] = best
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        with contextlib.suppress(Exception):
+            await backend.close()
+    results["blocks"] = [{"name": b.name, "mode": b.mode, "bins": len(b.bins),
+                          "decode_us_p50": round(float(np.median(b.decode_us)), 1)
+                          if b.decode_us else None, **b.task} for b in host.loop.blocks]
+    results["assembler"] = {"bins": host.assembler.bins_seen,
+                            "missing_bins": host.assembler.missing_bins,
+                            "unmodelled_spikes": host.assembler.unmodelled_spikes}
+    results["receiver"] = {k: host.rx.summary()[k] for k in ("classes", "latency_ms")}
+    return results
+
+
+def run_bci(scn: BciScenario, out: Path) -> dict[str, Any]:
+    """One scenario end to end; returns its report section (and saves the per-bin logs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    total = scn.calibration_s + scn.block_s * (len(scn.decoders) + scn.refit) + scn.grid_s + 120
+    spec = ChainSpec(recording=scn.implant, uplink="ble", link_model=scn.link_model,
+                     duration_s=total, label=scn.name)
+    control = ControlServer()
+    with Chain(spec, out) as chain:
+        chain.start_air()
+        chain.start_hub()
+        implant = chain._start([PY, "-m", "hil.implant", scn.implant, "--connect",
+                                chain.ports["implant"], "--duration", str(total), "--control",
+                                control.address, "--stats", str(out / "implant.json")],
+                               "implant.log")
+        if not control.connected.wait(30):
+            raise ChainError(f"implant never connected its control channel:\n"
+                             f"{_tail(out / 'implant.log')}")
+        host = Host(scn, control)
+        t0 = time.monotonic()
+        try:
+            res = asyncio.run(host_session(scn, host, f"tcp-client:127.0.0.1:"
+                                           f"{chain.air['ports']['host']}",
+                                           out / "host_bonds.json", spec.ble_name))
+        finally:
+            control.close()
+            implant.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                implant.wait(10)
+            if chain.hub is not None:
+                chain.hub.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    chain.hub.wait(20)
+    res["wall_s"] = round(time.monotonic() - t0, 1)
+    res["scenario"] = {k: v for k, v in asdict(scn).items()}
+    res["control"] = {"sent": control.sent, "unsent": control.unsent}
+    arrays: dict[str, Any] = {}
+    for i, b in enumerate(host.loop.blocks):
+        for k, v in b.arrays().items():
+            arrays[f"b{i}_{k}"] = v
+    arrays["block_names"] = np.array([b.name for b in host.loop.blocks])
+    np.savez_compressed(out / "blocks.npz", **arrays)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hil.closed_loop", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("out/hil/bci"))
+    p.add_argument("--only", help="comma-separated scenario names")
+    p.add_argument("--quick", action="store_true", help="short blocks (a smoke run)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    from hil.closed_loop_report import write_report
+
+    names = set(args.only.split(",")) if args.only else None
+    report: dict[str, Any] = {"scenarios": {}}
+    for scn in SCENARIOS:
+        if names is not None and scn.name not in names:
+            continue
+        if args.quick:
+            scn = _quick(scn)
+        log.info("scenario %s", scn.name)
+        try:
+            report["scenarios"][scn.name] = run_bci(scn, args.out / scn.name)
+        except ChainError as e:
+            log.error("scenario %s failed: %s", scn.name, e)
+            report["scenarios"][scn.name] = {"error": str(e)}
+        write_report(report, args.out)
+    print(json.dumps({k: v.get("best_decoder", v.get("error")) for k, v in
+                      report["scenarios"].items()}))
+    return 1 if any("error" in v for v in report["scenarios"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

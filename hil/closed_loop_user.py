@@ -1,0 +1,100 @@
+"""The simulated person in the closed loop, and the control server the implant listens to.
+
+The user sees the cursor (as decoded) and the target, and intends to move straight at the
+target (``task.ideal_velocity``: full speed, slowing within 0.3 of it, still once inside);
+optionally with a perception delay and a little motor noise. Each intention goes to the
+implant as a VELOCITY control message (the MicroPython implant's format, per-mille of full
+speed): the implant's tuned population fires accordingly from its next chunk on.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from hil.implant_tuned import encode_velocity
+from host_tools.decoding.base import F64
+from host_tools.decoding.task import Task, ideal_velocity
+
+log = logging.getLogger(__name__)
+
+
+class ControlServer:
+    """Listens on 127.0.0.1 (ephemeral port) for the implant's control connection; ``velocity``
+    sends one message to the connected implant (dropped, and counted, when none is)."""
+
+    def __init__(self) -> None:
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp:127.0.0.1:{self.srv.getsockname()[1]}"
+        self.conn: socket.socket | None = None
+        self.connected = threading.Event()
+        self.sent = 0
+        self.unsent = 0
+        self._seq = 0
+        threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.conn is not None:
+                self.conn.close()            # the implant restarted and came back
+            self.conn = conn
+            self.connected.set()
+
+    def velocity(self, v: F64) -> bool:
+        self._seq += 1
+        conn = self.conn
+        if conn is None:
+            self.unsent += 1
+            return False
+        try:
+            conn.sendall(encode_velocity(round(float(v[0]) * 1000), round(float(v[1]) * 1000),
+                                         self._seq))
+        except OSError:
+            self.conn = None
+            self.unsent += 1
+            return False
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        self.srv.close()
+        if self.conn is not None:
+            self.conn.close()
+
+
+class SimulatedUser:
+    """``on_step(pos, target, v)`` → the next intention, sent through ``control``."""
+
+    def __init__(self, control: ControlServer, task_of: Callable[[], Task], *,
+                 delay_bins: int = 0, noise: float = 0.0, seed: int = 0) -> None:
+        self.control = control
+        self.task_of = task_of
+        self.rng = np.random.default_rng(seed)
+        self.noise = noise
+        self.seen: deque[tuple[F64, F64]] = deque(maxlen=delay_bins + 1)
+        self.intended = np.zeros(2)
+
+    def on_step(self, pos: F64, target: F64, v: F64) -> None:
+        self.seen.append((pos.copy(), target.copy()))
+        p, t = self.seen[0]
+        want = ideal_velocity(p, t, self.task_of().radius)
+        if self.noise:
+            want = want + self.rng.normal(0, self.noise, 2)
+        self.intended = want
+        self.control.velocity(want)
+
+    def rest(self) -> None:
+        """No task on screen: intend nothing."""
+        self.seen.clear()
+        self.intended = np.zeros(2)
+        self.control.velocity(self.intended)
