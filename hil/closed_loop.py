@@ -49,7 +49,9 @@ class BciScenario:
     name: str
     implant: str                              # tuned:C:FS:UNITS:SEED | ecog:C:FS:SEED
     features: str = "tc"                      # tc | units | hg
-    settings: list[str] = field(default_factory=lambda: ["bin_ms=20"])
+    #: raw broadband of one channel only: a BCI session lives on features (the link could not
+    #: carry 64 × 30 kHz of raw anyway, and encoding it would cost the hub CPU for nothing)
+    settings: list[str] = field(default_factory=lambda: ["bin_ms=20", "raw_channels=0"])
     calibration_s: float = 60.0
     block_s: float = 45.0
     grid_s: float = 60.0
@@ -62,12 +64,13 @@ class BciScenario:
 
 
 SCENARIOS = [
-    BciScenario("spikes_tc", "tuned:64:30000:96:1", "tc"),
-    BciScenario("spikes_units", "tuned:64:30000:96:2", "units",
-                settings=["bin_ms=20", "sort=true"], decoders=("kalman_ss", "wiener"),
-                refit=False, calibration_s=75.0),
+    BciScenario("spikes_tc", "tuned:32:30000:48:1", "tc"),
+    BciScenario("spikes_units", "tuned:32:30000:48:2", "units",
+                settings=["bin_ms=20", "raw_channels=0", "sort=true"],
+                decoders=("kalman_ss", "wiener"), refit=False, calibration_s=75.0),
     BciScenario("ecog_hg", "ecog:64:2000:3", "hg",
-                settings=["bin_ms=20", "lfp=true", "lfp_rate_hz=1000", "lfp_cutoff_hz=250"]),
+                settings=["bin_ms=20", "raw_channels=0", "lfp=true", "lfp_rate_hz=1000",
+                          "lfp_cutoff_hz=250"]),
 ]
 
 
@@ -135,7 +138,13 @@ async def host_session(scn: BciScenario, host: Host, hci: str, keystore: Path,
     results: dict[str, Any] = {"blocks": []}
     try:
         await asyncio.wait_for(ble.subscribed.wait(), 60)
-        await ble.send_command(configure_command(scn.settings, 1).SerializeToString())
+        t_conn = time.monotonic()
+        n_ch = None
+        while n_ch is None and time.monotonic() - t_conn < 30:
+            tel = host.rx.last_telemetry
+            n_ch = (tel.n_channels or None) if tel is not None else None
+            await asyncio.sleep(0.1)
+        await ble.send_command(configure_command(scn.settings, 1, n_ch).SerializeToString())
         t0 = time.monotonic()
         while not any(r.request_id == 1 for r in host.rx.results):
             if time.monotonic() - t0 > 20:

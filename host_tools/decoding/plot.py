@@ -33,7 +33,7 @@ def plot_eval(scores: dict[str, DecoderScore], Y: F64, bin_s: float, title: str,
         ax.text(x[i] - 0.2, r2 + 0.01, f"{r2:.3f}", ha="center", fontsize=7, rotation=90,
                 va="bottom")
     ax.axhline(0.8, color="k", lw=0.6, ls="--")
-    ax.text(len(names) - 0.5, 0.805, "target R² 0.80", fontsize=7, ha="right")
+    ax.text(-0.55, 0.81, "target R² 0.80", fontsize=7, ha="left")
     ax.set_xticks(x, [k + ("" if scores[k].causal else "\n(non-causal)") for k in names])
     ax.set_ylim(0, 1)
     ax.set_ylabel("hand velocity, 5-fold contiguous CV")
