@@ -51,7 +51,8 @@ class BciScenario:
     features: str = "tc"                      # tc | units | hg
     #: raw broadband of one channel only: a BCI session lives on features (the link could not
     #: carry 64 × 30 kHz of raw anyway, and encoding it would cost the hub CPU for nothing)
-    settings: list[str] = field(default_factory=lambda: ["bin_ms=20", "raw_channels=0"])
+    settings: list[str] = field(default_factory=lambda: ["bin_ms=20", "raw_channels=0",
+                                                         "snippets=false"])
     calibration_s: float = 60.0
     block_s: float = 45.0
     grid_s: float = 60.0
@@ -61,17 +62,25 @@ class BciScenario:
     link_model: dict[str, Any] = field(default_factory=lambda: dict(LINK_2M))
     user_delay_bins: int = 0
     user_noise: float = 0.0
+    frame_ms: float = 1.0                     # implant frame length (bin ends stay on frames)
+    block_ms: float = 10.0                    # hub block (a bin is final one block after its end)
 
 
 SCENARIOS = [
     BciScenario("spikes_tc", "tuned:32:30000:48:1", "tc"),
     BciScenario("spikes_units", "tuned:32:30000:48:2", "units",
-                settings=["bin_ms=20", "raw_channels=0", "sort=true"],
+                settings=["bin_ms=20", "raw_channels=0", "snippets=false", "sort=true"],
                 decoders=("kalman_ss", "wiener"), refit=False, calibration_s=75.0),
     BciScenario("ecog_hg", "ecog:64:2000:3", "hg",
-                settings=["bin_ms=20", "raw_channels=0", "lfp=true", "lfp_rate_hz=1000",
+                settings=["bin_ms=20", "raw_channels=0", "snippets=false", "lfp=true",
+                          "lfp_rate_hz=1000",
                           "lfp_cutoff_hz=250"]),
 ]
+
+
+def _frame_samples(scn: BciScenario) -> int:
+    fs = float(scn.implant.split(":")[2])
+    return max(1, round(scn.frame_ms * fs / 1000))
 
 
 def _quick(s: BciScenario) -> BciScenario:
@@ -144,7 +153,8 @@ async def host_session(scn: BciScenario, host: Host, hci: str, keystore: Path,
             tel = host.rx.last_telemetry
             n_ch = (tel.n_channels or None) if tel is not None else None
             await asyncio.sleep(0.1)
-        await ble.send_command(configure_command(scn.settings, 1, n_ch).SerializeToString())
+        settings = [*scn.settings, f"block_ms={scn.block_ms:g}"]
+        await ble.send_command(configure_command(settings, 1, n_ch).SerializeToString())
         t0 = time.monotonic()
         while not any(r.request_id == 1 for r in host.rx.results):
             if time.monotonic() - t0 > 20:
@@ -213,7 +223,8 @@ def run_bci(scn: BciScenario, out: Path) -> dict[str, Any]:
         chain.start_hub()
         implant = chain._start([PY, "-m", "hil.implant", scn.implant, "--connect",
                                 chain.ports["implant"], "--duration", str(total), "--control",
-                                control.address, "--stats", str(out / "implant.json")],
+                                control.address, "--stats", str(out / "implant.json"),
+                                "--frame-samples", str(_frame_samples(scn))],
                                "implant.log")
         if not control.connected.wait(30):
             raise ChainError(f"implant never connected its control channel:\n"
@@ -251,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/hil/bci"))
     p.add_argument("--only", help="comma-separated scenario names")
     p.add_argument("--quick", action="store_true", help="short blocks (a smoke run)")
+    p.add_argument("--frame-ms", type=float, help="implant frame length (default 1 ms)")
+    p.add_argument("--block-ms", type=float,
+                   help="hub block length (default 10 ms; 20 halves the hub's per-block work "
+                        "on a loaded machine)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
@@ -263,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if args.quick:
             scn = _quick(scn)
+        if args.frame_ms:
+            scn.frame_ms = args.frame_ms
+        if args.block_ms:
+            scn.block_ms = args.block_ms
         log.info("scenario %s", scn.name)
         try:
             report["scenarios"][scn.name] = run_bci(scn, args.out / scn.name)
