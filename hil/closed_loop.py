@@ -29,14 +29,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hil.chain import PY, Chain, ChainError, ChainSpec, _tail
 from hil.closed_loop_user import ControlServer, SimulatedUser
-from host_tools.decoding import make_decoder
 from host_tools.decoding.base import Decoder
-from host_tools.decoding.features import BinAssembler
-from host_tools.decoding.loop import BlockLog, CursorLoop
+from host_tools.decoding.live import LiveLink
+from host_tools.decoding.loop import BlockLog
+from host_tools.decoding.session import CursorSession
 from host_tools.decoding.task import CenterOut, GridTask, Task
 
 log = logging.getLogger(__name__)
@@ -89,125 +87,79 @@ def _quick(s: BciScenario) -> BciScenario:
 
 
 class Host:
-    """The host side: BLE receiver → bins → cursor loop, with the simulated user."""
+    """The host: a cursor session whose steps the simulated user watches."""
 
     def __init__(self, scn: BciScenario, control: ControlServer) -> None:
-        from host_tools.receiver import Receiver
+        self.user = SimulatedUser(control, lambda: self.session.task,
+                                  delay_bins=scn.user_delay_bins, noise=scn.user_noise,
+                                  seed=scn.seed)
+        from host_tools.decoding.view import FigureView
 
-        self.scn = scn
-        self.assembler = BinAssembler(scn.features)
-        self.task: Task = CenterOut(scn.seed)
-        self.user = SimulatedUser(control, lambda: self.task, delay_bins=scn.user_delay_bins,
-                                  noise=scn.user_noise, seed=scn.seed)
-        self.loop = CursorLoop(self.task, 0.02, on_step=self.user.on_step)
-        self.rx = Receiver(self._on_envelope)
-        self.bin_s: float | None = None
+        self.view = FigureView(interactive=False, interval=0.2)   # off-screen: the snapshot
+        self.session = CursorSession(scn.features, view=self.view, on_step=self.user.on_step,
+                                     seed=scn.seed)
 
-    def _on_envelope(self, env: Any, t_ns: int) -> None:
-        for b in self.assembler.feed(env):
-            if self.bin_s is None and self.assembler.fs:
-                self.bin_s = env.features.bin_samples / self.assembler.fs
-                self.loop.bin_s = self.bin_s
-                if self.loop.block is not None:
-                    self.loop.block.bin_s = self.bin_s
-            self.loop.on_bin(b)
-
-    def start(self, name: str, task: Task, decoder: Decoder | None) -> None:
-        self.task = task
-        self.loop.start_block(name, task, decoder)
-        log.info("block %s (%s)", name, "calibration" if decoder is None else decoder.kind)
-
-    def pause(self) -> BlockLog | None:
-        blk = self.loop.finish_block()
-        self.user.rest()
-        return blk
-
-
-async def _fit(kind: str, blocks: list[BlockLog]) -> Decoder:
-    X = np.concatenate([b.arrays()["x"] for b in blocks])
-    Y = np.concatenate([b.arrays()["label"] for b in blocks])
-    dec = make_decoder(kind)
-    return await asyncio.to_thread(dec.fit, X, Y)
+    async def block(self, name: str, task: Task, decoder: Decoder | None,
+                    seconds: float) -> BlockLog:
+        try:
+            return await self.session.block(name, task, decoder, seconds)
+        finally:
+            self.user.rest()
 
 
 async def host_session(scn: BciScenario, host: Host, hci: str, keystore: Path,
-                       ble_name: str) -> dict[str, Any]:
-    from host_tools.ble_receiver import BleReceiver
-    from host_tools.bleak_bumble import BumbleBackend
-    from host_tools.record_cli import configure_command
-
-    backend = BumbleBackend(hci, keystore=keystore)
-    def on_chunk(chunk: bytes, t_ns: int) -> None:
-        host.rx.feed_chunk(chunk, t_ns)
-
-    ble = BleReceiver(ble_name, on_chunk, backend=backend, pair=True,
-                      scan_timeout=30.0)
+                       ble_name: str, out: Path) -> dict[str, Any]:
+    settings = [*scn.settings, f"block_ms={scn.block_ms:g}"]
+    args = argparse.Namespace(tcp=None, ble=ble_name, hci=hci, keystore=keystore, pair=True,
+                              set=settings, connect_timeout=60.0)
+    link = LiveLink(args, host.session.on_envelope)
     stop = asyncio.Event()
-    task = asyncio.create_task(ble.run(stop))
-    results: dict[str, Any] = {"blocks": []}
+    task = asyncio.create_task(link.run(stop))
+    results: dict[str, Any] = {}
+    s = host.session
     try:
-        await asyncio.wait_for(ble.subscribed.wait(), 60)
-        t_conn = time.monotonic()
-        n_ch = None
-        while n_ch is None and time.monotonic() - t_conn < 30:
-            tel = host.rx.last_telemetry
-            n_ch = (tel.n_channels or None) if tel is not None else None
-            await asyncio.sleep(0.1)
-        settings = [*scn.settings, f"block_ms={scn.block_ms:g}"]
-        await ble.send_command(configure_command(settings, 1, n_ch).SerializeToString())
         t0 = time.monotonic()
-        while not any(r.request_id == 1 for r in host.rx.results):
-            if time.monotonic() - t0 > 20:
+        while not any(r.request_id == 1 for r in link.rx.results):
+            if task.done():
+                task.result()
+            if time.monotonic() - t0 > 90:
                 raise ChainError("the hub did not answer the Configure command")
             await asyncio.sleep(0.05)
-        res = next(r for r in host.rx.results if r.request_id == 1)
+        res = next(r for r in link.rx.results if r.request_id == 1)
         if res.code != 0:
-            raise ChainError(f"the hub rejected {scn.settings}: {res.message}")
+            raise ChainError(f"the hub rejected {settings}: {res.message}")
         await asyncio.sleep(3.0)                     # noise estimates settle, warm-up ends
-        host.start("calibration", CenterOut(scn.seed), None)
-        await asyncio.sleep(scn.calibration_s)
-        calib = host.pause()
-        assert calib is not None
-        decoders: dict[str, Decoder] = {}
+        calib = await host.block("calibration", CenterOut(scn.seed), None, scn.calibration_s)
         for kind in scn.decoders:
-            decoders[kind] = await _fit(kind, [calib])
+            await s.fit(kind, [calib])
         closed: dict[str, BlockLog] = {}
-        for i, (kind, dec) in enumerate(decoders.items()):
-            host.start(f"center_out/{kind}", CenterOut(scn.seed + 10 + i), dec)
-            await asyncio.sleep(scn.block_s)
-            blk = host.pause()
-            assert blk is not None
-            closed[kind] = blk
+        for i, kind in enumerate(scn.decoders):
+            closed[kind] = await host.block(f"center_out/{kind}", CenterOut(scn.seed + 10 + i),
+                                            s.decoders[kind], scn.block_s)
         if scn.refit and "kalman_ss" in closed:
-            decoders["refit_kf"] = await _fit("kalman_ss", [calib, closed["kalman_ss"]])
-            host.start("center_out/refit_kf", CenterOut(scn.seed + 20), decoders["refit_kf"])
-            await asyncio.sleep(scn.block_s)
-            blk = host.pause()
-            assert blk is not None
-            closed["refit_kf"] = blk
+            # ReFIT: the Kalman filter refitted with intention labels from its own closed loop
+            await s.fit("kalman_ss", [calib, closed["kalman_ss"]], name="refit_kf")
+            closed["refit_kf"] = await host.block("center_out/refit_kf", CenterOut(scn.seed + 20),
+                                                  s.decoders["refit_kf"], scn.block_s)
 
         def rank(k: str) -> tuple[float, float]:
             t = closed[k].task
             return (t["success_rate"] or 0.0, -(t["time_to_target_s"]["median"] or 99.0))
 
         best = max(closed, key=rank)
-        host.start(f"grid/{best}", GridTask(scn.seed + 30), decoders[best])
-        await asyncio.sleep(scn.grid_s)
-        host.pause()
+        await host.block(f"grid/{best}", GridTask(scn.seed + 30), s.decoders[best], scn.grid_s)
         results["best_decoder"] = best
+        results["cursor_view"] = str(host.view.snapshot(out / "cursor_view.png"))
     finally:
         stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-        with contextlib.suppress(Exception):
-            await backend.close()
-    results["blocks"] = [{"name": b.name, "mode": b.mode, "bins": len(b.bins),
-                          "decode_us_p50": round(float(np.median(b.decode_us)), 1)
-                          if b.decode_us else None, **b.task} for b in host.loop.blocks]
-    results["assembler"] = {"bins": host.assembler.bins_seen,
-                            "missing_bins": host.assembler.missing_bins,
-                            "unmodelled_spikes": host.assembler.unmodelled_spikes}
-    results["receiver"] = {k: host.rx.summary()[k] for k in ("classes", "latency_ms")}
+            await asyncio.wait_for(task, 20)
+    results["blocks"] = s.summary()
+    results["assembler"] = {"bins": s.assembler.bins_seen,
+                            "missing_bins": s.assembler.missing_bins,
+                            "unmodelled_spikes": s.assembler.unmodelled_spikes}
+    results["receiver"] = {k: link.rx.summary()[k] for k in ("classes", "latency_ms")}
+    results["time_sync"] = link.timesync.summary()
     return results
 
 
@@ -234,7 +186,7 @@ def run_bci(scn: BciScenario, out: Path) -> dict[str, Any]:
         try:
             res = asyncio.run(host_session(scn, host, f"tcp-client:127.0.0.1:"
                                            f"{chain.air['ports']['host']}",
-                                           out / "host_bonds.json", spec.ble_name))
+                                           out / "host_bonds.json", spec.ble_name, out))
         finally:
             control.close()
             implant.send_signal(signal.SIGTERM)
@@ -247,12 +199,7 @@ def run_bci(scn: BciScenario, out: Path) -> dict[str, Any]:
     res["wall_s"] = round(time.monotonic() - t0, 1)
     res["scenario"] = {k: v for k, v in asdict(scn).items()}
     res["control"] = {"sent": control.sent, "unsent": control.unsent}
-    arrays: dict[str, Any] = {}
-    for i, b in enumerate(host.loop.blocks):
-        for k, v in b.arrays().items():
-            arrays[f"b{i}_{k}"] = v
-    arrays["block_names"] = np.array([b.name for b in host.loop.blocks])
-    np.savez_compressed(out / "blocks.npz", **arrays)
+    host.session.save(out / "session.npz")
     return res
 
 

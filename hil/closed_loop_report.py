@@ -36,7 +36,7 @@ def table(res: dict[str, Any]) -> list[str]:
 
 
 def figure(out: Path, name: str) -> Path | None:
-    f = out / name / "blocks.npz"
+    f = out / name / "session.npz"
     if not f.exists():
         return None
     import matplotlib
@@ -45,7 +45,7 @@ def figure(out: Path, name: str) -> Path | None:
     import matplotlib.pyplot as plt
 
     with np.load(f, allow_pickle=False) as z:
-        names = [str(n) for n in z["block_names"]]
+        names = [b["name"] for b in json.loads(str(z["meta"]))["blocks"]]
         blocks = [{k.split("_", 1)[1]: z[k] for k in z.files if k.startswith(f"b{i}_")}
                   for i in range(len(names))]
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.2 * (len(names) + 1), 3.4))

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("host_tools.deploy", "install a hub bundle into a target root or over ssh"),
     "decode-eval": ("host_tools.decoding.eval_cli",
                     "cross-validated offline decoding of binned spikes → JSON + plot"),
+    "cursor": ("host_tools.decoding.cursor_cli",
+               "the BCI loop for a person: calibrate, decode, move a cursor on screen"),
     "lsl": ("host_tools.lsl_cli", "publish features, spikes and the decoded cursor over LSL"),
 }
 
