@@ -126,7 +126,7 @@ class PipelineStage:
         spikes_first = min(first, base + int(spikes["sample"].min())) if spikes.size else first
         packets = [p for p in (
             pk.spikes(spikes, base, spikes_first, end, t_ns, res.sort_events),
-            pk.features(res.bins, base, pipe.bin_samples, t_ns, end),
+            pk.features(res.bins, base, pipe.bin_samples, t_ns, end, res.hg_power),
         ) if p is not None]
         if self.cfg.snippets:
             packets += pk.snippets(res.snippet_events, res.snippets, self.neighbors,
