@@ -19,7 +19,7 @@ QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean proto proto-check hil bundle hil-arm sysdeps-arm
+        bench run clean proto proto-check hil hil-bci bundle hil-arm sysdeps-arm
 
 all: kernels
 
@@ -198,6 +198,12 @@ sysdeps-arm:
 	  echo "installing system packages: $(SYSDEPS_ARM)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_ARM) >/dev/null; \
 	fi
+
+# Closed-loop BCI (decoding, issue 15): tuned implant → hub → virtual BLE 2M → host decoder →
+# cursor → simulated user → implant, real time (~15 min) → out/hil/bci/report.json + report.md.
+# BCI_ARGS: --only spikes_tc,spikes_units,ecog_hg  --quick  --block-ms 20 (loaded machine)
+hil-bci: setup
+	$(PY) -m hil.closed_loop $(BCI_ARGS)
 
 clean:
 	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist
