@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated scenario names")
     p.add_argument("--quick", action="store_true", help="short blocks (a smoke run)")
     p.add_argument("--frame-ms", type=float, help="implant frame length (default 1 ms)")
+    p.add_argument("--spike-fs", type=float,
+                   help="sampling rate of the spiking implants (default 30000; 15000 halves "
+                        "the implant's and the hub's work on a loaded machine)")
     p.add_argument("--block-ms", type=float,
                    help="hub block length (default 10 ms; 20 halves the hub's per-block work "
                         "on a loaded machine)")
@@ -229,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             scn.frame_ms = args.frame_ms
         if args.block_ms:
             scn.block_ms = args.block_ms
+        if args.spike_fs and scn.implant.startswith("tuned:"):
+            parts = scn.implant.split(":")
+            parts[2] = f"{args.spike_fs:g}"
+            scn.implant = ":".join(parts)
         log.info("scenario %s", scn.name)
         try:
             report["scenarios"][scn.name] = run_bci(scn, args.out / scn.name)

@@ -16,6 +16,7 @@ from host_tools.decoding import make_decoder
 from host_tools.decoding.base import F64, Decoder
 from host_tools.decoding.features import Bin
 from host_tools.decoding.loop import BlockLog, CursorLoop
+from host_tools.decoding.session import View
 from host_tools.decoding.synth import TunedPopulation
 from host_tools.decoding.task import CenterOut, Task, ideal_velocity
 
@@ -29,9 +30,11 @@ class SimSpec:
 
 
 class SimLoop:
-    """A tuned population answering the user's intention, bin by bin."""
+    """A tuned population answering the user's intention, bin by bin; ``view`` (optional) is
+    drawn every bin like ``hubctl cursor``'s."""
 
-    def __init__(self, spec: SimSpec) -> None:
+    def __init__(self, spec: SimSpec, view: View | None = None) -> None:
+        self.view = view
         self.spec = spec
         self.pop = TunedPopulation.random(spec.n_units, spec.seed)
         self.rng = np.random.default_rng(spec.seed + 1)
@@ -42,12 +45,17 @@ class SimLoop:
                                clock_ns=lambda: self._now_ns)
         self._now_ns = 0
         self.index = 0
+        self.status = ""
 
     def _user(self, pos: F64, target: F64, v: F64) -> None:
         self.intention = ideal_velocity(pos, target, self.loop.task.radius)
+        if self.view is not None:
+            self.view.draw(pos, target, self.loop.task, self.status)
 
     def run(self, name: str, task: Task, decoder: Decoder | None, seconds: float) -> BlockLog:
         self.loop.start_block(name, task, decoder)
+        self.status = f"{name}: " + ("follow the cursor" if decoder is None
+                                     else f"{decoder.kind} in control")
         self.intention = np.zeros(2)
         self._user(self.loop.cursor.pos, task.target, np.zeros(2))
         for _ in range(round(seconds / self.spec.bin_s)):
@@ -70,11 +78,11 @@ def fit_on(kind: str, blocks: list[BlockLog]) -> Decoder:
 
 
 def session(spec: SimSpec, kinds: tuple[str, ...] = ("kalman_ss",), calibration_s: float = 60,
-            block_s: float = 60, grid_s: float = 60) -> dict[str, Any]:
+            block_s: float = 60, grid_s: float = 60, view: View | None = None) -> dict[str, Any]:
     """Calibration → closed-loop center-out per decoder → grid with the first; task summaries."""
     from host_tools.decoding.task import GridTask
 
-    sim = SimLoop(spec)
+    sim = SimLoop(spec, view)
     calib = sim.run("calibration", CenterOut(spec.seed), None, calibration_s)
     out: dict[str, Any] = {"calibration": calib.task}
     decoders = {k: fit_on(k, [calib]) for k in kinds}
