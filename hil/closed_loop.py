@@ -178,7 +178,7 @@ def run_bci(scn: BciScenario, out: Path) -> dict[str, Any]:
                                 control.address, "--stats", str(out / "implant.json"),
                                 "--frame-samples", str(_frame_samples(scn))],
                                "implant.log")
-        if not control.connected.wait(30):
+        if not control.wait_connected(30):
             raise ChainError(f"implant never connected its control channel:\n"
                              f"{_tail(out / 'implant.log')}")
         host = Host(scn, control)

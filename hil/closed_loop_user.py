@@ -10,66 +10,35 @@ speed): the implant's tuned population fires accordingly from its next chunk on.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 
-from hil.implant_tuned import encode_velocity
+from hil import implant_ctl
 from host_tools.decoding.base import F64
 from host_tools.decoding.task import Task, ideal_velocity
 
 log = logging.getLogger(__name__)
 
 
-class ControlServer:
-    """Listens on 127.0.0.1 (ephemeral port) for the implant's control connection; ``velocity``
-    sends one message to the connected implant (dropped, and counted, when none is)."""
+class ControlServer(implant_ctl.ControlServer):
+    """The MicroPython implant's control server (``hil.implant_ctl``; the CPython implant's
+    tuned modes speak the same messages), counting what it could not deliver."""
 
     def __init__(self) -> None:
-        self.srv = socket.create_server(("127.0.0.1", 0))
-        self.address = f"tcp:127.0.0.1:{self.srv.getsockname()[1]}"
-        self.conn: socket.socket | None = None
-        self.connected = threading.Event()
+        super().__init__()
         self.sent = 0
         self.unsent = 0
         self._seq = 0
-        threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.conn is not None:
-                self.conn.close()            # the implant restarted and came back
-            self.conn = conn
-            self.connected.set()
-
-    def velocity(self, v: F64) -> bool:
+    def intend(self, v: F64) -> bool:
+        """Sends velocity ``v`` (full speed = 1) as per-mille."""
         self._seq += 1
-        conn = self.conn
-        if conn is None:
-            self.unsent += 1
-            return False
-        try:
-            conn.sendall(encode_velocity(round(float(v[0]) * 1000), round(float(v[1]) * 1000),
-                                         self._seq))
-        except OSError:
-            self.conn = None
-            self.unsent += 1
-            return False
-        self.sent += 1
-        return True
-
-    def close(self) -> None:
-        self.srv.close()
-        if self.conn is not None:
-            self.conn.close()
+        ok = self.velocity(round(float(v[0]) * 1000), round(float(v[1]) * 1000), self._seq)
+        self.sent += ok
+        self.unsent += not ok
+        return ok
 
 
 class SimulatedUser:
@@ -91,10 +60,10 @@ class SimulatedUser:
         if self.noise:
             want = want + self.rng.normal(0, self.noise, 2)
         self.intended = want
-        self.control.velocity(want)
+        self.control.intend(want)
 
     def rest(self) -> None:
         """No task on screen: intend nothing."""
         self.seen.clear()
         self.intended = np.zeros(2)
-        self.control.velocity(self.intended)
+        self.control.intend(self.intended)

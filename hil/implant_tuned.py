@@ -32,22 +32,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hil.implant_ctl import MAGIC, VELOCITY
 from host_tools.decoding.synth import TunedPopulation
 from hub.sources import Recording
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"\xc5\x3c"
-VELOCITY = 1
 _VEL = struct.Struct("<hhI")
-
-
-def encode_velocity(vx: int, vy: int, seq: int) -> bytes:
-    """One VELOCITY control message (per-mille of full speed)."""
-    body = bytes([VELOCITY, _VEL.size]) + _VEL.pack(max(-32768, min(32767, vx)),
-                                                     max(-32768, min(32767, vy)),
-                                                     seq & 0xFFFFFFFF)
-    return MAGIC + body + struct.pack("<I", zlib.crc32(body))
 
 
 class VelocityControl:

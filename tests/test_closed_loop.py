@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hil.closed_loop_sim import SimSpec, session
-from hil.implant_tuned import VelocityControl, encode_velocity, tuned_recording
+from hil.implant_ctl import encode_velocity
+from hil.implant_tuned import VelocityControl, tuned_recording
 from host_tools.decoding.features import BinAssembler
 from host_tools.decoding.loop import refit_label
 from host_tools.decoding.task import CenterOut, GridTask, achieved_bitrate, ideal_velocity

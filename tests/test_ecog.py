@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from hil.implant_tuned import encode_velocity, tuned_recording
+from hil.implant_ctl import encode_velocity
+from hil.implant_tuned import tuned_recording
 from host_tools.decoding import make_decoder, r2_score
 from host_tools.decoding.features import BinAssembler
 from host_tools.decoding.synth import reaches

@@ -51,7 +51,7 @@ def _inlet(source_id: str) -> Any:
 def test_outlets_carry_features_spikes_cursor_with_fitted_timestamps() -> None:
     sid = 0x5EED0000 + os.getpid() % 0xFFFF
     prefix = f"ihubtest{os.getpid()}"
-    fit = TimeSyncFit()
+    fit = TimeSyncFit(method="envelope", same_clock=True)   # arrival times on the host's clock
     t0 = time.monotonic_ns()
 
     def host_ns(sample: int) -> int:        # the true hub→host clock mapping
@@ -111,7 +111,7 @@ def test_outlets_carry_features_spikes_cursor_with_fitted_timestamps() -> None:
 
 
 def test_samples_wait_for_the_time_sync_fit() -> None:
-    fit = TimeSyncFit()
+    fit = TimeSyncFit(same_clock=True)
     pub = LslPublisher(f"ihubwait{os.getpid()}", lambda s: int(fit.to_host_ns(s)))
     pub.on_envelope(pb.Envelope(time_sync=pb.TimeSync(sampling_frequency=FS)), 0)
     pub.on_envelope(_features(0, [[1, 1]], 7), 0)

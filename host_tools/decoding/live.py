@@ -53,8 +53,7 @@ class LiveLink:
 
     def _on_envelope(self, env: pb.Envelope, t_ns: int) -> None:
         if env.WhichOneof("payload") == "time_sync":
-            ts = env.time_sync
-            self.timesync.add(int(ts.sample_index), t_ns, float(ts.sampling_frequency or 0.0))
+            self.timesync.add_packet(env.time_sync, t_ns)
         self._user(env, t_ns)
 
     async def _configure(self, send: Callable[[pb.Command], Any]) -> None:
