@@ -45,7 +45,9 @@ LINK_2M = {"phy": "2M", "interval_ms": 7.5}
 @dataclass
 class BciScenario:
     name: str
-    implant: str                              # tuned:C:FS:UNITS:SEED | ecog:C:FS:SEED
+    #: tuned:C:FS:UNITS:SEED | ecog:C:FS:SEED (CPython, hil/implant_tuned.py), or
+    #: gen:C:FS:UNITS:SEED — the MicroPython firmware's generative mode (hil.mpy_implant)
+    implant: str
     features: str = "tc"                      # tc | units | hg
     #: raw broadband of one channel only: a BCI session lives on features (the link could not
     #: carry 64 × 30 kHz of raw anyway, and encoding it would cost the hub CPU for nothing)
@@ -69,11 +71,18 @@ SCENARIOS = [
     BciScenario("spikes_units", "tuned:32:30000:48:2", "units",
                 settings=["bin_ms=20", "raw_channels=0", "snippets=false", "sort=true"],
                 decoders=("kalman_ss", "wiener"), refit=False, calibration_s=75.0),
+    # opt-in (--only spikes_mpy): the same loop with the MicroPython implant firmware on the
+    # unix port (its generative mode and control channel, hil/implant_fw)
+    BciScenario("spikes_mpy", "gen:16:15000:32:4", "tc", decoders=("kalman_ss", "wiener"),
+                refit=False),
     BciScenario("ecog_hg", "ecog:64:2000:3", "hg",
                 settings=["bin_ms=20", "raw_channels=0", "snippets=false", "lfp=true",
                           "lfp_rate_hz=1000",
                           "lfp_cutoff_hz=250"]),
 ]
+
+
+OPT_IN = {"spikes_mpy"}
 
 
 def _frame_samples(scn: BciScenario) -> int:
@@ -173,11 +182,15 @@ def run_bci(scn: BciScenario, out: Path) -> dict[str, Any]:
     with Chain(spec, out) as chain:
         chain.start_air()
         chain.start_hub()
-        implant = chain._start([PY, "-m", "hil.implant", scn.implant, "--connect",
-                                chain.ports["implant"], "--duration", str(total), "--control",
-                                control.address, "--stats", str(out / "implant.json"),
-                                "--frame-samples", str(_frame_samples(scn))],
-                               "implant.log")
+        if scn.implant.startswith("gen:"):          # the MicroPython firmware
+            cmd = [PY, "-m", "hil.mpy_implant", scn.implant, "--connect", chain.ports["implant"],
+                   "--duration", str(total), "--fw-json", json.dumps({"control": control.address}),
+                   "--stats", str(out / "implant.json"), "--log", str(out / "firmware.jsonl")]
+        else:
+            cmd = [PY, "-m", "hil.implant", scn.implant, "--connect", chain.ports["implant"],
+                   "--duration", str(total), "--control", control.address, "--stats",
+                   str(out / "implant.json"), "--frame-samples", str(_frame_samples(scn))]
+        implant = chain._start(cmd, "implant.log")
         if not control.wait_connected(30):
             raise ChainError(f"implant never connected its control channel:\n"
                              f"{_tail(out / 'implant.log')}")
@@ -224,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     names = set(args.only.split(",")) if args.only else None
     report: dict[str, Any] = {"scenarios": {}}
     for scn in SCENARIOS:
-        if names is not None and scn.name not in names:
+        wanted = scn.name in names if names is not None else scn.name not in OPT_IN
+        if not wanted:
             continue
         if args.quick:
             scn = _quick(scn)
