@@ -36,11 +36,16 @@ def probe_file(recording: str, out: Path) -> Path | None:
     if recording.startswith("synth:") or not (
             (p.is_dir() and (p / "binary.json").exists()) or p.suffix in (".bin", ".json")):
         return None
-    pos = open_recording(p).channel_positions_um
+    rec = open_recording(p)
+    pos = rec.channel_positions_um
     if pos is None:
         return None
+    d: dict[str, Any] = {"channel_positions_um": pos.tolist(), "name": rec.name}
+    gains = rec.gain_to_uV
+    if gains.size and bool((gains == gains[0]).all()):
+        d["uv_per_count"] = float(gains[0])       # the ADC gain the recordings will carry
     f = out / "probe.json"
-    f.write_text(json.dumps({"channel_positions_um": pos.tolist()}))
+    f.write_text(json.dumps(d))
     return f
 
 

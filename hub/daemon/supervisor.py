@@ -44,6 +44,19 @@ from hub.wire import Reassembler, pb
 log = logging.getLogger(__name__)
 
 
+def _hub_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("implant-hub")
+    except PackageNotFoundError:         # a bundle without package metadata
+        v = "unknown"
+    return f"implant-hub {v} (schema {pb.SCHEMA_VERSION})"
+
+
+HUB_VERSION = _hub_version()
+
+
 @dataclass
 class DaemonOptions:
     implant: str                         # implant link address (hub.link.transport)
@@ -56,6 +69,8 @@ class DaemonOptions:
     #: Contact positions (µm) of the implant's channels: spatial de-duplication and
     #: multi-channel snippets need them; None: every channel stands alone.
     probe_positions: npt.NDArray[np.float64] | None = None
+    #: uv_per_count, location, name, groups (hub.dsp.geometry.load_probe_metadata)
+    probe_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Daemon:
@@ -92,6 +107,8 @@ class Daemon:
         self._first_block = True
         self._busy = False
         self.stage_seconds: dict[str, float] = {}
+        self._telemetry_count = 0
+        self._probe_key: tuple[int, int] = (-1, -1)
 
     # ------------------------------------------------------------ HubApi
     @property
@@ -137,7 +154,23 @@ class Daemon:
         fut.result(timeout=5.0)
 
     def status(self) -> pb.Telemetry:
-        return self._telemetry()
+        tel = self._telemetry()
+        tel.probe.CopyFrom(self._probe_info())
+        return tel
+
+    def _probe_info(self) -> pb.ProbeInfo:
+        """The installed implant (positions when they match the stream, gain, location)."""
+        meta, pos = self.opts.probe_metadata, self.stage.positions
+        info = pb.ProbeInfo(uv_per_count=float(meta.get("uv_per_count", 0.0)),
+                            location=str(meta.get("location", "unknown")),
+                            name=str(meta.get("name", "")))
+        if pos is not None:
+            info.x_um.extend(pos[:, 0].tolist())
+            info.y_um.extend(pos[:, 1].tolist())
+            groups = meta.get("groups")
+            if isinstance(groups, list) and len(groups) == pos.shape[0]:
+                info.group.extend(groups)
+        return info
 
     def time_sync(self, host_time_ns: int) -> pb.TimeSync:
         return pb.TimeSync(sample_index=self.last_sample, hub_time_ns=self.last_t_ns,
@@ -250,7 +283,14 @@ class Daemon:
             self._beats["telemetry"] = time.monotonic()
             await asyncio.sleep(self.opts.telemetry_s)
             self.cpu_load = self.cpu.read()
-            self.scheduler.submit(self.packer.telemetry(self._telemetry(), self.last_sample))
+            tel = self._telemetry()
+            # the implant's description, for recordings: now and then, and on a new connection
+            key = (self.uplink.stats.connects, self.stage.n_channels)
+            if self._telemetry_count % 10 == 0 or key != self._probe_key:
+                self._probe_key = key
+                tel.probe.CopyFrom(self._probe_info())
+            self._telemetry_count += 1
+            self.scheduler.submit(self.packer.telemetry(tel, self.last_sample))
             if self.last_t_ns:
                 self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
             self.scheduler.request_report()
@@ -288,7 +328,7 @@ class Daemon:
             stage_restarts=self.stage_restarts, stage_seconds=self.stage_seconds,
             blocks=self.stage.blocks, overruns=self.overruns, running=self._config.running,
             config_json=json.dumps(self._config.to_dict()), n_channels=self.stage.n_channels,
-            sampling_frequency=self.stage.fs)
+            sampling_frequency=self.stage.fs, hub_version=HUB_VERSION)
 
     # ------------------------------------------------------------ task tree
     def _spawn(self, name: str) -> None:
