@@ -73,6 +73,8 @@ class ChainSpec:
     raw_out: bool = False                  # the receiver saves decoded raw in OUT/raw.npz
     link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
     ble_name: str = "ihub-01"
+    packets_out: bool = False              # the receiver keeps OUT/packets.log
+    nwb: Path | None = None                # the receiver writes this NWB file on close
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -190,6 +192,10 @@ class Chain:
             rx_args += ["--set", item]
         if s.raw_out:
             rx_args += ["--raw-out", str(self.out / "raw.npz")]
+        if s.packets_out:
+            rx_args += ["--packets-out", str(self.out / "packets.log")]
+        if s.nwb is not None:
+            rx_args += ["--nwb", str(s.nwb)]
         rx = self._start(rx_args, "rx.log")
         # let the receiver connect (and configure); BLE also scans, pairs and subscribes
         time.sleep(2.0 if s.uplink == "ble" else 0.7)
@@ -226,7 +232,7 @@ class Chain:
         except subprocess.TimeoutExpired as e:
             raise ChainError(f"hub did not stop on SIGTERM:\n{_tail(self.out / 'hub.log')}") from e
         try:
-            rx.wait(20)
+            rx.wait(20 + (300 if s.nwb is not None else 0))   # + NWB conversion
         except subprocess.TimeoutExpired as e:
             raise ChainError("receiver did not finish after the hub's final report") from e
         if not rx_json.exists():
