@@ -272,8 +272,44 @@ def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str,
                      data=[",".join(map(str, sorted(merged.get(k, [])))) for k in sorted_keys]
                      + [""] * len(xing))
     units.add_column(name="channel", description="main hub channel", data=chan.tolist())
+    wmean = _waveform_means(scan, sorted_keys, xing, merged)
+    if wmean is not None:
+        units.add_column(name="waveform_mean", description=(
+            "mean spike-band waveform on the peak channel over the delivered snippets "
+            "(volts; NaN: no snippet delivered)"), data=wmean * _volts(scan))
     nwbfile.units = units
     return n_rows
+
+
+def _volts(scan: Scan) -> float:
+    g = max((s.probe.uv_per_count for s in scan.session_list() if s.probe is not None),
+            default=0.0)
+    return g * 1e-6 if g > 0 else 1.0
+
+
+def _waveform_means(scan: Scan, sorted_keys: list[tuple[int, int]], xing: list[int],
+                    merged: dict[tuple[int, int], list[int]]) -> npt.NDArray[np.float64] | None:
+    from host_tools.nwb_writer import snippet_means
+
+    acc = snippet_means(scan)
+    if not acc:
+        return None
+    ns = len(next(iter(acc.values()))[0])
+    if any(len(v[0]) != ns for v in acc.values()):
+        return None                     # snippet length changed mid-session: no single mean
+    out = np.full((len(sorted_keys) + len(xing), ns), np.nan)
+    for i, (sess, u) in enumerate(sorted_keys):
+        ids = {u, *merged.get((sess, u), [])}
+        parts = [v for (s_, u_, _c), v in acc.items() if s_ == sess and u_ in ids]
+        n = sum(p[1] for p in parts)
+        if n:
+            out[i] = sum(p[0] for p in parts) / n
+    for j, c in enumerate(xing):
+        parts = [v for (_s, u_, c_), v in acc.items() if u_ < 0 and c_ == c]
+        n = sum(p[1] for p in parts)
+        if n:
+            out[len(sorted_keys) + j] = sum(p[0] for p in parts) / n
+    return out
 
 
 def add_hub_tables(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:

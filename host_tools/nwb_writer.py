@@ -224,6 +224,26 @@ def add_raw(nwbfile: NWBFile, scan: Scan, clock: Clock, s: SessionInfo) -> list[
     return out
 
 
+def snippet_means(scan: Scan) -> dict[tuple[int, int, int], tuple[Any, int]]:
+    """Mean peak-channel waveform (counts) per (session, hub unit, channel) over the snippets,
+    for the units table's ``waveform_mean`` (read in bounded slices)."""
+    acc: dict[tuple[int, int, int], tuple[Any, int]] = {}
+    for (_k, _ns), (wf_sp, _nb, meta_sp) in sorted(scan.snippets.items()):
+        wf, meta = wf_sp.array(), meta_sp.array()
+        for a in range(0, meta.size, 65536):
+            m = np.asarray(meta[a:a + 65536])
+            w = np.asarray(wf[a:a + 65536, 0, :], np.float64)
+            keys = np.stack([m["session"].astype(np.int64), m["unit"].astype(np.int64),
+                             m["channel"].astype(np.int64)], axis=1)
+            uk, inv = np.unique(keys, axis=0, return_inverse=True)
+            for i, key in enumerate(uk):
+                sel = w[inv.ravel() == i]
+                k3 = (int(key[0]), int(key[1]), int(key[2]))
+                s0, n0 = acc.get(k3, (0.0, 0))
+                acc[k3] = (s0 + sel.sum(axis=0), n0 + sel.shape[0])
+    return acc
+
+
 def add_snippets(nwbfile: NWBFile, ecephys: ProcessingModule, scan: Scan, clock: Clock,
                  s: SessionInfo) -> int:
     """One SpikeEventSeries per (peak channel, neighbour set): events × channels × samples."""
