@@ -75,6 +75,8 @@ class ChainSpec:
     ble_name: str = "ihub-01"
     packets_out: bool = False              # the receiver keeps OUT/packets.log
     nwb: Path | None = None                # the receiver writes this NWB file on close
+    record_args: list[str] = field(default_factory=list)   # more hubctl record options
+    kill_receiver_at: float | None = None  # SIGKILL hubctl record this many s into the stream
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -107,6 +109,7 @@ class Chain:
         self.hub: subprocess.Popen[bytes] | None = None
         self.ports: dict[str, str] = {}
         self.air: dict[str, Any] = {}
+        self.receiver_killed_ns = 0
 
     def __enter__(self) -> Chain:
         return self
@@ -196,6 +199,7 @@ class Chain:
             rx_args += ["--packets-out", str(self.out / "packets.log")]
         if s.nwb is not None:
             rx_args += ["--nwb", str(s.nwb)]
+        rx_args += s.record_args
         rx = self._start(rx_args, "rx.log")
         # let the receiver connect (and configure); BLE also scans, pairs and subscribes
         time.sleep(2.0 if s.uplink == "ble" else 0.7)
@@ -214,6 +218,10 @@ class Chain:
             now = time.monotonic() - t_start
             if cpu0 is None and now > 2.0:    # after loading the recording and warm-up
                 cpu0, cpu_t0 = _cpu_seconds(hub.pid), time.monotonic()
+            if s.kill_receiver_at is not None and rx.poll() is None and now >= s.kill_receiver_at:
+                rx.send_signal(signal.SIGKILL)
+                rx.wait(5)
+                self.receiver_killed_ns = time.monotonic_ns()
             if s.kill_hub_at is not None and not kills and now >= s.kill_hub_at:
                 hub.send_signal(signal.SIGKILL)
                 hub.wait(5)
@@ -235,6 +243,8 @@ class Chain:
             rx.wait(20 + (300 if s.nwb is not None else 0))   # + NWB conversion
         except subprocess.TimeoutExpired as e:
             raise ChainError("receiver did not finish after the hub's final report") from e
+        if s.kill_receiver_at is not None:
+            return {"receiver_killed_ns": self.receiver_killed_ns, "hub_exit_code": hub_rc}
         if not rx_json.exists():
             raise ChainError(f"receiver wrote no summary:\n{_tail(self.out / 'rx.log')}")
         summary: dict[str, Any] = json.loads(rx_json.read_text())

@@ -105,7 +105,8 @@ def add_hub_tables(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:
     blocks = []
     for i, g in enumerate(raw_groups(scan)):
         name = "ElectricalSeriesRaw" if i == 0 else f"ElectricalSeriesRaw_ch{g.channels[0]}"
-        first_row = np.concatenate([[0], np.cumsum(g.blocks["n"][:-1].astype(np.int64))])
+        first_row = np.concatenate([[0], np.cumsum(g.blocks["n"][:-1].astype(np.int64))]
+                                   ).astype(np.int64)
         blocks += [(name, int(b["session"]), int(b["first"]), int(b["n"]), int(r))
                    for b, r in zip(g.blocks, first_row, strict=True)]
     if blocks:

@@ -130,6 +130,7 @@ class Scan:
         self.features: dict[int, tuple[Spill, Spill, Spill]] = {}
         self.raw: dict[int, RawChannel] = {}
         self.raw_out_of_order = 0
+        self.spikes_in_gaps = 0                # dropped by the writer (held samples)
         self.raw_duplicates = 0
         self._pending: OrderedDict[tuple[int, int, int], dict[int, npt.NDArray[np.int16]]] = (
             OrderedDict())
@@ -360,6 +361,19 @@ class Scan:
         s.fit, s.fit_source = NominalClock(fs, anchor), "nominal"
         log.warning("session %08x: too few time-sync packets; nominal %.1f Hz clock",
                     s.session_id, fs)
+
+    def gap_ranges(self) -> dict[int, npt.NDArray[np.int64]]:
+        """Per session index: sample ranges the hub reported it never had (implant-link gap,
+        hub restart, stopped), as (k, 2) arrays sorted by start."""
+        down = (pb.SHED_IMPLANT_GAP, pb.SHED_HUB_RESTART, pb.SHED_STOPPED)
+        out: dict[int, npt.NDArray[np.int64]] = {}
+        for s in self.sessions.values():
+            rs = self.rx.sessions.get(s.session_id)
+            rows = sorted((int(r.first_sample), int(r.end_sample)) for r in
+                          (rs.shed_ranges if rs else []) if r.stream == pb.STREAM_UNSPECIFIED
+                          and r.reason in down and r.end_sample > r.first_sample)
+            out[s.index] = np.array(rows, np.int64).reshape(-1, 2)
+        return out
 
     def session_list(self) -> list[SessionInfo]:
         return sorted(self.sessions.values(), key=lambda s: s.index)

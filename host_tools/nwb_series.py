@@ -87,10 +87,12 @@ class Clock:
 # ---------------------------------------------------------------- raw
 @dataclass
 class RawGroup:
-    """Channels whose delivered raw samples are the same sample ranges: one ElectricalSeries."""
+    """Channels whose delivered raw samples are the same sample ranges: one ElectricalSeries.
+    ``src[ch]`` is each block's first row in that channel's spill."""
 
     channels: list[int]
     blocks: npt.NDArray[Any]        # BLOCK_DTYPE, in order
+    src: dict[int, npt.NDArray[np.int64]]
     rows: int
 
     @property
@@ -100,19 +102,50 @@ class RawGroup:
             b["first"][1:] == b["first"][:-1] + b["n"][:-1]))
 
 
+def cut_gaps(blocks: npt.NDArray[Any], gaps: dict[int, npt.NDArray[np.int64]]
+             ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64], int]:
+    """Blocks minus the samples inside reported gaps (a hub that held samples over a short
+    implant gap sent values nobody measured): (blocks, first spill row of each, rows cut)."""
+    src = np.concatenate([[0], np.cumsum(blocks["n"][:-1].astype(np.int64))])
+    if not gaps or not any(g.size for g in gaps.values()):
+        return blocks, src, 0
+    out_b, out_s, cut = [], [], 0
+    for i, blk in enumerate(blocks):
+        g = gaps.get(int(blk["session"]))
+        a, n = int(blk["first"]), int(blk["n"])
+        if g is None or not g.size or not np.any((g[:, 0] < a + n) & (g[:, 1] > a)):
+            out_b.append(blk)
+            out_s.append(src[i])
+            continue
+        lo = a
+        for ga, gb in g[(g[:, 0] < a + n) & (g[:, 1] > a)]:
+            if ga > lo:
+                out_b.append(np.array((blk["session"], lo, ga - lo), BLOCK_DTYPE))
+                out_s.append(src[i] + lo - a)
+            lo = max(lo, int(gb))
+        if lo < a + n:
+            out_b.append(np.array((blk["session"], lo, a + n - lo), BLOCK_DTYPE))
+            out_s.append(src[i] + lo - a)
+    nb = np.array(out_b, BLOCK_DTYPE) if out_b else np.zeros(0, BLOCK_DTYPE)
+    cut = int(blocks["n"].sum()) - int(nb["n"].sum())
+    return nb, np.array(out_s, np.int64), cut
+
+
 def raw_groups(scan: Scan) -> list[RawGroup]:
-    """Channels grouped by identical delivered blocks, largest group first."""
+    """Channels grouped by identical delivered blocks (gaps cut), largest group first."""
     by_sig: dict[bytes, RawGroup] = {}
+    gaps = scan.gap_ranges()
     for ch in sorted(scan.raw):
-        blocks = np.asarray(scan.raw[ch].blocks.array()).copy()
+        blocks, src, _cut = cut_gaps(np.asarray(scan.raw[ch].blocks.array()).copy(), gaps)
         if not blocks.size:
             continue
         sig = hashlib.sha1(blocks.tobytes()).digest()
         g = by_sig.get(sig)
         if g is None:
-            by_sig[sig] = RawGroup([ch], blocks, int(blocks["n"].sum()))
+            by_sig[sig] = RawGroup([ch], blocks, {ch: src}, int(blocks["n"].sum()))
         else:
             g.channels.append(ch)
+            g.src[ch] = src
     return sorted(by_sig.values(), key=lambda g: (-g.rows * len(g.channels), g.channels[0]))
 
 
@@ -127,10 +160,27 @@ def block_samples(blocks: npt.NDArray[Any], start: int, stop: int
 
 
 def raw_reader(scan: Scan, g: RawGroup) -> Callable[[int, int], npt.NDArray[np.int16]]:
+    """Rows [a, b) of the group's series, gathered from each channel's spill."""
     maps = [scan.raw[c].data.array() for c in g.channels]
+    cum = np.concatenate([[0], np.cumsum(g.blocks["n"].astype(np.int64))])
+    srcs = [g.src[c] for c in g.channels]
+    direct = all(np.array_equal(s, cum[:-1]) for s in srcs)
+
+    def column(m: Any, src: npt.NDArray[np.int64], a: int, b: int) -> npt.NDArray[np.int16]:
+        if direct:
+            return np.asarray(m[a:b])
+        i0 = int(np.searchsorted(cum, a, side="right")) - 1
+        i1 = int(np.searchsorted(cum, b, side="left"))
+        parts = []
+        for i in range(i0, i1):
+            lo, hi = max(a, int(cum[i])), min(b, int(cum[i + 1]))
+            off = int(src[i]) + lo - int(cum[i])
+            parts.append(np.asarray(m[off:off + hi - lo]))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
     def read(a: int, b: int) -> npt.NDArray[np.int16]:
-        return np.column_stack([m[a:b] for m in maps]).astype(np.int16, copy=False)
+        return np.column_stack([column(m, s, a, b) for m, s in zip(maps, srcs, strict=True)]
+                               ).astype(np.int16, copy=False)
     return read
 
 

@@ -48,7 +48,7 @@ def add_all(nwbfile: NWBFile, ecephys: ProcessingModule, hub: ProcessingModule, 
             clock: Clock, n_electrodes: int) -> dict[str, Any]:
     ledger = ledger_rows(scan)
     out = {"units": add_units(nwbfile, scan, clock, ledger, n_electrodes),
-           "ledger_rows": len(ledger)}
+           "ledger_rows": len(ledger), "spikes_in_gaps_dropped": scan.spikes_in_gaps}
     add_ledger(nwbfile, ledger, clock)
     ev = [e for s in scan.session_list() for e in s.unit_events]
     if ev:
@@ -156,9 +156,30 @@ def _up_intervals(scan: Scan, ledger: list[dict[str, Any]], spikes: npt.NDArray[
     return out
 
 
+def in_gaps(gaps: dict[int, npt.NDArray[np.int64]], session: npt.NDArray[Any],
+            sample: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Which (session, sample) fall inside a gap range of their session."""
+    out = np.zeros(np.shape(sample), bool)
+    for si, g in gaps.items():
+        if not g.size:
+            continue
+        m = np.flatnonzero(np.asarray(session) == si)
+        x = np.asarray(sample)[m]
+        i = np.searchsorted(g[:, 0], x, side="right") - 1
+        ok = i >= 0
+        out[m[ok]] = x[ok] < np.maximum.accumulate(g[:, 1])[i[ok]]
+    return out
+
+
 def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str, Any]],
               n_electrodes: int) -> int:
     sp = np.asarray(scan.spikes.array())
+    inside = in_gaps(scan.gap_ranges(), sp["session"], sp["sample"])
+    if inside.any():
+        log.warning("%d spike(s) inside reported implant gaps (held samples) dropped",
+                    int(inside.sum()))
+        scan.spikes_in_gaps = int(inside.sum())
+        sp = sp[~inside]
     up = _up_intervals(scan, ledger, sp)
     # resolve merges per session: a spike's unit as the hub knows it now
     unit = sp["unit"].astype(np.int64).copy()
