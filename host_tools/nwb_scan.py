@@ -57,6 +57,37 @@ def _fields(msg: Message, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+class _ScanReceiver(Receiver):
+    """The live receiver without its per-spike latency lists (the scan keeps a packet table
+    instead) and with the hub's shed ranges merged as they come (an hour of per-block raw
+    shed ranges would otherwise stay in memory one message each)."""
+
+    def _latency(self, env: pb.Envelope, kind: str, s: Any, t_ns: int) -> None:
+        return None
+
+    compact_at = 2048
+
+    def compact_shed_ranges(self) -> None:
+        for s in self.sessions.values():
+            if len(s.shed_ranges) < self.compact_at:
+                continue
+            merged: dict[tuple[int, int, tuple[int, ...]], pb.ShedRange] = {}
+            out: list[pb.ShedRange] = []
+            for r in s.shed_ranges:
+                key = (r.stream, r.reason, tuple(r.channels))
+                m = merged.get(key)
+                if m is not None and m.first_sample <= r.first_sample <= m.end_sample:
+                    m.end_sample = max(m.end_sample, r.end_sample)
+                    m.items += r.items
+                    m.packets += r.packets
+                    continue
+                m = merged[key] = pb.ShedRange()
+                m.CopyFrom(r)
+                out.append(m)
+            s.shed_ranges[:] = out
+            self.compact_at = max(self.compact_at, 2 * len(out))
+
+
 class _CapturingRawDecoder(RawDecoder):
     """The receiver's raw decoder, keeping its latest output for the scan."""
 
@@ -120,7 +151,7 @@ class Scan:
         self.meta: dict[str, Any] = {}
         self.read_stats = ReadStats()
         self.link = "unknown"
-        self.rx = Receiver(self._on_envelope)
+        self.rx = _ScanReceiver(self._on_envelope)
         self.raw_dec = _CapturingRawDecoder()
         self.rx.raw = self.raw_dec
         self.sessions: dict[int, SessionInfo] = {}
@@ -194,8 +225,8 @@ class Scan:
         s.last_host_ns = t_ns
         kind = env.WhichOneof("payload")
         if kind in ("spikes", "features", "snippets", "raw"):
-            self.packets.append(np.array([(env.stream, s.index, env.sample_index,
-                                           env.hub_time_ns, t_ns, 0)], PACKET_DTYPE))
+            self.packets.append_row((env.stream, s.index, env.sample_index, env.hub_time_ns,
+                                     t_ns, 0))
             s.last_sample = max(s.last_sample, int(env.sample_index))
         if kind == "spikes":
             self._on_spikes(s, env.spikes)
@@ -210,6 +241,8 @@ class Scan:
             s.sync.append((int(env.time_sync.sample_index), t_ns))
         elif kind == "telemetry":
             self._on_telemetry(s, env, t_ns)
+        elif kind == "shed":
+            self.rx.compact_shed_ranges()
         elif kind == "result":
             r = env.result
             self.results.append({"t_ns": t_ns, "request_id": r.request_id, "command": r.command,
@@ -340,7 +373,7 @@ class Scan:
                     continue
                 rc.end[sess] = first + n
                 rc.data.append(col)
-                rc.blocks.append(np.array([(sess, first, n)], BLOCK_DTYPE))
+                rc.blocks.append_row((sess, first, n))
 
     # ------------------------------------------------------------ clocks
     def _fit(self, s: SessionInfo) -> None:
