@@ -161,21 +161,21 @@ def block_samples(blocks: npt.NDArray[Any], start: int, stop: int
 
 def raw_reader(scan: Scan, g: RawGroup) -> Callable[[int, int], npt.NDArray[np.int16]]:
     """Rows [a, b) of the group's series, gathered from each channel's spill."""
-    maps = [scan.raw[c].data.array() for c in g.channels]
+    maps = [scan.raw[c].data for c in g.channels]
     cum = np.concatenate([[0], np.cumsum(g.blocks["n"].astype(np.int64))])
     srcs = [g.src[c] for c in g.channels]
     direct = all(np.array_equal(s, cum[:-1]) for s in srcs)
 
     def column(m: Any, src: npt.NDArray[np.int64], a: int, b: int) -> npt.NDArray[np.int16]:
         if direct:
-            return np.asarray(m[a:b])
+            return np.asarray(m.read(a, b))
         i0 = int(np.searchsorted(cum, a, side="right")) - 1
         i1 = int(np.searchsorted(cum, b, side="left"))
         parts = []
         for i in range(i0, i1):
             lo, hi = max(a, int(cum[i])), min(b, int(cum[i + 1]))
             off = int(src[i]) + lo - int(cum[i])
-            parts.append(np.asarray(m[off:off + hi - lo]))
+            parts.append(np.asarray(m.read(off, off + hi - lo)))
         return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
     def read(a: int, b: int) -> npt.NDArray[np.int16]:

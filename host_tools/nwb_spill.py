@@ -62,6 +62,21 @@ class Spill:
             self._buf.clear()
             self._buffered = 0
 
+    def read(self, start: int, stop: int) -> npt.NDArray[Any]:
+        """Rows [start, stop) as an in-memory copy (the map is dropped at once, so pages read
+        do not stay in this process's resident memory)."""
+        m = self.array()
+        out = np.array(m[start:stop])
+        del m
+        return out
+
+    def take(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+        """The given rows (sorted), as an in-memory copy."""
+        m = self.array()
+        out = np.array(m[rows]) if rows.size else np.zeros((0, *self.row_shape), self.dtype)
+        del m
+        return out
+
     def array(self) -> npt.NDArray[Any]:
         """Everything appended, memory-mapped read-only (an empty array when nothing was)."""
         self.flush()

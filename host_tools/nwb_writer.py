@@ -229,10 +229,10 @@ def snippet_means(scan: Scan) -> dict[tuple[int, int, int], tuple[Any, int]]:
     for the units table's ``waveform_mean`` (read in bounded slices)."""
     acc: dict[tuple[int, int, int], tuple[Any, int]] = {}
     for (_k, _ns), (wf_sp, _nb, meta_sp) in sorted(scan.snippets.items()):
-        wf, meta = wf_sp.array(), meta_sp.array()
-        for a in range(0, meta.size, 65536):
-            m = np.asarray(meta[a:a + 65536])
-            w = np.asarray(wf[a:a + 65536, 0, :], np.float64)
+        meta = meta_sp.array()
+        for a in range(0, meta.size, 16384):
+            m = np.asarray(meta[a:a + 16384])
+            w = np.asarray(wf_sp.read(a, a + 16384)[:, 0, :], np.float64)
             keys = np.stack([m["session"].astype(np.int64), m["unit"].astype(np.int64),
                              m["channel"].astype(np.int64)], axis=1)
             uk, inv = np.unique(keys, axis=0, return_inverse=True)
@@ -250,7 +250,7 @@ def add_snippets(nwbfile: NWBFile, ecephys: ProcessingModule, scan: Scan, clock:
     total = 0
     conv = gain_volts(s)
     for (_k, ns), (wf_sp, nb_sp, meta_sp) in sorted(scan.snippets.items()):
-        wf, nb, meta = wf_sp.array(), nb_sp.array(), meta_sp.array()
+        nb, meta = np.asarray(nb_sp.array()), np.asarray(meta_sp.array())
         keys = np.concatenate([meta["channel"][:, None].astype(np.int64), nb.astype(np.int64)],
                               axis=1)
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
@@ -263,8 +263,8 @@ def add_snippets(nwbfile: NWBFile, ecephys: ProcessingModule, scan: Scan, clock:
             name = f"Snippets_ch{ch}" if len(uniq) == len(set(uniq[:, 0])) else \
                 f"Snippets_ch{ch}_{gi}"
 
-            def read(a: int, b: int, idx: Any = idx, valid: Any = valid, wf: Any = wf) -> Any:
-                return np.asarray(wf[idx[a:b]])[:, valid, :]
+            def read(a: int, b: int, idx: Any = idx, valid: Any = valid, wf: Any = wf_sp) -> Any:
+                return wf.take(idx[a:b])[:, valid, :]
 
             times = clock.seconds(meta["session"][idx], meta["sample"][idx])
             region = nwbfile.create_electrode_table_region(chans, f"channels of {name}")
@@ -295,12 +295,10 @@ def add_features(ecephys: ProcessingModule, scan: Scan, clock: Clock, s: Session
                 ("SpikeBandRMS", rms, "volts" if uv > 0 else "ADC counts",
                  (uv * 1e-6 if uv > 0 else 1.0) / 16,
                  "root-mean-square of the spike-band signal per channel and bin")):
-            arr = sp.array()
-
-            def read(a: int, z: int, arr: Any = arr) -> Any:
-                return arr[a:z]
+            def read(a: int, z: int, sp: Any = sp) -> Any:
+                return sp.read(a, z)
             series = TimeSeries(name=name + sfx, data=compressed(
-                read, arr.shape, np.uint32), unit=unit,
+                read, (sp.rows, *sp.row_shape), np.uint32), unit=unit,
                 conversion=conv, timestamps=ts, description=desc + " (bin start times)")
             ecephys.add(series)
             ts = series                    # the second series shares the first's timestamps
