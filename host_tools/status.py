@@ -7,6 +7,8 @@ most 4 times a second; only used when stderr is a terminal (or ``--status on``).
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -50,9 +52,16 @@ class LiveStatus:
         self.telemetry: pb.Telemetry | None = None
         self.fit = TimeSyncFit()
         self._last_draw = 0.0
+        self._stderr = sys.stderr
         self.live = Live(self.render(), console=self.console, refresh_per_second=4,
                          transient=False, auto_refresh=False)
         self.live.start()
+        # log records go through the live display (above it), not over it
+        self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.StreamHandler) and h.stream in (sys.__stderr__,
+                                                                     self._stderr):
+                self._swapped.append((h, h.setStream(sys.stderr)))
 
     # ------------------------------------------------------------ hooks
     def on_chunk(self, chunk: bytes, t_ns: int) -> None:
@@ -105,7 +114,8 @@ class LiveStatus:
             f"hub CPU {100 * tel.cpu_load:.0f} %   budget {_si(tel.budget_bps, 'bit/s')}   "
             f"raw channels {tel.raw_channels_sent}   implant frames missing "
             f"{tel.link_missing_frames}   " if tel else "waiting for hub telemetry   ",
-            (f"time-sync drift {drift:+.1f} ppm ({len(self.fit.points)} points)"
+            (f"time-sync drift {drift:+.1f} ppm ({len(self.fit.points)} points"
+             f"{', settling' if len(self.fit.points) < 30 else ''})"
              if drift is not None else "time sync: fitting…"), style="dim" if not tel else "")
         return Group(head, t, foot)
 
@@ -118,6 +128,9 @@ class LiveStatus:
     def stop(self) -> None:
         self.refresh(force=True)
         self.live.stop()
+        for h, stream in self._swapped:
+            h.setStream(stream)
+        self._swapped.clear()
 
     def __enter__(self) -> LiveStatus:
         return self

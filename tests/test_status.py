@@ -29,5 +29,5 @@ def test_status_renders_rates_shed_and_drift() -> None:
     st.stop()
     text = out.getvalue()
     assert "events/s" in text and "600" in text and "2.0 kB" in text
-    assert "hub CPU 25 %" in text and "drift +0.0 ppm" in text
+    assert "hub CPU 25 %" in text and "drift +0.0 ppm (19 points, settling)" in text
     assert "00000007" in text
