@@ -117,6 +117,11 @@ class RecordingSink:
 
         t0 = time.monotonic()
         print(f"writing {self.nwb} from {self.log_path} …", file=sys.stderr)
-        report = convert(self.log_path, self.nwb, NwbOptions.from_args(self.args))
+        try:
+            report = convert(self.log_path, self.nwb, NwbOptions.from_args(self.args))
+        except (ValueError, OSError) as e:
+            log.error("NWB conversion failed: %s — the packet log %s is kept (hubctl decode "
+                      "%s SESSION.nwb)", e, self.log_path, self.log_path)
+            return {"error": str(e), "packet_log": str(self.log_path)}
         log.info("NWB written: %s (%.1f s)", self.nwb, time.monotonic() - t0)
         return report

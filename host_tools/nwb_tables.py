@@ -186,6 +186,7 @@ def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str,
     births: dict[tuple[int, int], int] = {}
     retires: dict[tuple[int, int], int] = {}
     merged: dict[tuple[int, int], list[int]] = {}
+    birth_channel: dict[tuple[int, int], int] = {}
     for s in scan.session_list():
         into: dict[int, int] = {}
         for sample, kind, u, other, _ch, _si in s.unit_events:
@@ -193,6 +194,7 @@ def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str,
                 into[other] = u
             elif kind == pb.UNIT_BIRTH:
                 births.setdefault((s.index, u), sample)
+                birth_channel.setdefault((s.index, u), _ch)
             elif kind == pb.UNIT_RETIRE:
                 retires[(s.index, u)] = sample
 
@@ -242,6 +244,9 @@ def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str,
             chan[i] = np.bincount(sp["channel"][order[a:b]]).argmax()
     for c, i in xrow.items():
         chan[i] = c
+    for i, key in enumerate(sorted_keys):            # a unit born but never seen firing
+        if ends[i] == (ends[i - 1] if i else 0) and key in birth_channel:
+            chan[i] = birth_channel[key]
     obs, obs_end = [], []
     inf = 1 << 62
     for i in range(n_rows):

@@ -256,6 +256,8 @@ def add_snippets(nwbfile: NWBFile, ecephys: ProcessingModule, scan: Scan, clock:
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
         for gi, key in enumerate(uniq):
             idx = np.flatnonzero(inv.ravel() == gi)
+            t_all = clock.seconds(meta["session"][idx], meta["sample"][idx])
+            idx = idx[np.argsort(t_all, kind="stable")]      # timestamps must ascend
             valid = np.flatnonzero(key[1:] >= 0)
             chans = [int(c) for c in key[1:][valid]] or [int(key[0])]
             valid = valid if valid.size else np.array([0])

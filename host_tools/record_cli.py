@@ -251,4 +251,4 @@ def run(args: argparse.Namespace) -> int:
     if bad and s["final_report_seen"]:
         log.error("unaccounted items in: %s", ", ".join(bad))
         return 1
-    return 0
+    return 1 if nwb is not None and "error" in nwb else 0

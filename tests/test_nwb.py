@@ -49,6 +49,14 @@ def test_short_ble_session_to_nwb(short_session: tuple[Path, Path, Path]) -> Non
     assert figures["spikes"] > 0 and figures["raw_channel_samples_checked"] > 0
 
 
+def test_tcp_session_to_nwb(tmp_path: Path, gt_tiny: tuple[Path, Path]) -> None:
+    nwb = tmp_path / "tcp.nwb"
+    spec = ChainSpec(recording=str(gt_tiny[0]), duration_s=5.0, uplink="tcp", rate_bps=1.3e6,
+                     nwb=nwb, record_args=SUBJECT, label="nwb-tcp")
+    run_chain(spec, tmp_path)
+    check_session(nwb, nwb.with_name(nwb.name + ".packets.log"), str(gt_tiny[0]))
+
+
 def test_decode_reproduces_the_recorded_file(short_session: tuple[Path, Path, Path],
                                              tmp_path: Path) -> None:
     _nwb, log, rec = short_session
@@ -120,6 +128,11 @@ def test_sixty_second_ble_session(tmp_path: Path) -> None:
     from host_tools.groundtruth import materialise
 
     rec, _ = materialise("easy", REPO / "out" / "gt")
-    nwb = record(tmp_path, rec, 60.0, drop=0.001)
+    nwb = tmp_path / "session.nwb"      # implant gaps, a 3 s radio outage, a hub SIGKILL
+    spec = ChainSpec(recording=str(rec), duration_s=60.0, uplink="ble",
+                     link_model={"phy": "2M", "interval_ms": 7.5, "outages": [[20.0, 3.0]]},
+                     nwb=nwb, settings=["sort=true"], record_args=SUBJECT, label="nwb60",
+                     drop=0.001, kill_hub_at=40.0)
+    run_chain(spec, tmp_path)
     figures = check_session(nwb, nwb.with_name(nwb.name + ".packets.log"), str(rec))
     print(json.dumps(figures))
