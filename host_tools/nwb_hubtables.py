@@ -9,10 +9,11 @@ import math
 from typing import Any
 
 import numpy as np
+from hdmf.common import DynamicTable, VectorData
 from pynwb import ProcessingModule, TimeSeries
 
 from host_tools.nwb_scan import LINK_BIN_NS, Scan
-from host_tools.nwb_series import Clock, raw_groups
+from host_tools.nwb_series import Clock, compressed, raw_groups, raw_series_name
 from host_tools.nwb_tables import table
 from host_tools.receiver import CLASS_NAMES
 
@@ -102,21 +103,23 @@ def add_hub_tables(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:
             "time": ("host seconds", clock.host_seconds([r[1] for r in cfg_rows])),
             "setting": ("setting", [r[2] for r in cfg_rows]),
             "value": ("value (JSON)", [r[3] for r in cfg_rows])}))
-    blocks = []
-    for i, g in enumerate(raw_groups(scan)):
-        name = "ElectricalSeriesRaw" if i == 0 else f"ElectricalSeriesRaw_ch{g.channels[0]}"
-        first_row = np.concatenate([[0], np.cumsum(g.blocks["n"][:-1].astype(np.int64))]
-                                   ).astype(np.int64)
-        blocks += [(name, int(b["session"]), int(b["first"]), int(b["n"]), int(r))
-                   for b, r in zip(g.blocks, first_row, strict=True)]
-    if blocks:
+    groups = raw_groups(scan)
+    if groups:
+        names = [raw_series_name(i, g.channels) for i, g in enumerate(groups)]
+        blk = np.concatenate([g.blocks for g in groups])
+        first_row = np.concatenate([np.concatenate([[0], np.cumsum(g.blocks["n"][:-1])])
+                                    for g in groups]).astype(np.int64)
+        series = np.concatenate([np.full(g.blocks.size, i, np.uint16)
+                                 for i, g in enumerate(groups)])
         hub.add(table("raw_blocks", "each delivered raw block: its series, hub session, first "
                                     "hub sample index, samples, first row in the series", {
-            "series": ("acquisition series", [b[0] for b in blocks]),
-            "hub_session": ("hub session index", np.array([b[1] for b in blocks])),
-            "first_sample": ("hub sample index", np.array([b[2] for b in blocks])),
-            "n_samples": ("samples", np.array([b[3] for b in blocks])),
-            "first_row": ("row in the series", np.array([b[4] for b in blocks]))}))
+            "series": ("acquisition series: " + ", ".join(f"{i} = {n}"
+                                                          for i, n in enumerate(names)),
+                       series),
+            "hub_session": ("hub session index", blk["session"].astype(np.int32)),
+            "first_sample": ("hub sample index", blk["first"].astype(np.int64)),
+            "n_samples": ("samples", blk["n"].astype(np.int32)),
+            "first_row": ("row in the series", first_row)}))
 
 
 def _link(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:
@@ -128,24 +131,45 @@ def _link(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:
         hub.add(TimeSeries(name="LinkThroughput", data=bps, unit="bit/s", starting_time=0.0,
                            rate=1.0, description="bits received per second of the session "
                                                  "(chunks incl. framing)"))
-    pk = np.asarray(scan.packets.array())
-    if pk.size:
-        lat = np.full(pk.size, np.nan)
-        for s in scan.session_list():
-            m = pk["session"] == s.index
-            lat[m] = (pk["host_ns"][m] - s.fit.to_host_ns(pk["sample_index"][m])) / 1e9
-        hub.add(table("data_packets", "every data packet received (spikes, features, snippets, "
-                                      "raw): latency_s = receipt − the time-sync fit's time of "
-                                      "the packet's last sample (queueing + transit beyond the "
-                                      "least-delayed time-sync packet); same_clock_latency_s = "
-                                      "receipt − hub_time_ns, meaningful when hub and host share "
-                                      "a clock", {
-            "time": ("host seconds at receipt", clock.host_seconds(pk["host_ns"])),
-            "stream": ("class", [STREAMS.get(int(x), str(x)) for x in pk["stream"]]),
-            "hub_session": ("hub session index", pk["session"].astype(np.int64)),
-            "sample_index": ("hub sample index (end of what it covers)", pk["sample_index"]),
-            "latency_s": ("seconds", lat),
-            "same_clock_latency_s": ("seconds", (pk["host_ns"] - pk["hub_time_ns"]) / 1e9)}))
+    n = scan.packets.rows
+    if n:
+        fits = {si.index: si.fit for si in scan.session_list()}
+
+        def col(fn: Any) -> Any:
+            def read(a: int, b: int) -> Any:
+                return fn(scan.packets.read(a, b))
+            return read
+
+        def latency(pk: Any) -> Any:
+            lat = np.full(pk.size, np.nan)
+            for si, fit in fits.items():
+                m = pk["session"] == si
+                if m.any():
+                    lat[m] = (pk["host_ns"][m] - fit.to_host_ns(pk["sample_index"][m])) / 1e9
+            return lat
+
+        codes = ", ".join(f"{k} = {v}" for k, v in sorted(STREAMS.items()))
+        streamed = {
+            "time": ("host seconds at receipt", lambda pk: clock.host_seconds(pk["host_ns"]),
+                     np.float64),
+            "stream": (f"class ({codes})", lambda pk: pk["stream"].astype(np.uint8), np.uint8),
+            "hub_session": ("hub session index", lambda pk: pk["session"].astype(np.int32),
+                            np.int32),
+            "sample_index": ("hub sample index (end of what it covers)",
+                             lambda pk: pk["sample_index"].astype(np.int64), np.int64),
+            "latency_s": ("seconds", latency, np.float64),
+            "same_clock_latency_s": ("seconds", lambda pk: (pk["host_ns"] - pk["hub_time_ns"])
+                                     / 1e9, np.float64)}
+        hub.add(DynamicTable(
+            name="data_packets", description=(
+                "every data packet received (spikes, features, snippets, raw): latency_s = "
+                "receipt − the time-sync fit's time of the packet's last sample (queueing + "
+                "transit beyond the least-delayed time-sync packet); same_clock_latency_s = "
+                "receipt − hub_time_ns, meaningful when hub and host share a clock"),
+            id=compressed(lambda a, b: np.arange(a, b, dtype=np.int64), (n,), np.int64),
+            columns=[VectorData(name=k, description=d, data=compressed(col(fn), (n,), dt,
+                                                                       shuffle=True))
+                     for k, (d, fn, dt) in streamed.items()]))
 
 
 def _time_sync(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:

@@ -37,6 +37,8 @@ BIN_DTYPE = np.dtype([("session", "<u2"), ("first_sample", "<i8"), ("bin_samples
 BLOCK_DTYPE = np.dtype([("session", "<u2"), ("first", "<i8"), ("n", "<i4")])
 PACKET_DTYPE = np.dtype([("stream", "<u1"), ("session", "<u2"), ("sample_index", "<i8"),
                          ("hub_time_ns", "<i8"), ("host_ns", "<i8"), ("items", "<u4")])
+#: A fitted drift beyond this is no crystal's: too few time-sync points against too much delay.
+MAX_DRIFT_PPM = 1000.0
 LINK_BIN_NS = 100_000_000   # link throughput is gathered in bins of 100 ms of host time
 PENDING_BLOCKS = 8          # raw blocks assembled at once (a block's channels come together)
 
@@ -136,6 +138,11 @@ class NominalClock:
     def __init__(self, fs: float, anchor_ns: float) -> None:
         self.fs, self.anchor_ns = fs, anchor_ns
 
+    drift_ppm = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"points": 0, "fitted": False, "ns_per_sample": 1e9 / self.fs, "drift_ppm": 0.0}
+
     def to_host_ns(self, sample_index: Any) -> Any:
         return np.rint(self.anchor_ns + np.asarray(sample_index, np.float64) * 1e9 / self.fs
                        ).astype(np.int64)
@@ -155,7 +162,9 @@ class Scan:
         self.raw_dec = _CapturingRawDecoder()
         self.rx.raw = self.raw_dec
         self.sessions: dict[int, SessionInfo] = {}
-        self.spikes = Spill(spill_dir / "spikes.bin", SPIKE_DTYPE)
+        #: spikes per label as the hub sent it: (session, unit) sorted, (-1, channel) crossings
+        self.spike_keys: dict[tuple[int, int], Spill] = {}
+        self.spike_dtype = SPIKE_DTYPE
         self.packets = Spill(spill_dir / "packets.bin", PACKET_DTYPE)
         self.snippets: dict[tuple[int, int], tuple[Spill, Spill, Spill]] = {}
         self.features: dict[int, tuple[Spill, Spill, Spill]] = {}
@@ -292,10 +301,23 @@ class Scan:
             a["channel"] = np.asarray(sb.channel, np.int32)
             a["unit"] = np.asarray(sb.unit, np.int32) if len(sb.unit) == n else -1
             a["amplitude"] = np.asarray(sb.amplitude, np.int32) if len(sb.amplitude) == n else 0
-            self.spikes.append(a)
+            srt = a["unit"] >= 0
+            key = np.where(srt, a["unit"], a["channel"]).astype(np.int64)
+            for k in np.unique(key[srt]):
+                self._spill_spikes((s.index, int(k)), a[srt & (key == k)])
+            for k in np.unique(key[~srt]):
+                self._spill_spikes((-1, int(k)), a[~srt & (key == k)])
         for e in sb.unit_events:
             s.unit_events.append((int(e.sample), int(e.kind), int(e.unit), int(e.other),
                                   int(e.channel), s.index))
+
+    def _spill_spikes(self, key: tuple[int, int], rows: npt.NDArray[Any]) -> None:
+        sp = self.spike_keys.get(key)
+        if sp is None:
+            name = f"spk_s{key[0]}_u{key[1]}" if key[0] >= 0 else f"spk_ch{key[1]}"
+            sp = self.spike_keys[key] = Spill(self.dir / f"{name}.bin", SPIKE_DTYPE,
+                                              buffer_bytes=1 << 16)
+        sp.append(rows)
 
     def _on_features(self, s: SessionInfo, fb: pb.FeatureBins) -> None:
         n, c = int(fb.n_bins), int(fb.n_channels)
@@ -378,15 +400,26 @@ class Scan:
     # ------------------------------------------------------------ clocks
     def _fit(self, s: SessionInfo) -> None:
         """Hub samples → host ns for one session: the time-sync fit over all its packets; the
-        telemetry's (sample, arrival) pairs when there are too few; else the nominal rate."""
+        telemetry's (sample, arrival) pairs when there are too few; else — or when the fit's
+        drift is beyond any crystal (MAX_DRIFT_PPM: too few points against too much delay) —
+        the nominal rate anchored on the least delayed packet."""
+        fs = s.fs or 30000.0
         for source, pts in (("time_sync", s.sync), ("telemetry", s.telemetry_points)):
             fit = TimeSyncFit(window=max(3, len(pts)))
             for x, t in pts:
                 fit.add(x, t, s.fs)
-            if fit.summary().get("fitted"):
-                s.fit, s.fit_source = fit, source
+            if not fit.summary().get("fitted"):
+                continue
+            drift = fit.drift_ppm
+            if drift is not None and abs(drift) > MAX_DRIFT_PPM:
+                log.warning("session %08x: time-sync fit rejected (drift %+.0f ppm from %d "
+                            "points): nominal %.1f Hz clock", s.session_id, drift,
+                            len(fit.points), fs)
+                anchor = min(t - x * 1e9 / fs for x, t in pts)
+                s.fit, s.fit_source = NominalClock(fs, anchor), f"nominal ({source} fit rejected)"
                 return
-        fs = s.fs or 30000.0
+            s.fit, s.fit_source = fit, source
+            return
         pk = self.packets.array()
         mine = pk[pk["session"] == s.index]
         anchor = (float(np.min(mine["host_ns"] - mine["sample_index"] * 1e9 / fs))

@@ -131,6 +131,11 @@ def cut_gaps(blocks: npt.NDArray[Any], gaps: dict[int, npt.NDArray[np.int64]]
     return nb, np.array(out_s, np.int64), cut
 
 
+def raw_series_name(i: int, channels: list[int]) -> str:
+    """The acquisition name of raw group ``i`` (the largest is ElectricalSeriesRaw)."""
+    return "ElectricalSeriesRaw" if i == 0 else f"ElectricalSeriesRaw_ch{channels[0]}"
+
+
 def raw_groups(scan: Scan) -> list[RawGroup]:
     """Channels grouped by identical delivered blocks (gaps cut), largest group first."""
     by_sig: dict[bytes, RawGroup] = {}

@@ -10,16 +10,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: Bytes held per spill before they go to disk.
-BUFFER_BYTES = 1 << 20
+#: Bytes held per spill before they go to disk (many spills: one per raw channel, spike label).
+BUFFER_BYTES = 1 << 18
 
 
 class Spill:
     """Rows of a fixed dtype and row shape, appended; read back as a memory map. The file is
     opened only to write a full buffer, so thousands of spills need no open descriptors."""
 
-    def __init__(self, path: Path, dtype: npt.DTypeLike, row_shape: tuple[int, ...] = ()) -> None:
+    def __init__(self, path: Path, dtype: npt.DTypeLike, row_shape: tuple[int, ...] = (),
+                 buffer_bytes: int = BUFFER_BYTES) -> None:
         self.path = path
+        self.buffer_bytes = buffer_bytes
         self.dtype = np.dtype(dtype)
         self.row_shape = tuple(row_shape)
         self.rows = 0
@@ -37,7 +39,7 @@ class Spill:
         self._buf.append(a.tobytes())
         self._buffered += a.nbytes
         self.rows += a.shape[0]
-        if self._buffered >= BUFFER_BYTES:
+        if self._buffered >= self.buffer_bytes:
             self.flush()
 
     def append_row(self, row: tuple[Any, ...]) -> None:

@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -45,6 +46,7 @@ from host_tools.nwb_series import (
     compressed,
     raw_groups,
     raw_reader,
+    raw_series_name,
     times_reader,
 )
 
@@ -86,6 +88,7 @@ def convert(log_path: Path, nwb_path: Path, opts: NwbOptions | None = None) -> d
             raise NwbError(f"{log_path}: no hub packets in the log "
                            f"({scan.read_stats.records} records)")
         t_scan = time.monotonic() - t0
+        rss_scan = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         nwbfile, counts = build(scan, opts, log_path)
         with NWBHDF5IO(str(part), "w") as io:
             io.write(nwbfile)
@@ -98,6 +101,7 @@ def convert(log_path: Path, nwb_path: Path, opts: NwbOptions | None = None) -> d
     return {"nwb": str(nwb_path), "packet_log": str(log_path), "log_mb": round(in_mb, 3),
             "nwb_mb": round(nwb_path.stat().st_size / 1e6, 3), "seconds": round(secs, 3),
             "scan_seconds": round(t_scan, 3), "mb_per_s": round(in_mb / secs, 3) if secs else 0,
+            "peak_rss_mb_after_scan": round(rss_scan, 1),
             "log": scan.read_stats.to_dict(), **counts}
 
 
@@ -196,7 +200,7 @@ def add_raw(nwbfile: NWBFile, scan: Scan, clock: Clock, s: SessionInfo) -> list[
     out = []
     conv = gain_volts(s)
     for i, g in enumerate(raw_groups(scan)):
-        name = "ElectricalSeriesRaw" if i == 0 else f"ElectricalSeriesRaw_ch{g.channels[0]}"
+        name = raw_series_name(i, g.channels)
         region = nwbfile.create_electrode_table_region(g.channels, f"channels of {name}")
         data = compressed(raw_reader(scan, g), (g.rows, len(g.channels)), np.int16)
         kw: dict[str, Any]

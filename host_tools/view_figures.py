@@ -204,7 +204,9 @@ def latency(nwb: Any, path: Path) -> str | None:
     pk = _hub(nwb, "data_packets")
     if pk is None:
         return None
-    stream = np.asarray(pk["stream"][:])
+    codes = dict(x.split(" = ") for x in pk["stream"].description.split("(", 1)[1]
+                 .rstrip(")").split(", "))
+    stream = np.array([codes.get(str(int(c)), "?") for c in pk["stream"][:]])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, col, title in ((axes[0], "same_clock_latency_s", "receipt − hub time (same clock)"),
                            (axes[1], "latency_s", "receipt − time-sync fit")):

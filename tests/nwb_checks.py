@@ -31,7 +31,7 @@ def inspector_problems(nwb: Path) -> list[str]:
 def decode_log(log: Path) -> dict[str, Any]:
     """An independent pass over the log with the plain receiver: spikes, time sync, gaps."""
     spikes: list[tuple[int, int, int]] = []
-    sync: dict[int, list[tuple[int, int]]] = {}
+    sync: dict[int, list[tuple[int, int, float]]] = {}
 
     def on(env: pb.Envelope, t: int) -> None:
         k = env.WhichOneof("payload")
@@ -40,7 +40,8 @@ def decode_log(log: Path) -> dict[str, Any]:
             spikes.extend((env.session_id, sb.first_sample + o, c)
                           for o, c in zip(sb.offset, sb.channel, strict=True))
         elif k == "time_sync":
-            sync.setdefault(env.session_id, []).append((env.time_sync.sample_index, t))
+            sync.setdefault(env.session_id, []).append(
+                (env.time_sync.sample_index, t, env.time_sync.sampling_frequency))
 
     rx = Receiver(on)
     reader = PacketLogReader(log)
@@ -85,17 +86,20 @@ def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
         # spike times: the session's time-sync fit of the spike's sample, up to a constant
         sid0 = order[0]
         fit = TimeSyncFit(window=10**6)
-        for x, t in ref["sync"].get(sid0, []):
-            fit.add(x, t, 0.0)
-        assert fits["source"][0] == "time_sync"
+        for x, t, fs in ref["sync"].get(sid0, []):
+            fit.add(x, t, fs)
         one = [(s, t) for sess, s, _, t in got if sess in (0, None)]
-        if one and len(order) == 1:
+        if one and len(order) == 1 and fits["source"][0] == "time_sync":
             smp = np.array([s for s, _ in one])
             off = np.array([t for _, t in one]) - fit.to_host_ns(smp) / 1e9
             assert np.ptp(off) < 2e-6, np.ptp(off)
         # --- raw: bit-exact against what the implant replayed, block by block
         rec = open_recording(Path(recording))
-        blocks = f.processing["hub"]["raw_blocks"].to_dataframe()
+        rb = f.processing["hub"]["raw_blocks"]
+        blocks = rb.to_dataframe()
+        names = dict(x.split(" = ") for x in rb["series"].description.split(": ", 1)[1]
+                     .split(", "))
+        blocks["series"] = [names[str(i)] for i in blocks["series"]]
         raw_checked = 0
         for name, es in f.acquisition.items():
             chans = [int(c) for c in es.electrodes.data[:]]

@@ -195,6 +195,9 @@ class Daemon:
             if isinstance(item, Block):
                 end = item.first_sample + item.samples.shape[0]
                 self.scheduler.report_gap(item.first_sample, end, pb.SHED_QUEUE_FULL)
+            else:                          # an implant gap must still be reported
+                self.scheduler.report_gap(item.start, item.end, pb.SHED_IMPLANT_GAP,
+                                          item.end - item.start)
 
     # ------------------------------------------------------------ stages
     async def _pipeline_stage(self) -> None:
