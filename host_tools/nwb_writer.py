@@ -164,6 +164,15 @@ def _host_version() -> str:
         return "unknown"
 
 
+def time_kwargs(t: Any) -> dict[str, Any]:
+    """``starting_time`` + ``rate`` when the times are regular (to the ns, as nwbinspector
+    judges), else ``timestamps``."""
+    d = np.diff(t)
+    if t.size > 2 and np.unique(np.round(d, 9)).size == 1 and d[0] > 0:
+        return {"starting_time": float(t[0]), "rate": float(1.0 / d[0])}
+    return {"timestamps": t}
+
+
 def gain_volts(s: SessionInfo) -> float:
     """Volts per ADC count (1.0 when the hub does not know its gain)."""
     g = s.probe.uv_per_count if s.probe is not None else 0.0
@@ -294,7 +303,7 @@ def add_features(ecephys: ProcessingModule, scan: Scan, clock: Clock, s: Session
             continue
         sfx = "" if len(scan.features) == 1 else f"_{c}ch"
         t = clock.seconds(b["session"], b["first_sample"])
-        ts: Any = t
+        tk: dict[str, Any] = time_kwargs(t)
         for name, sp, unit, conv, desc in (
                 ("ThresholdCrossingCounts", cnt, "crossings", 1.0,
                  "threshold crossings per channel and bin"),
@@ -305,11 +314,12 @@ def add_features(ecephys: ProcessingModule, scan: Scan, clock: Clock, s: Session
                 return sp.read(a, z)
             series = TimeSeries(name=name + sfx, data=compressed(
                 read, (sp.rows, *sp.row_shape), np.uint32), unit=unit,
-                conversion=conv, timestamps=ts, description=desc + " (bin start times)")
+                conversion=conv, description=desc + " (bin start times)", **tk)
             ecephys.add(series)
-            ts = series                    # the second series shares the first's timestamps
+            if "timestamps" in tk:         # the others share the first one's timestamps
+                tk = {"timestamps": series}
         ecephys.add(TimeSeries(name="FeatureBinSamples" + sfx, data=b["samples_seen"].copy(),
-                               unit="samples", timestamps=ts,
+                               unit="samples", **tk,
                                description="samples that contributed to each bin (fewer "
                                            "than bin_samples next to a gap)"))
         total += int(b.size)
