@@ -49,14 +49,6 @@ def test_short_ble_session_to_nwb(short_session: tuple[Path, Path, Path]) -> Non
     assert figures["spikes"] > 0 and figures["raw_channel_samples_checked"] > 0
 
 
-def test_tcp_session_to_nwb(tmp_path: Path, gt_tiny: tuple[Path, Path]) -> None:
-    nwb = tmp_path / "tcp.nwb"
-    spec = ChainSpec(recording=str(gt_tiny[0]), duration_s=5.0, uplink="tcp", rate_bps=1.3e6,
-                     nwb=nwb, record_args=SUBJECT, label="nwb-tcp")
-    run_chain(spec, tmp_path)
-    check_session(nwb, nwb.with_name(nwb.name + ".packets.log"), str(gt_tiny[0]))
-
-
 def test_decode_reproduces_the_recorded_file(short_session: tuple[Path, Path, Path],
                                              tmp_path: Path) -> None:
     _nwb, log, rec = short_session
@@ -136,3 +128,35 @@ def test_sixty_second_ble_session(tmp_path: Path) -> None:
     run_chain(spec, tmp_path)
     figures = check_session(nwb, nwb.with_name(nwb.name + ".packets.log"), str(rec))
     print(json.dumps(figures))
+
+
+def test_ctrl_c_closes_the_recording_into_nwb(tmp_path: Path,
+                                              gt_tiny: tuple[Path, Path]) -> None:
+    """hubctl record --tcp … --nwb interrupted (SIGINT, as Ctrl-C) mid-stream: the log closes
+    cleanly and is converted (the TCP twin of the BLE session above)."""
+    import signal
+    import time
+
+    from hil.chain import PY, Chain
+
+    spec = ChainSpec(recording=str(gt_tiny[0]), duration_s=20.0, uplink="tcp", rate_bps=1.3e6)
+    nwb = tmp_path / "ctrlc.nwb"
+    with Chain(spec, tmp_path) as ch:
+        ch.start_hub()
+        rx = subprocess.Popen([PY, "-m", "host_tools.cli", "record", "--tcp",
+                               ch.ports["uplink"].removeprefix("tcp:"), "--nwb", str(nwb),
+                               *SUBJECT], cwd=REPO, env=ch.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+        ch._start([PY, "-m", "hil.implant", str(gt_tiny[0]), "--connect", ch.ports["implant"],
+                   "--duration", "20"], "implant.log")
+        log = nwb.with_name(nwb.name + ".packets.log")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not log.exists() or log.stat().st_size < 200_000):
+            time.sleep(0.2)
+        rx.send_signal(signal.SIGINT)
+        _out, err = rx.communicate(timeout=300)
+    assert rx.returncode == 0, err[-2000:]
+    reader = PacketLogReader(log)
+    assert sum(r.kind == Kind.CHUNK for r in reader) > 0 and reader.stats.clean_end
+    assert not inspector_problems(nwb)
+    check_session(nwb, log, str(gt_tiny[0]))
