@@ -45,7 +45,7 @@ class Spill:
     def append_row(self, row: tuple[Any, ...]) -> None:
         """One row as a tuple (structured dtypes): batched, far cheaper than ``append``."""
         self._rows.append(row)
-        if len(self._rows) >= 4096:
+        if len(self._rows) >= 1024:
             self._flush_rows()
 
     def _flush_rows(self) -> None:
