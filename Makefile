@@ -7,7 +7,8 @@ HOST_ARCH := $(shell uname -m)
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 CWARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # -ffp-contract=off: no fused multiply-add, so x86_64 and aarch64 round identically.
-COPT    := -O3 -fPIC -ffp-contract=off -fno-math-errno -fvisibility=default
+# -fvisibility=hidden: only what the headers mark NK_API_BEGIN..NK_API_END is exported.
+COPT    := -O3 -fPIC -ffp-contract=off -fno-math-errno -fvisibility=hidden
 CFLAGS  := $(CSTD) $(CWARN) $(COPT) -Ic_kernels/include
 SRCS    := $(sort $(wildcard c_kernels/src/*.c))
 HDRS    := $(wildcard c_kernels/include/*.h)
@@ -18,7 +19,8 @@ QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean proto proto-check hil hil-nwb
+        bench run clean proto proto-check hil bundle hil-arm sysdeps-arm \
+        hil-mpy hil-timesync hil-soak flash-emulator hil-nwb
 
 all: kernels
 
@@ -48,16 +50,31 @@ build/native/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -shared -o $@ $(SRCS) -lm
 
-kernels: build/native/libnk.so
-	@mkdir -p $(NATIVE_DIR)/include
+# The cffi declarations, compiled once into a pure-Python module (out-of-line ABI mode).
+FFI_MODULE := hub/kernels/_nk_cffi.py
+$(FFI_MODULE): $(HDRS) hub/kernels/_build.py .venv/.stamp
+	$(PY) hub/kernels/_build.py c_kernels/include $@
+
+kernels: build/native/libnk.so $(FFI_MODULE)
+	@mkdir -p $(NATIVE_DIR)
 	@# copy + rename: a running hub keeps its mapping (cp in place would crash it)
 	cp build/native/libnk.so $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp
 	mv -f $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp $(NATIVE_DIR)/libnk_$(HOST_ARCH).so
-	cp $(HDRS) $(NATIVE_DIR)/include/
 
 build/%/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
 	$(CC_$*) $(CFLAGS) -shared -o $@ $(SRCS) -lm
+
+# ---------------------------------------------------------------- hub distribution
+# make bundle ARCH=aarch64|armhf|x86_64 → dist/implant-hub-<version>-<arch>.tar.gz (see
+# packaging/bundle.py): hub wheel with libnk for ARCH, dependency wheels, unit, config,
+# install.sh, SHA-256 manifest. Install: `hubctl deploy BUNDLE --to DIR|ssh://user@host`.
+BUNDLE_LIB_x86_64  := build/native/libnk.so
+BUNDLE_LIB_aarch64 := build/aarch64/libnk.so
+BUNDLE_LIB_armhf   := build/armhf/libnk.so
+bundle: setup $(BUNDLE_LIB_$(ARCH))
+	@test -n "$(BUNDLE_LIB_$(ARCH))" || { echo "ARCH must be aarch64, armhf or x86_64"; exit 2; }
+	$(PY) packaging/bundle.py --arch $(ARCH) --lib $(BUNDLE_LIB_$(ARCH))
 
 # ---------------------------------------------------------------- C tests
 # Every c_kernels/tests/*.c is a program that prints "<check> <hash> ok|FAIL" lines and exits
@@ -168,9 +185,45 @@ hil: setup
 	$(PY) -m hil.scenarios $(HIL_ARGS); tcp=$$?; \
 	$(PY) -m hil.ble_hil $(HIL_ARGS) && exit $$tcp
 
+# The aarch64 hub in the HIL chain (hil/arm.py): bundle → Debian arm64 root (mmdebstrap,
+# cached under ~/.cache/implant-hub) → hubctl deploy → bit identity → chain → out/hil/arm_summary.json
+hil-arm: setup sysdeps-arm
+	$(MAKE) bundle ARCH=aarch64
+	$(PY) -m hil.arm --arch aarch64 --bundle dist/implant-hub-$$($(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')-aarch64.tar.gz $(HIL_ARM_ARGS)
+
+# What make hil-arm and the ssh deploy test need beyond `sysdeps`.
+SYSDEPS_ARM := mmdebstrap qemu-user-static binfmt-support arch-test openssh-server
+sysdeps-arm:
+	@if ! command -v mmdebstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null \
+	    || ! command -v update-binfmts >/dev/null || ! command -v sshd >/dev/null \
+	       && ! test -x /usr/sbin/sshd; then \
+	  echo "installing system packages: $(SYSDEPS_ARM)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_ARM) >/dev/null; \
+	fi
+
+# The implant emulator as MicroPython firmware (hil/implant_fw, compiled with mpy-cross, run on
+# the unix port): the chain's summary → out/hil/mpy_summary.json, then the MicroPython
+# scenarios → out/hil/mpy_report.{json,md,html} (CI runs `--only summary --seconds 6`)
+hil-mpy: setup
+	$(PY) -m hil.mpy_hil $(HIL_ARGS)
+
+# Two 10-minute time-sync sessions (+80 and −120 ppm; the drift-recovery table), not in CI
+hil-timesync: setup
+	$(PY) -m hil.mpy_hil --only timesync_plus80_10min --only timesync_minus120_10min \
+	  --out out/hil-timesync $(HIL_ARGS)
+
+# Long soak (≥ 30 min, not in CI): memory of every process of the chain over time
+hil-soak: setup
+	$(PY) -m hil.soak $(SOAK_ARGS)
+
+# Deploy the firmware to a board: make flash-emulator PORT=/dev/ttyACM0 [FW_CONFIG=cfg.json]
+flash-emulator: setup
+	@test -n "$(PORT)" || { echo "usage: make flash-emulator PORT=/dev/ttyACM0"; exit 2; }
+	$(PY) -m hil.flash --port $(PORT) $(if $(FW_CONFIG),--config $(FW_CONFIG))
+
 # The 60 s BLE session recorded to NWB and checked (tests/test_nwb.py, marked slow).
 hil-nwb: setup
 	NWB_LONG=1 $(PY) -m pytest -q -p no:cacheprovider -s tests/test_nwb.py -k sixty
 
 clean:
-	rm -rf build $(NATIVE_DIR) out
+	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist

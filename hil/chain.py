@@ -73,7 +73,15 @@ class ChainSpec:
     raw_out: bool = False                  # the receiver saves decoded raw in OUT/raw.npz
     link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
     ble_name: str = "ihub-01"
-    packets_out: bool = False              # the receiver keeps OUT/packets.log
+    implant_runtime: str = "cpython"       # "micropython": hil.mpy_implant (the firmware) …
+    implant_fw: dict[str, Any] | None = None   # … with these firmware keys (clock, faults)
+    packets_out: bool = False              # the receiver's packet log: OUT/packets.bin
+    intruder_s: float = 0.0                # ble: an unbonded central tries the hub this long
+    #: The hub command (default: this tree's ``python -m hub``); e.g. an installed hub run in
+    #: a foreign-architecture root: ["chroot", ROOT, "/opt/implant-hub/bin/hub"] (make hil-arm)
+    hub_cmd: list[str] | None = None
+    hub_root: Path | None = None           # that root: the hub's files live inside it
+    hub_start_s: float = 20.0              # time allowed until the hub is ready
     nwb: Path | None = None                # the receiver writes this NWB file on close
     record_args: list[str] = field(default_factory=list)   # more hubctl record options
     kill_receiver_at: float | None = None  # SIGKILL hubctl record this many s into the stream
@@ -132,7 +140,8 @@ class Chain:
         """The virtual radio (uplink "ble"): ports of its hub and host controllers."""
         ports = self.out / "air.json"
         ports.unlink(missing_ok=True)
-        air = self._start([PY, "-m", "hil.air", "--devices", "hub,host", "--ports-file",
+        devices = "hub,host,intruder" if self.spec.intruder_s else "hub,host"
+        air = self._start([PY, "-m", "hil.air", "--devices", devices, "--ports-file",
                            str(ports), "--model-json", json.dumps(self.spec.link_model or {})],
                           "air.log")
         deadline = time.monotonic() + 20
@@ -147,12 +156,16 @@ class Chain:
     def start_hub(self) -> subprocess.Popen[bytes]:
         s = self.spec
         ready = self.out / "hub-ready.json"
+        state, ready_arg = str(self.state), str(ready)
+        if s.hub_root is not None:         # paths as the hub inside the root sees them
+            ready, ready_arg = s.hub_root / "tmp" / "hub-ready.json", "/tmp/hub-ready.json"
+            state = "/var/lib/implant-hub-hil"
         ready.unlink(missing_ok=True)
         uplink = self.ports.get("uplink", "tcp:127.0.0.1:0")
         if s.uplink == "ble":
             uplink = f"ble:tcp-client:127.0.0.1:{self.air['ports']['hub']}"
-        args = [PY, "-m", "hub", "run", "--state-dir", str(self.state), "--ready-file",
-                str(ready), "--implant", self.ports.get("implant", "tcp:127.0.0.1:0"),
+        args = [*(s.hub_cmd or [PY, "-m", "hub"]), "run", "--state-dir", state, "--ready-file",
+                ready_arg, "--implant", self.ports.get("implant", "tcp:127.0.0.1:0"),
                 "--uplink", uplink]
         if s.uplink == "ble":
             args += ["--ble-name", s.ble_name, "--ble-pairing-window", "60"]
@@ -164,7 +177,7 @@ class Chain:
         if s.link_schedule and s.uplink == "tcp":
             args += ["--link-schedule", s.link_schedule]
         hub = self._start(args, "hub.log")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + s.hub_start_s
         while not ready.exists():
             if hub.poll() is not None or time.monotonic() > deadline:
                 raise ChainError(f"hub did not start:\n{_tail(self.out / 'hub.log')}")
@@ -181,6 +194,7 @@ class Chain:
         if s.uplink == "ble":
             self.start_air()
         hub = self.start_hub()
+        intruder = self.run_intruder() if s.uplink == "ble" and s.intruder_s else None
         rx_json = self.out / "receiver.json"
         rx_json.unlink(missing_ok=True)
         if s.uplink == "ble":
@@ -196,7 +210,7 @@ class Chain:
         if s.raw_out:
             rx_args += ["--raw-out", str(self.out / "raw.npz")]
         if s.packets_out:
-            rx_args += ["--packets-out", str(self.out / "packets.log")]
+            rx_args += ["--packets-out", str(self.out / "packets.bin")]
         if s.nwb is not None:
             rx_args += ["--nwb", str(s.nwb)]
         rx_args += s.record_args
@@ -204,12 +218,17 @@ class Chain:
         # let the receiver connect (and configure); BLE also scans, pairs and subscribes
         time.sleep(2.0 if s.uplink == "ble" else 0.7)
         imp_json = self.out / "implant.json"
-        imp_args = [PY, "-m", "hil.implant", s.recording, "--connect", self.ports["implant"],
+        mpy = s.implant_runtime == "micropython"
+        imp_args = [PY, "-m", "hil.mpy_implant" if mpy else "hil.implant", s.recording,
+                    "--connect", self.ports["implant"],
                     "--duration", str(s.duration_s), "--speed", str(s.speed),
                     "--stats", str(imp_json), "--drop", str(s.drop), "--corrupt",
                     str(s.corrupt), "--garbage", str(s.garbage)]
         if s.channels:
             imp_args += ["--channels", str(s.channels)]
+        if mpy:
+            imp_args += ["--fw-json", json.dumps(s.implant_fw or {}),
+                         "--log", str(self.out / "implant_fw.jsonl")]
         implant = self._start(imp_args, "implant.log")
         t_start = time.monotonic()
         cpu0, cpu_t0 = None, 0.0
@@ -255,7 +274,29 @@ class Chain:
         summary["spec"] = {k: v for k, v in asdict(self.spec).items() if k != "config"}
         if s.uplink == "ble":
             summary["air"] = {k: self.air.get(k) for k in ("model", "model_text")}
+        if intruder is not None:
+            summary["intruder"] = intruder
         return summary
+
+    def run_intruder(self) -> dict[str, Any]:
+        """An unbonded central (its own controller on the air, an empty key store) connects
+        to the hub before the host, tries to subscribe to DATA and to write CONTROL, and leaves
+        after ``intruder_s``: what it got (nothing, it should be refused) is returned."""
+        keys = self.out / "intruder_bonds.json"
+        keys.unlink(missing_ok=True)
+        p = self._start([PY, "-m", "host_tools.ble_receiver", "--name", self.spec.ble_name,
+                         "--transport", f"tcp-client:127.0.0.1:{self.air['ports']['intruder']}",
+                         "--keystore", str(keys), "--address", "F1:5E:1F:00:0B:AD",
+                         "--control", "0801", "--duration", str(self.spec.intruder_s)],
+                        "intruder.log")
+        try:
+            p.wait(self.spec.intruder_s + 30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return {"error": "the intruder did not finish"}
+        lines = [ln for ln in (self.out / "intruder.log").read_text(errors="replace")
+                 .splitlines() if ln.startswith("{")]
+        return json.loads(lines[-1]) if lines else {"error": "the intruder wrote no summary"}
 
 
 def run_chain(spec: ChainSpec, out: Path) -> dict[str, Any]:

@@ -211,8 +211,7 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
 
     def on_envelope(env: Any, t_ns: int) -> None:
         if env.WhichOneof("payload") == "time_sync":
-            ts = env.time_sync
-            fit.add(int(ts.sample_index), t_ns, float(ts.sampling_frequency or 0.0))
+            fit.add_packet(env.time_sync, t_ns)
         if sink is not None:
             sink.on_envelope(env, t_ns)
 

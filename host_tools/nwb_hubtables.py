@@ -173,33 +173,44 @@ def _link(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:
 
 
 def _time_sync(hub: ProcessingModule, scan: Scan, clock: Clock) -> None:
+    """One row per hub session and implant clock epoch; the fitted points with residuals."""
     pts: list[tuple[int, int, int, float]] = []
     fits: dict[str, list[Any]] = {k: [] for k in (
-        "hub_session_id", "source", "points", "fs_nominal", "ns_per_sample", "drift_ppm",
-        "delay_p50_ms", "delay_max_ms")}
+        "hub_session", "hub_session_id", "source", "epoch", "first_sample", "points",
+        "fs_nominal", "ns_per_sample", "drift_ppm", "residual_p50_ms", "residual_max_ms",
+        "hub_to_host")}
     for s in scan.session_list():
-        src = s.sync if s.fit_source == "time_sync" else s.telemetry_points
-        for x, t in src:
-            pts.append((s.index, x, t, (t - int(s.fit.to_host_ns(x))) / 1e6))
-        summ = s.fit.summary() if hasattr(s.fit, "summary") else {}
-        fits["hub_session_id"].append(f"{s.session_id:08x}")
-        fits["source"].append(s.fit_source)
-        fits["points"].append(int(summ.get("points", 0)))
-        fits["fs_nominal"].append(float(s.fs))
-        fits["ns_per_sample"].append(float(summ.get("ns_per_sample", 1e9 / (s.fs or 3e4))))
-        fits["drift_ppm"].append(float(summ.get("drift_ppm") or 0.0))
-        fits["delay_p50_ms"].append(float(summ.get("delay_ms", {}).get("p50", math.nan)))
-        fits["delay_max_ms"].append(float(summ.get("delay_ms", {}).get("max", math.nan)))
-    hub.add(table("time_sync_fits", "per hub session (row = session index): the fit mapping hub "
-                                    "samples to host time (host_tools.timesync: lower envelope "
-                                    "of the time-sync arrivals)", {
+        pieces = getattr(s.fit, "pieces", None) or [(s.first_sample or 0, s.fit)]
+        for start, f in pieces:
+            summ = f.summary()
+            fits["hub_session"].append(s.index)
+            fits["hub_session_id"].append(f"{s.session_id:08x}")
+            fits["source"].append(s.fit_source)
+            fits["epoch"].append(int(summ.get("epoch", 0)))
+            fits["first_sample"].append(int(start))
+            fits["points"].append(int(summ.get("points", 0)))
+            fits["fs_nominal"].append(float(s.fs))
+            fits["ns_per_sample"].append(float(summ.get("ns_per_sample", 1e9 / (s.fs or 3e4))))
+            d = summ.get("drift_ppm")
+            fits["drift_ppm"].append(float(d) if d is not None else math.nan)
+            fits["residual_p50_ms"].append(float(summ.get("residual_us_p50", math.nan)) / 1e3)
+            fits["residual_max_ms"].append(float(summ.get("residual_us_max", math.nan)) / 1e3)
+            fits["hub_to_host"].append(str(summ.get("hub_to_host", {}).get("method", "")))
+            if hasattr(f, "residuals_ns") and hasattr(f, "hub_to_host"):
+                x, r = f.residuals_ns()
+                y = f.hub_to_host.map(f.to_hub_ns(x) + r.astype(np.int64))
+                pts += [(s.index, int(a), int(b), float(c) / 1e6)
+                        for a, b, c in zip(x, y, r, strict=True)]
+    hub.add(table("time_sync_fits", "per hub session and implant clock epoch: the line mapping "
+                                    "hub samples to time (host_tools.timesync), and how the hub "
+                                    "clock maps to the host's", {
         k: (k.replace("_", " "), v) for k, v in fits.items()}))
     if pts:
         a = np.array(pts, np.float64)
-        hub.add(table("time_sync_points", "time-sync packets: hub sample, host arrival, and the "
-                                          "residual (arrival − fit, ≥ 0: transit delay)", {
+        hub.add(table("time_sync_points", "time-sync points: hub sample, time (host clock), and "
+                                          "the residual (above the fitted line: delay)", {
             "hub_session": ("hub session index", a[:, 0].astype(np.int64)),
             "sample_index": ("hub sample index", np.array([p[1] for p in pts], np.int64)),
-            "time": ("host seconds at arrival",
-                     clock.host_seconds(np.array([p[2] for p in pts], np.int64))),
-            "residual_ms": ("arrival − fit (ms)", a[:, 3])}))
+            "time": ("host seconds", clock.host_seconds(np.array([p[2] for p in pts],
+                                                                 np.int64))),
+            "residual_ms": ("point − fit (ms)", a[:, 3])}))

@@ -120,7 +120,7 @@ class SessionInfo:
     probe: pb.ProbeInfo | None = None
     hub_version: str = ""
     configs: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (host ns, config)
-    sync: list[tuple[int, int]] = field(default_factory=list)   # (sample, host ns)
+    sync: list[tuple[pb.TimeSync, int]] = field(default_factory=list)  # (packet, host ns)
     telemetry_points: list[tuple[int, int]] = field(default_factory=list)
     first_sample: int | None = None
     last_sample: int = 0
@@ -146,6 +146,32 @@ class NominalClock:
     def to_host_ns(self, sample_index: Any) -> Any:
         return np.rint(self.anchor_ns + np.asarray(sample_index, np.float64) * 1e9 / self.fs
                        ).astype(np.int64)
+
+
+class PiecewiseFit:
+    """One time-sync fit per implant clock epoch, each from the hub sample where it starts."""
+
+    def __init__(self, pieces: list[tuple[int, TimeSyncFit]]) -> None:
+        self.pieces = pieces
+        self.starts = np.array([x for x, _ in pieces], np.int64)
+
+    def to_host_ns(self, sample_index: Any) -> Any:
+        x = np.asarray(sample_index, np.int64)
+        if len(self.pieces) == 1:
+            return self.pieces[0][1].to_host_ns(x)
+        i = np.clip(np.searchsorted(self.starts, x, side="right") - 1, 0, len(self.pieces) - 1)
+        out = np.empty(x.shape, np.int64)
+        for k in np.unique(i):
+            m = i == k
+            out[m] = self.pieces[int(k)][1].to_host_ns(x[m])
+        return out if out.ndim else out.item()
+
+    @property
+    def drift_ppm(self) -> float | None:
+        return self.pieces[-1][1].drift_ppm
+
+    def summary(self) -> dict[str, Any]:
+        return self.pieces[-1][1].summary()
 
 
 class Scan:
@@ -247,7 +273,9 @@ class Scan:
             self._on_raw(s, env.raw)
         elif kind == "time_sync":
             s.fs = env.time_sync.sampling_frequency or s.fs
-            s.sync.append((int(env.time_sync.sample_index), t_ns))
+            ts = pb.TimeSync()
+            ts.CopyFrom(env.time_sync)
+            s.sync.append((ts, t_ns))
         elif kind == "telemetry":
             self._on_telemetry(s, env, t_ns)
         elif kind == "shed":
@@ -399,34 +427,42 @@ class Scan:
 
     # ------------------------------------------------------------ clocks
     def _fit(self, s: SessionInfo) -> None:
-        """Hub samples → host ns for one session: the time-sync fit over all its packets; the
-        telemetry's (sample, arrival) pairs when there are too few; else — or when the fit's
-        drift is beyond any crystal (MAX_DRIFT_PPM: too few points against too much delay) —
-        the nominal rate anchored on the least delayed packet."""
+        """Hub samples → host ns for one session: the time-sync fit (host_tools.timesync, one
+        line per implant clock epoch) over all its packets; the telemetry's (sample, arrival)
+        pairs when there are too few; else — or when a fit's drift is beyond any crystal
+        (MAX_DRIFT_PPM: too few points against too much delay) — the nominal rate anchored on
+        the least delayed packet."""
         fs = s.fs or 30000.0
-        for source, pts in (("time_sync", s.sync), ("telemetry", s.telemetry_points)):
-            fit = TimeSyncFit(window=max(3, len(pts)))
-            for x, t in pts:
-                fit.add(x, t, s.fs)
-            if not fit.summary().get("fitted"):
-                continue
-            drift = fit.drift_ppm
-            if drift is not None and abs(drift) > MAX_DRIFT_PPM:
-                log.warning("session %08x: time-sync fit rejected (drift %+.0f ppm from %d "
-                            "points): nominal %.1f Hz clock", s.session_id, drift,
-                            len(fit.points), fs)
-                anchor = min(t - x * 1e9 / fs for x, t in pts)
-                s.fit, s.fit_source = NominalClock(fs, anchor), f"nominal ({source} fit rejected)"
-                return
-            s.fit, s.fit_source = fit, source
+        pieces: list[tuple[int, TimeSyncFit]] = []
+        for ts, t in s.sync:
+            if ts.host_time_ns:
+                continue                          # a reply to a request, not a fresh point
+            if not pieces or ts.clock_epoch != pieces[-1][1].epoch:
+                pieces.append((int(ts.sample_index), TimeSyncFit(
+                    window_s=1e9, max_points=len(s.sync) + 8)))
+            pieces[-1][1].add_packet(ts, t)
+        pieces = [(x, f) for x, f in pieces if f.result() is not None]
+        source = "time_sync"
+        if not pieces and len(s.telemetry_points) >= 3:
+            f = TimeSyncFit(window_s=1e9, max_points=len(s.telemetry_points) + 8,
+                            same_clock=True, method="envelope")
+            for x, t in s.telemetry_points:
+                f.add(x, t, s.fs)
+            pieces, source = ([(s.telemetry_points[0][0], f)] if f.result() else []), "telemetry"
+        bad = [f.drift_ppm for _, f in pieces
+               if f.drift_ppm is not None and abs(f.drift_ppm) > MAX_DRIFT_PPM]
+        if pieces and not bad:
+            s.fit, s.fit_source = PiecewiseFit(pieces), source
             return
         pk = self.packets.array()
         mine = pk[pk["session"] == s.index]
         anchor = (float(np.min(mine["host_ns"] - mine["sample_index"] * 1e9 / fs))
                   if mine.size else float(s.first_host_ns))
-        s.fit, s.fit_source = NominalClock(fs, anchor), "nominal"
-        log.warning("session %08x: too few time-sync packets; nominal %.1f Hz clock",
-                    s.session_id, fs)
+        s.fit = NominalClock(fs, anchor)
+        s.fit_source = (f"nominal ({source} fit rejected: drift {bad[0]:+.0f} ppm)" if bad
+                        else "nominal")
+        log.warning("session %08x: %s; nominal %.1f Hz clock", s.session_id,
+                    s.fit_source, fs)
 
     def gap_ranges(self) -> dict[int, npt.NDArray[np.int64]]:
         """Per session index: sample ranges the hub reported it never had (implant-link gap,

@@ -79,8 +79,7 @@ class LiveStatus:
         if kind == "telemetry":
             self.telemetry = env.telemetry
         elif kind == "time_sync":
-            ts = env.time_sync
-            self.fit.add(int(ts.sample_index), t_ns, float(ts.sampling_frequency or 0.0))
+            self.fit.add_packet(env.time_sync, t_ns)
 
     # ------------------------------------------------------------ drawing
     def _rate(self, q: deque[tuple[int, int]], now: int) -> float:

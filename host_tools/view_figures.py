@@ -233,8 +233,10 @@ def timesync(nwb: Any, path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(11, 3.5))
     sess = np.asarray(pts["hub_session"][:])
     t, r = np.asarray(pts["time"][:]), np.asarray(pts["residual_ms"][:])
+    fdf = fits.to_dataframe() if fits is not None else None
     for s in np.unique(sess):
-        drift = float(fits["drift_ppm"][int(s)]) if fits is not None else float("nan")
+        drift = (float(fdf[fdf["hub_session"] == s]["drift_ppm"].iloc[-1])
+                 if fdf is not None and (fdf["hub_session"] == s).any() else float("nan"))
         ax.plot(t[sess == s], r[sess == s], ".", label=f"session {s}: drift {drift:+.1f} ppm")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("arrival − fit (ms)")

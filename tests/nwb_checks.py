@@ -31,7 +31,7 @@ def inspector_problems(nwb: Path) -> list[str]:
 def decode_log(log: Path) -> dict[str, Any]:
     """An independent pass over the log with the plain receiver: spikes, time sync, gaps."""
     spikes: list[tuple[int, int, int]] = []
-    sync: dict[int, list[tuple[int, int, float]]] = {}
+    sync: dict[int, list[tuple[pb.TimeSync, int]]] = {}
 
     def on(env: pb.Envelope, t: int) -> None:
         k = env.WhichOneof("payload")
@@ -40,8 +40,9 @@ def decode_log(log: Path) -> dict[str, Any]:
             spikes.extend((env.session_id, sb.first_sample + o, c)
                           for o, c in zip(sb.offset, sb.channel, strict=True))
         elif k == "time_sync":
-            sync.setdefault(env.session_id, []).append(
-                (env.time_sync.sample_index, t, env.time_sync.sampling_frequency))
+            ts = pb.TimeSync()
+            ts.CopyFrom(env.time_sync)
+            sync.setdefault(env.session_id, []).append((ts, t))
 
     rx = Receiver(on)
     reader = PacketLogReader(log)
@@ -85,11 +86,12 @@ def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
         assert sorted((s, c) for _, s, c in sent) == sorted((s, c) for _, s, c, _ in got)
         # spike times: the session's time-sync fit of the spike's sample, up to a constant
         sid0 = order[0]
-        fit = TimeSyncFit(window=10**6)
-        for x, t, fs in ref["sync"].get(sid0, []):
-            fit.add(x, t, fs)
+        fit = TimeSyncFit(window_s=1e9, max_points=10**6)
+        for ts, t in ref["sync"].get(sid0, []):
+            if not ts.host_time_ns:
+                fit.add_packet(ts, t)
         one = [(s, t) for sess, s, _, t in got if sess in (0, None)]
-        if one and len(order) == 1 and fits["source"][0] == "time_sync":
+        if one and len(order) == 1 and fits["source"][0] == "time_sync" and len(fits) == 1:
             smp = np.array([s for s, _ in one])
             off = np.array([t for _, t in one]) - fit.to_host_ns(smp) / 1e9
             assert np.ptp(off) < 2e-6, np.ptp(off)

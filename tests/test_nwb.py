@@ -100,7 +100,7 @@ def test_sigkilled_recorder_log_decodes(tmp_path: Path, gt_tiny: tuple[Path, Pat
                      link_model={"phy": "2M", "interval_ms": 7.5}, packets_out=True,
                      kill_receiver_at=5.0, label="kill")
     res = run_chain(spec, out)
-    log = out / "packets.log"
+    log = out / "packets.bin"
     reader = PacketLogReader(log)
     chunks = [r for r in reader if r.kind == Kind.CHUNK]
     assert chunks and not reader.stats.clean_end

@@ -59,6 +59,7 @@
 #include <stdint.h>
 #include "nk_detect.h"
 
+NK_API_BEGIN
 /* cffi-begin */
 #define NK_SORT_BIRTH 1
 #define NK_SORT_MERGE 2
@@ -106,9 +107,9 @@ typedef struct {
 
 typedef struct nk_sort nk_sort;
 /* neighbors: [n_channels][K] channel ids or −1 (the first normally the channel itself);
- * basis: [n_features][L] or NULL (no projection: D = L). NULL on bad arguments or memory. */
-nk_sort *nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float *basis,
-                     int32_t n_features);
+ * basis: [n_features][L] or NULL (no projection: D = L). NK_ERR_ARG or NK_ERR_NOMEM. */
+int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float *basis,
+                int32_t n_features, nk_sort **out);
 /* Bytes of state nk_sort_new allocates for cfg (0 if cfg is invalid). */
 int64_t nk_sort_memory(const nk_sort_config *cfg);
 /* Upper bound on life-cycle events from one call with n_spikes snippets. */
@@ -122,6 +123,9 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
 int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
                            const float *templates, int32_t n_channels, int32_t n_samples,
                            const float *basis, int32_t n_features);
+/* The detector's threshold k changed (a live threshold change): spikes processed from now on
+ * have σ = event.threshold / k. NK_ERR_ARG unless 0 < k < 3e38. */
+int nk_sort_set_detect_threshold(nk_sort *s, float k);
 int nk_sort_get_stats(const nk_sort *s, nk_sort_stats *out);
 /* Cluster table, [n_channels * max_clusters] slots: channel (−1 empty), unit, spikes seen,
  * and the raw template [K][L] (templates may be NULL). */
@@ -130,5 +134,6 @@ int nk_sort_get_clusters(const nk_sort *s, int32_t *channel, int32_t *unit, int6
 void nk_sort_reset(nk_sort *s);
 void nk_sort_free(nk_sort *s);
 /* cffi-end */
+NK_API_END
 
 #endif

@@ -124,7 +124,8 @@ int main(void) {
     make_data();
     report("sort_input", fnv(fnv(FNV0, ev, sizeof ev), wav, sizeof wav), 1);
     nk_sort_config cfg = config();
-    nk_sort *s = nk_sort_new(&cfg, nbrs, NULL, 0);
+    nk_sort *s = NULL;
+    nk_sort_new(&cfg, nbrs, NULL, 0, &s);
     /* the state size depends on pointer width: checked, not hashed */
     report("sort_new", 0, s != NULL && nk_sort_memory(&cfg) > 0);
 
@@ -196,7 +197,8 @@ int main(void) {
     static float basis[6][L];
     for (int d = 0; d < 6; d++)
         for (int l = 0; l < L; l++) basis[d][l] = (l / 5 == d) ? 0.4472136f : 0.0f;
-    nk_sort *sb = nk_sort_new(&cfg, nbrs, &basis[0][0], 6);
+    nk_sort *sb = NULL;
+    nk_sort_new(&cfg, nbrs, &basis[0][0], 6, &sb);
     int32_t neb = 0;
     static int32_t lab4[NSPK];
     uint64_t h4 = run(sb, 50, lab4, &neb);
@@ -204,14 +206,33 @@ int main(void) {
     report("sort_basis", h4, sb != NULL && pur4 > 0.95);
     nk_sort_free(sb);
 
+    /* a live threshold change: a sorter built for k = 8 and set to k = 5 labels as one built
+     * for 5 (σ = event.threshold / k follows the detector) */
+    nk_sort_config c8 = cfg;
+    c8.detect_threshold = 8.0f;
+    nk_sort *s8 = NULL, *s5 = NULL;
+    nk_sort_new(&c8, nbrs, NULL, 0, &s8);
+    nk_sort_new(&cfg, nbrs, NULL, 0, &s5);
+    static int32_t lab5[NSPK], lab8[NSPK];
+    int32_t ne5 = 0, ne8 = 0;
+    int ks = nk_sort_set_detect_threshold(s8, 5.0f);
+    uint64_t h5 = run(s5, 50, lab5, &ne5), h8 = run(s8, 50, lab8, &ne8);
+    report("sort_set_threshold", h8, ks == NK_OK && h5 == h8 && ne5 == ne8 &&
+           nk_sort_set_detect_threshold(s8, 0.0f) == NK_ERR_ARG &&
+           nk_sort_set_detect_threshold(s8, NAN) == NK_ERR_ARG &&
+           nk_sort_set_detect_threshold(NULL, 5.0f) == NK_ERR_ARG);
+    nk_sort_free(s5);
+    nk_sort_free(s8);
+
     /* bad arguments */
     nk_sort_config badc = cfg;
     badc.pre = L;
     nk_event e1 = ev[0];
     e1.channel = C;
     int32_t m2 = 0;
-    report("sort_bad_args", 0, nk_sort_new(&badc, nbrs, NULL, 0) == NULL &&
-           nk_sort_new(&cfg, NULL, NULL, 0) == NULL &&
+    nk_sort *bad_s = NULL;
+    report("sort_bad_args", 0, nk_sort_new(&badc, nbrs, NULL, 0, &bad_s) == NK_ERR_ARG &&
+           nk_sort_new(&cfg, NULL, NULL, 0, &bad_s) == NK_ERR_ARG && bad_s == NULL &&
            nk_sort_process(s, &e1, &wav[0][0][0], 1, 0, out, 64, &m2) == NK_ERR_ARG &&
            nk_sort_process(s, ev, &wav[0][0][0], 40, 0, out, 4, &m2) == NK_ERR_CAPACITY);
     nk_sort_free(s);

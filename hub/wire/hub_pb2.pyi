@@ -1,3 +1,4 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -82,6 +83,8 @@ RESULT_INVALID_ARGUMENT: ResultCode
 RESULT_UNSUPPORTED: ResultCode
 RESULT_VERSION_MISMATCH: ResultCode
 RESULT_INTERNAL: ResultCode
+SETTING_FIELD_NUMBER: _ClassVar[int]
+setting: _descriptor.FieldDescriptor
 
 class Envelope(_message.Message):
     __slots__ = ("schema_version", "stream", "seq", "sample_index", "hub_time_ns", "session_id", "spikes", "features", "snippets", "raw", "telemetry", "time_sync", "log", "result", "shed")
@@ -222,7 +225,7 @@ class ClassCounters(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., produced: _Optional[int] = ..., sent: _Optional[int] = ..., shed: _Optional[int] = ..., queued: _Optional[int] = ..., queued_bytes: _Optional[int] = ...) -> None: ...
 
 class Telemetry(_message.Message):
-    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency", "probe", "hub_version")
+    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency", "probe", "hub_version", "selftest")
     class KernelSecondsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +265,7 @@ class Telemetry(_message.Message):
     SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
     HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SELFTEST_FIELD_NUMBER: _ClassVar[int]
     cpu_load: float
     kernel_seconds: _containers.ScalarMap[str, float]
     classes: _containers.RepeatedCompositeFieldContainer[ClassCounters]
@@ -287,7 +291,8 @@ class Telemetry(_message.Message):
     sampling_frequency: float
     probe: ProbeInfo
     hub_version: str
-    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., probe: _Optional[_Union[ProbeInfo, _Mapping]] = ..., hub_version: _Optional[str] = ...) -> None: ...
+    selftest: KernelSelfTest
+    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., probe: _Optional[_Union[ProbeInfo, _Mapping]] = ..., hub_version: _Optional[str] = ..., selftest: _Optional[_Union[KernelSelfTest, _Mapping]] = ...) -> None: ...
 
 class ProbeInfo(_message.Message):
     __slots__ = ("x_um", "y_um", "group", "uv_per_count", "location", "name")
@@ -304,6 +309,22 @@ class ProbeInfo(_message.Message):
     location: str
     name: str
     def __init__(self, x_um: _Optional[_Iterable[float]] = ..., y_um: _Optional[_Iterable[float]] = ..., group: _Optional[_Iterable[int]] = ..., uv_per_count: _Optional[float] = ..., location: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class KernelSelfTest(_message.Message):
+    __slots__ = ("passed", "reference", "library_version", "kernels", "summary", "machine")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KERNELS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_FIELD_NUMBER: _ClassVar[int]
+    passed: bool
+    reference: bool
+    library_version: int
+    kernels: int
+    summary: str
+    machine: str
+    def __init__(self, passed: _Optional[bool] = ..., reference: _Optional[bool] = ..., library_version: _Optional[int] = ..., kernels: _Optional[int] = ..., summary: _Optional[str] = ..., machine: _Optional[str] = ...) -> None: ...
 
 class ShedRange(_message.Message):
     __slots__ = ("stream", "reason", "first_sample", "end_sample", "items", "packets", "channels")
@@ -336,16 +357,20 @@ class ShedReport(_message.Message):
     def __init__(self, ranges: _Optional[_Iterable[_Union[ShedRange, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., report_seq: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class TimeSync(_message.Message):
-    __slots__ = ("sample_index", "hub_time_ns", "sampling_frequency", "host_time_ns")
+    __slots__ = ("sample_index", "hub_time_ns", "sampling_frequency", "host_time_ns", "clock_epoch", "sent_ns")
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     HUB_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
     HOST_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SENT_NS_FIELD_NUMBER: _ClassVar[int]
     sample_index: int
     hub_time_ns: int
     sampling_frequency: float
     host_time_ns: int
-    def __init__(self, sample_index: _Optional[int] = ..., hub_time_ns: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., host_time_ns: _Optional[int] = ...) -> None: ...
+    clock_epoch: int
+    sent_ns: int
+    def __init__(self, sample_index: _Optional[int] = ..., hub_time_ns: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., host_time_ns: _Optional[int] = ..., clock_epoch: _Optional[int] = ..., sent_ns: _Optional[int] = ...) -> None: ...
 
 class LogRecord(_message.Message):
     __slots__ = ("level", "logger", "message")
@@ -356,6 +381,24 @@ class LogRecord(_message.Message):
     logger: str
     message: str
     def __init__(self, level: _Optional[int] = ..., logger: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SettingSpec(_message.Message):
+    __slots__ = ("min", "max", "unit", "live", "choices", "default", "help")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    min: float
+    max: float
+    unit: str
+    live: bool
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    default: str
+    help: str
+    def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ..., unit: _Optional[str] = ..., live: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ..., default: _Optional[str] = ..., help: _Optional[str] = ...) -> None: ...
 
 class PipelineSettings(_message.Message):
     __slots__ = ("block_ms", "band_low_hz", "band_high_hz", "filter_order", "reference", "reference_group_size", "polarity", "threshold", "exclude_ms", "refractory_ms", "warmup_s", "noise_tau_s", "neighbor_radius_um", "snippet_pre", "snippet_post", "snippet_channels", "bin_ms", "lfp", "lfp_cutoff_hz", "lfp_rate_hz", "sort")
@@ -416,6 +459,30 @@ class Configure(_message.Message):
     outage_buffer_s: float
     raw_codec: bool
     def __init__(self, pipeline: _Optional[_Union[PipelineSettings, _Mapping]] = ..., raw_channel_mask: _Optional[bytes] = ..., snippets: _Optional[bool] = ..., outage_buffer_s: _Optional[float] = ..., raw_codec: _Optional[bool] = ...) -> None: ...
+
+class HubSettings(_message.Message):
+    __slots__ = ("schema", "pipeline", "snippets", "outage_buffer_s", "raw_codec", "running", "raw_channels")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    SNIPPETS_FIELD_NUMBER: _ClassVar[int]
+    OUTAGE_BUFFER_S_FIELD_NUMBER: _ClassVar[int]
+    RAW_CODEC_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RAW_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    schema: int
+    pipeline: PipelineSettings
+    snippets: bool
+    outage_buffer_s: float
+    raw_codec: bool
+    running: bool
+    raw_channels: RawChannels
+    def __init__(self, schema: _Optional[int] = ..., pipeline: _Optional[_Union[PipelineSettings, _Mapping]] = ..., snippets: _Optional[bool] = ..., outage_buffer_s: _Optional[float] = ..., raw_codec: _Optional[bool] = ..., running: _Optional[bool] = ..., raw_channels: _Optional[_Union[RawChannels, _Mapping]] = ...) -> None: ...
+
+class RawChannels(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, channels: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Start(_message.Message):
     __slots__ = ()
