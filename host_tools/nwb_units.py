@@ -228,7 +228,10 @@ def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str,
         ("spike_amplitudes", "filtered peak, ADC counts",
          lambda sp: sp["amplitude"].astype(np.int32), np.int32),
         ("spike_channels", "hub channel of each spike",
-         lambda sp: sp["channel"].astype(np.int32), np.int32)]
+         lambda sp: sp["channel"].astype(np.int32), np.int32),
+        ("spike_sessions", "hub session of each spike (index into time_sync_fits' "
+                           "hub_session; sample indices continue across hub restarts)",
+         lambda sp: sp["session"].astype(np.int16), np.int16)]
     for name, desc, fn, dt in cols:
         units.add_column(name=name, description=desc,
                          data=compressed(ur.column(fn), (total,), dt, shuffle=True),

@@ -78,19 +78,18 @@ def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
             smp = np.asarray(u["spike_samples"][i])
             ch = np.asarray(u["spike_channels"][i])
             t = np.asarray(u["spike_times"][i])
-            sess = int(u["hub_session"][i])
-            got += list(zip([sess] * smp.size if sess >= 0 else [None] * smp.size,
-                            smp.tolist(), ch.tolist(), t.tolist(), strict=True))
+            se = np.asarray(u["spike_sessions"][i])
+            got += list(zip(se.tolist(), smp.tolist(), ch.tolist(), t.tolist(), strict=True))
         sent = [(order.index(sid), s, c) for sid, s, c in ref["spikes"]
                 if not any(a <= s < b for a, b in ref["gaps"].get(sid, []))]
-        assert sorted((s, c) for _, s, c in sent) == sorted((s, c) for _, s, c, _ in got)
+        assert sorted(sent) == sorted((se, s, c) for se, s, c, _ in got)
         # spike times: the session's time-sync fit of the spike's sample, up to a constant
         sid0 = order[0]
         fit = TimeSyncFit(window_s=1e9, max_points=10**6)
         for ts, t in ref["sync"].get(sid0, []):
             if not ts.host_time_ns:
                 fit.add_packet(ts, t)
-        one = [(s, t) for sess, s, _, t in got if sess in (0, None)]
+        one = [(s, t) for sess, s, _, t in got if sess == 0]
         if one and len(order) == 1 and fits["source"][0] == "time_sync" and len(fits) == 1:
             smp = np.array([s for s, _ in one])
             off = np.array([t for _, t in one]) - fit.to_host_ns(smp) / 1e9
@@ -122,7 +121,7 @@ def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
                                                    "SHED_STOPPED"):
                 assert blk.empty, f"raw inside gap {r}"
                 assert not any(a <= s < b for sess, s, _, _ in got
-                               if sess in (r.hub_session, None)), f"spike inside gap {r}"
+                               if sess == r.hub_session), f"spike inside gap {r}"
             elif r.stream == "raw":
                 shed = {int(c) for c in r.channels.split(",") if c} or set(range(rec.num_channels))
                 for series in set(blk["series"]):
