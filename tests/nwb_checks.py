@@ -78,11 +78,11 @@ def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
             smp = np.asarray(u["spike_samples"][i])
             ch = np.asarray(u["spike_channels"][i])
             t = np.asarray(u["spike_times"][i])
-            se = np.asarray(u["spike_sessions"][i])
-            got += list(zip(se.tolist(), smp.tolist(), ch.tolist(), t.tolist(), strict=True))
+            ses = np.asarray(u["spike_sessions"][i])
+            got += list(zip(ses.tolist(), smp.tolist(), ch.tolist(), t.tolist(), strict=True))
         sent = [(order.index(sid), s, c) for sid, s, c in ref["spikes"]
                 if not any(a <= s < b for a, b in ref["gaps"].get(sid, []))]
-        assert sorted(sent) == sorted((se, s, c) for se, s, c, _ in got)
+        assert sorted(sent) == sorted((x, s, c) for x, s, c, _ in got)
         # spike times: the session's time-sync fit of the spike's sample, up to a constant
         sid0 = order[0]
         fit = TimeSyncFit(window_s=1e9, max_points=10**6)
