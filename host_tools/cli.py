@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cursor": ("host_tools.decoding.cursor_cli",
                "the BCI loop for a person: calibrate, decode, move a cursor on screen"),
     "lsl": ("host_tools.lsl_cli", "publish features, spikes and the decoded cursor over LSL"),
+    "decode": ("host_tools.nwb_cli", "packet log (record --packets-out/--nwb) → NWB 2 file"),
+    "view": ("host_tools.view_cli", "NWB session → static HTML report with PNG figures"),
 }
 
 

@@ -97,7 +97,6 @@ class LiveLink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError):
                 await task
-            client.close()
 
     async def _run_ble(self, stop: asyncio.Event) -> None:
         from host_tools.ble_receiver import BleReceiver
