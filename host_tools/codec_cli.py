@@ -80,6 +80,12 @@ def _wav_layout(wav: bytes) -> tuple[int, int, int]:
     raise ValueError("WAV file has no data chunk")
 
 
+def wav_data_offset(path: Path) -> int:
+    """Byte offset of the samples in a 16-bit PCM WAV file (reads its first 64 KiB only)."""
+    with open(path, "rb") as f:
+        return _wav_layout(f.read(1 << 16))[0]
+
+
 def encode_wav(wav: bytes, *, block: int = codec.DEFAULT_RESYNC,
                resync_interval: int = codec.DEFAULT_RESYNC) -> bytes:
     """The container for a 16-bit PCM WAV file's bytes."""
