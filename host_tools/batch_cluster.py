@@ -84,8 +84,10 @@ def jobqueue_cluster(kind: str, threads: int, options: dict[str, Any],
     kw.setdefault("memory", "4GiB")
     prologue = [f"export {k}={v}" for k, v in thread_env(threads).items()]
     kw["job_script_prologue"] = prologue + list(kw.get("job_script_prologue", []))
-    if not dashboard:
-        kw.setdefault("scheduler_options", {})["dashboard_address"] = None
+    # the scheduler listens where the jobs can reach it; its dashboard only on loopback
+    # (reach it through an ssh tunnel), or not at all
+    kw.setdefault("scheduler_options", {}).setdefault(
+        "dashboard_address", "127.0.0.1:0" if dashboard else None)
     return getattr(mod, names[kind])(**kw)
 
 

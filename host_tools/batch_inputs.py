@@ -3,14 +3,15 @@ opening them for the hub (int16 blocks) or for SpikeInterface (offline sorters).
 
 Kinds (what ``discover`` recognises, by name and shape only; nothing is read):
   wav        NAME.wav — one mono 16-bit WAV (one channel)
-  wav_stack  a folder whose WAVs are the channels of one recording (``hub.sources``)
+  wav_stack  a folder holding only WAVs, the channels of one recording (``hub.sources``)
   raw        NAME.bin beside NAME.json (interleaved int16; the JSON sidecar of hub.sources.raw)
   si_folder  a SpikeInterface binary folder (binary.json / si_folder.json)
   nwb        NAME.nwb — the raw ElectricalSeries of an NWB session (one series, or the one the
              plan names), read through SpikeInterface
-Folders that are none of these are searched recursively. A recording's fingerprint is the
-SHA-256 of its files' bytes (relative names included); the batch caches it by each file's
-(size, mtime, inode), so an unchanged recording is not read again.
+Folders that are none of these are searched recursively; a folder given as an input is always
+searched (its WAVs are single recordings) unless the plan says its kind. A recording's
+fingerprint is the SHA-256 of its files' bytes (relative names included); the batch caches it
+by each file's (size, mtime, inode), so an unchanged recording is not read again.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ def _is_si_folder(p: Path) -> bool:
 
 
 def classify(p: Path) -> str | None:
-    """The kind of recording at `p`, or None when `p` is not one (a folder may hold some)."""
+    """The kind of recording at `p`, or None when `p` is not one (a folder may hold some). A
+    folder is a WAV stack when it holds WAVs and no other recording."""
     if p.is_dir():
         if _is_si_folder(p):
             return "si_folder"
-        if any(q.suffix.lower() == ".wav" and q.is_file() for q in p.iterdir()):
-            return "wav_stack"
-        return None
+        entries = [q for q in p.iterdir() if not q.name.startswith(".")]
+        wavs = [q for q in entries if q.is_file() and q.suffix.lower() == ".wav"]
+        others = [q for q in entries if q not in wavs and (
+            q.is_dir() or q.suffix.lower() in (".bin", ".nwb"))]
+        return "wav_stack" if wavs and not others else None
     suffix = p.suffix.lower()
     if suffix == ".wav":
         return "wav"
@@ -64,31 +68,36 @@ def classify(p: Path) -> str | None:
     return None
 
 
-def discover(paths: list[Path], nwb_series: str = "") -> list[Input]:
-    """Every recording at or under `paths`, in a stable order, with unique names (a path
-    relative to the folder it was found in, '/' → '__'). A path that does not exist is
-    returned as a recording of kind "missing" so that the batch reports it."""
+def discover(paths: list[tuple[Path, str]], nwb_series: str = "") -> list[Input]:
+    """Every recording at or under `paths` ((path, kind) pairs; kind "" = recognise it), in a
+    stable order, with unique names (the path relative to the input folder, '/' → '__').
+
+    A file or SpikeInterface folder given is one recording; any other folder given is searched
+    (its own WAVs are single recordings; a subfolder of only WAVs is a stack) unless its kind
+    is given as "wav_stack". A path that does not exist comes back with kind "missing", so the
+    batch reports it."""
     found: list[tuple[str, Path, str]] = []
-    for root in paths:
+    for root, kind in paths:
         root = root.resolve()
         if not root.exists():
             found.append((root.name or str(root), root, "missing"))
             continue
-        kind = classify(root)
-        if kind is not None:
+        if kind:
+            if kind not in KINDS:
+                raise ValueError(f"{root}: unknown kind {kind!r} (want one of {KINDS})")
             found.append((root.name, root, kind))
             continue
-        if not root.is_dir():
-            raise ValueError(f"{root}: not a recording (want .wav, .bin + .json, .nwb, a "
-                             "SpikeInterface folder, a folder of WAVs, or a folder of these)")
+        if not root.is_dir() or _is_si_folder(root):
+            found.append((root.name, root, classify(root) or "unknown"))
+            continue
         for sub in _walk(root):
             found.append(("__".join(sub.relative_to(root).parts), sub, classify(sub) or ""))
     names: dict[str, int] = {}
     out = []
-    for name, path, kind in found:
+    for name, path, k in found:
         n = names.get(name, 0)
         names[name] = n + 1
-        out.append(Input(name if n == 0 else f"{name}~{n}", path, kind, nwb_series))
+        out.append(Input(name if n == 0 else f"{name}~{n}", path, k, nwb_series))
     return out
 
 
@@ -97,11 +106,10 @@ def _walk(folder: Path) -> list[Path]:
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        kind = classify(p)
-        if kind is not None:
+        if p.is_file() and classify(p) is not None:
             out.append(p)
         elif p.is_dir():
-            out.extend(_walk(p))
+            out.extend([p] if classify(p) is not None else _walk(p))
     return out
 
 
@@ -110,6 +118,9 @@ def files_of(inp: Input) -> list[Path]:
     p = inp.path
     if inp.kind == "missing" or not p.exists():
         raise RecordingError(f"{p}: no such file or folder")
+    if inp.kind == "unknown":
+        raise RecordingError(f"{p}: not a recording (want .wav, .bin + .json, .nwb, a "
+                             "SpikeInterface folder, or a folder of these)")
     if inp.kind == "si_folder":
         return sorted(q for q in p.rglob("*") if q.is_file())
     if inp.kind == "wav_stack":
@@ -191,7 +202,7 @@ def si_recording(inp: Input) -> Any:
     if pos is None:  # no geometry known: 1 mm apart, so a sorter treats channels as independent
         log.info("%s: no channel positions; placing channels 1 mm apart for the sorter", inp.path)
         pos = np.c_[np.zeros(rec.num_channels), 1000.0 * np.arange(rec.num_channels)]
-    out.set_channel_locations(pos)
+    out.set_dummy_probe_from_locations(pos)
     return out
 
 
@@ -224,7 +235,7 @@ def recording_from_si(si_rec: Any, name: str) -> Recording:
             return np.ascontiguousarray(q.astype(np.int16))
         gains = np.full(C, FLOAT_LSB_UV)
     pos = None
-    if "location" in si_rec.get_property_keys():
+    if si_rec.has_probe() or "location" in si_rec.get_property_keys():
         loc = np.asarray(si_rec.get_channel_locations(), np.float64)
         if loc.ndim == 2 and loc.shape[1] >= 2 and np.all(np.isfinite(loc[:, :2])):
             pos = np.ascontiguousarray(loc[:, :2])

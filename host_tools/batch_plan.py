@@ -1,6 +1,7 @@
 """What a batch does: a plan (TOML) or a folder of recordings with the default plan.
 
-    inputs = ["sessions/", "extra/day3.nwb"]   # recordings or folders (relative to the plan)
+    inputs = ["sessions/", "extra/day3.nwb"]   # recordings or folders (relative to the plan),
+    # or {path = "probe_a/", kind = "wav_stack"} to say what a path is
     steps = ["replay", "calibrate", "sort", "codec"]   # default: every step in the table
     nwb_series = "acquisition/ElectricalSeries"        # which raw series of NWB inputs
 
@@ -65,7 +66,7 @@ class ClusterSettings:
 
 @dataclass
 class Plan:
-    inputs: list[Path]
+    inputs: list[tuple[Path, str]]        # (path, kind; "" = recognise it)
     steps: list[str]                      # what runs, in table order (after --only)
     planned: list[str]                    # the plan's steps before --only
     params: dict[str, dict[str, Any]]     # resolved parameters of every step in the table
@@ -98,10 +99,20 @@ def plan_from_dict(doc: dict[str, Any], base: Path, source: str,
     if unknown:
         raise PlanError(f"{source}: unknown key(s) {sorted(unknown)} (known: {sorted(TOP_KEYS)})")
     inputs = doc.get("inputs")
-    if isinstance(inputs, str):
+    if isinstance(inputs, str | dict):
         inputs = [inputs]
-    if not inputs or not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+    if not inputs or not isinstance(inputs, list):
         raise PlanError(f"{source}: 'inputs' must name at least one recording or folder")
+    pairs: list[tuple[Path, str]] = []
+    for i in inputs:
+        if isinstance(i, dict) and isinstance(i.get("path"), str) and \
+                set(i) <= {"path", "kind"} and isinstance(i.get("kind", ""), str):
+            pairs.append(((base / i["path"]).resolve(), i.get("kind", "")))
+        elif isinstance(i, str):
+            pairs.append(((base / i).resolve(), ""))
+        else:
+            raise PlanError(f"{source}: an input is a path or {{path = ..., kind = ...}}, "
+                            f"not {i!r}")
     planned = doc.get("steps", list(STEPS))
     if not isinstance(planned, list) or not planned:
         raise PlanError(f"{source}: 'steps' must be a non-empty list")
@@ -129,7 +140,7 @@ def plan_from_dict(doc: dict[str, Any], base: Path, source: str,
     nwb = doc.get("nwb_series", "")
     if not isinstance(nwb, str):
         raise PlanError(f"{source}: 'nwb_series' must be a string")
-    return Plan([(base / i).resolve() for i in inputs], steps, [s for s in STEPS if s in planned],
+    return Plan(pairs, steps, [s for s in STEPS if s in planned],
                 params, errors, _cluster(doc.get("cluster", {}), source), source, nwb)
 
 

@@ -71,6 +71,7 @@ def fingerprints(connect: Callable[[], Any], inputs: list[Input], out_dir: Path
     """name → fingerprint (or {"error"}), from the cache where the files did not change; the
     others are computed on the cluster (`connect()` gives its client)."""
     cache_path = out_dir / STATE_DIR / "fingerprints.json"
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
@@ -207,8 +208,9 @@ def follow(futures: dict[Any, tuple[str, str]], specs: dict[tuple[str, str], Tas
             results[where] = res
             bar.update()
             head = res.get("headline") or res.get("error", "")
-            bar.write(f"{res['status']:>7}  {where[1]:<10} {where[0]}  "
-                      f"{res.get('seconds', 0):.1f} s  {_short(head)}", file=stream)
+            if stream is not None:
+                bar.write(f"{res['status']:>7}  {where[1]:<10} {where[0]}  "
+                          f"{res.get('seconds', 0):.1f} s  {_short(head)}", file=stream)
     except KeyboardInterrupt:
         for fut, where in futures.items():
             if where not in results:
@@ -237,7 +239,7 @@ def run_batch(plan: Plan, out_dir: Path, connect: Callable[[], Any],
     t0 = time.time()
     inputs = discover(plan.inputs, plan.nwb_series)
     if not inputs:
-        raise PlanError(f"no recordings found in {', '.join(map(str, plan.inputs))}")
+        raise PlanError(f"no recordings found in {', '.join(str(p) for p, _ in plan.inputs)}")
     fps = fingerprints(connect, inputs, out_dir)
     decided, specs = plan_tasks(plan, inputs, fps, out_dir)
     if stream is not None:

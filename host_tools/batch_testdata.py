@@ -13,7 +13,7 @@ import numpy.typing as npt
 from hub.sources.raw import write_raw
 
 LSB_UV = 0.195
-FORMATS = ("si_folder", "raw", "wav_stack")
+FORMATS = ("si_folder", "raw", "wav_stack", "nwb")
 
 
 def generate_int16(seed: int, seconds: float, channels: int, units: int,
@@ -56,10 +56,37 @@ def write_recording(path: Path, fmt: str, x: npt.NDArray[np.int16],
         rec = si.NumpyRecording([x], fs)
         rec.set_channel_gains(LSB_UV)
         rec.set_channel_offsets(0.0)
-        rec.set_channel_locations(pos)
+        rec.set_dummy_probe_from_locations(pos)
         rec.save(folder=path, overwrite=True, n_jobs=1, progress_bar=False)
         return path
+    if fmt == "nwb":
+        return write_nwb(path.with_suffix(".nwb"), x, pos, fs)
     raise ValueError(f"unknown format {fmt!r} (want one of {FORMATS})")
+
+
+def write_nwb(path: Path, x: npt.NDArray[np.int16], pos: npt.NDArray[np.float64],
+              fs: float = 30000.0) -> Path:
+    """An NWB file with the samples as its one raw ElectricalSeries (int16, conversion to V)
+    and the contact positions in the electrodes table (rel_x, rel_y)."""
+    from datetime import UTC, datetime
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ecephys import ElectricalSeries
+
+    nwb = NWBFile(session_description="generated ground truth (hubctl batch test data)",
+                  identifier=path.stem, session_start_time=datetime(2026, 1, 1, tzinfo=UTC))
+    group = nwb.create_electrode_group("probe", description="generated", location="unknown",
+                                       device=nwb.create_device("generator"))
+    for c in range(x.shape[1]):
+        nwb.add_electrode(rel_x=float(pos[c, 0]), rel_y=float(pos[c, 1]), group=group,
+                          location="unknown")
+    region = nwb.create_electrode_table_region(list(range(x.shape[1])), "all channels")
+    nwb.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=x, electrodes=region,
+                                         rate=fs, conversion=LSB_UV * 1e-6))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
 
 
 def make_batch(folder: Path, n: int, seconds: float = 3.0, channels: int = 8, units: int = 4,

@@ -1,0 +1,167 @@
+"""hubctl batch on a real Dask LocalCluster (process workers on 127.0.0.1): tiny generated
+recordings in every input format, re-runs that skip, parameter changes that recompute only
+what depends on them, bad inputs that fail alone, interrupted tasks that are redone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from host_tools.batch_plan import ClusterSettings, plan_from_dict
+from host_tools.batch_report import write_summary
+from host_tools.batch_run import run_batch
+from host_tools.batch_testdata import FORMATS, make_batch
+
+STEPS3 = ["replay", "sort", "codec"]
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four 2 s, 4-channel recordings: SpikeInterface folder, .bin + .json, WAV stack, NWB."""
+    warnings.filterwarnings("ignore", message="The extractor is not serializable")
+    folder = tmp_path_factory.mktemp("batch_in")
+    make_batch(folder, len(FORMATS), seconds=2.0, channels=4, units=3)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    from host_tools.batch_cluster import open_cluster
+
+    with open_cluster(ClusterSettings(workers=2, dashboard=False)) as (c, _):
+        yield c
+
+
+def _run(doc: dict[str, Any], out: Path, client: Any, base: Path) -> dict[str, Any]:
+    plan = plan_from_dict(doc, base, "test plan", doc.pop("_only", None))
+    return run_batch(plan, out, lambda: client, stream=None)
+
+
+def _status(summary: dict[str, Any]) -> dict[tuple[str, str], str]:
+    return {(r["name"], s): e["status"] for r in summary["recordings"]
+            for s, e in r["steps"].items()}
+
+
+def _no_cluster() -> Any:
+    raise AssertionError("a batch with everything current must not need the cluster")
+
+
+def test_batch_skips_what_is_current_and_recomputes_what_changed(
+        recordings: Path, client: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    doc = {"inputs": [str(recordings)], "steps": STEPS3}
+    s1 = _run(dict(doc), out, client, tmp_path)
+    assert (s1["done"], s1["skipped"], s1["failed"]) == (12, 0, 0), s1
+    kinds = sorted(r["kind"] for r in s1["recordings"])
+    assert kinds == sorted(["si_folder", "raw", "wav_stack", "nwb"])
+    for r in s1["recordings"]:
+        assert set(r["steps"]) == set(STEPS3)
+        assert r["steps"]["replay"]["headline"]["spikes"] > 0
+        assert r["steps"]["codec"]["headline"]["verified"] is True
+        assert (out / r["name"] / "replay" / "events.npz").exists()
+        assert (out / r["name"] / "sort" / "sorting").is_dir()
+        assert list((out / r["name"] / "codec").glob("*.nkc"))
+        assert (out / r["steps"]["sort"]["log"]).read_text().count("done in") == 1
+    write_summary(s1, out)
+    on_disk = json.loads((out / "batch_summary.json").read_text())
+    assert {"recordings", "done", "skipped", "failed"} <= set(on_disk)
+    assert "<table>" in (out / "batch_summary.html").read_text()
+    assert (out / "batch_timeline.png").stat().st_size > 0
+
+    plan = plan_from_dict(dict(doc), tmp_path, "same plan")
+    s2 = run_batch(plan, out, _no_cluster, stream=None)
+    assert (s2["done"], s2["skipped"], s2["failed"]) == (0, 12, 0)
+
+    # a codec parameter: only codec reruns
+    s3 = _run({**doc, "codec": {"block": 4096}}, out, client, tmp_path)
+    st = _status(s3)
+    assert {k for k, v in st.items() if v == "done"} == {(n, "codec") for n, _ in st}
+    # a front-end setting of sort only: only sort reruns (codec keeps block 4096: current)
+    s4 = _run({**doc, "codec": {"block": 4096}, "sort": {"threshold": 6.0}}, out, client,
+              tmp_path)
+    st = _status(s4)
+    assert {k for k, v in st.items() if v == "done"} == {(n, "sort") for n, _ in st}
+    # a shared front-end setting: replay and sort rerun, codec does not
+    s5 = _run({**doc, "codec": {"block": 4096}, "pipeline": {"threshold": 5.5}}, out, client,
+              tmp_path)
+    st = _status(s5)
+    assert {s for (_, s), v in st.items() if v == "done"} == {"replay", "sort"}
+    assert {s for (_, s), v in st.items() if v == "skipped"} == {"codec"}
+
+
+def test_bad_inputs_fail_alone(recordings: Path, client: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(recordings, folder)
+    (folder / "garbage.wav").write_bytes(b"RIFF\x00\x00\x00\x00not a wave file at all")
+    raw = folder / "rec01.bin"
+    raw.write_bytes(raw.read_bytes()[:-3])          # truncated mid-frame
+    (folder / "orphan.bin").write_bytes(b"\x00" * 64)  # no sidecar
+    s = _run({"inputs": [str(folder), str(tmp_path / "absent")], "steps": ["replay", "codec"]},
+             tmp_path / "out", client, tmp_path)
+    by = {r["name"]: r for r in s["recordings"]}
+    bad = {"garbage.wav", "rec01.bin", "orphan.bin", "absent"}
+    assert bad <= set(by)
+    for name, r in by.items():
+        for step, e in r["steps"].items():
+            if name in bad:
+                assert e["status"] == "failed", (name, step)
+                assert e["error"].startswith("input unreadable:")
+            else:
+                assert e["status"] == "done", (name, step, e)
+    assert "not a whole number" in by["rec01.bin"]["steps"]["replay"]["error"]
+    assert "sidecar missing" in by["orphan.bin"]["steps"]["replay"]["error"]
+    assert s["failed"] == 2 * len(bad) and s["done"] == 2 * (len(by) - len(bad))
+
+
+def test_a_step_that_fails_fails_its_dependants_not_the_batch(
+        recordings: Path, client: Any, tmp_path: Path) -> None:
+    """A templates file that does not fit the recordings: sort fails with the reason, replay
+    runs; a plan setting of the wrong type fails that step only; --only sort with templates
+    from a calibration that never ran fails with a clear message."""
+    from hub.dsp.sorting import TemplateSet
+
+    ts = TemplateSet(30000.0, 16, 32, np.arange(2, dtype=np.int32),
+                     np.ones((2, 7, 48), np.float32), np.zeros((0, 48), np.float32))
+    ts.save(tmp_path / "t.npz")
+    s = _run({"inputs": [str(recordings)], "steps": ["replay", "sort", "codec"],
+              "sort": {"templates": "t.npz"}, "codec": {"block": "big"}},
+             tmp_path / "out", client, tmp_path)
+    for r in s["recordings"]:
+        assert r["steps"]["replay"]["status"] == "done"
+        assert r["steps"]["sort"]["status"] == "failed"
+        assert "7" in r["steps"]["sort"]["error"]   # the channel count that does not fit
+        assert (tmp_path / "out" / r["steps"]["sort"]["log"]).read_text().count("Traceback")
+        assert r["steps"]["codec"]["error"].startswith("plan [codec]: block='big'")
+    s = _run({"inputs": [str(recordings)], "steps": ["calibrate", "sort"], "_only": ["sort"]},
+             tmp_path / "out2", client, tmp_path)
+    for r in s["recordings"]:
+        assert r["steps"]["sort"]["status"] == "failed"
+        assert "needs the output of calibrate" in r["steps"]["sort"]["error"]
+
+
+def test_interrupted_task_is_redone_and_the_rest_skipped(
+        recordings: Path, client: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    doc = {"inputs": [str(recordings)], "steps": ["replay", "codec"]}
+    s = _run(dict(doc), out, client, tmp_path)
+    assert s["done"] == 8
+    victim = s["recordings"][0]["name"]
+    # what a worker killed mid-task leaves: no output, a half-written temporary folder
+    shutil.rmtree(out / victim / "codec")
+    stale = out / victim / ".codec.tmp-4242-deadbeef"
+    stale.mkdir()
+    (stale / "part.nkc").write_bytes(b"half")
+    s = _run(dict(doc), out, client, tmp_path)
+    st = _status(s)
+    assert st[(victim, "codec")] == "done"
+    assert [k for k, v in st.items() if v == "done"] == [(victim, "codec")]
+    assert not stale.exists()
+    assert (out / victim / "codec" / "task.json").exists()
+
