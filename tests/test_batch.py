@@ -165,3 +165,23 @@ def test_interrupted_task_is_redone_and_the_rest_skipped(
     assert not stale.exists()
     assert (out / victim / "codec" / "task.json").exists()
 
+
+
+@pytest.mark.slow
+def test_calibrate_then_seeded_sort(recordings: Path, client: Any, tmp_path: Path) -> None:
+    """calibrate runs SpikeInterface's sorter through run_sorter_jobs' Dask engine on the
+    batch's own cluster; sort is seeded with the templates; a calibrate setting recomputes
+    both, a sort setting only sort."""
+    doc = {"inputs": [{"path": str(recordings / "rec00"), "kind": "si_folder"}],
+           "steps": ["calibrate", "sort"],
+           "calibrate": {"sorter": "simple", "duration_s": 2.0, "min_spikes": 3}}
+    out = tmp_path / "out"
+    s = _run(dict(doc), out, client, tmp_path)
+    cal, srt = (s["recordings"][0]["steps"][k] for k in ("calibrate", "sort"))
+    assert cal["status"] == "done", cal
+    assert cal["headline"]["units"] >= 1
+    assert (out / "rec00" / "calibrate" / "templates.npz").exists()
+    assert not (out / "rec00" / "calibrate" / "sorter").exists()
+    assert srt["status"] == "done" and srt["headline"]["seeded"] is True
+    s = _run({**doc, "sort": {"online_labels": True}}, out, client, tmp_path)
+    assert _status(s) == {("rec00", "calibrate"): "skipped", ("rec00", "sort"): "done"}
