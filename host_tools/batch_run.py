@@ -17,13 +17,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from host_tools.batch_inputs import Input, discover, stat_signature
 from host_tools.batch_plan import Plan, PlanError
 from host_tools.batch_steps import STEPS
-from host_tools.batch_task import TaskSpec, code_version, execute, read_done, task_key
+from host_tools.batch_task import SLOT, TaskSpec, code_version, execute, read_done, task_key
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +159,33 @@ def plan_tasks(plan: Plan, inputs: list[Input], fps: dict[str, dict[str, Any]],
     return decided, specs
 
 
+def has_slots(client: Any) -> bool:
+    """Whether every worker offers the batch slot resource (the batch's own clusters do;
+    external workers do when started with ``--resources batch_slot=1``)."""
+    workers = client.scheduler_info().get("workers", {})
+    return bool(workers) and all(w.get("resources", {}).get(SLOT, 0) >= 1
+                                 for w in workers.values())
+
+
 def submit(client: Any, specs: dict[tuple[str, str], TaskSpec], out_dir: Path
            ) -> dict[Any, tuple[str, str]]:
     """Submits every spec with its upstream tasks as Dask dependencies (upstream results that
-    are already on disk are passed as values); returns future → (recording, step)."""
+    are already on disk are passed as values); returns future → (recording, step). Where the
+    workers offer batch slots, each task takes one and may run a sorter as a sub-task;
+    otherwise tasks run whole in the worker's thread."""
+    slots = has_slots(client)
+    if not slots:
+        log.info("workers offer no %r resource: sorters run inside their calibrate task", SLOT)
     futures: dict[tuple[str, str], Any] = {}
     for (name, step), spec in specs.items():  # insertion order: needs come first
+        spec = replace(spec, subtasks=slots)
         args: list[Any] = []
         for n in spec.needs:
             # an upstream not submitted is current on disk (plan_tasks checked its key)
             args.append(futures.get((name, n)) or _stored(out_dir / name / n))
         futures[(name, step)] = client.submit(
             execute, spec, *args, key=f"{step}-{name}-{spec.key[:16]}", pure=False,
-            priority=STEPS[step].cost)
+            priority=STEPS[step].cost, resources={SLOT: 1} if slots else None)
     return {f: where for where, f in futures.items()}
 
 

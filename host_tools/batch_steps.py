@@ -47,14 +47,15 @@ FRONT_END_CODE = ("hub.dsp",)
 @dataclass
 class StepContext:
     """What a step function gets: its input, resolved parameters, the folder to write into,
-    the results of the steps it needs (each with ``dir``, that step's output folder) and the
-    number of cores it may use."""
+    the results of the steps it needs (each with ``dir``, that step's output folder), the
+    number of cores it may use, and whether it may hand work to the cluster as sub-tasks."""
 
     input: Input
     params: dict[str, Any]
     out: Path
     upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 1
+    subtasks: bool = False  # may run parts as Dask tasks of their own (batch slots in use)
     _rec: Recording | None = None
 
     def recording(self) -> Recording:
@@ -183,25 +184,25 @@ def sorter_params(sorter: str, given: Mapping[str, Any], threads: int) -> dict[s
     return out
 
 
-def offline_sort(seg: Any, sorter: str, params: Mapping[str, Any], folder: Path) -> Any:
-    """Runs `sorter` on `seg` through SpikeInterface's run_sorter_jobs: with its Dask engine on
-    this worker's cluster when called inside a Dask task (the sorter is then a task of its own,
-    and this one waits outside the worker's thread pool), else in this process."""
+def offline_sort(seg: Any, sorter: str, params: Mapping[str, Any], folder: Path,
+                 own_task: bool) -> Any:
+    """Runs `sorter` on `seg` through SpikeInterface's run_sorter_jobs: with `own_task`, its
+    Dask engine on this worker's cluster (the sorter is a Dask task of its own, and this task
+    waits outside the worker's thread pool while holding its batch slot, so the worker still
+    runs one thing at a time); otherwise in this task."""
     import spikeinterface.sorters as ss
 
     # raise_error=False: a failing sorter is a result read from its log below, not an
     # exception inside a Dask task of SpikeInterface's
     job = dict(sorter_name=sorter, recording=seg, folder=folder, remove_existing_folder=True,
                verbose=False, raise_error=False, **params)
-    try:
-        from distributed import get_worker, worker_client
+    if own_task:
+        from distributed import worker_client
 
-        get_worker()
-    except (ImportError, ValueError):
-        ss.run_sorter_jobs([job], engine="loop")
-    else:
         with worker_client() as client:
             ss.run_sorter_jobs([job], engine="dask", engine_kwargs={"client": client})
+    else:
+        ss.run_sorter_jobs([job], engine="loop")
     try:
         run_log = json.loads((folder / "spikeinterface_log.json").read_text())
     except (OSError, ValueError) as e:
@@ -237,7 +238,8 @@ def run_calibrate(ctx: StepContext) -> dict[str, Any]:
     seg = si_recording(ctx.input).frame_slice(first, last)
     t = time.perf_counter()
     sorting = offline_sort(seg, p["sorter"], sorter_params(p["sorter"], p["sorter_params"],
-                                                             ctx.threads), ctx.out / "sorter")
+                                                             ctx.threads), ctx.out / "sorter",
+                           ctx.subtasks)
     sorter_s = time.perf_counter() - t
     sorting = si.NumpySorting.from_sorting(sorting)
     shutil.rmtree(ctx.out / "sorter", ignore_errors=True)

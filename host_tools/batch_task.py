@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 TASK_FILE = "task.json"
+#: a Dask worker resource: every batch task takes the worker's one slot and keeps it while it
+#: waits for a sub-task (a sorter), so a worker runs one thing at a time
+SLOT = "batch_slot"
 #: loggers whose INFO records go to a task's log (a worker's own level may be WARNING)
 TASK_LOGGERS = ("hub", "host_tools", "spikeinterface", "py.warnings")
 
@@ -119,6 +122,7 @@ class TaskSpec:
     log_path: Path
     threads: int = 1
     needs: tuple[str, ...] = ()
+    subtasks: bool = False
 
 
 def read_done(out_dir: Path, key: str) -> dict[str, Any] | None:
@@ -257,7 +261,8 @@ def execute(spec: TaskSpec, *upstream: dict[str, Any]) -> dict[str, Any]:
             tmp = same_filesystem_tmp(spec.out_dir)
             tmp.mkdir()
             headline = STEPS[spec.step].run(
-                StepContext(spec.input, dict(spec.params), tmp, ups, spec.threads))
+                StepContext(spec.input, dict(spec.params), tmp, ups, spec.threads,
+                            spec.subtasks))
             res.update(status="done", headline=headline, upstream={n: u["key"]
                                                                    for n, u in ups.items()})
             res.update(finished=time.time(), seconds=round(time.time() - t0, 3),

@@ -8,6 +8,7 @@ import json
 import shutil
 import warnings
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -170,18 +171,28 @@ def test_interrupted_task_is_redone_and_the_rest_skipped(
 @pytest.mark.slow
 def test_calibrate_then_seeded_sort(recordings: Path, client: Any, tmp_path: Path) -> None:
     """calibrate runs SpikeInterface's sorter through run_sorter_jobs' Dask engine on the
-    batch's own cluster; sort is seeded with the templates; a calibrate setting recomputes
-    both, a sort setting only sort."""
-    doc = {"inputs": [{"path": str(recordings / "rec00"), "kind": "si_folder"}],
-           "steps": ["calibrate", "sort"],
+    batch's own cluster, while holding its worker's batch slot: a worker never runs two batch
+    tasks at once (the cores are not oversubscribed). sort is seeded with the templates; a
+    sort setting then recomputes sort only."""
+    names = ["rec00", "rec01.bin", "rec03.nwb"]
+    doc = {"inputs": [str(recordings / n) for n in names], "steps": ["calibrate", "sort"],
            "calibrate": {"sorter": "simple", "duration_s": 2.0, "min_spikes": 3}}
     out = tmp_path / "out"
     s = _run(dict(doc), out, client, tmp_path)
-    cal, srt = (s["recordings"][0]["steps"][k] for k in ("calibrate", "sort"))
-    assert cal["status"] == "done", cal
-    assert cal["headline"]["units"] >= 1
-    assert (out / "rec00" / "calibrate" / "templates.npz").exists()
-    assert not (out / "rec00" / "calibrate" / "sorter").exists()
-    assert srt["status"] == "done" and srt["headline"]["seeded"] is True
+    for r in s["recordings"]:
+        cal, srt = r["steps"]["calibrate"], r["steps"]["sort"]
+        assert cal["status"] == "done", cal
+        assert cal["headline"]["units"] >= 1
+        assert (out / r["name"] / "calibrate" / "templates.npz").exists()
+        assert not (out / r["name"] / "calibrate" / "sorter").exists()
+        assert srt["status"] == "done" and srt["headline"]["seeded"] is True
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in s["recordings"]:
+        for e in r["steps"].values():
+            spans.setdefault(e["worker"], []).append((e["started"], e["finished"]))
+    for w in spans.values():
+        w.sort()
+        assert all(a[1] <= b[0] for a, b in pairwise(w)), spans
     s = _run({**doc, "sort": {"online_labels": True}}, out, client, tmp_path)
-    assert _status(s) == {("rec00", "calibrate"): "skipped", ("rec00", "sort"): "done"}
+    assert _status(s) == {
+        **{(n, "calibrate"): "skipped" for n in names}, **{(n, "sort"): "done" for n in names}}
