@@ -33,11 +33,30 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
+def cluster() -> Iterator[tuple[Any, Any]]:
+    """The batch's own LocalCluster (two process workers, dashboard on): (client, info)."""
     from host_tools.batch_cluster import open_cluster
 
-    with open_cluster(ClusterSettings(workers=2, dashboard=False)) as (c, _):
-        yield c
+    with open_cluster(ClusterSettings(workers=2, dashboard=True)) as (c, info):
+        yield c, info
+
+
+@pytest.fixture(scope="module")
+def client(cluster: tuple[Any, Any]) -> Any:
+    return cluster[0]
+
+
+def test_cluster_listens_on_loopback_only(cluster: tuple[Any, Any]) -> None:
+    import psutil
+
+    client, info = cluster
+    assert info.dashboard.startswith("http://127.0.0.1:")
+    assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+    me = psutil.Process()
+    listening = [c.laddr for p in (me, *me.children(recursive=True))
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert len(listening) >= 4  # scheduler, dashboard, two workers (+ their nannies)
+    assert all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
 
 
 def _run(doc: dict[str, Any], out: Path, client: Any, base: Path) -> dict[str, Any]:
