@@ -8,9 +8,8 @@ for its inner pools: LocalCluster workers have one thread each and the thread-po
 jobs run one single-threaded worker, export the variables in their prologue and (SLURM) book
 threads_per_task CPUs; and every worker, including ones the batch did not start, gets a plugin
 that sets the variables and pins already-loaded pools with threadpoolctl. Workers of an
-external cluster should be started with ``--nthreads 1 --resources batch_slot=1`` (one per
-threads_per_task cores): without the slot resource a calibrate task runs its sorter itself
-instead of as a Dask task of its own.
+external cluster should be started with ``--nthreads 1`` (one per threads_per_task cores), or
+their tasks share cores. A calibration's sorter is a task of its own (one core, like the rest).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from host_tools.batch_plan import ClusterSettings
-from host_tools.batch_task import SLOT, limit_threads, routers, thread_env
+from host_tools.batch_task import limit_threads, routers, thread_env
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,6 @@ def jobqueue_cluster(kind: str, threads: int, options: dict[str, Any],
     if kind == "slurm":
         kw.setdefault("job_cpu", threads)  # … with `threads` cores booked for it
     kw.setdefault("memory", "4GiB")
-    kw["worker_extra_args"] = [*kw.get("worker_extra_args", []), "--resources", f"{SLOT}=1"]
     prologue = [f"export {k}={v}" for k, v in thread_env(threads).items()]
     kw["job_script_prologue"] = prologue + list(kw.get("job_script_prologue", []))
     # the scheduler listens where the jobs can reach it; its dashboard only on loopback
@@ -108,8 +106,7 @@ def open_cluster(c: ClusterSettings, worker_output: Path | None = None
                 n_workers=c.n_workers(), threads_per_worker=1, processes=True,
                 host="127.0.0.1", scheduler_port=0,
                 dashboard_address="127.0.0.1:0" if c.dashboard else None,
-                worker_dashboard_address=None, env=thread_env(c.threads_per_task),
-                resources={SLOT: 1})
+                worker_dashboard_address=None, env=thread_env(c.threads_per_task))
             client = Client(cluster)  # type: ignore[no-untyped-call]
             desc = (f"LocalCluster: {c.n_workers()} worker(s) on 127.0.0.1, one task each "
                     f"at a time, {c.threads_per_task} thread(s) per task")

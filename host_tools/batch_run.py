@@ -14,6 +14,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +24,8 @@ from typing import Any, TextIO
 
 from host_tools.batch_inputs import Input, discover, stat_signature
 from host_tools.batch_plan import Plan, PlanError
-from host_tools.batch_steps import STEPS
-from host_tools.batch_task import SLOT, TaskSpec, code_version, execute, read_done, task_key
+from host_tools.batch_steps import STEPS, innermost_error
+from host_tools.batch_task import TaskSpec, code_version, execute, read_done, task_key
 
 log = logging.getLogger(__name__)
 
@@ -159,34 +160,48 @@ def plan_tasks(plan: Plan, inputs: list[Input], fps: dict[str, dict[str, Any]],
     return decided, specs
 
 
-def has_slots(client: Any) -> bool:
-    """Whether every worker offers the batch slot resource (the batch's own clusters do;
-    external workers do when started with ``--resources batch_slot=1``)."""
-    workers = client.scheduler_info().get("workers", {})
-    return bool(workers) and all(w.get("resources", {}).get(SLOT, 0) >= 1
-                                 for w in workers.values())
-
-
 def submit(client: Any, specs: dict[tuple[str, str], TaskSpec], out_dir: Path
-           ) -> dict[Any, tuple[str, str]]:
+           ) -> tuple[dict[Any, tuple[str, str]], dict[tuple[str, str], dict[str, Any]]]:
     """Submits every spec with its upstream tasks as Dask dependencies (upstream results that
-    are already on disk are passed as values); returns future → (recording, step). Where the
-    workers offer batch slots, each task takes one and may run a sorter as a sub-task;
-    otherwise tasks run whole in the worker's thread."""
-    slots = has_slots(client)
-    if not slots:
-        log.info("workers offer no %r resource: sorters run inside their calibrate task", SLOT)
+    are already on disk are passed as values). A calibration's offline sorter is submitted
+    first as a Dask task of its own — SpikeInterface's ``run_sorter``, as run_sorter_jobs'
+    Dask engine submits it — and the calibration depends on it. Returns (future → (recording,
+    step), results of tasks that failed before they could be submitted)."""
     futures: dict[tuple[str, str], Any] = {}
+    failed: dict[tuple[str, str], dict[str, Any]] = {}
     for (name, step), spec in specs.items():  # insertion order: needs come first
-        spec = replace(spec, subtasks=slots)
         args: list[Any] = []
         for n in spec.needs:
-            # an upstream not submitted is current on disk (plan_tasks checked its key)
-            args.append(futures.get((name, n)) or _stored(out_dir / name / n))
+            # an upstream not submitted is current on disk (plan_tasks checked its key) or
+            # failed before it was submitted
+            args.append(futures.get((name, n)) or failed.get((name, n))
+                        or _stored(out_dir / name / n))
+        after = None
+        if step == "calibrate":
+            try:
+                spec, after = _submit_sorter(client, spec, name)
+            except (ValueError, OSError) as e:  # the recording cannot be opened for a sorter
+                failed[(name, step)] = _entry("failed", error=f"{type(e).__name__}: {e}",
+                                              log=str(spec.log_path))
+                continue
         futures[(name, step)] = client.submit(
-            execute, spec, *args, key=f"{step}-{name}-{spec.key[:16]}", pure=False,
-            priority=STEPS[step].cost, resources={SLOT: 1} if slots else None)
-    return {f: where for where, f in futures.items()}
+            execute, spec, *args, after=after, key=f"{step}-{name}-{spec.key[:16]}",
+            pure=False, priority=STEPS[step].cost)
+    return {f: where for where, f in futures.items()}, failed
+
+
+def _submit_sorter(client: Any, spec: TaskSpec, name: str) -> tuple[TaskSpec, Any]:
+    from spikeinterface.sorters import run_sorter
+
+    from host_tools.batch_steps import sorter_job
+
+    for old in spec.out_dir.parent.glob(f".sorter-{spec.step}-*"):
+        shutil.rmtree(old, ignore_errors=True)  # an interrupted run's
+    folder = spec.out_dir.parent / f".sorter-{spec.step}-{spec.key[:16]}"
+    job = sorter_job(spec.input, spec.params, spec.threads, folder)
+    fut = client.submit(run_sorter, **job, key=f"sorter-{name}-{spec.key[:16]}", pure=False,
+                        priority=STEPS[spec.step].cost + 1)
+    return replace(spec, prepared=folder), fut
 
 
 def _stored(out: Path) -> dict[str, Any]:
@@ -214,12 +229,12 @@ def follow(futures: dict[Any, tuple[str, str]], specs: dict[tuple[str, str], Tas
             where = futures[fut]
             try:
                 res = fut.result()
-            except Exception as e:  # a worker died or the task was lost: Dask's own error
+            except Exception as e:  # Dask's own error: a worker died, a sorter task raised
                 up = [n for n in specs[where].needs if results.get((where[0], n), {})
                       .get("status") == "failed"]
                 res = _entry("failed", error=f"needs {up[0]}, which failed" if up else
-                             f"the worker running this task died or left ({type(e).__name__}: "
-                             f"{e})", log=str(specs[where].log_path))
+                             f"{type(e).__name__}: {innermost_error(str(e))}",
+                             log=str(specs[where].log_path))
             results[where] = res
             bar.update()
             head = res.get("headline") or res.get("error", "")
@@ -262,7 +277,8 @@ def run_batch(plan: Plan, out_dir: Path, connect: Callable[[], Any],
               f"{sum(e['status'] == 'skipped' for e in decided.values())} current, "
               f"{sum(e['status'] == 'failed' for e in decided.values())} unable to run",
               file=stream)
-    futures = submit(connect(), specs, out_dir) if specs else {}
+    futures, failed = submit(connect(), specs, out_dir) if specs else ({}, {})
+    decided.update(failed)
     results, interrupted = follow(futures, specs, stream)
     return build_summary(plan, inputs, fps, {**decided, **results}, out_dir,
                          time.time() - t0, interrupted)

@@ -9,11 +9,12 @@ and which code makes it: the source of those modules and the versions of those d
 are part of every task key, so an improved sorter re-sorts and an unchanged one does not.
 
 Steps here: ``replay`` (hub front-end: hub.dsp.replay), ``calibrate`` (an offline SpikeInterface
-sorter → hub templates: host_tools.calibrate, the sorter run through SpikeInterface's
-``run_sorter_jobs`` Dask engine on the batch's own cluster), ``sort`` (the hub's online sorter,
-cold or seeded with this batch's calibration or a templates file: hub.dsp.sorting), ``codec``
-(the lossless codec round trip, verified byte for byte: host_tools.codec_cli). ``decode`` (motor
-decoding) and ``report`` (``hubctl view``) register here once their modules are on main.
+sorter → hub templates: host_tools.calibrate; in a batch the sorter is a Dask task of its own,
+SpikeInterface's ``run_sorter`` as run_sorter_jobs' Dask engine submits it), ``sort`` (the hub's
+online sorter, cold or seeded with this batch's calibration or a templates file:
+hub.dsp.sorting), ``codec`` (the lossless codec round trip, verified byte for byte:
+host_tools.codec_cli). ``decode`` (motor decoding) and ``report`` (``hubctl view``) register
+here once their modules are on main.
 """
 
 from __future__ import annotations
@@ -48,14 +49,14 @@ FRONT_END_CODE = ("hub.dsp",)
 class StepContext:
     """What a step function gets: its input, resolved parameters, the folder to write into,
     the results of the steps it needs (each with ``dir``, that step's output folder), the
-    number of cores it may use, and whether it may hand work to the cluster as sub-tasks."""
+    number of cores it may use, and a folder of work the batch ran for it beforehand."""
 
     input: Input
     params: dict[str, Any]
     out: Path
     upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 1
-    subtasks: bool = False  # may run parts as Dask tasks of their own (batch slots in use)
+    prepared: Path | None = None  # work the batch ran before this step (calibrate: sorter)
     _rec: Recording | None = None
 
     def recording(self) -> Recording:
@@ -184,25 +185,33 @@ def sorter_params(sorter: str, given: Mapping[str, Any], threads: int) -> dict[s
     return out
 
 
-def offline_sort(seg: Any, sorter: str, params: Mapping[str, Any], folder: Path,
-                 own_task: bool) -> Any:
-    """Runs `sorter` on `seg` through SpikeInterface's run_sorter_jobs: with `own_task`, its
-    Dask engine on this worker's cluster (the sorter is a Dask task of its own, and this task
-    waits outside the worker's thread pool while holding its batch slot, so the worker still
-    runs one thing at a time); otherwise in this task."""
+def calibration_segment(rec: Recording, p: Mapping[str, Any]) -> tuple[int, int]:
+    """Samples [first, last) the calibration sorts; ValueError when less than a second."""
+    fs = rec.sampling_frequency
+    first = round(p["start_s"] * fs)
+    last = min(rec.num_samples, first + round(p["duration_s"] * fs))
+    if last - first < fs:
+        raise ValueError(f"calibration segment of {(last - first) / fs:.2f} s is too short "
+                         f"(recording is {rec.duration_s:.2f} s; need ≥ 1 s from start_s)")
+    return first, last
+
+
+def sorter_job(inp: Input, p: Mapping[str, Any], threads: int, folder: Path) -> dict[str, Any]:
+    """Keyword arguments of SpikeInterface's ``run_sorter`` for the calibration segment of
+    `inp` — one job as ``run_sorter_jobs`` takes it. The recording is a lazy SpikeInterface
+    object (pickled by reference to its files); raise_error=False: a failing sorter is a result
+    read from its log (``read_sorter_result``), not an exception."""
+    first, last = calibration_segment(open_input(inp), p)
+    return dict(sorter_name=p["sorter"], recording=si_recording(inp).frame_slice(first, last),
+                folder=folder, remove_existing_folder=True, verbose=False, raise_error=False,
+                with_output=False, **sorter_params(p["sorter"], p["sorter_params"], threads))
+
+
+def read_sorter_result(folder: Path, sorter: str) -> tuple[Any, float]:
+    """(sorting, sorter seconds) from a finished run_sorter folder; RuntimeError naming the
+    innermost error if the sorter failed (the whole trace goes to the log)."""
     import spikeinterface.sorters as ss
 
-    # raise_error=False: a failing sorter is a result read from its log below, not an
-    # exception inside a Dask task of SpikeInterface's
-    job = dict(sorter_name=sorter, recording=seg, folder=folder, remove_existing_folder=True,
-               verbose=False, raise_error=False, **params)
-    if own_task:
-        from distributed import worker_client
-
-        with worker_client() as client:
-            ss.run_sorter_jobs([job], engine="dask", engine_kwargs={"client": client})
-    else:
-        ss.run_sorter_jobs([job], engine="loop")
     try:
         run_log = json.loads((folder / "spikeinterface_log.json").read_text())
     except (OSError, ValueError) as e:
@@ -211,7 +220,7 @@ def offline_sort(seg: Any, sorter: str, params: Mapping[str, Any], folder: Path,
         trace = str(run_log.get("error_trace", ""))
         log.error("%s failed:\n%s", sorter, trace)
         raise RuntimeError(f"{sorter} failed: {innermost_error(trace)}")
-    return ss.read_sorter_folder(folder)
+    return ss.read_sorter_folder(folder), float(run_log.get("run_time") or 0.0)
 
 
 def innermost_error(text: str, limit: int = 400) -> str:
@@ -222,28 +231,25 @@ def innermost_error(text: str, limit: int = 400) -> str:
 
 
 def run_calibrate(ctx: StepContext) -> dict[str, Any]:
-    """Offline sort of a segment → hub-domain templates (host_tools.calibrate)."""
+    """Offline sort of a segment → hub-domain templates (host_tools.calibrate). In a batch the
+    sorter ran before, as a Dask task of its own, into ``ctx.prepared``; called alone, this
+    runs it here through SpikeInterface's run_sorter_jobs."""
     import spikeinterface.core as si
+    import spikeinterface.sorters as ss
 
     from host_tools.calibrate import templates_from_sorting
 
     p = ctx.params
     rec = ctx.recording()
-    fs = rec.sampling_frequency
-    first = round(p["start_s"] * fs)
-    last = min(rec.num_samples, first + round(p["duration_s"] * fs))
-    if last - first < fs:
-        raise ValueError(f"calibration segment of {(last - first) / fs:.2f} s is too short "
-                         f"(recording is {rec.duration_s:.2f} s; need ≥ 1 s from start_s)")
-    seg = si_recording(ctx.input).frame_slice(first, last)
-    t = time.perf_counter()
-    sorting = offline_sort(seg, p["sorter"], sorter_params(p["sorter"], p["sorter_params"],
-                                                             ctx.threads), ctx.out / "sorter",
-                           ctx.subtasks)
-    sorter_s = time.perf_counter() - t
+    first, last = calibration_segment(rec, p)
+    folder = ctx.prepared
+    if folder is None:
+        folder = ctx.out / "sorter"
+        ss.run_sorter_jobs([sorter_job(ctx.input, p, ctx.threads, folder)], engine="loop")
+    sorting, sorter_s = read_sorter_result(folder, p["sorter"])
     sorting = si.NumpySorting.from_sorting(sorting)
-    shutil.rmtree(ctx.out / "sorter", ignore_errors=True)
     sorting.save(folder=ctx.out / "offline_sorting", overwrite=True)
+    shutil.rmtree(folder, ignore_errors=True)
     ts, info = templates_from_sorting(rec, sorting, ctx.pipeline_config(), first, last,
                                       p["min_spikes"], p["n_features"], p["sorter"])
     ts.save(ctx.out / "templates.npz")

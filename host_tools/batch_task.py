@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 TASK_FILE = "task.json"
-#: a Dask worker resource: every batch task takes the worker's one slot and keeps it while it
-#: waits for a sub-task (a sorter), so a worker runs one thing at a time
-SLOT = "batch_slot"
 #: loggers whose INFO records go to a task's log (a worker's own level may be WARNING)
 TASK_LOGGERS = ("hub", "host_tools", "spikeinterface", "py.warnings")
 
@@ -122,7 +119,7 @@ class TaskSpec:
     log_path: Path
     threads: int = 1
     needs: tuple[str, ...] = ()
-    subtasks: bool = False
+    prepared: Path | None = None  # a folder the batch filled for this task (the sorter's)
 
 
 def read_done(out_dir: Path, key: str) -> dict[str, Any] | None:
@@ -234,8 +231,10 @@ def _worker_address() -> str:
         return "local"
 
 
-def execute(spec: TaskSpec, *upstream: dict[str, Any]) -> dict[str, Any]:
-    """Runs one task; returns its result ({"status": "done"|"failed", ...}), never raises."""
+def execute(spec: TaskSpec, *upstream: dict[str, Any], after: Any = None) -> dict[str, Any]:
+    """Runs one task; returns its result ({"status": "done"|"failed", ...}), never raises.
+    `upstream` are the results of ``spec.needs``; `after` only orders this task after another
+    Dask task (the sorter that fills ``spec.prepared``)."""
     t0, c0 = time.time(), time.thread_time()
     res: dict[str, Any] = {"status": "failed", "step": spec.step, "input": str(spec.input.path),
                            "key": spec.key, "code": spec.code, "params": spec.params,
@@ -262,7 +261,7 @@ def execute(spec: TaskSpec, *upstream: dict[str, Any]) -> dict[str, Any]:
             tmp.mkdir()
             headline = STEPS[spec.step].run(
                 StepContext(spec.input, dict(spec.params), tmp, ups, spec.threads,
-                            spec.subtasks))
+                            spec.prepared))
             res.update(status="done", headline=headline, upstream={n: u["key"]
                                                                    for n, u in ups.items()})
             res.update(finished=time.time(), seconds=round(time.time() - t0, 3),

@@ -60,8 +60,7 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
         address = json.loads(sched_file.read_text())["address"]
         for i in range(2):
             start(f"worker{i}", ["distributed.cli.dask_worker", address, "--nthreads", "1",
-                                 "--resources", "batch_slot=1", "--host", "127.0.0.1",
-                                 "--no-dashboard", "--name", f"w{i}"])
+                                 "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"])
         with Client(address, timeout=TIMEOUT) as c:  # type: ignore[no-untyped-call]
             c.wait_for_workers(2, timeout=TIMEOUT)
         yield address

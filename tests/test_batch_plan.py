@@ -176,17 +176,3 @@ def test_slurm_job_script_pins_threads(tmp_path: Path) -> None:
     assert "export OMP_NUM_THREADS=2" in script and "export NUMBA_NUM_THREADS=2" in script
     assert "--nthreads 1" in script  # one task at a time per worker, two cores for it
 
-
-def test_batch_slots_only_when_every_worker_offers_one() -> None:
-    from host_tools.batch_run import has_slots
-
-    class FakeClient:
-        def __init__(self, resources: list[dict[str, float]]) -> None:
-            self.workers = {f"w{i}": {"resources": r} for i, r in enumerate(resources)}
-
-        def scheduler_info(self) -> dict[str, Any]:
-            return {"workers": self.workers}
-
-    assert has_slots(FakeClient([{"batch_slot": 1}, {"batch_slot": 1, "GPU": 1}]))
-    assert not has_slots(FakeClient([{"batch_slot": 1}, {}]))
-    assert not has_slots(FakeClient([]))
