@@ -211,8 +211,7 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
 
     def on_envelope(env: Any, t_ns: int) -> None:
         if env.WhichOneof("payload") == "time_sync":
-            ts = env.time_sync
-            fit.add(int(ts.sample_index), t_ns, float(ts.sampling_frequency or 0.0))
+            fit.add_packet(env.time_sync, t_ns)
 
     rx = Receiver(on_envelope, keep_raw=raw_out is not None)
     log_f = packets_out.open("wb") if packets_out else None
