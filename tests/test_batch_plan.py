@@ -88,10 +88,10 @@ def test_plan_defaults_and_templates(tmp_path: Path) -> None:
     p = _plan({"sort": {"templates": "t.npz"}}, tmp_path)
     assert p.params["sort"]["templates"] == str(tmp_path / "t.npz")
     assert len(p.params["sort"]["templates_sha256"]) == 64
-    p = _plan({"pipeline": {"band_hz": [250.0, 5000.0]}, "sort": {"sort_settings":
-                                                                  {"birth_spikes": 8}}}, tmp_path)
+    p = _plan({"pipeline": {"band_low_hz": 250.0}, "sort": {"sort_settings":
+                                                            {"birth_spikes": 8}}}, tmp_path)
     assert not p.errors
-    assert p.params["sort"]["pipeline"] == {"band_hz": [250.0, 5000.0],
+    assert p.params["sort"]["pipeline"] == {"band_low_hz": 250.0,
                                             "sort_settings": {"birth_spikes": 8}}
 
 
