@@ -11,6 +11,8 @@ sort (seeded) and codec:
 
 Times are wall-clock on whatever machine runs it; `load_avg` says how busy it was. Ratios are
 from one run. Per-task CPU seconds beside wall seconds show contention (wall ≫ CPU).
+`concurrency` = seconds tasks (and their sorters) were running / batch wall time: how many ran
+at once on average — what the scheduler achieved, whatever each task's speed.
 """
 
 from __future__ import annotations
@@ -65,7 +67,12 @@ def _batch(doc: dict[str, Any], out: Path, workers: int, fresh: bool) -> dict[st
         started.update(connect.startup)
     write_summary(s, out)
     tasks = [e for r in s["recordings"] for e in r["steps"].values() if e["status"] == "done"]
-    return {"wall_s": round(wall - started.get("cluster_start_s", 0.0), 2),
+    sorter_s = sum(float((e.get("headline") or {}).get("sorter_s", 0)) for e in tasks)
+    batch_s = wall - started.get("cluster_start_s", 0.0)
+    busy = sum(e.get("seconds", 0) for e in tasks) + sorter_s
+    return {"wall_s": round(batch_s, 2),
+            "busy_s": round(busy, 2),
+            "concurrency": round(busy / batch_s, 2) if batch_s > 0 else None,
             "cluster_start_s": round(started.get("cluster_start_s", 0.0), 2),
             "cluster_started": bool(started),
             "done": s["done"], "skipped": s["skipped"], "failed": s["failed"],
@@ -132,11 +139,11 @@ def table(r: dict[str, Any]) -> str:
              f"({', '.join(r['steps'])}); load avg {r['load_avg_before'][0]:.1f} → "
              f"{r['load_avg_after'][0]:.1f} on {os.cpu_count()} cores",
              f"{'run':<30}{'wall s':>8}{'start s':>9}{'done':>6}{'skip':>6}{'fail':>6}"
-             f"{'task wall s':>13}{'task cpu s':>12}"]
+             f"{'task wall s':>13}{'task cpu s':>12}{'at once':>9}"]
     for name, x in rows:
         lines.append(f"{name:<30}{x['wall_s']:>8.1f}{x['cluster_start_s']:>9.1f}{x['done']:>6}"
                      f"{x['skipped']:>6}{x['failed']:>6}{x['task_wall_s']:>13.1f}"
-                     f"{x['task_cpu_s']:>12.1f}")
+                     f"{x['task_cpu_s']:>12.1f}{x['concurrency'] or 0:>9.2f}")
     lines.append(f"2 workers vs 1: {r['speedup_2_vs_1']:.2f}× faster (same session); corrupt "
                  f"input reported: {', '.join(r['corrupt_input']['failed_inputs'])}")
     return "\n".join(lines)

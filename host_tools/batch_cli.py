@@ -128,6 +128,9 @@ def format_table(summary: dict[str, Any]) -> str:
     for r in summary["recordings"]:
         cells = []
         for s in steps:
+            if s not in r["steps"]:
+                cells.append(f"{'—':<16}")
+                continue
             e = r["steps"][s]
             t = f" {e['seconds']:.1f}s" if e.get("seconds") is not None else ""
             cells.append(f"{e['status'] + t:<16}")

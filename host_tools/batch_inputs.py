@@ -68,14 +68,15 @@ def classify(p: Path) -> str | None:
     return None
 
 
-def discover(paths: list[tuple[Path, str]], nwb_series: str = "") -> list[Input]:
+def discover(paths: list[tuple[Path, str]], nwb_series: str = "",
+             exclude: Path | None = None) -> list[Input]:
     """Every recording at or under `paths` ((path, kind) pairs; kind "" = recognise it), in a
     stable order, with unique names (the path relative to the input folder, '/' → '__').
 
     A file or SpikeInterface folder given is one recording; any other folder given is searched
     (its own WAVs are single recordings; a subfolder of only WAVs is a stack) unless its kind
     is given as "wav_stack". A path that does not exist comes back with kind "missing", so the
-    batch reports it."""
+    batch reports it. `exclude` (the batch's output folder) is never searched."""
     found: list[tuple[str, Path, str]] = []
     for root, kind in paths:
         root = root.resolve()
@@ -90,7 +91,7 @@ def discover(paths: list[tuple[Path, str]], nwb_series: str = "") -> list[Input]
         if not root.is_dir() or _is_si_folder(root):
             found.append((root.name, root, classify(root) or "unknown"))
             continue
-        for sub in _walk(root):
+        for sub in _walk(root, exclude.resolve() if exclude else None):
             found.append(("__".join(sub.relative_to(root).parts), sub, classify(sub) or ""))
     names: dict[str, int] = {}
     out = []
@@ -101,15 +102,15 @@ def discover(paths: list[tuple[Path, str]], nwb_series: str = "") -> list[Input]
     return out
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, exclude: Path | None = None) -> list[Path]:
     out: list[Path] = []
     for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
+        if p.name.startswith(".") or (exclude is not None and p.resolve() == exclude):
             continue
         if p.is_file() and classify(p) is not None:
             out.append(p)
         elif p.is_dir():
-            out.extend([p] if classify(p) is not None else _walk(p))
+            out.extend([p] if classify(p) is not None else _walk(p, exclude))
     return out
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from host_tools.batch_inputs import Input
 from host_tools.batch_plan import Plan
-from host_tools.batch_run import write_atomic
+from host_tools.batch_run import NOT_APPLICABLE, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,12 @@ def build_summary(plan: Plan, inputs: list[Input], fps: dict[str, dict[str, Any]
     counts = {"done": 0, "skipped": 0, "failed": 0}
     for inp in inputs:
         steps = {}
+        skipped_kinds: dict[str, str] = {}
         for step in plan.steps:
             e = entries.get((inp.name, step), {"status": "failed", "error": "not run"})
+            if e["status"] == NOT_APPLICABLE:
+                skipped_kinds[step] = e["reason"]
+                continue
             e = {k: e[k] for k in KEEP if k in e}
             for k in ("log", "dir"):
                 if k in e:
@@ -54,7 +58,8 @@ def build_summary(plan: Plan, inputs: list[Input], fps: dict[str, dict[str, Any]
             counts[e["status"]] += 1
         fp = fps.get(inp.name, {})
         recordings.append({"input": str(inp.path), "name": inp.name, "kind": inp.kind,
-                           "info": fp.get("info", {}), "steps": steps})
+                           "info": fp.get("info", {}), "steps": steps,
+                           **({"not_applicable": skipped_kinds} if skipped_kinds else {})})
     return {"recordings": recordings, **counts, "steps": plan.steps, "plan": plan.source,
             "wall_seconds": round(wall_s, 3), "finished": time.time(),
             "interrupted": interrupted}
@@ -135,7 +140,8 @@ def render_html(summary: dict[str, Any], png: str | None) -> str:
                 f"{info['sampling_frequency_hz'] / 1e3:.1f} kHz" if info else "")
         rows.append(f"<tr><td><b>{html.escape(r['name'])}</b><br><small>{html.escape(r['kind'])}"
                     f" {html.escape(what)}</small></td>"
-                    + "".join(_cell(r["steps"][s]) for s in steps) + "</tr>")
+                    + "".join(_cell(r["steps"][s]) if s in r["steps"] else "<td>—</td>"
+                              for s in steps) + "</tr>")
     cluster = summary.get("cluster", {})
     facts = [f"{summary['done']} done, {summary['skipped']} skipped (current), "
              f"{summary['failed']} failed",

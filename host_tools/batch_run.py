@@ -30,6 +30,8 @@ from host_tools.batch_task import TaskSpec, code_version, execute, read_done, ta
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".batch"
+#: an entry for a step that does not apply to a recording's kind (listed apart in the summary)
+NOT_APPLICABLE = "not_applicable"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -129,6 +131,11 @@ def plan_tasks(plan: Plan, inputs: list[Input], fps: dict[str, dict[str, Any]],
         for step in plan.steps:
             where = (inp.name, step)
             out = out_dir / inp.name / step
+            kinds = STEPS[step].kinds
+            if kinds and inp.kind not in kinds and inp.kind != "missing":
+                decided[where] = _entry(NOT_APPLICABLE, reason=f"{step} applies to "
+                                        f"{' or '.join(kinds)} inputs, not {inp.kind}")
+                continue
             if "error" in fp:
                 decided[where] = _entry("failed", error=f"input unreadable: {fp['error']}")
                 continue
@@ -267,7 +274,7 @@ def run_batch(plan: Plan, out_dir: Path, connect: Callable[[], Any],
     from host_tools.batch_report import build_summary
 
     t0 = time.time()
-    inputs = discover(plan.inputs, plan.nwb_series)
+    inputs = discover(plan.inputs, plan.nwb_series, exclude=out_dir)
     if not inputs:
         raise PlanError(f"no recordings found in {', '.join(str(p) for p, _ in plan.inputs)}")
     fps = fingerprints(connect, inputs, out_dir)

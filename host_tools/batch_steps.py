@@ -13,12 +13,14 @@ sorter → hub templates: host_tools.calibrate; in a batch the sorter is a Dask 
 SpikeInterface's ``run_sorter`` as run_sorter_jobs' Dask engine submits it), ``sort`` (the hub's
 online sorter, cold or seeded with this batch's calibration or a templates file:
 hub.dsp.sorting), ``codec`` (the lossless codec round trip, verified byte for byte:
-host_tools.codec_cli). ``decode`` (motor decoding) and ``report`` (``hubctl view``) register
-here once their modules are on main.
+host_tools.codec_cli), and ``report`` (``hubctl view`` of an NWB session: host_tools.view_cli,
+registered when that module is installed). ``decode`` (motor decoding, host_tools.decoding)
+is one ``register`` away once it is on main.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -79,6 +81,7 @@ class Step:
     code: tuple[str, ...] = ()
     libs: tuple[str, ...] = ("numpy",)
     cost: int = 1  # relative run time; longer tasks are scheduled first
+    kinds: tuple[str, ...] = ()  # input kinds it applies to (empty: all)
 
 
 STEPS: dict[str, Step] = {}
@@ -349,3 +352,23 @@ register(Step("sort", run_sort, "hub online sorter, cold or seeded → SpikeInte
 register(Step("codec", run_codec, "lossless nk_codec round trip, verified byte-exact",
               params={"block": DEFAULT_RESYNC, "resync": DEFAULT_RESYNC},
               code=("host_tools.codec_cli",), cost=1))
+
+
+# ------------------------------------------------------------------------------ report
+def run_report(ctx: StepContext) -> dict[str, Any]:
+    """``hubctl view`` of an NWB session → index.html with its PNG figures."""
+    import json as _json
+
+    from host_tools.view_cli import render
+
+    page = render(ctx.input.path, ctx.out)
+    figures = sorted(p.name for p in ctx.out.glob("*.png"))
+    meta = ctx.out / "figures.json"
+    return {"page": page.name, "figures": len(figures),
+            **({"captions": len(_json.loads(meta.read_text()))} if meta.exists() else {})}
+
+
+if importlib.util.find_spec("host_tools.view_cli") is not None:
+    register(Step("report", run_report, "hubctl view of an NWB session → HTML + PNG figures",
+                  code=("host_tools.view_cli", "host_tools.view_figures"),
+                  libs=("numpy", "pynwb", "matplotlib"), kinds=("nwb",), cost=1))

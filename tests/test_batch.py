@@ -216,3 +216,16 @@ def test_calibrate_then_seeded_sort(recordings: Path, client: Any, tmp_path: Pat
     s = _run({**doc, "sort": {"online_labels": True}}, out, client, tmp_path)
     assert _status(s) == {
         **{(n, "calibrate"): "skipped" for n in names}, **{(n, "sort"): "done" for n in names}}
+
+
+def test_report_step_renders_nwb_sessions(recordings: Path, client: Any, tmp_path: Path) -> None:
+    pytest.importorskip("host_tools.view_cli", reason="hubctl view (issue 11) is not installed")
+    s = _run({"inputs": [str(recordings)], "steps": ["replay", "report"]}, tmp_path / "out",
+             client, tmp_path)
+    assert s["failed"] == 0, s
+    for r in s["recordings"]:
+        if r["kind"] == "nwb":
+            assert r["steps"]["report"]["status"] == "done"
+            assert (tmp_path / "out" / r["name"] / "report" / "index.html").exists()
+        else:
+            assert "report" not in r["steps"] and "nwb" in r["not_applicable"]["report"]

@@ -176,3 +176,26 @@ def test_slurm_job_script_pins_threads(tmp_path: Path) -> None:
     assert "export OMP_NUM_THREADS=2" in script and "export NUMBA_NUM_THREADS=2" in script
     assert "--nthreads 1" in script  # one task at a time per worker, two cores for it
 
+
+
+def test_a_step_for_some_input_kinds_is_listed_apart_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from host_tools.batch_report import build_summary
+    from host_tools.batch_steps import Step
+
+    monkeypatch.setitem(STEPS, "nwbonly", Step("nwbonly", lambda ctx: {}, "test",
+                                               kinds=("nwb",)))
+    plan = _plan({"steps": ["replay", "nwbonly"]}, tmp_path)
+    inputs = [Input("a", tmp_path / "a.nwb", "nwb"), Input("b", tmp_path / "b.bin", "raw")]
+    fps = {i.name: {"sha256": "ab" * 32} for i in inputs}
+    decided, specs = plan_tasks(plan, inputs, fps, tmp_path / "out")
+    assert set(specs) == {("a", "replay"), ("a", "nwbonly"), ("b", "replay")}
+    s = build_summary(plan, inputs, fps, decided, tmp_path / "out", 0.0)
+    b = s["recordings"][1]
+    assert "nwbonly" not in b["steps"] and "raw" in b["not_applicable"]["nwbonly"]
+
+
+def test_discover_skips_the_output_folder(tmp_path: Path) -> None:
+    _touch(tmp_path / "a.wav")
+    _touch(tmp_path / "out" / "a.wav" / "sort" / "sorting" / "si_folder.json")
+    assert [i.name for i in discover([(tmp_path, "")], exclude=tmp_path / "out")] == ["a.wav"]
