@@ -75,9 +75,10 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
 
 
 def timeline(summary: dict[str, Any], path: Path) -> bool:
-    """Tasks that ran in this batch as bars on their worker's row; False if none ran."""
-    rows = [(r["name"], s, e) for r in summary["recordings"] for s, e in r["steps"].items()
-            if e["status"] != "skipped" and "started" in e and "finished" in e]
+    """Every Dask task of this batch (steps, sorters, fingerprints) as a bar on its worker's
+    row, from Dask's task stream; False if nothing ran."""
+    rows = [(t["key"].split("-", 1)[0], t["worker"], t["start"], t["stop"],
+             t.get("status") == "error") for t in summary.get("task_stream", [])]
     if not rows:
         return False
     import matplotlib
@@ -85,24 +86,25 @@ def timeline(summary: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t0 = min(e["started"] for _, _, e in rows)
-    workers = sorted({e.get("worker", "?") for _, _, e in rows})
-    steps = list(summary["steps"])
+    failed = {(r["name"], s) for r in summary["recordings"] for s, e in r["steps"].items()
+              if e["status"] == "failed"}
+    t0 = min(r[2] for r in rows)
+    workers = sorted({r[1] for r in rows})
+    kinds = [k for k in (*summary["steps"], "sorter", "fingerprint") if any(r[0] == k
+                                                                             for r in rows)]
     colours = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(workers)))
-    for _, step, e in rows:
-        y = workers.index(e.get("worker", "?"))
-        ax.barh(y, e["finished"] - e["started"], left=e["started"] - t0, height=0.7,
-                color=colours(steps.index(step) % 10), edgecolor="black" if
-                e["status"] == "failed" else "none", hatch="//" if e["status"] == "failed"
-                else None)
-    for i, s in enumerate(steps):
-        ax.bar(0, 0, color=colours(i % 10), label=s)
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.45 * len(workers)))
+    for kind, worker, start, stop, err in rows:
+        ax.barh(workers.index(worker), stop - start, left=start - t0, height=0.7,
+                color=colours(kinds.index(kind) % 10), edgecolor="black" if err else "none")
+    for i, k in enumerate(kinds):
+        ax.bar(0, 0, color=colours(i % 10), label=k)
     ax.set_yticks(range(len(workers)), [w.replace("tcp://", "") for w in workers])
     ax.set_xlabel("seconds since the first task started")
-    ax.set_title(f"{len(rows)} tasks, {summary['done']} done, {summary['failed']} failed "
-                 "(hatched)")
-    ax.legend(loc="upper right", fontsize="small", ncols=len(steps))
+    ax.set_title(f"{summary['done']} done, {summary['skipped']} current, {len(failed)} failed; "
+                 f"wall {summary['wall_seconds']:.0f} s")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32 - 0.05 / max(1, len(workers))),
+              fontsize="small", ncols=len(kinds), frameon=False)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)

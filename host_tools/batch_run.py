@@ -284,8 +284,31 @@ def run_batch(plan: Plan, out_dir: Path, connect: Callable[[], Any],
               f"{sum(e['status'] == 'skipped' for e in decided.values())} current, "
               f"{sum(e['status'] == 'failed' for e in decided.values())} unable to run",
               file=stream)
-    futures, failed = submit(connect(), specs, out_dir) if specs else ({}, {})
-    decided.update(failed)
-    results, interrupted = follow(futures, specs, stream)
-    return build_summary(plan, inputs, fps, {**decided, **results}, out_dir,
-                         time.time() - t0, interrupted)
+    futures: dict[Any, tuple[str, str]] = {}
+    recorded: list[dict[str, Any]] = []
+    with _task_stream(connect() if specs else None, recorded):
+        futures, failed = submit(connect(), specs, out_dir) if specs else ({}, {})
+        decided.update(failed)
+        results, interrupted = follow(futures, specs, stream)
+    summary = build_summary(plan, inputs, fps, {**decided, **results}, out_dir,
+                            time.time() - t0, interrupted)
+    summary["task_stream"] = recorded
+    return summary
+
+
+@contextlib.contextmanager
+def _task_stream(client: Any, into: list[dict[str, Any]]) -> Iterator[None]:
+    """Dask's own record of every task that ran (sorters included): key, worker, start, stop."""
+    if client is None:
+        yield
+        return
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as ts:  # type: ignore[no-untyped-call]
+        yield
+    for t in ts.data:
+        for ss in t.get("startstops", ()):
+            if ss.get("action") == "compute":
+                into.append({"key": str(t["key"]), "worker": str(t.get("worker", "?")),
+                             "start": ss["start"], "stop": ss["stop"],
+                             "status": t.get("status", "")})
