@@ -189,9 +189,7 @@ def si_recording(inp: Input) -> Any:
     if inp.kind == "raw":
         parts = [(inp.path, 0)]
     else:  # wav / wav_stack: each file's data chunk, mapped where it lies
-        from host_tools.codec_cli import wav_data_offset
-
-        parts = [(Path(f), wav_data_offset(Path(f))) for f in rec.info["files"]]
+        parts = [(Path(f), _wav_data_offset(Path(f))) for f in rec.info["files"]]
     C = rec.num_channels if inp.kind == "raw" else 1
     pieces = [si.read_binary(str(f), sampling_frequency=rec.sampling_frequency, dtype="int16",
                              num_channels=C, file_offset=off, gain_to_uV=1.0, offset_to_uV=0.0)
@@ -205,6 +203,14 @@ def si_recording(inp: Input) -> Any:
         pos = np.c_[np.zeros(rec.num_channels), 1000.0 * np.arange(rec.num_channels)]
     out.set_dummy_probe_from_locations(pos)
     return out
+
+
+def _wav_data_offset(path: Path) -> int:
+    """Byte offset of the samples in a 16-bit PCM WAV file (reads its first 64 KiB)."""
+    from host_tools.codec_container import wav_layout
+
+    with open(path, "rb") as fh:
+        return wav_layout(fh.read(1 << 16))[0]
 
 
 def recording_from_si(si_rec: Any, name: str) -> Recording:

@@ -13,9 +13,9 @@ sorter → hub templates: host_tools.calibrate; in a batch the sorter is a Dask 
 SpikeInterface's ``run_sorter`` as run_sorter_jobs' Dask engine submits it), ``sort`` (the hub's
 online sorter, cold or seeded with this batch's calibration or a templates file:
 hub.dsp.sorting), ``codec`` (the lossless codec round trip, verified byte for byte:
-host_tools.codec_cli), and ``report`` (``hubctl view`` of an NWB session: host_tools.view_cli,
-registered when that module is installed). ``decode`` (motor decoding, host_tools.decoding)
-is one ``register`` away once it is on main.
+host_tools.codec_container), and ``report`` (``hubctl view`` of an NWB session:
+host_tools.view_cli, registered when that module is installed). ``decode`` (motor decoding,
+host_tools.decoding) is one ``register`` away once it is on main.
 """
 
 from __future__ import annotations
@@ -303,7 +303,7 @@ def run_codec(ctx: StepContext) -> dict[str, Any]:
     file by file (the container restores the original file, headers included); other inputs as
     their int16 samples in a canonical WAV (the container restores those samples exactly).
     Holds one file's samples in memory at a time."""
-    from host_tools.codec_cli import decode_wav, encode_wav
+    from host_tools.codec_container import decode_wav, encode_wav
 
     rec = ctx.recording()
     if ctx.input.kind in ("wav", "wav_stack"):
@@ -351,7 +351,7 @@ register(Step("sort", run_sort, "hub online sorter, cold or seeded → SpikeInte
               cost=2))
 register(Step("codec", run_codec, "lossless nk_codec round trip, verified byte-exact",
               params={"block": DEFAULT_RESYNC, "resync": DEFAULT_RESYNC},
-              code=("host_tools.codec_cli",), cost=1))
+              code=("host_tools.codec_container",), cost=1))
 
 
 # ------------------------------------------------------------------------------ report

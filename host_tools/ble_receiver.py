@@ -354,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=gatt.DEFAULT_HUB_NAME)
     p.add_argument("--transport", help="Bumble HCI transport (virtual radio); else OS backend")
     p.add_argument("--keystore", type=Path, default=Path("out/ble_host_bonds.json"))
-    p.add_argument("--address", default="F1:5E:1F:00:00:02")
+    p.add_argument("--address", default="",
+                   help="this host's random static address (default: this install's own, "
+                        "kept beside the keystore)")
     p.add_argument("--pair", action="store_true", help="pair if no bond exists")
     p.add_argument("--control", help="hex bytes to write to CONTROL once subscribed")
     p.add_argument("--duration", type=float, default=0.0)

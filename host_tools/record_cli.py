@@ -20,24 +20,26 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.receiver import Receiver
+from hub.argtypes import host_port, positive
 from hub.wire import Chunker, pb
 from hub.wire import settings as wire_settings
+from hub.wire.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", metavar="HOST:PORT", help="the hub's TCP uplink")
+    p.add_argument("--tcp", metavar="HOST:PORT", type=host_port, help="the hub's TCP uplink")
     p.add_argument("--ble", metavar="NAME", help="the hub's BLE name (instead of --tcp)")
     p.add_argument("--hci", metavar="TRANSPORT",
                    help="with --ble: Bumble HCI transport (virtual radio) instead of the OS one")
     p.add_argument("--keystore", type=Path, default=Path("host_bonds.json"),
                    help="with --ble --hci: this host's bond keys")
     p.add_argument("--pair", action="store_true", help="with --ble: pair if not bonded")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", type=positive, help="stop after this many seconds")
     p.add_argument("--until-final", action="store_true",
                    help="stop when the hub closes the link after its final report")
-    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument("--connect-timeout", type=positive, default=30.0)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="configure the hub after connecting (repeatable): "
                         + "; ".join(s.describe() for s in wire_settings.SETTINGS.values())
@@ -64,16 +66,26 @@ def frame_command(cmd: pb.Command, chunker: Chunker | None = None) -> bytes:
                     for c in ch.chunks(cmd.SerializeToString()))
 
 
+#: The receiver's hello on the TCP uplink (an empty record): without it within a few seconds
+#: the hub drops the connection as an idle squatter (hub.uplink.tcp).
+HELLO = b"\x00\x00"
+
+
 class TcpClient:
-    """Connects (and reconnects) to a hub's TCP uplink and feeds a Receiver."""
+    """Connects (and reconnects) to a hub's TCP uplink and feeds a Receiver.
+
+    Reconnects back off exponentially with jitter (``hub.wire.backoff``); the ladder is reset
+    only by a connection that delivered data, so a hub that accepts and closes at once (another
+    host holds the link, a restart loop) costs a few attempts per second, not thousands."""
 
     def __init__(self, host: str, port: int, receiver: Receiver,
-                 packets_out: Path | None = None) -> None:
+                 packets_out: Path | None = None, backoff: Backoff | None = None) -> None:
         self.host, self.port, self.rx = host, port, receiver
         self.writer: asyncio.StreamWriter | None = None
         self.connects = 0
         self.closed_after_final = False
         self.chunker = Chunker()
+        self.backoff = backoff or Backoff(base_s=0.1, cap_s=2.0)
         self._log = packets_out.open("wb") if packets_out else None
 
     async def send(self, cmd: pb.Command) -> None:
@@ -93,18 +105,21 @@ class TcpClient:
                 except OSError:
                     if loop.time() > deadline:
                         raise
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(self.backoff.next())
             self.connects += 1
             self.chunker = Chunker()
             self.rx.reset_link()
             log.info("connected to hub %s:%d", self.host, self.port)
+            chunks = 0
             try:
+                self.writer.write(HELLO)
                 while True:
                     head = await reader.readexactly(2)
                     chunk = await reader.readexactly(int.from_bytes(head, "little"))
                     if self._log:
                         self._log.write(head + chunk)
                     self.rx.feed_chunk(chunk)
+                    chunks += 1
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass
             self.writer.close()
@@ -113,7 +128,12 @@ class TcpClient:
             if until_final and self.rx.order and sessions[self.rx.order[-1]].final:
                 self.closed_after_final = True
                 return
-            log.info("hub closed the link; reconnecting")
+            if chunks:
+                self.backoff.reset()
+            delay = self.backoff.next()
+            log.info("hub closed the link after %d chunk(s); reconnecting in %.2f s", chunks,
+                     delay)
+            await asyncio.sleep(delay)
 
     def close(self) -> None:
         if self._log:
@@ -179,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
                                    pair=args.pair, connect_timeout=args.connect_timeout,
                                    packets_out=args.packets_out, raw_out=args.raw_out))
     elif args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration,
+        host, port = args.tcp
+        s = asyncio.run(record(host, port, args.duration,
                                args.until_final, args.set, args.connect_timeout,
                                args.packets_out, args.raw_out))
     else:
