@@ -202,7 +202,9 @@ def test_calibrate_then_seeded_sort(recordings: Path, client: Any, tmp_path: Pat
     for r in s["recordings"]:
         cal, srt = r["steps"]["calibrate"], r["steps"]["sort"]
         assert cal["status"] == "done", cal
-        assert cal["headline"]["units"] >= 1
+        # the offline sorter found units; calibrate keeps those the hub reproduces (on 2 s of
+        # data that may be none: the templates file is then empty and sort starts cold)
+        assert cal["headline"]["sorter_units"] >= 1
         assert (out / r["name"] / "calibrate" / "templates.npz").exists()
         assert not list((out / r["name"]).glob(".sorter-*"))
         assert srt["status"] == "done" and srt["headline"]["seeded"] is True
