@@ -234,6 +234,11 @@ def recording_from_si(si_rec: Any, name: str) -> Recording:
 
         def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
             x = si_rec.get_traces(start_frame=start, end_frame=stop).astype(np.float64)
+            bad = ~np.isfinite(x)
+            if bad.any():  # as hub.sources.si_folder: a missing sample is not a zero
+                t, c = np.argwhere(bad)[0]
+                raise RecordingError(f"{name}: sample {start + int(t)} of channel {int(c)} is "
+                                     f"{x[t, c]}; the hub reads only finite samples")
             q = np.rint(x * scale)
             over = np.abs(q) > 32767
             if over.any():

@@ -199,3 +199,18 @@ def test_discover_skips_the_output_folder(tmp_path: Path) -> None:
     _touch(tmp_path / "a.wav")
     _touch(tmp_path / "out" / "a.wav" / "sort" / "sorting" / "si_folder.json")
     assert [i.name for i in discover([(tmp_path, "")], exclude=tmp_path / "out")] == ["a.wav"]
+
+
+def test_float_recording_with_a_gap_is_refused_not_zeroed() -> None:
+    import numpy as np
+    import spikeinterface.core as si
+
+    from host_tools.batch_inputs import recording_from_si
+    from hub.sources import RecordingError
+
+    x = np.ones((100, 2), np.float32)
+    x[40, 1] = np.nan
+    rec = recording_from_si(si.NumpyRecording([x], 30000.0), "gap")
+    assert rec.read(0, 30).shape == (30, 2)
+    with pytest.raises(RecordingError, match="sample 40 of channel 1"):
+        rec.read(30, 60)
