@@ -18,8 +18,8 @@ QEMU_aarch64 := qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
-.PHONY: hil-faults all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean proto proto-check hil bundle hil-arm sysdeps-arm \
+.PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
+        bench run clean proto proto-check hil hil-bci hil-faults bundle hil-arm sysdeps-arm \
         hil-mpy hil-timesync hil-soak flash-emulator
 
 all: kernels
@@ -225,6 +225,12 @@ hil-soak: setup
 flash-emulator: setup
 	@test -n "$(PORT)" || { echo "usage: make flash-emulator PORT=/dev/ttyACM0"; exit 2; }
 	$(PY) -m hil.flash --port $(PORT) $(if $(FW_CONFIG),--config $(FW_CONFIG))
+
+# Closed-loop BCI (decoding, issue 15): tuned implant → hub → virtual BLE 2M → host decoder →
+# cursor → simulated user → implant, real time (~15 min) → out/hil/bci/report.json + report.md.
+# BCI_ARGS: --only spikes_tc,spikes_units,ecog_hg  --quick  --block-ms 20 (loaded machine)
+hil-bci: setup
+	$(PY) -m hil.closed_loop $(BCI_ARGS)
 
 clean:
 	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist

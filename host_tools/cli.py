@@ -19,6 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "codec": ("host_tools.codec_cli", "lossless codec: encode/decode a WAV file (nk_codec)"),
     "deploy": ("host_tools.deploy", "install a hub bundle into a target root or over ssh"),
     "batch": ("host_tools.batch_cli", "re-process recordings on Dask (skips what is current)"),
+    "decode-eval": ("host_tools.decoding.eval_cli",
+                    "cross-validated offline decoding of binned spikes → JSON + plot"),
+    "cursor": ("host_tools.decoding.cursor_cli",
+               "the BCI loop for a person: calibrate, decode, move a cursor on screen"),
+    "lsl": ("host_tools.lsl_cli", "publish features, spikes and the decoded cursor over LSL"),
 }
 
 

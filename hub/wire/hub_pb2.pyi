@@ -155,7 +155,7 @@ class UnitEvent(_message.Message):
     def __init__(self, sample: _Optional[int] = ..., kind: _Optional[_Union[UnitEventKind, str]] = ..., unit: _Optional[int] = ..., other: _Optional[int] = ..., channel: _Optional[int] = ...) -> None: ...
 
 class FeatureBins(_message.Message):
-    __slots__ = ("first_bin", "bin_samples", "n_channels", "n_bins", "counts", "rms_q4", "samples_seen", "first_sample")
+    __slots__ = ("first_bin", "bin_samples", "n_channels", "n_bins", "counts", "rms_q4", "samples_seen", "first_sample", "hg_rms_q4")
     FIRST_BIN_FIELD_NUMBER: _ClassVar[int]
     BIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,7 @@ class FeatureBins(_message.Message):
     RMS_Q4_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
     FIRST_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    HG_RMS_Q4_FIELD_NUMBER: _ClassVar[int]
     first_bin: int
     bin_samples: int
     n_channels: int
@@ -172,7 +173,8 @@ class FeatureBins(_message.Message):
     rms_q4: _containers.RepeatedScalarFieldContainer[int]
     samples_seen: _containers.RepeatedScalarFieldContainer[int]
     first_sample: int
-    def __init__(self, first_bin: _Optional[int] = ..., bin_samples: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_bins: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., rms_q4: _Optional[_Iterable[int]] = ..., samples_seen: _Optional[_Iterable[int]] = ..., first_sample: _Optional[int] = ...) -> None: ...
+    hg_rms_q4: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, first_bin: _Optional[int] = ..., bin_samples: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_bins: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., rms_q4: _Optional[_Iterable[int]] = ..., samples_seen: _Optional[_Iterable[int]] = ..., first_sample: _Optional[int] = ..., hg_rms_q4: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Snippets(_message.Message):
     __slots__ = ("n_samples", "pre", "sample", "channel", "unit", "neighbors", "waveforms", "k")
