@@ -14,8 +14,11 @@ SpikeInterface's ``run_sorter`` as run_sorter_jobs' Dask engine submits it), ``s
 online sorter, cold or seeded with this batch's calibration or a templates file:
 hub.dsp.sorting), ``codec`` (the lossless codec round trip, verified byte for byte:
 host_tools.codec_container), and ``report`` (``hubctl view`` of an NWB session:
-host_tools.view_cli, registered when that module is installed). ``decode`` (motor decoding,
-host_tools.decoding) is one ``register`` away once it is on main.
+host_tools.view_cli, registered when that module is installed). Not yet a step: ``decode``
+(host_tools.decoding) — it needs kinematics per recording, which batch inputs do not carry
+(a NAME.kinematics.npz sidecar with Y and bin_s, X from the replay step's events binned per
+channel, host_tools.decoding.evaluate.cross_validate: one ``register`` with a per-input
+applicability check).
 """
 
 from __future__ import annotations
