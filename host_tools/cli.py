@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("host_tools.record_cli", "receive from a hub (TCP), check continuity, summarise"),
     "codec": ("host_tools.codec_cli", "lossless codec: encode/decode a WAV file (nk_codec)"),
     "deploy": ("host_tools.deploy", "install a hub bundle into a target root or over ssh"),
+    "batch": ("host_tools.batch_cli", "re-process recordings on Dask (skips what is current)"),
     "decode-eval": ("host_tools.decoding.eval_cli",
                     "cross-validated offline decoding of binned spikes → JSON + plot"),
     "cursor": ("host_tools.decoding.cursor_cli",
