@@ -23,7 +23,6 @@ applicability check).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
@@ -371,7 +370,6 @@ def run_report(ctx: StepContext) -> dict[str, Any]:
             **({"captions": len(_json.loads(meta.read_text()))} if meta.exists() else {})}
 
 
-if importlib.util.find_spec("host_tools.view_cli") is not None:
-    register(Step("report", run_report, "hubctl view of an NWB session → HTML + PNG figures",
-                  code=("host_tools.view_cli", "host_tools.view_figures"),
-                  libs=("numpy", "pynwb", "matplotlib"), kinds=("nwb",), cost=1))
+register(Step("report", run_report, "hubctl view of an NWB session → HTML + PNG figures",
+              code=("host_tools.view_cli", "host_tools.view_figures"),
+              libs=("numpy", "pynwb", "matplotlib"), kinds=("nwb",), cost=1))
