@@ -134,6 +134,23 @@ def test_bin_assembler_units_bins_from_the_pipeline_base_and_leaves_with_the_spi
     assert a.missing_bins == 0 and a.bins_seen == 2
 
 
+def test_bin_assembler_units_leave_with_their_block_and_late_labels_count_next() -> None:
+    """By default a unit bin leaves with the feature packet of the block that ends it (no
+    extra block of latency); a spike whose label arrives after its bin left (its snippet
+    completed in the next block) counts in the next bin, where it was labelled."""
+    a = BinAssembler("units", max_units=4)
+    a.feed(pb.Envelope(time_sync=pb.TimeSync(sampling_frequency=1000.0)))
+    out = a.feed(_features_env(0, 1, 2, 20, 20, 1, [0, 0]))
+    assert [b.index for b in out] == [0] and not out[0].x.any()
+    sb = pb.Envelope(stream=pb.STREAM_SPIKES, sample_index=40)
+    sb.spikes.first_sample = 19
+    sb.spikes.offset.extend([0, 2])                  # peaks at 19 (bin 0, gone) and 21
+    sb.spikes.unit.extend([1, 2])
+    a.feed(sb)
+    out = a.feed(_features_env(1, 1, 2, 20, 40, 2, [0, 0]))
+    assert [b.index for b in out] == [1] and list(out[0].x) == [0, 1, 1, 0, 0]
+
+
 def test_bin_assembler_hg_needs_the_lfp_field() -> None:
     a = BinAssembler("hg")
     assert a.feed(_features_env(0, 1, 2, 20, 20, 1, [0, 0])) == []

@@ -5,9 +5,12 @@ Feature kinds:
 - ``tc``: threshold crossings per channel per bin (``FeatureBins.counts``);
 - ``units``: sorted spikes per unit per bin, binned on the host from the spike batches (unit
   ids as columns 0 … max_units−1, merges resolved as the hub reports them, one last column
-  for spikes left unsorted). A sorted spike leaves the hub when its snippet completes, so a
-  unit bin is complete once the hub has processed ``margin_s`` past its end: it is emitted with
-  the first feature packet that proves it (one block later than ``tc``);
+  for spikes left unsorted). A sorted spike leaves the hub when its snippet completes (its
+  peak + the snippet's post samples + the detector's look-ahead, ~1.5 ms at 30 kHz), so by
+  default (``margin_s`` 0) a unit bin leaves with the block that ends it, as ``tc`` bins do,
+  and a spike labelled after its bin left counts in the next bin — where it was labelled, as
+  the hub's threshold crossings count where they were decided. ``margin_s`` > 0 waits that
+  long past a bin's end instead (exact peak bins, one block more latency);
 - ``hg``: high-gamma (70–150 Hz) band power per channel per bin (``FeatureBins.hg_rms_q4``, the
   hub's LFP path; ECoG mode).
 
@@ -48,7 +51,7 @@ class Bin:
 class BinAssembler:
     kind: str = "tc"
     max_units: int = 128
-    margin_s: float = 0.004
+    margin_s: float = 0.0
     fs: float = 0.0
     bins_seen: int = 0
     missing_bins: int = 0        # bin indices skipped (shed, gaps): the decoder saw none
@@ -115,7 +118,7 @@ class BinAssembler:
             # after the stream started bins from where the configuration took effect)
             b = (s - self._origin) // self._bin_samples
             if self._next_bin is not None and b < self._next_bin:
-                continue             # a bin already handed to the decoder
+                b = self._next_bin   # its bin already left: counted where it was labelled
             u = self._resolve(int(u))
             col = self.max_units if u < 0 else u
             if col > self.max_units:
