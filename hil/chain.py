@@ -179,15 +179,21 @@ class Chain:
                     "--keystore", str(self.out / "host_bonds.json")]
         else:
             link = ["--tcp", self.ports["uplink"].removeprefix("tcp:")]
+        rx_ready = self.out / "receiver-ready.json"
+        rx_ready.unlink(missing_ok=True)
         rx_args = [PY, "-m", "host_tools.cli", "record", *link, "--until-final",
-                   "--json", str(rx_json)]
+                   "--json", str(rx_json), "--ready-file", str(rx_ready)]
         for item in s.settings:
             rx_args += ["--set", item]
         if s.raw_out:
             rx_args += ["--raw-out", str(self.out / "raw.npz")]
         rx = self._start(rx_args, "rx.log")
-        # let the receiver connect (and configure); BLE also scans, pairs and subscribes
-        time.sleep(2.0 if s.uplink == "ble" else 0.7)
+        # the receiver has connected (and configured; BLE also scanned, paired, subscribed)
+        deadline = time.monotonic() + 60
+        while not rx_ready.exists():
+            if rx.poll() is not None or time.monotonic() > deadline:
+                raise ChainError(f"receiver did not connect:\n{_tail(self.out / 'rx.log')}")
+            time.sleep(0.05)
         imp_json = self.out / "implant.json"
         imp_args = [PY, "-m", "hil.implant", s.recording, "--connect", self.ports["implant"],
                     "--duration", str(s.duration_s), "--speed", str(s.speed),

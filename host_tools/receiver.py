@@ -2,9 +2,9 @@
 sequence continuity, exact per-class accounting against the hub's shed reports, detected
 gaps (hub restarts, implant-link gaps) and latency from sample time to host decode.
 
-Transport-independent: a transport calls :meth:`Receiver.feed_chunk` with each chunk (and
-:meth:`Receiver.reset_link` when a connection is replaced); :mod:`host_tools.record_cli` feeds it
-from TCP and the BLE client feeds it from notifications.
+Transport-independent: :mod:`host_tools.session` feeds it every chunk of any link
+(:meth:`Receiver.feed_chunk`) and says when a connection was replaced
+(:meth:`Receiver.link_changed`).
 """
 
 from __future__ import annotations
@@ -150,17 +150,41 @@ class Receiver:
         self.results: list[pb.CommandResult] = []
         self.last_telemetry: pb.Telemetry | None = None
         self.logs: list[pb.LogRecord] = []
+        self._last_seq: int | None = None
+        self._link_changed = False
+        #: reconnects where the chunk stream went on / started afresh
+        self.reconnects = {"continued": 0, "restarted": 0}
 
     # ------------------------------------------------------------ input
+    def link_changed(self) -> None:
+        """The connection was replaced. The hub keeps one chunk stream per session (the BLE
+        uplink re-sends what its controller never confirmed), so the next chunk decides: the
+        next sequence number continues the stream (a packet cut by the reconnect completes);
+        any other starts it afresh — the partial packet is dropped and the jump is not counted
+        as lost chunks (a restarted hub counts from 0; packet sequence numbers and the hub's
+        reports account for what is missing)."""
+        self._link_changed = True
+
     def reset_link(self) -> None:
-        """A new connection: partial packets from the old one are gone."""
+        """Forget partial packets now (a stream known to be new)."""
         self.reassembler.reset()
+        self._last_seq = None
 
     def feed_chunk(self, chunk: bytes, t_ns: int | None = None) -> list[pb.Envelope]:
         t = time.monotonic_ns() if t_ns is None else t_ns
         self.first_ns = self.first_ns or t
         self.last_ns = t
         self.bytes += len(chunk)
+        seq = int.from_bytes(chunk[2:4], "little") if len(chunk) >= 4 else None
+        if self._link_changed and seq is not None:
+            self._link_changed = False
+            if self._last_seq is not None and seq == (self._last_seq + 1) & 0xFFFF:
+                self.reconnects["continued"] += 1
+            else:
+                self.reconnects["restarted"] += 1
+                self.reassembler.reset()
+        if seq is not None:
+            self._last_seq = seq
         out = []
         for payload in self.reassembler.feed(chunk):
             try:
@@ -334,8 +358,9 @@ class Receiver:
             "link": {"bytes": self.bytes, "seconds": round(wall, 3),
                      "throughput_bps": round(self.bytes * 8 / wall) if wall else 0,
                      "chunks": rs.chunks, "lost_chunks": rs.lost_chunks,
-                     "bad_chunks": rs.bad_chunks, "packets": self.packets,
-                     "bad_packets": self.bad_packets},
+                     "bad_chunks": rs.bad_chunks, "dropped_partial": rs.dropped_partial,
+                     "packets": self.packets, "bad_packets": self.bad_packets,
+                     "reconnects": dict(self.reconnects)},
             "raw_decode": {"samples": self.raw.samples, "undecodable": self.raw.undecodable,
                            "compression": round(2 * self.raw.samples / self.raw.coded_bytes, 3)
                            if self.raw.coded_bytes else None},

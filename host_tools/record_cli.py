@@ -1,26 +1,32 @@
-"""``hubctl record --tcp HOST:PORT`` (or ``--ble NAME [--hci TRANSPORT]``, host_tools.
-ble_receiver): receive from a hub's uplink, decode everything, check
-continuity and accounting, optionally send commands, and write a JSON summary.
+"""``hubctl record --tcp HOST:PORT`` (or ``--ble NAME [--hci TRANSPORT]``): receive from a hub's
+uplink, decode everything, check continuity and accounting, optionally configure, and write a
+JSON summary. Both transports go through one path (host_tools.session over
+host_tools.hublink): the same reconnects, reassembly, time sync and command results.
 
-Stops after ``--duration`` seconds, or (``--until-final``) when the hub closes the link after its
-final shed report (clean shutdown). Reconnects when the hub goes away (restart).
-Commands: ``--set FIELD=VALUE`` (repeatable) sends one Configure with those PipelineSettings
-fields (plus ``raw_channels=0,1,2`` and ``outage_buffer_s=…``) after the first connect.
+Stops after ``--duration`` seconds, (``--until-final``) when the hub closes the link after its
+final shed report (clean shutdown), or on SIGINT/SIGTERM; reconnects when the hub goes away
+(restart, radio outage). ``--set FIELD=VALUE`` (repeatable) sends one Configure with those
+PipelineSettings fields (plus ``raw_channels=0,1,2`` and ``outage_buffer_s=…``) after the first
+connect and waits for its result: a rejection prints the hub's message and exits 1. No
+connection within ``--connect-timeout`` (or ``--duration``) exits non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import time
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+from host_tools.hublink import HubLink, open_link
 from host_tools.receiver import Receiver
-from hub.wire import SCHEMA_VERSION, Chunker, pb
+from host_tools.session import ChunkLog, LinkObserver, RecordResult, record
+from hub.wire import SCHEMA_VERSION, pb
 from hub.wire.masks import channels_to_mask
 
 log = logging.getLogger(__name__)
@@ -37,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--until-final", action="store_true",
                    help="stop when the hub closes the link after its final report")
-    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="seconds to wait for the first connection (then exit non-zero)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="configure the hub after connecting (repeatable)")
     p.add_argument("--json", type=Path, help="write the summary here")
@@ -45,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw-out", type=Path,
                    help="decoded raw broadband (.npz: chN = samples, chN_first = block starts, "
                         "chN_len = block lengths)")
+    p.add_argument("--ready-file", type=Path,
+                   help="written once connected (and configured, with --set)")
 
 
 def configure_command(settings: list[str], request_id: int,
@@ -79,106 +88,6 @@ def configure_command(settings: list[str], request_id: int,
     return cmd
 
 
-def frame_command(cmd: pb.Command, chunker: Chunker | None = None) -> bytes:
-    """TCP bytes for one command: each chunk as u16 length + chunk (one chunker per
-    connection keeps the chunk sequence numbers continuous)."""
-    ch = chunker or Chunker()
-    return b"".join(len(c).to_bytes(2, "little") + c
-                    for c in ch.chunks(cmd.SerializeToString()))
-
-
-class TcpClient:
-    """Connects (and reconnects) to a hub's TCP uplink and feeds a Receiver."""
-
-    def __init__(self, host: str, port: int, receiver: Receiver,
-                 packets_out: Path | None = None) -> None:
-        self.host, self.port, self.rx = host, port, receiver
-        self.writer: asyncio.StreamWriter | None = None
-        self.connects = 0
-        self.closed_after_final = False
-        self.chunker = Chunker()
-        self._log = packets_out.open("wb") if packets_out else None
-
-    async def send(self, cmd: pb.Command) -> None:
-        if self.writer is None:
-            raise ConnectionError("not connected to the hub")
-        self.writer.write(frame_command(cmd, self.chunker))
-        await self.writer.drain()
-
-    async def run(self, connect_timeout: float, until_final: bool) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            deadline = loop.time() + connect_timeout
-            while True:
-                try:
-                    reader, self.writer = await asyncio.open_connection(self.host, self.port)
-                    break
-                except OSError:
-                    if loop.time() > deadline:
-                        raise
-                    await asyncio.sleep(0.1)
-            self.connects += 1
-            self.chunker = Chunker()
-            self.rx.reset_link()
-            log.info("connected to hub %s:%d", self.host, self.port)
-            try:
-                while True:
-                    head = await reader.readexactly(2)
-                    chunk = await reader.readexactly(int.from_bytes(head, "little"))
-                    if self._log:
-                        self._log.write(head + chunk)
-                    self.rx.feed_chunk(chunk)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            self.writer.close()
-            self.writer = None
-            sessions = self.rx.sessions
-            if until_final and self.rx.order and sessions[self.rx.order[-1]].final:
-                self.closed_after_final = True
-                return
-            log.info("hub closed the link; reconnecting")
-
-    def close(self) -> None:
-        if self._log:
-            self._log.close()
-
-
-async def record(host: str, port: int, duration: float | None, until_final: bool,
-                 settings: list[str], connect_timeout: float = 30.0,
-                 packets_out: Path | None = None,
-                 raw_out: Path | None = None) -> dict[str, Any]:
-    rx = Receiver(keep_raw=raw_out is not None)
-    client = TcpClient(host, port, rx, packets_out)
-    task = asyncio.create_task(client.run(connect_timeout, until_final))
-    t0 = time.monotonic()
-    if settings:
-        while client.writer is None and not task.done():
-            await asyncio.sleep(0.05)
-        n = None
-        while n is None and not task.done() and time.monotonic() - t0 < connect_timeout:
-            n = rx.last_telemetry.n_channels if rx.last_telemetry else None
-            n = n or None
-            if n is None and not any(s.startswith("raw_channels") for s in settings):
-                break
-            await asyncio.sleep(0.1)
-        await client.send(configure_command(settings, 1, n))
-    try:
-        await asyncio.wait_for(asyncio.shield(task), duration)
-    except TimeoutError:
-        pass
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, OSError):
-            await task
-        client.close()
-    s = rx.summary()
-    s["connects"] = client.connects
-    if raw_out is not None:
-        save_raw(raw_out, rx)
-    s["wall_s"] = round(time.monotonic() - t0, 3)
-    return s
-
-
 def save_raw(path: Path, rx: Receiver) -> None:
     import numpy as np
 
@@ -192,29 +101,70 @@ def save_raw(path: Path, rx: Receiver) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.ble:
-        from host_tools.ble_receiver import record_ble
-        from host_tools.bleak_bumble import BumbleBackend
-
-        backend = BumbleBackend(args.hci, keystore=args.keystore) if args.hci else None
-        s = asyncio.run(record_ble(args.ble, backend, duration=args.duration,
-                                   until_final=args.until_final, settings=args.set,
-                                   pair=args.pair, connect_timeout=args.connect_timeout,
-                                   packets_out=args.packets_out, raw_out=args.raw_out))
-    elif args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        s = asyncio.run(record(host or "127.0.0.1", int(port), args.duration,
-                               args.until_final, args.set, args.connect_timeout,
-                               args.packets_out, args.raw_out))
-    else:
-        raise ValueError("give --tcp HOST:PORT or --ble NAME")
-    text = json.dumps(s, indent=1)
+    """Exit 0: recorded (and accounted, when the hub's final report came); 1: unaccounted items,
+    or a command the hub rejected or never answered (its message printed); 2 (hubctl's error
+    path): no hub within ``--connect-timeout``, or bad arguments."""
+    # malformed --set values fail here, before connecting (raw_channels needs the hub's count)
+    configure_command([x for x in args.set if not x.startswith("raw_channels")], 0)
+    link = open_link(args.tcp, args.ble, hci=args.hci, keystore=args.keystore, pair=args.pair,
+                     scan_timeout=args.connect_timeout)
+    observers: list[LinkObserver] = [ChunkLog(args.packets_out)] if args.packets_out else []
+    if args.ready_file:
+        observers.append(ReadyFile(args.ready_file, configured=not args.set))
+    res = asyncio.run(_record(link, args, observers))     # HubUnreachable is an OSError
+    s = res.summary
+    if args.raw_out is not None:
+        save_raw(args.raw_out, res.session.receiver)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+        args.json.write_text(json.dumps(s, indent=1))
+    if res.failure:
+        print(f"hubctl record: {res.failure}", file=sys.stderr)
+        return 1
     print(json.dumps({k: s[k] for k in ("sessions", "classes", "latency_ms", "link")}, indent=1))
     bad = [k for k, v in s["classes"].items() if v["unaccounted"] != 0]
     if bad and s["final_report_seen"]:
         log.error("unaccounted items in: %s", ", ".join(bad))
         return 1
     return 0
+
+
+class ReadyFile(LinkObserver):
+    """``--ready-file``: written once connected (and, with ``--set``, configured)."""
+
+    def __init__(self, path: Path, configured: bool) -> None:
+        self.path, self.configured, self.connected = path, configured, False
+
+    def on_link(self, host_time_ns: int, state: str) -> None:
+        if state == "connected" and not self.connected:
+            self.connected = True
+            self._maybe_write()
+
+    def on_envelope(self, host_time_ns: int, env: pb.Envelope) -> None:
+        if not self.configured and env.WhichOneof("payload") == "result" \
+                and env.result.command == "configure" and env.result.code == pb.RESULT_OK:
+            self.configured = True
+            self._maybe_write()
+
+    def _maybe_write(self) -> None:
+        if self.connected and self.configured:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid()}))
+            tmp.replace(self.path)
+
+
+async def _record(link: HubLink, args: argparse.Namespace,
+                  observers: list[LinkObserver]) -> RecordResult:
+    """record() with SIGINT/SIGTERM ending the recording cleanly (the summary is written)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await record(link, duration=args.duration, until_final=args.until_final,
+                            settings=args.set, connect_timeout=args.connect_timeout,
+                            observers=observers, keep_raw=args.raw_out is not None, stop=stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -39,6 +39,7 @@ def test_capped_link_delivers_every_event_and_bin(tmp_path: Path) -> None:
     assert 0.7e6 < s["link"]["throughput_bps"] < 1.4e6
     assert s["latency_ms"]["events"]["p50"] < 100
     assert s["hub_exit_code"] == 0                       # SIGTERM: drained, clean exit
+    assert s["time_sync"]["fitted"]                      # TCP fits time sync as BLE does
     logs = [json.loads(line) for line in (tmp_path / "hub.log").read_text().splitlines()]
     assert {"t", "level", "logger", "msg"} <= set(logs[0])   # structured JSON logs
 
