@@ -17,7 +17,8 @@ QEMU_aarch64 := qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
-.PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
+.PHONY: all setup sysdeps kernels cross test test-all test-fast test-c test-cross test-py lint \
+        fuzz fuzz-ci \
         bench run clean proto proto-check hil
 
 all: kernels
@@ -152,7 +153,21 @@ lint: setup
 	$(PY) -m ruff check hub host_tools hil bench tests
 	$(PY) -m mypy
 
-test: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
+# `make test` runs every check and ends with one PASS/FAIL line (and its wall time).
+test:
+	@start=$$(date +%s); \
+	if $(MAKE) --no-print-directory test-all; then \
+	  echo "PASS: make test ($$(( $$(date +%s) - start )) s)"; \
+	else echo "FAIL: make test ($$(( $$(date +%s) - start )) s; the first failure is above)"; \
+	  exit 1; fi
+test-all: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
+
+# Development loop (< 1 min): the unit tests, without the process chains (-m "not slow").
+test-fast: setup
+	@start=$$(date +%s); \
+	if $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests; then \
+	  echo "PASS: make test-fast ($$(( $$(date +%s) - start )) s)"; \
+	else echo "FAIL: make test-fast ($$(( $$(date +%s) - start )) s)"; exit 1; fi
 
 bench: setup sysdeps build/native/bench/frontend_bench
 	@mkdir -p out

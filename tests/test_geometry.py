@@ -36,6 +36,7 @@ def test_bad_probe_files(tmp_path: Path, text: str) -> None:
         load_probe(f)
 
 
+@pytest.mark.slow
 def test_daemon_with_probe_detects_like_replay(gt_tiny: tuple[Path, Path],
                                                tmp_path: Path) -> None:
     """Implant → hub daemon (installed with the probe) → host: the same spikes as replaying

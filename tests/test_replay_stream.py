@@ -76,6 +76,7 @@ def _peak_rss_mb(path: Path, tmp: Path) -> float:
     return float(json.loads((tmp / "s.json").read_text())["peak_rss_mb"])
 
 
+@pytest.mark.slow
 def test_replay_memory_does_not_grow_with_length(tmp_path: Path) -> None:
     """Was: the whole file became resident (a memory map), ~59 MB per second at 1024 channels.
     Here 256 channels: the 20 s file (307 MB) peaks within 12 MB of the 1 s one (15 MB)."""
