@@ -146,8 +146,9 @@ proto-check: setup
 	  diff -q build/proto/hub_pb2.pyi hub/wire/hub_pb2.pyi && echo "hub/wire/hub_pb2 is fresh"
 
 # ---------------------------------------------------------------- Python
+# --basetemp: this checkout's own scratch (several checkouts share the machine's /tmp)
 test-py: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --basetemp=build/pytest tests
 
 lint: setup
 	$(PY) -m ruff check hub host_tools hil bench tests
@@ -165,7 +166,7 @@ test-all: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
 # Development loop (< 1 min): the unit tests, without the process chains (-m "not slow").
 test-fast: setup
 	@start=$$(date +%s); \
-	if $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests; then \
+	if $(PY) -m pytest -q -p no:cacheprovider --basetemp=build/pytest -m "not slow" tests; then \
 	  echo "PASS: make test-fast ($$(( $$(date +%s) - start )) s)"; \
 	else echo "FAIL: make test-fast ($$(( $$(date +%s) - start )) s)"; exit 1; fi
 

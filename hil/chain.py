@@ -164,6 +164,15 @@ class Chain:
         self.hub = hub
         return hub
 
+    def _hub_saved_progress(self) -> bool:
+        """The hub has persisted a sample position (a kill after this is a restart it can
+        report as a gap, however slowly the machine runs)."""
+        try:
+            state = json.loads((self.state / "state.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(state, dict) and bool(state.get("last_sample"))
+
     def run(self) -> dict[str, Any]:
         s = self.spec
         if s.config is not None:
@@ -209,7 +218,8 @@ class Chain:
             now = time.monotonic() - t_start
             if cpu0 is None and now > 2.0:    # after loading the recording and warm-up
                 cpu0, cpu_t0 = _cpu_seconds(hub.pid), time.monotonic()
-            if s.kill_hub_at is not None and not kills and now >= s.kill_hub_at:
+            if s.kill_hub_at is not None and not kills and now >= s.kill_hub_at \
+                    and self._hub_saved_progress():
                 hub.send_signal(signal.SIGKILL)
                 hub.wait(5)
                 kills.append(now)
@@ -227,9 +237,15 @@ class Chain:
         except subprocess.TimeoutExpired as e:
             raise ChainError(f"hub did not stop on SIGTERM:\n{_tail(self.out / 'hub.log')}") from e
         try:
-            rx.wait(20)
-        except subprocess.TimeoutExpired as e:
-            raise ChainError("receiver did not finish after the hub's final report") from e
+            rx.wait(60)
+        except subprocess.TimeoutExpired:
+            # no final report reached it (the link dropped it): SIGTERM makes it write its
+            # summary, and the caller sees final_report_seen False
+            rx.send_signal(signal.SIGTERM)
+            try:
+                rx.wait(30)
+            except subprocess.TimeoutExpired as e:
+                raise ChainError("receiver did not finish after the hub's final report") from e
         if not rx_json.exists():
             raise ChainError(f"receiver wrote no summary:\n{_tail(self.out / 'rx.log')}")
         summary: dict[str, Any] = json.loads(rx_json.read_text())
