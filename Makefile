@@ -7,7 +7,8 @@ HOST_ARCH := $(shell uname -m)
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 CWARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # -ffp-contract=off: no fused multiply-add, so x86_64 and aarch64 round identically.
-COPT    := -O3 -fPIC -ffp-contract=off -fno-math-errno -fvisibility=default
+# -fvisibility=hidden: only what the headers mark NK_API_BEGIN..NK_API_END is exported.
+COPT    := -O3 -fPIC -ffp-contract=off -fno-math-errno -fvisibility=hidden
 CFLAGS  := $(CSTD) $(CWARN) $(COPT) -Ic_kernels/include
 SRCS    := $(sort $(wildcard c_kernels/src/*.c))
 HDRS    := $(wildcard c_kernels/include/*.h)
@@ -18,8 +19,7 @@ QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-all test-fast test-c test-cross test-py lint \
-        fuzz fuzz-ci \
-        bench run clean proto proto-check hil
+        fuzz fuzz-ci bench run clean proto proto-check hil bundle hil-arm sysdeps-arm
 
 all: kernels
 
@@ -48,16 +48,31 @@ build/native/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -shared -o $@ $(SRCS) -lm
 
-kernels: build/native/libnk.so
-	@mkdir -p $(NATIVE_DIR)/include
+# The cffi declarations, compiled once into a pure-Python module (out-of-line ABI mode).
+FFI_MODULE := hub/kernels/_nk_cffi.py
+$(FFI_MODULE): $(HDRS) hub/kernels/_build.py .venv/.stamp
+	$(PY) hub/kernels/_build.py c_kernels/include $@
+
+kernels: build/native/libnk.so $(FFI_MODULE)
+	@mkdir -p $(NATIVE_DIR)
 	@# copy + rename: a running hub keeps its mapping (cp in place would crash it)
 	cp build/native/libnk.so $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp
 	mv -f $(NATIVE_DIR)/.libnk_$(HOST_ARCH).so.tmp $(NATIVE_DIR)/libnk_$(HOST_ARCH).so
-	cp $(HDRS) $(NATIVE_DIR)/include/
 
 build/%/libnk.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(@D)
 	$(CC_$*) $(CFLAGS) -shared -o $@ $(SRCS) -lm
+
+# ---------------------------------------------------------------- hub distribution
+# make bundle ARCH=aarch64|armhf|x86_64 → dist/implant-hub-<version>-<arch>.tar.gz (see
+# packaging/bundle.py): hub wheel with libnk for ARCH, dependency wheels, unit, config,
+# install.sh, SHA-256 manifest. Install: `hubctl deploy BUNDLE --to DIR|ssh://user@host`.
+BUNDLE_LIB_x86_64  := build/native/libnk.so
+BUNDLE_LIB_aarch64 := build/aarch64/libnk.so
+BUNDLE_LIB_armhf   := build/armhf/libnk.so
+bundle: setup $(BUNDLE_LIB_$(ARCH))
+	@test -n "$(BUNDLE_LIB_$(ARCH))" || { echo "ARCH must be aarch64, armhf or x86_64"; exit 2; }
+	$(PY) packaging/bundle.py --arch $(ARCH) --lib $(BUNDLE_LIB_$(ARCH))
 
 # ---------------------------------------------------------------- C tests
 # Every c_kernels/tests/*.c is a program that prints "<check> <hash> ok|FAIL" lines and exits
@@ -183,5 +198,21 @@ hil: setup
 	$(PY) -m hil.scenarios $(HIL_ARGS); tcp=$$?; \
 	$(PY) -m hil.ble_hil $(HIL_ARGS) && exit $$tcp
 
+# The aarch64 hub in the HIL chain (hil/arm.py): bundle → Debian arm64 root (mmdebstrap,
+# cached under ~/.cache/implant-hub) → hubctl deploy → bit identity → chain → out/hil/arm_summary.json
+hil-arm: setup sysdeps-arm
+	$(MAKE) bundle ARCH=aarch64
+	$(PY) -m hil.arm --arch aarch64 --bundle dist/implant-hub-$$($(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')-aarch64.tar.gz $(HIL_ARM_ARGS)
+
+# What make hil-arm and the ssh deploy test need beyond `sysdeps`.
+SYSDEPS_ARM := mmdebstrap qemu-user-static binfmt-support arch-test openssh-server
+sysdeps-arm:
+	@if ! command -v mmdebstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null \
+	    || ! command -v update-binfmts >/dev/null || ! command -v sshd >/dev/null \
+	       && ! test -x /usr/sbin/sshd; then \
+	  echo "installing system packages: $(SYSDEPS_ARM)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_ARM) >/dev/null; \
+	fi
+
 clean:
-	rm -rf build $(NATIVE_DIR) out
+	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist

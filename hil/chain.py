@@ -68,6 +68,11 @@ class ChainSpec:
     raw_out: bool = False                  # the receiver saves decoded raw in OUT/raw.npz
     link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
     ble_name: str = "ihub-01"
+    #: The hub command (default: this tree's ``python -m hub``); e.g. an installed hub run in
+    #: a foreign-architecture root: ["chroot", ROOT, "/opt/implant-hub/bin/hub"] (make hil-arm)
+    hub_cmd: list[str] | None = None
+    hub_root: Path | None = None           # that root: the hub's files live inside it
+    hub_start_s: float = 20.0              # time allowed until the hub is ready
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -137,12 +142,16 @@ class Chain:
     def start_hub(self) -> subprocess.Popen[bytes]:
         s = self.spec
         ready = self.out / "hub-ready.json"
+        state, ready_arg = str(self.state), str(ready)
+        if s.hub_root is not None:         # paths as the hub inside the root sees them
+            ready, ready_arg = s.hub_root / "tmp" / "hub-ready.json", "/tmp/hub-ready.json"
+            state = "/var/lib/implant-hub-hil"
         ready.unlink(missing_ok=True)
         uplink = self.ports.get("uplink", "tcp:127.0.0.1:0")
         if s.uplink == "ble":
             uplink = f"ble:tcp-client:127.0.0.1:{self.air['ports']['hub']}"
-        args = [PY, "-m", "hub", "run", "--state-dir", str(self.state), "--ready-file",
-                str(ready), "--implant", self.ports.get("implant", "tcp:127.0.0.1:0"),
+        args = [*(s.hub_cmd or [PY, "-m", "hub"]), "run", "--state-dir", state, "--ready-file",
+                ready_arg, "--implant", self.ports.get("implant", "tcp:127.0.0.1:0"),
                 "--uplink", uplink]
         if s.uplink == "ble":
             args += ["--ble-name", s.ble_name, "--ble-pairing-window", "60"]
@@ -154,7 +163,7 @@ class Chain:
         if s.link_schedule and s.uplink == "tcp":
             args += ["--link-schedule", s.link_schedule]
         hub = self._start(args, "hub.log")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + s.hub_start_s
         while not ready.exists():
             if hub.poll() is not None or time.monotonic() > deadline:
                 raise ChainError(f"hub did not start:\n{_tail(self.out / 'hub.log')}")

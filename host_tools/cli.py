@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pair": ("host_tools.pair_cli", "bond with a hub over BLE while its pairing window is open"),
     "record": ("host_tools.record_cli", "receive from a hub (TCP), check continuity, summarise"),
     "codec": ("host_tools.codec_cli", "lossless codec: encode/decode a WAV file (nk_codec)"),
+    "deploy": ("host_tools.deploy", "install a hub bundle into a target root or over ssh"),
 }
 
 

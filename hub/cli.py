@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("hub.cmd_replay", "run the pipeline over a recording as fast as possible"),
     "run": ("hub.cmd_run", "the hub daemon: implant link → pipeline → scheduler → uplink"),
+    "selftest": ("hub.cmd_selftest", "run the kernels' self-test (as the daemon does at start)"),
 }
 
 

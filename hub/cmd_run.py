@@ -11,14 +11,16 @@ import asyncio
 import json
 import logging
 import os
+import platform
 import sys
 import time
 from pathlib import Path
 
 from hub.daemon.supervisor import Daemon, DaemonOptions
 from hub.dsp.geometry import load_probe
+from hub.kernels import selftest
 from hub.uplink.base import Uplink
-from hub.wire import DEFAULT_PAYLOAD_SIZE
+from hub.wire import DEFAULT_PAYLOAD_SIZE, pb
 
 
 class JsonFormatter(logging.Formatter):
@@ -101,10 +103,20 @@ def run(args: argparse.Namespace) -> int:
         root = logging.getLogger()
         root.handlers[:] = [handler]
     logging.Formatter.converter = time.gmtime
+    check = selftest.run()
+    if not check.passed:
+        logging.getLogger(__name__).error("kernels self-test %s: not starting", check.summary())
+        return 3
+    logging.getLogger(__name__).info("kernels self-test %s (%.2f s, %s)", check.summary(),
+                                     check.seconds, check.library)
     opts = DaemonOptions(implant=args.implant, state_dir=args.state_dir,
                          telemetry_s=args.telemetry_s, drain_s=args.drain_s,
                          ready_file=args.ready_file,
-                         probe_positions=load_probe(args.probe) if args.probe else None)
+                         probe_positions=load_probe(args.probe) if args.probe else None,
+                         selftest=pb.KernelSelfTest(
+                             passed=check.passed, reference=check.reference,
+                             library_version=check.version, kernels=len(check.hashes),
+                             summary=check.summary(), machine=platform.machine()))
     uplink = make_uplink(args)
 
     async def main() -> int:

@@ -74,7 +74,8 @@ int main(int argc, char **argv) {
         int64_t t0 = now_ns();
         int32_t L = nk_codec_fit_ladder(x, T * C, lv, 65536);
         nk_codec_config cfg = {C, 19531, resync, L};
-        nk_codec_enc *e = nk_codec_enc_new(&cfg, lv);
+        nk_codec_enc *e = NULL;
+        nk_codec_enc_new(&cfg, lv, &e);
         int32_t hcap = nk_codec_max_header_size(L), hlen = 0;
         uint8_t *hdr = malloc((size_t)hcap);
         nk_codec_enc_header(e, hdr, hcap, &hlen);
@@ -99,7 +100,8 @@ int main(int argc, char **argv) {
         if (verify) {
             int st;
             t2 = now_ns();
-            nk_codec_dec *d = nk_codec_dec_new(hdr, hlen, &st);
+            nk_codec_dec *d = NULL;
+            d = nk_codec_dec_new(hdr, hlen, &st);
             pos = 0;
             for (int64_t i = 0; i < npk && d; i++) {
                 nk_codec_packet_info info;

@@ -31,7 +31,8 @@ int main(int argc, char **argv) {
         static int16_t lv[65536];
         const int32_t L = nk_codec_fit_ladder(x, T, lv, 65536);
         nk_codec_config cfg = {1, 19531, 0, L};
-        nk_codec_enc *e = nk_codec_enc_new(&cfg, lv);
+        nk_codec_enc *e = NULL;
+        nk_codec_enc_new(&cfg, lv, &e);
         static uint8_t pk[1 << 18];
         for (int64_t t = 0; t < T; t += 19531) {
             int64_t n = 0;

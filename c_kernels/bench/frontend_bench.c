@@ -61,9 +61,11 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 10; k++) x[(size_t)(t + k) * C + (size_t)((t * 7) % C)] -= (int16_t)(40 * (5 - abs(k - 5)));
     double sos[6 * NK_FILTER_MAX_SECTIONS];
     int ns = nk_butter_sos(1, NK_BUTTER_BAND, 300, 6000, FS, sos, NK_FILTER_MAX_SECTIONS);
-    nk_bandpass *bp = nk_bandpass_new(C, sos, ns);
+    nk_bandpass *bp = NULL;
+    nk_bandpass_new(C, sos, ns, &bp);
     int32_t *groups = calloc((size_t)C, sizeof(int32_t));
-    nk_reference *ref = nk_reference_new(C, groups, NK_REF_MEDIAN);
+    nk_reference *ref = NULL;
+    nk_reference_new(C, groups, NK_REF_MEDIAN, &ref);
     int32_t *off = malloc(sizeof(int32_t) * ((size_t)C + 1)), *idx = malloc(sizeof(int32_t) * (size_t)C * 4);
     int32_t k = 0;
     for (int32_t c = 0; c < C; c++) { /* linear probe, neighbours within 2 contacts */
@@ -73,20 +75,25 @@ int main(int argc, char **argv) {
     }
     off[C] = k;
     nk_detect_config dc = {C, NK_POLARITY_NEG, 5.0f, 12, 30, 600, 0.1f, 1.0f / 60000.0f};
-    nk_detect *det = nk_detect_new(&dc, off, idx);
+    nk_detect *det = NULL;
+    nk_detect_new(&dc, off, idx, &det);
     int32_t *nb = malloc(sizeof(int32_t) * (size_t)C * 4);
     for (int32_t c = 0; c < C; c++)
         for (int j = 0; j < 4; j++) nb[c * 4 + j] = (c + j < C) ? c + j : -1;
     nk_snippet_config scfg = {C, 16, 32, 4, BLOCK, 4096};
-    nk_snippet *sn = nk_snippet_new(&scfg, nb);
-    nk_features *ft = nk_features_new(C, 600, nk_detect_latency(det));
+    nk_snippet *sn = NULL;
+    nk_snippet_new(&scfg, nb, &sn);
+    nk_features *ft = NULL;
+    nk_features_new(C, 600, nk_detect_latency(det), &ft);
     int32_t cap = nk_detect_max_events(det, BLOCK);
     nk_event *ev = malloc(sizeof(nk_event) * (size_t)cap), *sev = malloc(sizeof(nk_event) * 4096);
     float *y = malloc(sizeof(float) * (size_t)C * BLOCK), *wf = malloc(sizeof(float) * 4096 * 4 * 48);
     int64_t bi[4]; int32_t bs[4];
     int32_t *bc = malloc(sizeof(int32_t) * 4 * (size_t)C);
     float *bpw = malloc(sizeof(float) * 4 * (size_t)C);
-    long n = run_frontend(C, T, x, y, bp, ref, det, sn, ft, ev, cap, sev, wf, bi, bs, bc, bpw);
+    /* a third argument "0": set up only (the baseline an instruction count subtracts) */
+    long n = argc > 3 && argv[3][0] == '0' ? 0
+             : run_frontend(C, T, x, y, bp, ref, det, sn, ft, ev, cap, sev, wf, bi, bs, bc, bpw);
     printf("channels %d samples %d events %ld\n", C, T, n);
     nk_bandpass_free(bp); nk_reference_free(ref); nk_detect_free(det); nk_snippet_free(sn);
     nk_features_free(ft);

@@ -24,7 +24,8 @@ static void mutated_stream(const uint8_t *data, size_t size) {
     int16_t *lv = malloc(65536 * sizeof(int16_t));
     int32_t L = nk_codec_fit_ladder(x, T, lv, 65536);
     nk_codec_config cfg = {1, 1000, 128, L > 0 ? L : 0};
-    nk_codec_enc *e = nk_codec_enc_new(&cfg, lv);
+    nk_codec_enc *e = NULL;
+    nk_codec_enc_new(&cfg, lv, &e);
     int32_t hcap = nk_codec_max_header_size(cfg.n_levels), hl = 0;
     uint8_t *hdr = malloc((size_t)hcap);
     nk_codec_enc_header(e, hdr, hcap, &hl);
@@ -32,7 +33,8 @@ static void mutated_stream(const uint8_t *data, size_t size) {
     hdr[flips[0] % hl] ^= flips[1];
     fix_crc(hdr, (size_t)hl);
     int st;
-    nk_codec_dec *d = nk_codec_dec_new(hdr, hl, &st);
+    nk_codec_dec *d = NULL;
+    st = nk_codec_dec_new(hdr, hl, &d);
     nk_codec_config dcfg = {1, 0, 0, 0};
     if (d) nk_codec_dec_config(d, &dcfg, NULL, 0);
     free(y);
@@ -80,7 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (hl > size - pos) hl = size - pos;
     if (patch) fix_crc(buf + pos, hl);
     int st;
-    nk_codec_dec *d = nk_codec_dec_new(buf + pos, (int32_t)hl, &st);
+    nk_codec_dec *d = NULL;
+    st = nk_codec_dec_new(buf + pos, (int32_t)hl, &d);
     pos += hl;
     if (d) {
         nk_codec_config cfg;

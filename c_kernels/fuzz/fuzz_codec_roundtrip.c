@@ -20,13 +20,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t L = use_ladder ? nk_codec_fit_ladder(x, T * C, lv, 65536) : 0;
     if (L < 0) abort();
     nk_codec_config cfg = {C, 1000, resync, L};
-    nk_codec_enc *e = nk_codec_enc_new(&cfg, lv);
+    nk_codec_enc *e = NULL;
+    nk_codec_enc_new(&cfg, lv, &e);
     if (!e) abort();
     int32_t hcap = nk_codec_max_header_size(L), hl = 0;
     uint8_t *hdr = malloc((size_t)hcap);
     if (nk_codec_enc_header(e, hdr, hcap, &hl) != NK_OK) abort();
     int st;
-    nk_codec_dec *d = nk_codec_dec_new(hdr, hl, &st);
+    nk_codec_dec *d = NULL;
+    st = nk_codec_dec_new(hdr, hl, &d);
     if (!d) abort();
     const int64_t pcap = nk_codec_max_packet_size(C, block);
     uint8_t *pk = malloc((size_t)pcap);

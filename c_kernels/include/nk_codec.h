@@ -72,6 +72,7 @@
 
 #include "nk_common.h"
 
+NK_API_BEGIN
 /* cffi-begin */
 #define NK_CODEC_VERSION 1
 #define NK_CODEC_MAX_CHANNELS 4096
@@ -98,8 +99,8 @@ typedef struct nk_codec_enc nk_codec_enc;
 typedef struct nk_codec_dec nk_codec_dec;
 
 /* Encoder. levels: cfg->n_levels strictly increasing int16 values (NULL when 0).
- * NULL on bad arguments or memory. */
-nk_codec_enc *nk_codec_enc_new(const nk_codec_config *cfg, const int16_t *levels);
+ * NK_ERR_ARG or NK_ERR_NOMEM. */
+int nk_codec_enc_new(const nk_codec_config *cfg, const int16_t *levels, nk_codec_enc **out);
 /* Bytes needed for the stream header / for one packet of n_samples per channel. */
 int32_t nk_codec_max_header_size(int32_t n_levels);
 int64_t nk_codec_max_packet_size(int32_t n_channels, int32_t n_samples);
@@ -120,8 +121,8 @@ void nk_codec_enc_free(nk_codec_enc *e);
  * or a negative status. */
 int32_t nk_codec_fit_ladder(const int16_t *data, int64_t n, int16_t *levels, int32_t capacity);
 
-/* Decoder from a stream header. *status gets NK_OK, NK_ERR_CORRUPT or NK_ERR_NOMEM. */
-nk_codec_dec *nk_codec_dec_new(const uint8_t *header, int32_t n_bytes, int *status);
+/* Decoder from a stream header: NK_OK, NK_ERR_CORRUPT (bad header) or NK_ERR_NOMEM. */
+int nk_codec_dec_new(const uint8_t *header, int32_t n_bytes, nk_codec_dec **out);
 /* The stream's configuration and ladder (levels may be NULL; capacity in entries). */
 int nk_codec_dec_config(const nk_codec_dec *d, nk_codec_config *cfg, int16_t *levels,
                         int32_t capacity);
@@ -136,5 +137,6 @@ int nk_codec_decode(nk_codec_dec *d, const uint8_t *pkt, int64_t n_bytes, int16_
 void nk_codec_dec_reset(nk_codec_dec *d);
 void nk_codec_dec_free(nk_codec_dec *d);
 /* cffi-end */
+NK_API_END
 
 #endif

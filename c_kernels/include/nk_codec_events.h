@@ -25,6 +25,7 @@
 #include "nk_common.h"
 #include "nk_detect.h"
 
+NK_API_BEGIN
 /* cffi-begin */
 #define NK_EVENTS_HEADER 30 /* upper bound on the batch header (without the CRC) */
 /* Upper bound on the coded size of a batch. */
@@ -42,5 +43,6 @@ int nk_codec_events_decode(const uint8_t *in, int64_t n_bytes, nk_event *events,
                            int32_t capacity, float *snippets, int64_t snippet_capacity,
                            int32_t *n_events);
 /* cffi-end */
+NK_API_END
 
 #endif

@@ -27,6 +27,9 @@
 #define NK_DETECT_H
 #include <stdint.h>
 
+#include "nk_common.h"
+
+NK_API_BEGIN
 /* cffi-begin */
 #define NK_POLARITY_NEG 0
 #define NK_POLARITY_POS 1
@@ -53,9 +56,9 @@ typedef struct {
 
 typedef struct nk_detect nk_detect;
 /* adj_offsets: n_channels + 1 CSR offsets into adj_indices (neighbours, self excluded);
- * both NULL means no neighbours. NULL return on bad arguments or memory. */
-nk_detect *nk_detect_new(const nk_detect_config *cfg, const int32_t *adj_offsets,
-                         const int32_t *adj_indices);
+ * both NULL means no neighbours. NK_ERR_ARG (bad settings) or NK_ERR_NOMEM. */
+int nk_detect_new(const nk_detect_config *cfg, const int32_t *adj_offsets,
+                  const int32_t *adj_indices, nk_detect **out);
 /* Upper bound on events one call with n_samples rows can produce. */
 int32_t nk_detect_max_events(const nk_detect *d, int32_t n_samples);
 /* data: float32 [n_samples][n_channels]; first_sample must continue the previous call. */
@@ -71,5 +74,6 @@ int32_t nk_detect_latency(const nk_detect *d);
 void nk_detect_reset(nk_detect *d);
 void nk_detect_free(nk_detect *d);
 /* cffi-end */
+NK_API_END
 
 #endif

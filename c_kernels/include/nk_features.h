@@ -15,9 +15,11 @@
 #include <stdint.h>
 #include "nk_detect.h"
 
+NK_API_BEGIN
 /* cffi-begin */
 typedef struct nk_features nk_features;
-nk_features *nk_features_new(int32_t n_channels, int32_t bin_samples, int32_t latency);
+int nk_features_new(int32_t n_channels, int32_t bin_samples, int32_t latency,
+                    nk_features **out);
 /* Upper bound on bins one call with n_samples rows can emit. */
 int32_t nk_features_max_bins(const nk_features *f, int32_t n_samples);
 /* events must be sorted by sample (as nk_detect emits them). Outputs, capacity rows each:
@@ -31,5 +33,6 @@ int64_t nk_features_late(const nk_features *f);
 void nk_features_reset(nk_features *f);
 void nk_features_free(nk_features *f);
 /* cffi-end */
+NK_API_END
 
 #endif

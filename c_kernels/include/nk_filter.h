@@ -23,6 +23,9 @@
 #define NK_FILTER_H
 #include <stdint.h>
 
+#include "nk_common.h"
+
+NK_API_BEGIN
 /* cffi-begin */
 #define NK_BUTTER_LOW 0
 #define NK_BUTTER_HIGH 1
@@ -37,7 +40,8 @@ int nk_butter_sos(int32_t order, int32_t btype, double f_lo, double f_hi, double
 
 typedef struct nk_bandpass nk_bandpass;
 /* sos: n_sections rows of [b0 b1 b2 a0 a1 a2] (a0 must be 1). NULL on bad arguments or memory. */
-nk_bandpass *nk_bandpass_new(int32_t n_channels, const double *sos, int32_t n_sections);
+int nk_bandpass_new(int32_t n_channels, const double *sos, int32_t n_sections,
+                    nk_bandpass **out);
 /* in: int16 [n_samples][n_channels]; out: float32 [n_samples][n_channels]. */
 int nk_bandpass_process(nk_bandpass *f, const int16_t *in, float *out, int32_t n_samples);
 /* Same, for float input (for chaining or re-filtering). in may equal out. */
@@ -46,7 +50,8 @@ void nk_bandpass_reset(nk_bandpass *f);
 void nk_bandpass_free(nk_bandpass *f);
 
 typedef struct nk_lfp nk_lfp;
-nk_lfp *nk_lfp_new(int32_t n_channels, const double *sos, int32_t n_sections, int32_t decimation);
+int nk_lfp_new(int32_t n_channels, const double *sos, int32_t n_sections, int32_t decimation,
+               nk_lfp **out);
 /* Writes floor-aligned decimated rows to out (capacity max_out rows); *n_out gets the count.
  * first_sample is the absolute index of in's first row. */
 int nk_lfp_process(nk_lfp *f, const int16_t *in, int32_t n_samples, int64_t first_sample,
@@ -54,5 +59,6 @@ int nk_lfp_process(nk_lfp *f, const int16_t *in, int32_t n_samples, int64_t firs
 void nk_lfp_reset(nk_lfp *f);
 void nk_lfp_free(nk_lfp *f);
 /* cffi-end */
+NK_API_END
 
 #endif

@@ -12,16 +12,21 @@
 #define NK_REFERENCE_H
 #include <stdint.h>
 
+#include "nk_common.h"
+
+NK_API_BEGIN
 /* cffi-begin */
 #define NK_REF_MEDIAN 0
 #define NK_REF_AVERAGE 1
 
 typedef struct nk_reference nk_reference;
 /* group_of_channel: n_channels ids in [-1, n_channels). NULL on bad arguments or memory. */
-nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_t mode);
+int nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_t mode,
+                     nk_reference **out);
 /* In place over data [n_samples][n_channels]. */
 int nk_reference_process(nk_reference *r, float *data, int32_t n_samples);
 void nk_reference_free(nk_reference *r);
 /* cffi-end */
+NK_API_END
 
 #endif

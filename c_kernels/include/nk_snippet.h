@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "nk_detect.h"
 
+NK_API_BEGIN
 /* cffi-begin */
 typedef struct {
     int32_t n_channels;
@@ -23,7 +24,7 @@ typedef struct {
 
 typedef struct nk_snippet nk_snippet;
 /* neighbors: [n_channels][n_neighbors] channel ids or -1. */
-nk_snippet *nk_snippet_new(const nk_snippet_config *cfg, const int32_t *neighbors);
+int nk_snippet_new(const nk_snippet_config *cfg, const int32_t *neighbors, nk_snippet **out);
 /* out_events gets the events whose snippets are complete (same order as they arrived);
  * out_waveforms [capacity][K][pre+post]. capacity must be ≥ max_pending. */
 int nk_snippet_process(nk_snippet *s, const float *data, int32_t n_samples, int64_t first_sample,
@@ -34,5 +35,6 @@ int32_t nk_snippet_pending(const nk_snippet *s);
 void nk_snippet_reset(nk_snippet *s);
 void nk_snippet_free(nk_snippet *s);
 /* cffi-end */
+NK_API_END
 
 #endif

@@ -59,6 +59,7 @@
 #include <stdint.h>
 #include "nk_detect.h"
 
+NK_API_BEGIN
 /* cffi-begin */
 #define NK_SORT_BIRTH 1
 #define NK_SORT_MERGE 2
@@ -106,9 +107,9 @@ typedef struct {
 
 typedef struct nk_sort nk_sort;
 /* neighbors: [n_channels][K] channel ids or −1 (the first normally the channel itself);
- * basis: [n_features][L] or NULL (no projection: D = L). NULL on bad arguments or memory. */
-nk_sort *nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float *basis,
-                     int32_t n_features);
+ * basis: [n_features][L] or NULL (no projection: D = L). NK_ERR_ARG or NK_ERR_NOMEM. */
+int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float *basis,
+                int32_t n_features, nk_sort **out);
 /* Bytes of state nk_sort_new allocates for cfg (0 if cfg is invalid). */
 int64_t nk_sort_memory(const nk_sort_config *cfg);
 /* Upper bound on life-cycle events from one call with n_spikes snippets. */
@@ -130,5 +131,6 @@ int nk_sort_get_clusters(const nk_sort *s, int32_t *channel, int32_t *unit, int6
 void nk_sort_reset(nk_sort *s);
 void nk_sort_free(nk_sort *s);
 /* cffi-end */
+NK_API_END
 
 #endif

@@ -249,18 +249,21 @@ struct nk_codec_enc {
     int force_resync;
 };
 
-nk_codec_enc *nk_codec_enc_new(const nk_codec_config *cfg, const int16_t *levels) {
-    if (!valid_config(cfg) || (cfg->n_levels > 0 && !levels)) return NULL;
+int nk_codec_enc_new(const nk_codec_config *cfg, const int16_t *levels, nk_codec_enc **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (!valid_config(cfg) || (cfg->n_levels > 0 && !levels)) return NK_ERR_ARG;
     for (int32_t i = 1; i < cfg->n_levels; i++)
-        if (levels[i] <= levels[i - 1]) return NULL;
+        if (levels[i] <= levels[i - 1]) return NK_ERR_ARG;
     nk_codec_enc *e = calloc(1, sizeof *e);
-    if (!e) return NULL;
+    if (!e) return NK_ERR_NOMEM;
     if (stream_init(&e->s, cfg, levels) != NK_OK) {
         nk_codec_enc_free(e);
-        return NULL;
+        return NK_ERR_NOMEM;
     }
     nk_codec_enc_reset(e);
-    return e;
+    *out = e;
+    return NK_OK;
 }
 
 void nk_codec_enc_reset(nk_codec_enc *e) {
@@ -476,27 +479,25 @@ struct nk_codec_dec {
     uint16_t expect_seq;
 };
 
-nk_codec_dec *nk_codec_dec_new(const uint8_t *h, int32_t n_bytes, int *status) {
-    int dummy;
-    if (!status) status = &dummy;
-    *status = NK_ERR_CORRUPT;
-    if (!h || n_bytes < HDR_FIXED + 4) return NULL;
-    if (h[0] != 'N' || h[1] != 'K' || h[2] != 'C' || h[3] != NK_CODEC_VERSION) return NULL;
+int nk_codec_dec_new(const uint8_t *h, int32_t n_bytes, nk_codec_dec **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (!h || n_bytes < HDR_FIXED + 4) return NK_ERR_CORRUPT;
+    if (h[0] != 'N' || h[1] != 'K' || h[2] != 'C' || h[3] != NK_CODEC_VERSION) return NK_ERR_CORRUPT;
     const uint32_t lb = nk_get32(h + 16);
-    if (lb > (uint32_t)n_bytes - HDR_FIXED - 4) return NULL;
-    if (nk_get32(h + HDR_FIXED + lb) != nk_crc32(h, HDR_FIXED + (int64_t)lb)) return NULL;
+    if (lb > (uint32_t)n_bytes - HDR_FIXED - 4) return NK_ERR_CORRUPT;
+    if (nk_get32(h + HDR_FIXED + lb) != nk_crc32(h, HDR_FIXED + (int64_t)lb)) return NK_ERR_CORRUPT;
     nk_codec_config cfg = {(int32_t)nk_get16(h + 4), (int32_t)(nk_get32(h + 6) & 0x7FFFFFFFu),
                            (int32_t)(nk_get32(h + 10) & 0x7FFFFFFFu), (int32_t)nk_get16(h + 14)};
-    if (nk_get32(h + 6) > 0x7FFFFFFFu || nk_get32(h + 10) > 0x7FFFFFFFu) return NULL;
-    if (!valid_config(&cfg) || (cfg.n_levels == 0) != (lb == 0)) return NULL;
+    if (nk_get32(h + 6) > 0x7FFFFFFFu || nk_get32(h + 10) > 0x7FFFFFFFu) return NK_ERR_CORRUPT;
+    if (!valid_config(&cfg) || (cfg.n_levels == 0) != (lb == 0)) return NK_ERR_CORRUPT;
     int16_t *lv = NULL;
     if (cfg.n_levels > 0) {
         lv = malloc((size_t)cfg.n_levels * sizeof(int16_t));
         nk_res_model *m = malloc(sizeof *m);
         if (!lv || !m) {
             free(lv); free(m);
-            *status = NK_ERR_NOMEM;
-            return NULL;
+            return NK_ERR_NOMEM;
         }
         nk_res_init(m);
         nk_rc_dec rc;
@@ -512,20 +513,19 @@ nk_codec_dec *nk_codec_dec_new(const uint8_t *h, int32_t n_bytes, int *status) {
         free(m);
         if (!ok || rc.overrun > 4) {
             free(lv);
-            return NULL;
+            return NK_ERR_CORRUPT;
         }
     }
     nk_codec_dec *d = calloc(1, sizeof *d);
     if (!d || stream_init(&d->s, &cfg, lv) != NK_OK) {
         free(lv);
         nk_codec_dec_free(d);
-        *status = NK_ERR_NOMEM;
-        return NULL;
+        return NK_ERR_NOMEM;
     }
     free(lv);
     nk_codec_dec_reset(d);
-    *status = NK_OK;
-    return d;
+    *out = d;
+    return NK_OK;
 }
 
 void nk_codec_dec_reset(nk_codec_dec *d) {

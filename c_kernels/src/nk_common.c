@@ -11,5 +11,3 @@ const char *nk_status_str(int status) {
     default: return "unknown status";
     }
 }
-
-int32_t nk_version(void) { return 100; /* 0.1.0 */ }

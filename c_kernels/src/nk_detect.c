@@ -19,29 +19,31 @@ struct nk_detect {
     float *last_score;      /* per channel: score of that spike */
 };
 
-nk_detect *nk_detect_new(const nk_detect_config *cfg, const int32_t *adj_offsets,
-                         const int32_t *adj_indices) {
-    if (!cfg) return NULL;
+int nk_detect_new(const nk_detect_config *cfg, const int32_t *adj_offsets,
+                  const int32_t *adj_indices, nk_detect **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (!cfg) return NK_ERR_ARG;
     const int32_t C = cfg->n_channels;
-    if (C < 1 || C > (1 << 20)) return NULL;
-    if (cfg->polarity < NK_POLARITY_NEG || cfg->polarity > NK_POLARITY_BOTH) return NULL;
-    if (!(cfg->threshold > 0) || !isfinite(cfg->threshold)) return NULL;
-    if (cfg->exclude_sweep < 0 || cfg->exclude_sweep > 4096) return NULL;
-    if (cfg->refractory < 0 || cfg->warmup < 0) return NULL;
-    if (!(cfg->eta_fast > 0 && cfg->eta_fast < 0.5f)) return NULL;
-    if (!(cfg->eta_slow > 0 && cfg->eta_slow < 0.5f)) return NULL;
-    if ((adj_offsets == NULL) != (adj_indices == NULL)) return NULL;
+    if (C < 1 || C > (1 << 20)) return NK_ERR_ARG;
+    if (cfg->polarity < NK_POLARITY_NEG || cfg->polarity > NK_POLARITY_BOTH) return NK_ERR_ARG;
+    if (!(cfg->threshold > 0) || !isfinite(cfg->threshold)) return NK_ERR_ARG;
+    if (cfg->exclude_sweep < 0 || cfg->exclude_sweep > 4096) return NK_ERR_ARG;
+    if (cfg->refractory < 0 || cfg->warmup < 0) return NK_ERR_ARG;
+    if (!(cfg->eta_fast > 0 && cfg->eta_fast < 0.5f)) return NK_ERR_ARG;
+    if (!(cfg->eta_slow > 0 && cfg->eta_slow < 0.5f)) return NK_ERR_ARG;
+    if ((adj_offsets == NULL) != (adj_indices == NULL)) return NK_ERR_ARG;
     int32_t n_adj = 0;
     if (adj_offsets) {
-        if (adj_offsets[0] != 0) return NULL;
+        if (adj_offsets[0] != 0) return NK_ERR_ARG;
         for (int32_t c = 0; c < C; c++)
-            if (adj_offsets[c + 1] < adj_offsets[c]) return NULL;
+            if (adj_offsets[c + 1] < adj_offsets[c]) return NK_ERR_ARG;
         n_adj = adj_offsets[C];
         for (int32_t i = 0; i < n_adj; i++)
-            if (adj_indices[i] < 0 || adj_indices[i] >= C) return NULL;
+            if (adj_indices[i] < 0 || adj_indices[i] >= C) return NK_ERR_ARG;
     }
     nk_detect *d = calloc(1, sizeof *d);
-    if (!d) return NULL;
+    if (!d) return NK_ERR_NOMEM;
     d->cfg = *cfg;
     d->H = 2 * cfg->exclude_sweep + 1;
     d->adj_off = calloc((size_t)C + 1, sizeof(int32_t));
@@ -52,14 +54,15 @@ nk_detect *nk_detect_new(const nk_detect_config *cfg, const int32_t *adj_offsets
     d->last_score = calloc((size_t)C, sizeof(float));
     if (!d->adj_off || !d->adj_idx || !d->ring || !d->med || !d->last_spike || !d->last_score) {
         nk_detect_free(d);
-        return NULL;
+        return NK_ERR_NOMEM;
     }
     if (adj_offsets) {
         memcpy(d->adj_off, adj_offsets, ((size_t)C + 1) * sizeof(int32_t));
         memcpy(d->adj_idx, adj_indices, (size_t)n_adj * sizeof(int32_t));
     }
     nk_detect_reset(d);
-    return d;
+    *out = d;
+    return NK_OK;
 }
 
 void nk_detect_reset(nk_detect *d) {

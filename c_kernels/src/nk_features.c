@@ -14,10 +14,13 @@ struct nk_features {
     float *power;              /* [P][C] sums of x² */
 };
 
-nk_features *nk_features_new(int32_t n_channels, int32_t bin_samples, int32_t latency) {
-    if (n_channels < 1 || n_channels > (1 << 20) || bin_samples < 1 || latency < 0) return NULL;
+int nk_features_new(int32_t n_channels, int32_t bin_samples, int32_t latency,
+                    nk_features **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (n_channels < 1 || n_channels > (1 << 20) || bin_samples < 1 || latency < 0) return NK_ERR_ARG;
     nk_features *f = calloc(1, sizeof *f);
-    if (!f) return NULL;
+    if (!f) return NK_ERR_NOMEM;
     f->C = n_channels;
     f->B = bin_samples;
     f->latency = latency;
@@ -28,10 +31,11 @@ nk_features *nk_features_new(int32_t n_channels, int32_t bin_samples, int32_t la
     f->power = calloc((size_t)f->P * (size_t)f->C, sizeof(float));
     if (!f->slot_bin || !f->slot_seen || !f->counts || !f->power) {
         nk_features_free(f);
-        return NULL;
+        return NK_ERR_NOMEM;
     }
     nk_features_reset(f);
-    return f;
+    *out = f;
+    return NK_OK;
 }
 
 void nk_features_reset(nk_features *f) {

@@ -150,16 +150,20 @@ static int load_sections(nk_biquad *sec, const double *sos, int32_t n_sections) 
     return NK_OK;
 }
 
-nk_bandpass *nk_bandpass_new(int32_t n_channels, const double *sos, int32_t n_sections) {
-    if (n_channels < 1 || n_channels > (1 << 20)) return NULL;
+int nk_bandpass_new(int32_t n_channels, const double *sos, int32_t n_sections,
+                    nk_bandpass **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (n_channels < 1 || n_channels > (1 << 20)) return NK_ERR_ARG;
     nk_bandpass *f = calloc(1, sizeof *f);
-    if (!f) return NULL;
-    if (load_sections(f->sec, sos, n_sections) != NK_OK) { free(f); return NULL; }
+    if (!f) return NK_ERR_NOMEM;
+    if (load_sections(f->sec, sos, n_sections) != NK_OK) { free(f); return NK_ERR_ARG; }
     f->n_channels = n_channels;
     f->n_sections = n_sections;
     f->state = calloc((size_t)n_sections * 2 * (size_t)n_channels, sizeof(float));
-    if (!f->state) { free(f); return NULL; }
-    return f;
+    if (!f->state) { free(f); return NK_ERR_NOMEM; }
+    *out = f;
+    return NK_OK;
 }
 
 /* One row (one time step, all channels) through every section, in place. */
@@ -222,15 +226,20 @@ struct nk_lfp {
     float *row; /* one row of scratch */
 };
 
-nk_lfp *nk_lfp_new(int32_t n_channels, const double *sos, int32_t n_sections, int32_t decimation) {
-    if (decimation < 1 || decimation > 4096) return NULL;
+int nk_lfp_new(int32_t n_channels, const double *sos, int32_t n_sections, int32_t decimation,
+               nk_lfp **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (decimation < 1 || decimation > 4096) return NK_ERR_ARG;
     nk_lfp *f = calloc(1, sizeof *f);
-    if (!f) return NULL;
-    f->lp = nk_bandpass_new(n_channels, sos, n_sections);
+    if (!f) return NK_ERR_NOMEM;
+    const int st = nk_bandpass_new(n_channels, sos, n_sections, &f->lp);
+    if (st != NK_OK) { nk_lfp_free(f); return st; }
     f->row = calloc((size_t)(n_channels > 0 ? n_channels : 1), sizeof(float));
-    if (!f->lp || !f->row) { nk_lfp_free(f); return NULL; }
+    if (!f->row) { nk_lfp_free(f); return NK_ERR_NOMEM; }
     f->decimation = decimation;
-    return f;
+    *out = f;
+    return NK_OK;
 }
 
 NK_HOT int nk_lfp_process(nk_lfp *f, const int16_t *in, int32_t n_samples, int64_t first_sample,

@@ -16,17 +16,20 @@ struct nk_reference {
     float *prev_mean;      /* n_groups: last row's mean (tracks common-mode jumps) */
 };
 
-nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_t mode) {
-    if (n_channels < 1 || !group_of_channel) return NULL;
-    if (mode != NK_REF_MEDIAN && mode != NK_REF_AVERAGE) return NULL;
+int nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_t mode,
+                     nk_reference **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (n_channels < 1 || !group_of_channel) return NK_ERR_ARG;
+    if (mode != NK_REF_MEDIAN && mode != NK_REF_AVERAGE) return NK_ERR_ARG;
     int32_t n_groups = 0;
     for (int32_t c = 0; c < n_channels; c++) {
         int32_t g = group_of_channel[c];
-        if (g < -1 || g >= n_channels) return NULL;
+        if (g < -1 || g >= n_channels) return NK_ERR_ARG;
         if (g + 1 > n_groups) n_groups = g + 1;
     }
     nk_reference *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    if (!r) return NK_ERR_NOMEM;
     r->n_channels = n_channels;
     r->n_groups = n_groups;
     r->mode = mode;
@@ -40,7 +43,7 @@ nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_chann
     if (!r->members || !r->start || !r->scratch || !r->inside || !r->prev_median || !r->delta ||
         !r->prev_mean) {
         nk_reference_free(r);
-        return NULL;
+        return NK_ERR_NOMEM;
     }
     int32_t k = 0;
     for (int32_t g = 0; g < n_groups; g++) {
@@ -49,7 +52,8 @@ nk_reference *nk_reference_new(int32_t n_channels, const int32_t *group_of_chann
             if (group_of_channel[c] == g) r->members[k++] = c;
     }
     r->start[n_groups] = k;
-    return r;
+    *out = r;
+    return NK_OK;
 }
 
 static inline void swapf(float *a, float *b) {

@@ -16,26 +16,29 @@ struct nk_snippet {
     nk_event *pending;      /* [max_pending] */
 };
 
-nk_snippet *nk_snippet_new(const nk_snippet_config *cfg, const int32_t *neighbors) {
-    if (!cfg || !neighbors) return NULL;
+int nk_snippet_new(const nk_snippet_config *cfg, const int32_t *neighbors, nk_snippet **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (!cfg || !neighbors) return NK_ERR_ARG;
     const int32_t C = cfg->n_channels, K = cfg->n_neighbors;
-    if (C < 1 || C > (1 << 20) || K < 1 || K > C) return NULL;
-    if (cfg->pre < 0 || cfg->post < 1 || cfg->pre + cfg->post > 4096) return NULL;
-    if (cfg->max_block < 1 || cfg->max_block > (1 << 20)) return NULL;
-    if (cfg->max_pending < 1 || cfg->max_pending > (1 << 24)) return NULL;
+    if (C < 1 || C > (1 << 20) || K < 1 || K > C) return NK_ERR_ARG;
+    if (cfg->pre < 0 || cfg->post < 1 || cfg->pre + cfg->post > 4096) return NK_ERR_ARG;
+    if (cfg->max_block < 1 || cfg->max_block > (1 << 20)) return NK_ERR_ARG;
+    if (cfg->max_pending < 1 || cfg->max_pending > (1 << 24)) return NK_ERR_ARG;
     for (int64_t i = 0; i < (int64_t)C * K; i++)
-        if (neighbors[i] < -1 || neighbors[i] >= C) return NULL;
+        if (neighbors[i] < -1 || neighbors[i] >= C) return NK_ERR_ARG;
     nk_snippet *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    if (!s) return NK_ERR_NOMEM;
     s->cfg = *cfg;
     s->R = cfg->pre + cfg->post + cfg->max_block + 1;
     s->neighbors = malloc((size_t)C * (size_t)K * sizeof(int32_t));
     s->ring = calloc((size_t)s->R * (size_t)C, sizeof(float));
     s->pending = calloc((size_t)cfg->max_pending, sizeof(nk_event));
-    if (!s->neighbors || !s->ring || !s->pending) { nk_snippet_free(s); return NULL; }
+    if (!s->neighbors || !s->ring || !s->pending) { nk_snippet_free(s); return NK_ERR_NOMEM; }
     memcpy(s->neighbors, neighbors, (size_t)C * (size_t)K * sizeof(int32_t));
     nk_snippet_reset(s);
-    return s;
+    *out = s;
+    return NK_OK;
 }
 
 void nk_snippet_reset(nk_snippet *s) {

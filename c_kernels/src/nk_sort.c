@@ -79,15 +79,17 @@ static int basis_ok(const float *basis, int32_t D, int32_t L) {
     return 1;
 }
 
-nk_sort *nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float *basis,
-                     int32_t n_features) {
-    if (!config_ok(cfg) || !neighbors) return NULL;
+int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float *basis,
+                int32_t n_features, nk_sort **out) {
+    if (!out) return NK_ERR_ARG;
+    *out = NULL;
+    if (!config_ok(cfg) || !neighbors) return NK_ERR_ARG;
     const int32_t C = cfg->n_channels, K = cfg->n_neighbors, L = cfg->n_samples;
-    if (!basis_ok(basis, basis ? n_features : 0, L)) return NULL;
+    if (!basis_ok(basis, basis ? n_features : 0, L)) return NK_ERR_ARG;
     for (int64_t i = 0; i < (int64_t)C * K; i++)
-        if (neighbors[i] < -1 || neighbors[i] >= C) return NULL;
+        if (neighbors[i] < -1 || neighbors[i] >= C) return NK_ERR_ARG;
     nk_sort *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    if (!s) return NK_ERR_NOMEM;
     s->cfg = *cfg;
     const size_t N = (size_t)C * (size_t)cfg->max_clusters, KL = (size_t)K * (size_t)L;
     s->nb = malloc((size_t)C * (size_t)K * sizeof(int32_t));
@@ -101,7 +103,7 @@ nk_sort *nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const 
     if (!s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f) {
         nk_sort_free(s);
-        return NULL;
+        return NK_ERR_NOMEM;
     }
     memcpy(s->nb, neighbors, (size_t)C * (size_t)K * sizeof(int32_t));
     for (int32_t c = 0; c < C; c++) {
@@ -118,7 +120,8 @@ nk_sort *nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const 
     }
     s->M = s->has_basis ? s->D : L - 2;
     nk_sort_reset(s);
-    return s;
+    *out = s;
+    return NK_OK;
 }
 
 void nk_sort_reset(nk_sort *s) {

@@ -84,14 +84,16 @@ int main(void) {
     report("fit_ladder", fnv(FNV0, fitted, sizeof(int16_t) * (size_t)(nl > 0 ? nl : 0)), fit_ok);
 
     nk_codec_config cfg = {C, 19531, 1000, 1024};
-    nk_codec_enc *e = nk_codec_enc_new(&cfg, ladder);
+    nk_codec_enc *e = NULL;
+    nk_codec_enc_new(&cfg, ladder, &e);
     static uint8_t hdr[65536];
     int32_t hlen = 0;
     int st = nk_codec_enc_header(e, hdr, (int32_t)sizeof hdr, &hlen);
     report("header", fnv(FNV0, hdr, (size_t)hlen), st == NK_OK && hlen < 300);
     uint64_t h;
     int64_t total = encode_all(e, BLOCK, &h);
-    nk_codec_dec *d = nk_codec_dec_new(hdr, hlen, &st);
+    nk_codec_dec *d = NULL;
+    st = nk_codec_dec_new(hdr, hlen, &d);
     int skipped, lost;
     st = decode_all(d, BLOCK, -1, &skipped, &lost);
     report("ladder_roundtrip", h, total > 0 && total < (int64_t)sizeof x / 2 && st == NK_OK &&
@@ -127,9 +129,9 @@ int main(void) {
     /* --- block-size independence of the decoded signal; other block sizes */
     nk_codec_enc_free(e);
     cfg.resync_interval = 0;
-    e = nk_codec_enc_new(&cfg, ladder);
+    nk_codec_enc_new(&cfg, ladder, &e);
     total = encode_all(e, 500, &h);
-    d = nk_codec_dec_new(hdr, hlen, &st); /* same ladder; the header's interval is informational */
+    st = nk_codec_dec_new(hdr, hlen, &d); /* same ladder; the header's interval is informational */
     st = decode_all(d, 500, -1, &skipped, &lost);
     report("blocks_500_noresync", h, st == NK_OK && !memcmp(x, y, sizeof x));
     nk_codec_dec_free(d);
@@ -138,9 +140,9 @@ int main(void) {
     /* --- off-ladder samples are escaped */
     for (int i = 0; i < 50; i++) x[(rng() % T) * C + rng() % C] = (int16_t)(rng() & 0xFFFF);
     cfg.resync_interval = 1000;
-    e = nk_codec_enc_new(&cfg, ladder);
+    nk_codec_enc_new(&cfg, ladder, &e);
     total = encode_all(e, BLOCK, &h);
-    d = nk_codec_dec_new(hdr, hlen, &st);
+    st = nk_codec_dec_new(hdr, hlen, &d);
     st = decode_all(d, BLOCK, -1, &skipped, &lost);
     report("escapes", h, st == NK_OK && !memcmp(x, y, sizeof x));
     nk_codec_dec_free(d);
@@ -149,10 +151,10 @@ int main(void) {
     /* --- identity map on white noise: stored packets, still exact */
     for (int i = 0; i < T * C; i++) x[i] = (int16_t)(rng() & 0xFFFF);
     nk_codec_config raw = {C, 30000, 1000, 0};
-    e = nk_codec_enc_new(&raw, NULL);
+    nk_codec_enc_new(&raw, NULL, &e);
     nk_codec_enc_header(e, hdr, (int32_t)sizeof hdr, &hlen);
     total = encode_all(e, BLOCK, &h);
-    d = nk_codec_dec_new(hdr, hlen, &st);
+    st = nk_codec_dec_new(hdr, hlen, &d);
     st = decode_all(d, BLOCK, -1, &skipped, &lost);
     report("identity_noise", h, st == NK_OK && !memcmp(x, y, sizeof x) &&
            total <= (T / BLOCK) * (int64_t)nk_codec_max_packet_size(C, BLOCK));
@@ -163,9 +165,9 @@ int main(void) {
     for (int t = 0; t < T; t++)
         for (int c = 0; c < C; c++)
             x[t * C + c] = (int16_t)(((t * 37 + c * 1000) % 20000) - 10000 + (int32_t)(rng() % 5));
-    e = nk_codec_enc_new(&raw, NULL);
+    nk_codec_enc_new(&raw, NULL, &e);
     total = encode_all(e, BLOCK, &h);
-    d = nk_codec_dec_new(hdr, hlen, &st);
+    st = nk_codec_dec_new(hdr, hlen, &d);
     st = decode_all(d, BLOCK, -1, &skipped, &lost);
     report("identity_smooth", h, st == NK_OK && !memcmp(x, y, sizeof x) && total < (int64_t)sizeof x / 2);
     nk_codec_dec_free(d);
@@ -173,7 +175,7 @@ int main(void) {
 
     /* --- header errors */
     hdr[5] ^= 1;
-    d = nk_codec_dec_new(hdr, hlen, &st);
+    st = nk_codec_dec_new(hdr, hlen, &d);
     report("header_corrupt", (uint64_t)st, d == NULL && st == NK_ERR_CORRUPT);
 
     /* --- events and snippets */

@@ -51,7 +51,8 @@ int main(void) {
     report("butter_bad_args", 0, nk_butter_sos(2, NK_BUTTER_BAND, 6000, 300, FS, sos, 4) == NK_ERR_ARG);
 
     /* --- band-pass: DC must be rejected */
-    nk_bandpass *bp = nk_bandpass_new(C, sos, ns);
+    nk_bandpass *bp = NULL;
+    nk_bandpass_new(C, sos, ns, &bp);
     int st = nk_bandpass_process(bp, data, filt, T);
     double tail_mean = 0;
     for (int t = T - 3000; t < T; t++) tail_mean += filt[t * C + 0];
@@ -68,7 +69,8 @@ int main(void) {
     nk_bandpass_free(bp);
 
     /* --- LFP: low-pass + decimate by 30 */
-    nk_lfp *lfp = nk_lfp_new(C, sos + 6 * ns, nl, 30);
+    nk_lfp *lfp = NULL;
+    nk_lfp_new(C, sos + 6 * ns, nl, 30, &lfp);
     static float lfp_out[(T / 30 + 1) * C];
     int32_t n_lfp = 0;
     st = nk_lfp_process(lfp, data, T, 0, lfp_out, T / 30 + 1, &n_lfp);
@@ -78,7 +80,8 @@ int main(void) {
     /* --- reference: median of a known row */
     int32_t groups[C];
     for (int c = 0; c < C; c++) groups[c] = c < 16 ? 0 : 1;
-    nk_reference *ref = nk_reference_new(C, groups, NK_REF_MEDIAN);
+    nk_reference *ref = NULL;
+    nk_reference_new(C, groups, NK_REF_MEDIAN, &ref);
     float row[C];
     for (int c = 0; c < C; c++) row[c] = (float)((c * 7) % 16);  /* 0..15 per group: median 7.5 */
     nk_reference_process(ref, row, 1);
@@ -87,7 +90,7 @@ int main(void) {
     report("cmr", fnv(FNV0, filt, sizeof filt), st == NK_OK);
     nk_reference_free(ref);
     for (int c = 0; c < C; c++) groups[c] = 0;
-    ref = nk_reference_new(C, groups, NK_REF_AVERAGE);
+    nk_reference_new(C, groups, NK_REF_AVERAGE, &ref);
     memcpy(filt2, filt, sizeof filt);
     nk_reference_process(ref, filt2, T);
     report("car", fnv(FNV0, filt2, sizeof filt2), 1);
@@ -103,7 +106,8 @@ int main(void) {
     }
     off[C] = k;
     nk_detect_config dc = {C, NK_POLARITY_NEG, 5.0f, 6, 30, 3000, 0.1f, 2e-5f};
-    nk_detect *det = nk_detect_new(&dc, off, idx);
+    nk_detect *det = NULL;
+    nk_detect_new(&dc, off, idx, &det);
     int32_t cap = nk_detect_max_events(det, T);
     nk_event *ev = calloc((size_t)cap, sizeof *ev);
     int32_t nev = 0;
@@ -144,8 +148,10 @@ int main(void) {
         nbrs[c * 3] = c; nbrs[c * 3 + 1] = c > 0 ? c - 1 : -1; nbrs[c * 3 + 2] = c + 1 < C ? c + 1 : -1;
     }
     nk_snippet_config sc = {C, 16, 32, 3, 300, 256};
-    nk_snippet *sn = nk_snippet_new(&sc, nbrs);
-    nk_features *ft = nk_features_new(C, 600, nk_detect_latency(det));
+    nk_snippet *sn = NULL;
+    nk_snippet_new(&sc, nbrs, &sn);
+    nk_features *ft = NULL;
+    nk_features_new(C, 600, nk_detect_latency(det), &ft);
     nk_event *sev = calloc(256, sizeof *sev);
     float *wav = calloc(256 * 3 * 48, sizeof *wav);
     int64_t bidx[8]; int32_t bseen[8]; int32_t bcnt[8 * C]; float bpow[8 * C];
@@ -170,8 +176,13 @@ int main(void) {
     free(ev); free(sev); free(wav);
 
     /* --- bad arguments are refused, never crash */
-    report("bad_new", 0, nk_bandpass_new(0, sos, 1) == NULL && nk_reference_new(C, NULL, 0) == NULL
-                             && nk_detect_new(NULL, NULL, NULL) == NULL);
+    nk_bandpass *bad_bp = NULL;
+    nk_reference *bad_ref = NULL;
+    nk_detect *bad_det = NULL;
+    report("bad_new", 0, nk_bandpass_new(0, sos, 1, &bad_bp) == NK_ERR_ARG && bad_bp == NULL
+                             && nk_reference_new(C, NULL, 0, &bad_ref) == NK_ERR_ARG
+                             && nk_detect_new(NULL, NULL, NULL, &bad_det) == NK_ERR_ARG
+                             && nk_detect_new(&dc, off, idx, NULL) == NK_ERR_ARG);
     report("status_str", 0, strcmp(nk_status_str(NK_ERR_CAPACITY), "output buffer too small") == 0);
     return failures ? 1 : 0;
 }

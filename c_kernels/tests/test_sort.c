@@ -124,7 +124,8 @@ int main(void) {
     make_data();
     report("sort_input", fnv(fnv(FNV0, ev, sizeof ev), wav, sizeof wav), 1);
     nk_sort_config cfg = config();
-    nk_sort *s = nk_sort_new(&cfg, nbrs, NULL, 0);
+    nk_sort *s = NULL;
+    nk_sort_new(&cfg, nbrs, NULL, 0, &s);
     /* the state size depends on pointer width: checked, not hashed */
     report("sort_new", 0, s != NULL && nk_sort_memory(&cfg) > 0);
 
@@ -196,7 +197,8 @@ int main(void) {
     static float basis[6][L];
     for (int d = 0; d < 6; d++)
         for (int l = 0; l < L; l++) basis[d][l] = (l / 5 == d) ? 0.4472136f : 0.0f;
-    nk_sort *sb = nk_sort_new(&cfg, nbrs, &basis[0][0], 6);
+    nk_sort *sb = NULL;
+    nk_sort_new(&cfg, nbrs, &basis[0][0], 6, &sb);
     int32_t neb = 0;
     static int32_t lab4[NSPK];
     uint64_t h4 = run(sb, 50, lab4, &neb);
@@ -210,8 +212,9 @@ int main(void) {
     nk_event e1 = ev[0];
     e1.channel = C;
     int32_t m2 = 0;
-    report("sort_bad_args", 0, nk_sort_new(&badc, nbrs, NULL, 0) == NULL &&
-           nk_sort_new(&cfg, NULL, NULL, 0) == NULL &&
+    nk_sort *bad_s = NULL;
+    report("sort_bad_args", 0, nk_sort_new(&badc, nbrs, NULL, 0, &bad_s) == NK_ERR_ARG &&
+           nk_sort_new(&cfg, NULL, NULL, 0, &bad_s) == NK_ERR_ARG && bad_s == NULL &&
            nk_sort_process(s, &e1, &wav[0][0][0], 1, 0, out, 64, &m2) == NK_ERR_ARG &&
            nk_sort_process(s, ev, &wav[0][0][0], 40, 0, out, 4, &m2) == NK_ERR_CAPACITY);
     nk_sort_free(s);

@@ -56,6 +56,8 @@ class DaemonOptions:
     #: Contact positions (µm) of the implant's channels: spatial de-duplication and
     #: multi-channel snippets need them; None: every channel stands alone.
     probe_positions: npt.NDArray[np.float64] | None = None
+    #: The kernels' start-up self-test, reported in every telemetry packet.
+    selftest: pb.KernelSelfTest | None = None
 
 
 class Daemon:
@@ -278,6 +280,7 @@ class Daemon:
     def _telemetry(self) -> pb.Telemetry:
         sch, ls, us = self.scheduler, self.parser.stats, self.uplink.stats
         return pb.Telemetry(
+            selftest=self.opts.selftest,
             cpu_load=self.cpu_load, kernel_seconds=self.stage.kernel_seconds(),
             classes=sch.counters(), link_frames=ls.frames, link_corrupt=ls.corrupt,
             link_missing_frames=self.assembler.missing_frames, link_bytes=ls.bytes,

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.kernels._ffi import KernelError, check, load
+from hub.errors import NK_ERR_CORRUPT, KernelCorruptInput
+from hub.kernels._ffi import buf_in, buf_out, check, load, new_state
 from hub.kernels.frontend import EVENT_DTYPE
 
 ffi, lib = load()
@@ -29,16 +30,12 @@ DEFAULT_RESYNC = 19531
 _MAX_SNIPPET_FLOATS = 1 << 24
 
 
-def _ptr(ctype: str, arr: np.ndarray[Any, Any]) -> Any:
-    return ffi.cast(ctype, ffi.from_buffer(arr))
-
-
 def fit_ladder(data: npt.ArrayLike) -> I16 | None:
     """The level ladder of int16 ``data`` (sorted levels, gaps of a regular ladder filled),
     or None when the data does not look like a scaled low-resolution ADC."""
     x = np.ascontiguousarray(data, dtype=np.int16).ravel()
     out = np.empty(65536, dtype=np.int16)
-    n = int(lib.nk_codec_fit_ladder(_ptr("int16_t *", x), x.size, _ptr("int16_t *", out),
+    n = int(lib.nk_codec_fit_ladder(buf_in("int16_t *", x), x.size, buf_out("int16_t *", out),
                                     out.size))
     if n < 0:
         check(n, "nk_codec_fit_ladder")
@@ -79,15 +76,15 @@ class Encoder:
         cfg = ffi.new("nk_codec_config *", {"n_channels": n_channels, "sample_rate": sample_rate,
                                             "resync_interval": resync_interval,
                                             "n_levels": n_levels})
-        st = lib.nk_codec_enc_new(cfg, ffi.NULL if lv is None else _ptr("int16_t *", lv))
-        if st == ffi.NULL:
-            raise MemoryError("nk_codec_enc_new failed")
-        self._st = ffi.gc(st, lib.nk_codec_enc_free)
+        out = ffi.new("nk_codec_enc **")
+        self._st = new_state(
+            lib.nk_codec_enc_new(cfg, ffi.NULL if lv is None else buf_in("int16_t *", lv), out),
+            out, lib.nk_codec_enc_free, "nk_codec_enc_new")
         self.n_channels = n_channels
         self.levels = lv
         hbuf = bytearray(int(lib.nk_codec_max_header_size(n_levels)))
         n = ffi.new("int32_t *")
-        check(lib.nk_codec_enc_header(self._st, ffi.from_buffer(hbuf), len(hbuf), n),
+        check(lib.nk_codec_enc_header(self._st, buf_out("uint8_t *", hbuf), len(hbuf), n),
               "nk_codec_enc_header")
         self.header = bytes(hbuf[: n[0]])
         self._buf = bytearray(0)
@@ -98,7 +95,7 @@ class Encoder:
         need = int(lib.nk_codec_max_packet_size(self.n_channels, n_samples))
         if len(self._buf) < need:
             self._buf = bytearray(need)
-            self._cbuf = ffi.from_buffer(self._buf)
+            self._cbuf = buf_out("uint8_t *", self._buf)
 
     def encode(self, block: I16) -> bytes:
         """One packet for ``block`` of shape (n_samples, n_channels), C-contiguous int16."""
@@ -112,7 +109,7 @@ class Encoder:
             raise ValueError(f"a block holds 1..{lib.NK_CODEC_MAX_BLOCK} samples per channel")
         block = np.ascontiguousarray(block)
         self._grow(block.shape[0])
-        check(lib.nk_codec_encode(self._st, _ptr("int16_t *", block), block.shape[0],
+        check(lib.nk_codec_encode(self._st, buf_in("int16_t *", block), block.shape[0],
                                   self._cbuf, len(self._buf), self._n), "nk_codec_encode")
         return bytes(self._buf[: self._n[0]])
 
@@ -125,12 +122,9 @@ class Decoder:
     """Decodes the packets of one stream, in order, from its header."""
 
     def __init__(self, header: bytes) -> None:
-        status = ffi.new("int *")
-        st = lib.nk_codec_dec_new(header, len(header), status)
-        if st == ffi.NULL:
-            check(status[0], "nk_codec_dec_new (stream header)")
-            raise MemoryError("nk_codec_dec_new failed")
-        self._st = ffi.gc(st, lib.nk_codec_dec_free)
+        out = ffi.new("nk_codec_dec **")
+        self._st = new_state(lib.nk_codec_dec_new(header, len(header), out), out,
+                             lib.nk_codec_dec_free, "nk_codec_dec_new (stream header)")
         cfg = ffi.new("nk_codec_config *")
         check(lib.nk_codec_dec_config(self._st, cfg, ffi.NULL, 0), "nk_codec_dec_config")
         self.n_channels = int(cfg.n_channels)
@@ -139,7 +133,7 @@ class Decoder:
         self.levels: I16 | None = None
         if cfg.n_levels:
             lv = np.empty(cfg.n_levels, dtype=np.int16)
-            check(lib.nk_codec_dec_config(self._st, cfg, _ptr("int16_t *", lv), lv.size),
+            check(lib.nk_codec_dec_config(self._st, cfg, buf_out("int16_t *", lv), lv.size),
                   "nk_codec_dec_config")
             self.levels = lv
         self._info = ffi.new("nk_codec_packet_info *")
@@ -158,7 +152,7 @@ class Decoder:
         if out.dtype != np.int16 or out.ndim != 2 or out.shape[1] != self.n_channels \
                 or out.shape[0] < n or not out.flags.c_contiguous:
             raise ValueError(f"out must be C-contiguous int16 of shape (≥{n}, {self.n_channels})")
-        check(lib.nk_codec_decode(self._st, packet, len(packet), _ptr("int16_t *", out),
+        check(lib.nk_codec_decode(self._st, packet, len(packet), buf_out("int16_t *", out),
                                   out.shape[0], self._info), "nk_codec_decode")
         info = PacketInfo._from_c(self._info)
         return (None if info.skipped else out[:n]), info
@@ -190,12 +184,12 @@ def encode_events(events: np.ndarray[Any, Any], snippets: F32 | None = None,
         if s.ndim != 3 or s.shape[0] != ev.size:
             raise ValueError(f"snippets must have shape ({ev.size}, K, W), got {s.shape}")
         k, w = int(s.shape[1]), int(s.shape[2])
-        sn = _ptr("float *", s)
+        sn = buf_in("float *", s)
     cap = int(lib.nk_codec_events_max_size(ev.size, k, w))
     buf = bytearray(cap)
     n = ffi.new("int64_t *")
-    st = lib.nk_codec_events_encode(_ptr("nk_event *", ev), ev.size, sn, k, w, step,
-                                    ffi.from_buffer(buf), cap, n)
+    st = lib.nk_codec_events_encode(buf_in("nk_event *", ev), ev.size, sn, k, w, step,
+                                    buf_out("uint8_t *", buf), cap, n)
     if st == lib.NK_ERR_ARG:
         raise ValueError("events must be sorted by (sample, channel) with channel ≥ 0, unit ≥ -1 "
                          "and |amplitude|/step < 1e9; snippets finite with |x|/step < 32767; "
@@ -209,12 +203,13 @@ def decode_events(data: bytes) -> tuple[np.ndarray[Any, Any], F32 | None]:
     n, k, w = ffi.new("int32_t *"), ffi.new("int32_t *"), ffi.new("int32_t *")
     check(lib.nk_codec_events_peek(data, len(data), n, k, w), "nk_codec_events_peek")
     if n[0] > 64 * len(data) or n[0] * k[0] * w[0] > _MAX_SNIPPET_FLOATS:
-        raise KernelError("nk_codec_events_decode: corrupt input (batch size)")
+        raise KernelCorruptInput("nk_codec_events_decode: corrupt input (batch size)",
+                                 status=NK_ERR_CORRUPT, call="nk_codec_events_decode")
     ev = np.zeros(n[0], dtype=EVENT_DTYPE)
     snip = np.zeros((n[0], k[0], w[0]), dtype=np.float32) if k[0] else None
     got = ffi.new("int32_t *")
     check(lib.nk_codec_events_decode(
-        data, len(data), _ptr("nk_event *", ev), ev.size,
-        ffi.NULL if snip is None else _ptr("float *", snip),
+        data, len(data), buf_out("nk_event *", ev), ev.size,
+        ffi.NULL if snip is None else buf_out("float *", snip),
         0 if snip is None else snip.size, got), "nk_codec_events_decode")
     return ev, snip

@@ -1,9 +1,10 @@
 """Front-end kernels: band-pass, LFP, reference, noise + detection, snippets, feature bins.
 
 Each class owns one C state (freed by ``ffi.gc``), checks shapes and dtypes before the call,
-passes numpy buffers without copying (``ffi.from_buffer``) and turns status codes into
-:class:`KernelError`. Output buffers are allocated once per object and reused; results that
-outlive the next call are returned as copies of just the filled part.
+passes numpy buffers without copying (``ffi.from_buffer``; buffers C writes must be writable)
+and turns status codes into :class:`~hub.errors.KernelError` subclasses (bad arguments are
+``ValueError`` s). Output buffers are allocated once per object and reused; results that outlive
+the next call are returned as copies of just the filled part.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.kernels._ffi import KernelError, check, load
+from hub.errors import InvalidDtype, InvalidInput, LibraryError
+from hub.kernels._ffi import buf_in, buf_out, check, load, new_state
 
 ffi, lib = load()
 
@@ -30,7 +32,7 @@ EVENT_DTYPE = np.dtype(
     align=True,
 )
 if ffi.sizeof("nk_event") != EVENT_DTYPE.itemsize:
-    raise KernelError(
+    raise LibraryError(
         f"nk_event is {ffi.sizeof('nk_event')} bytes in C but {EVENT_DTYPE.itemsize} in numpy"
     )
 
@@ -38,19 +40,15 @@ F32 = npt.NDArray[np.float32]
 I16 = npt.NDArray[np.int16]
 
 
-def _ptr(ctype: str, arr: np.ndarray[Any, Any]) -> Any:
-    return ffi.cast(ctype, ffi.from_buffer(arr))
-
-
 def _require_block(x: np.ndarray[Any, Any], dtype: type, n_channels: int, what: str) -> None:
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array, got {type(x).__name__}")
+        raise InvalidDtype(f"{what}: expected a numpy array, got {type(x).__name__}")
     if x.dtype != dtype:
-        raise TypeError(f"{what}: expected dtype {np.dtype(dtype).name}, got {x.dtype}")
+        raise InvalidDtype(f"{what}: expected dtype {np.dtype(dtype).name}, got {x.dtype}")
     if x.ndim != 2 or x.shape[1] != n_channels:
-        raise ValueError(f"{what}: expected shape (n_samples, {n_channels}), got {x.shape}")
+        raise InvalidInput(f"{what}: expected shape (n_samples, {n_channels}), got {x.shape}")
     if not x.flags.c_contiguous:
-        raise ValueError(f"{what}: array must be C-contiguous (sample-major)")
+        raise InvalidInput(f"{what}: array must be C-contiguous (sample-major)")
 
 
 def butter_sos(order: int, btype: str, freqs: tuple[float, ...], fs: float) -> np.ndarray[Any, Any]:
@@ -58,16 +56,16 @@ def butter_sos(order: int, btype: str, freqs: tuple[float, ...], fs: float) -> n
     kinds = {"lowpass": lib.NK_BUTTER_LOW, "highpass": lib.NK_BUTTER_HIGH,
              "bandpass": lib.NK_BUTTER_BAND}
     if btype not in kinds:
-        raise ValueError(f"btype must be one of {sorted(kinds)}, got {btype!r}")
+        raise InvalidInput(f"btype must be one of {sorted(kinds)}, got {btype!r}")
     need = 2 if btype == "bandpass" else 1
     if len(freqs) != need:
-        raise ValueError(f"{btype} needs {need} corner frequencies, got {len(freqs)}")
+        raise InvalidInput(f"{btype} needs {need} corner frequencies, got {len(freqs)}")
     f_lo, f_hi = freqs[0], freqs[-1]
     out = np.zeros((lib.NK_FILTER_MAX_SECTIONS, 6), dtype=np.float64)
-    n = lib.nk_butter_sos(order, kinds[btype], f_lo, f_hi, fs, _ptr("double *", out),
+    n = lib.nk_butter_sos(order, kinds[btype], f_lo, f_hi, fs, buf_out("double *", out),
                           lib.NK_FILTER_MAX_SECTIONS)
     if n < 0:
-        raise ValueError(
+        raise InvalidInput(
             f"cannot design a {btype} Butterworth of order {order} at {freqs} Hz for fs={fs} Hz"
         )
     return out[:n].copy()
@@ -79,12 +77,12 @@ class Bandpass:
     def __init__(self, n_channels: int, sos: np.ndarray[Any, Any]) -> None:
         sos = np.ascontiguousarray(sos, dtype=np.float64)
         if sos.ndim != 2 or sos.shape[1] != 6:
-            raise ValueError(f"sos must have shape (n_sections, 6), got {sos.shape}")
+            raise InvalidInput(f"sos must have shape (n_sections, 6), got {sos.shape}")
         self.n_channels = n_channels
-        st = lib.nk_bandpass_new(n_channels, _ptr("double *", sos), sos.shape[0])
-        if st == ffi.NULL:
-            raise ValueError(f"invalid band-pass: {n_channels} channels, sos {sos.tolist()}")
-        self._st = ffi.gc(st, lib.nk_bandpass_free)
+        out = ffi.new("nk_bandpass **")
+        self._st = new_state(
+            lib.nk_bandpass_new(n_channels, buf_in("double *", sos), sos.shape[0], out), out,
+            lib.nk_bandpass_free, f"nk_bandpass_new ({n_channels} channels, sos {sos.tolist()})")
 
     def process(self, block: I16, out: F32 | None = None) -> F32:
         _require_block(block, np.int16, self.n_channels, "bandpass input")
@@ -92,8 +90,8 @@ class Bandpass:
             out = np.empty(block.shape, dtype=np.float32)
         _require_block(out, np.float32, self.n_channels, "bandpass output")
         if out.shape[0] != block.shape[0]:
-            raise ValueError("bandpass output must have as many rows as the input")
-        check(lib.nk_bandpass_process(self._st, _ptr("int16_t *", block), _ptr("float *", out),
+            raise InvalidInput("bandpass output must have as many rows as the input")
+        check(lib.nk_bandpass_process(self._st, buf_in("int16_t *", block), buf_out("float *", out),
                                       block.shape[0]), "nk_bandpass_process")
         return out
 
@@ -107,18 +105,18 @@ class LfpFilter:
     def __init__(self, n_channels: int, sos: np.ndarray[Any, Any], decimation: int) -> None:
         sos = np.ascontiguousarray(sos, dtype=np.float64)
         self.n_channels, self.decimation = n_channels, decimation
-        st = lib.nk_lfp_new(n_channels, _ptr("double *", sos), sos.shape[0], decimation)
-        if st == ffi.NULL:
-            raise ValueError(f"invalid LFP filter: {n_channels} ch, decimation {decimation}")
-        self._st = ffi.gc(st, lib.nk_lfp_free)
+        out = ffi.new("nk_lfp **")
+        self._st = new_state(
+            lib.nk_lfp_new(n_channels, buf_in("double *", sos), sos.shape[0], decimation, out),
+            out, lib.nk_lfp_free, f"nk_lfp_new ({n_channels} ch, decimation {decimation})")
 
     def process(self, block: I16, first_sample: int) -> F32:
         _require_block(block, np.int16, self.n_channels, "lfp input")
         cap = block.shape[0] // self.decimation + 1
         out = np.empty((cap, self.n_channels), dtype=np.float32)
         n = ffi.new("int32_t *")
-        check(lib.nk_lfp_process(self._st, _ptr("int16_t *", block), block.shape[0],
-                                 first_sample, _ptr("float *", out), cap, n), "nk_lfp_process")
+        check(lib.nk_lfp_process(self._st, buf_in("int16_t *", block), block.shape[0],
+                                 first_sample, buf_out("float *", out), cap, n), "nk_lfp_process")
         return out[: n[0]]
 
 
@@ -128,23 +126,23 @@ class Reference:
     def __init__(self, groups: npt.ArrayLike, mode: str = "median") -> None:
         g = np.ascontiguousarray(groups, dtype=np.int32)
         if g.ndim != 1 or g.size == 0:
-            raise ValueError("groups must be a non-empty 1-D array: one group id per channel")
+            raise InvalidInput("groups must be a non-empty 1-D array: one group id per channel")
         modes = {"median": lib.NK_REF_MEDIAN, "average": lib.NK_REF_AVERAGE}
         if mode not in modes:
-            raise ValueError(f"reference mode must be 'median' or 'average', got {mode!r}")
+            raise InvalidInput(f"reference mode must be 'median' or 'average', got {mode!r}")
         if g.min() < -1 or g.max() >= g.size:
-            raise ValueError("group ids must lie in [-1, n_channels)")
+            raise InvalidInput("group ids must lie in [-1, n_channels)")
         self.n_channels = int(g.size)
         self._groups = g
-        st = lib.nk_reference_new(self.n_channels, _ptr("int32_t *", g), modes[mode])
-        if st == ffi.NULL:
-            raise MemoryError("nk_reference_new failed")
-        self._st = ffi.gc(st, lib.nk_reference_free)
+        out = ffi.new("nk_reference **")
+        self._st = new_state(
+            lib.nk_reference_new(self.n_channels, buf_in("int32_t *", g), modes[mode], out), out,
+            lib.nk_reference_free, "nk_reference_new")
 
     def process(self, block: F32) -> F32:
-        """In place; returns the same array."""
+        """In place; returns the same array (which must be writable)."""
         _require_block(block, np.float32, self.n_channels, "reference input")
-        check(lib.nk_reference_process(self._st, _ptr("float *", block), block.shape[0]),
+        check(lib.nk_reference_process(self._st, buf_out("float *", block), block.shape[0]),
               "nk_reference_process")
         return block
 
@@ -170,7 +168,7 @@ class Detector:
         pol = {"neg": lib.NK_POLARITY_NEG, "pos": lib.NK_POLARITY_POS,
                "both": lib.NK_POLARITY_BOTH}
         if cfg.polarity not in pol:
-            raise ValueError(f"polarity must be neg, pos or both, got {cfg.polarity!r}")
+            raise InvalidInput(f"polarity must be neg, pos or both, got {cfg.polarity!r}")
         c = ffi.new("nk_detect_config *", {
             "n_channels": n_channels, "polarity": pol[cfg.polarity],
             "threshold": cfg.threshold, "exclude_sweep": cfg.exclude_sweep,
@@ -179,17 +177,17 @@ class Detector:
         self.n_channels, self.cfg = n_channels, cfg
         if adjacency is not None:
             if len(adjacency) != n_channels:
-                raise ValueError(f"adjacency has {len(adjacency)} rows for {n_channels} channels")
+                raise InvalidInput(f"adjacency has {len(adjacency)} rows for {n_channels} channels")
             offsets = np.zeros(n_channels + 1, dtype=np.int32)
             offsets[1:] = np.cumsum([len(a) for a in adjacency])
             idx = np.array([j for a in adjacency for j in a] or [0], dtype=np.int32)
             self._adj = (offsets, idx)
-            st = lib.nk_detect_new(c, _ptr("int32_t *", offsets), _ptr("int32_t *", idx))
+            adj = (buf_in("int32_t *", offsets), buf_in("int32_t *", idx))
         else:
-            st = lib.nk_detect_new(c, ffi.NULL, ffi.NULL)
-        if st == ffi.NULL:
-            raise ValueError(f"invalid detector settings for {n_channels} channels: {cfg}")
-        self._st = ffi.gc(st, lib.nk_detect_free)
+            adj = (ffi.NULL, ffi.NULL)
+        out = ffi.new("nk_detect **")
+        self._st = new_state(lib.nk_detect_new(c, *adj, out), out, lib.nk_detect_free,
+                             f"nk_detect_new ({n_channels} channels, {cfg})")
         self._events = np.zeros(0, dtype=EVENT_DTYPE)
         self.latency = int(lib.nk_detect_latency(self._st))
 
@@ -200,15 +198,15 @@ class Detector:
         if self._events.size < cap:
             self._events = np.zeros(cap, dtype=EVENT_DTYPE)
         n = ffi.new("int32_t *")
-        check(lib.nk_detect_process(self._st, _ptr("float *", block), block.shape[0],
-                                    first_sample, _ptr("nk_event *", self._events),
+        check(lib.nk_detect_process(self._st, buf_in("float *", block), block.shape[0],
+                                    first_sample, buf_out("nk_event *", self._events),
                                     self._events.size, n), "nk_detect_process")
         return self._events[: n[0]]
 
     def noise(self) -> F32:
         """Current σ per channel (counts)."""
         out = np.empty(self.n_channels, dtype=np.float32)
-        check(lib.nk_detect_noise(self._st, _ptr("float *", out)), "nk_detect_noise")
+        check(lib.nk_detect_noise(self._st, buf_out("float *", out)), "nk_detect_noise")
         return out
 
     def set_threshold(self, k: float) -> None:
@@ -225,17 +223,16 @@ class SnippetExtractor:
                  max_pending: int = 4096) -> None:
         nb = np.ascontiguousarray(neighbors, dtype=np.int32)
         if nb.ndim != 2:
-            raise ValueError("neighbors must be (n_channels, K)")
+            raise InvalidInput("neighbors must be (n_channels, K)")
         self.n_channels, self.k = nb.shape
         self.pre, self.post = pre, post
         c = ffi.new("nk_snippet_config *", {
             "n_channels": self.n_channels, "pre": pre, "post": post, "n_neighbors": self.k,
             "max_block": max_block, "max_pending": max_pending})
-        st = lib.nk_snippet_new(c, _ptr("int32_t *", nb))
-        if st == ffi.NULL:
-            raise ValueError(f"invalid snippet settings: pre={pre} post={post} K={self.k} "
-                             f"max_block={max_block}")
-        self._st = ffi.gc(st, lib.nk_snippet_free)
+        out = ffi.new("nk_snippet **")
+        self._st = new_state(lib.nk_snippet_new(c, buf_in("int32_t *", nb), out), out,
+                             lib.nk_snippet_free, f"nk_snippet_new (pre={pre} post={post} "
+                             f"K={self.k} max_block={max_block})")
         self._nb = nb
         self._ev = np.zeros(max_pending, dtype=EVENT_DTYPE)
         self._wf = np.zeros((max_pending, self.k, pre + post), dtype=np.float32)
@@ -246,9 +243,9 @@ class SnippetExtractor:
         _require_block(block, np.float32, self.n_channels, "snippet input")
         ev = np.ascontiguousarray(events, dtype=EVENT_DTYPE)
         n = ffi.new("int32_t *")
-        check(lib.nk_snippet_process(self._st, _ptr("float *", block), block.shape[0],
-                                     first_sample, _ptr("nk_event *", ev), ev.size,
-                                     _ptr("nk_event *", self._ev), _ptr("float *", self._wf),
+        check(lib.nk_snippet_process(self._st, buf_in("float *", block), block.shape[0],
+                                     first_sample, buf_in("nk_event *", ev), ev.size,
+                                     buf_out("nk_event *", self._ev), buf_out("float *", self._wf),
                                      self._ev.size, n), "nk_snippet_process")
         return self._ev[: n[0]], self._wf[: n[0]]
 
@@ -275,10 +272,9 @@ class FeatureBinner:
     """Threshold-crossing counts and spike-band power per bin (see nk_features.h)."""
 
     def __init__(self, n_channels: int, bin_samples: int, latency: int, max_block: int) -> None:
-        st = lib.nk_features_new(n_channels, bin_samples, latency)
-        if st == ffi.NULL:
-            raise ValueError(f"invalid feature settings: bin {bin_samples} samples")
-        self._st = ffi.gc(st, lib.nk_features_free)
+        out = ffi.new("nk_features **")
+        self._st = new_state(lib.nk_features_new(n_channels, bin_samples, latency, out), out,
+                             lib.nk_features_free, f"nk_features_new (bin {bin_samples} samples)")
         self.n_channels, self.bin_samples = n_channels, bin_samples
         cap = int(lib.nk_features_max_bins(self._st, max_block))
         self._idx = np.zeros(cap, dtype=np.int64)
@@ -291,10 +287,10 @@ class FeatureBinner:
         ev = np.ascontiguousarray(events, dtype=EVENT_DTYPE)
         n = ffi.new("int32_t *")
         check(lib.nk_features_process(
-            self._st, _ptr("float *", block), block.shape[0], first_sample,
-            _ptr("nk_event *", ev), ev.size, _ptr("int64_t *", self._idx),
-            _ptr("int32_t *", self._seen), _ptr("int32_t *", self._cnt),
-            _ptr("float *", self._pow), self._idx.size, n), "nk_features_process")
+            self._st, buf_in("float *", block), block.shape[0], first_sample,
+            buf_in("nk_event *", ev), ev.size, buf_out("int64_t *", self._idx),
+            buf_out("int32_t *", self._seen), buf_out("int32_t *", self._cnt),
+            buf_out("float *", self._pow), self._idx.size, n), "nk_features_process")
         k = n[0]
         return FeatureBins(self._idx[:k].copy(), self._seen[:k].copy(), self._cnt[:k].copy(),
                            self._pow[:k].copy())

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.kernels._ffi import KernelError, check, load
+from hub.kernels._ffi import KernelError, buf_in, buf_out, check, load, new_state
 from hub.kernels.frontend import EVENT_DTYPE
 
 ffi, lib = load()
@@ -32,8 +32,7 @@ KIND_NAMES = {BIRTH: "birth", MERGE: "merge", RETIRE: "retire"}
 F32 = npt.NDArray[np.float32]
 
 
-def _ptr(ctype: str, arr: np.ndarray[Any, Any]) -> Any:
-    return ffi.cast(ctype, ffi.from_buffer(arr))
+_ptr = buf_in          # buffers C only reads; those it writes go through buf_out
 
 
 @dataclass(frozen=True)
@@ -75,13 +74,13 @@ class Sorter:
             "link_ratio": cfg.link_ratio, "retire_samples": max(1, round(cfg.retire_s * fs)),
             "candidate_samples": max(1, round(cfg.candidate_s * fs))})
         b = self._basis(basis)
+        out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
                              ffi.NULL if b is None else _ptr("float *", b),
-                             0 if b is None else b.shape[0])
-        if st == ffi.NULL:
-            raise ValueError(f"invalid sorter settings for {self.n_channels} channels, K={self.k}, "
-                             f"L={self.n_samples}: {cfg}")
-        self._st = ffi.gc(st, lib.nk_sort_free)
+                             0 if b is None else b.shape[0], out)
+        self._st = new_state(st, out, lib.nk_sort_free,
+                             f"nk_sort_new ({self.n_channels} channels, K={self.k}, "
+                             f"L={self.n_samples}: {cfg})")
         self._nb = nb
         self._n_out = ffi.new("int32_t *")
         self._out = np.zeros(int(lib.nk_sort_max_events(self._st, max_spikes)), SORT_EVENT_DTYPE)
@@ -115,9 +114,9 @@ class Sorter:
                              f"{self.n_samples}), got {waveforms.dtype} {waveforms.shape}")
         if n > self.max_spikes:
             raise ValueError(f"{n} spikes in one call exceed max_spikes={self.max_spikes}")
-        check(lib.nk_sort_process(self._st, _ptr("nk_event *", events),
+        check(lib.nk_sort_process(self._st, buf_out("nk_event *", events),
                                   _ptr("float *", waveforms), n, now,
-                                  _ptr("nk_sort_event *", self._out), self._out.size,
+                                  buf_out("nk_sort_event *", self._out), self._out.size,
                                   self._n_out), "nk_sort_process")
         return self._out[: self._n_out[0]]
 
@@ -154,8 +153,9 @@ class Sorter:
         ch, unit = np.zeros(n, np.int32), np.zeros(n, np.int32)
         count = np.zeros(n, np.int64)
         tpl = np.zeros((n, self.k, self.n_samples), np.float32)
-        check(lib.nk_sort_get_clusters(self._st, _ptr("int32_t *", ch), _ptr("int32_t *", unit),
-                                       _ptr("int64_t *", count), _ptr("float *", tpl), n),
+        check(lib.nk_sort_get_clusters(self._st, buf_out("int32_t *", ch),
+                                       buf_out("int32_t *", unit), buf_out("int64_t *", count),
+                                       buf_out("float *", tpl), n),
               "nk_sort_get_clusters")
         return {"channel": ch, "unit": unit, "count": count, "template": tpl}
 

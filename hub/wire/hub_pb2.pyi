@@ -222,7 +222,7 @@ class ClassCounters(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., produced: _Optional[int] = ..., sent: _Optional[int] = ..., shed: _Optional[int] = ..., queued: _Optional[int] = ..., queued_bytes: _Optional[int] = ...) -> None: ...
 
 class Telemetry(_message.Message):
-    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency")
+    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency", "selftest")
     class KernelSecondsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +260,7 @@ class Telemetry(_message.Message):
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    SELFTEST_FIELD_NUMBER: _ClassVar[int]
     cpu_load: float
     kernel_seconds: _containers.ScalarMap[str, float]
     classes: _containers.RepeatedCompositeFieldContainer[ClassCounters]
@@ -283,7 +284,24 @@ class Telemetry(_message.Message):
     config_json: str
     n_channels: int
     sampling_frequency: float
-    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ...) -> None: ...
+    selftest: KernelSelfTest
+    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., selftest: _Optional[_Union[KernelSelfTest, _Mapping]] = ...) -> None: ...
+
+class KernelSelfTest(_message.Message):
+    __slots__ = ("passed", "reference", "library_version", "kernels", "summary", "machine")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KERNELS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_FIELD_NUMBER: _ClassVar[int]
+    passed: bool
+    reference: bool
+    library_version: int
+    kernels: int
+    summary: str
+    machine: str
+    def __init__(self, passed: _Optional[bool] = ..., reference: _Optional[bool] = ..., library_version: _Optional[int] = ..., kernels: _Optional[int] = ..., summary: _Optional[str] = ..., machine: _Optional[str] = ...) -> None: ...
 
 class ShedRange(_message.Message):
     __slots__ = ("stream", "reason", "first_sample", "end_sample", "items", "packets", "channels")
