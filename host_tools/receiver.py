@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from host_tools.latency import LatencyHistogram
 from hub.kernels import codec
 from hub.kernels._ffi import KernelError
 from hub.wire import Reassembler, pb
@@ -141,7 +142,7 @@ class Receiver:
         self.sessions: dict[int, Session] = {}
         self.order: list[int] = []
         self.on_envelope = on_envelope
-        self.latency_ms: dict[str, list[float]] = {"events": [], "feature_bins": [], "raw": []}
+        self.latency_ms = {k: LatencyHistogram() for k in ("events", "feature_bins", "raw")}
         self.packets = 0
         self.bad_packets = 0
         self.bytes = 0
@@ -260,11 +261,11 @@ class Receiver:
             samples = env.spikes.first_sample + np.asarray(env.spikes.offset, np.int64)
             age = (env.sample_index - samples) / s.fs * 1e3
             base = (t_ns - env.hub_time_ns) / 1e6
-            self.latency_ms["events"].extend((base + age).tolist())
+            self.latency_ms["events"].add(base + age)
         elif kind == "features":
-            self.latency_ms["feature_bins"].append((t_ns - env.hub_time_ns) / 1e6)
+            self.latency_ms["feature_bins"].add((t_ns - env.hub_time_ns) / 1e6)
         elif kind == "raw":
-            self.latency_ms["raw"].append((t_ns - env.hub_time_ns) / 1e6)
+            self.latency_ms["raw"].add((t_ns - env.hub_time_ns) / 1e6)
 
     # ------------------------------------------------------------ results
     def accounting(self) -> dict[str, dict[str, int]]:
@@ -345,7 +346,7 @@ class Receiver:
 
     def summary(self) -> dict[str, Any]:
         wall = (self.last_ns - self.first_ns) / 1e9 if self.last_ns > self.first_ns else 0.0
-        lat = {k: percentiles(v) for k, v in self.latency_ms.items()}
+        lat = {k: h.summary() for k, h in self.latency_ms.items()}
         rs = self.reassembler.stats
         return {
             "sessions": [f"{sid:08x}" for sid in self.order],
@@ -389,11 +390,3 @@ def telemetry_dict(t: pb.Telemetry | None) -> dict[str, Any] | None:
             "sampling_frequency": t.sampling_frequency, "running": t.running,
             "config": json.loads(t.config_json) if t.config_json else None}
 
-
-def percentiles(v: list[float]) -> dict[str, float | int | None]:
-    if not v:
-        return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
-    a = np.asarray(v)
-    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)), 2),
-            "p90": round(float(np.percentile(a, 90)), 2),
-            "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2)}

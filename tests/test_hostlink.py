@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from hil.chain import REPO, Chain, ChainSpec
@@ -226,3 +227,22 @@ def test_record_unreachable_raises() -> None:
         port = s.getsockname()[1]
         with pytest.raises(HubUnreachable):
             asyncio.run(record(TcpLink("127.0.0.1", port), duration=0.5))
+
+
+def test_latency_histogram_matches_exact_percentiles_in_fixed_memory() -> None:
+    from host_tools.latency import LatencyHistogram
+
+    rng = np.random.default_rng(3)
+    v = np.concatenate([rng.lognormal(2.0, 0.6, 50_000), rng.uniform(0, 0.0005, 10)])
+    h = LatencyHistogram()
+    for part in np.array_split(v, 37):
+        h.add(part)
+    size = h.counts.nbytes
+    h.add(np.zeros(0))
+    s = h.summary()
+    assert s["n"] == v.size and s["max"] == round(float(v.max()), 2)
+    for p in (50, 90, 99):
+        assert h.percentile(p) == pytest.approx(np.percentile(v, p, method="inverted_cdf"),
+                                                rel=0.003)
+    h.add(rng.lognormal(2.0, 0.6, 100_000))
+    assert h.counts.nbytes == size < 64_000
