@@ -18,7 +18,7 @@ QEMU_aarch64 := qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
-.PHONY: all setup sysdeps kernels cross test test-all test-fast test-c test-cross test-py lint \
+.PHONY: all setup sysdeps kernels cross test test-all test-build test-fast test-c test-cross test-py lint \
         fuzz fuzz-ci bench run clean proto proto-check hil bundle hil-arm sysdeps-arm
 
 all: kernels
@@ -177,6 +177,11 @@ test:
 	else echo "FAIL: make test ($$(( $$(date +%s) - start )) s; the first failure is above)"; \
 	  exit 1; fi
 test-all: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
+
+# Every binary the tests run (C self-tests native, sanitized, cross; libFuzzer targets): CI
+# builds them before it starts the CPU hogs, which are there to test the tests, not gcc.
+test-build: setup $(foreach a,native san aarch64 armhf,$(addprefix build/$(a)/tests/,$(CTESTS))) \
+            $(addprefix build/fuzz/,$(CFUZZ))
 
 # Development loop (< 1 min): the unit tests, without the process chains (-m "not slow").
 test-fast: setup
