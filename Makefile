@@ -18,8 +18,9 @@ QEMU_aarch64 := qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
-.PHONY: all setup sysdeps kernels cross test test-all test-build test-fast test-c test-cross test-py lint \
-        fuzz fuzz-ci bench run clean proto proto-check hil bundle hil-arm sysdeps-arm
+.PHONY: all setup sysdeps kernels cross test test-all test-build test-fast test-c test-cross \
+        test-py lint fuzz fuzz-ci bench run clean proto proto-check hil bundle hil-arm \
+        sysdeps-arm hil-mpy hil-timesync hil-soak flash-emulator
 
 all: kernels
 
@@ -218,6 +219,26 @@ sysdeps-arm:
 	  echo "installing system packages: $(SYSDEPS_ARM)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_ARM) >/dev/null; \
 	fi
+
+# The implant emulator as MicroPython firmware (hil/implant_fw, compiled with mpy-cross, run on
+# the unix port): the chain's summary → out/hil/mpy_summary.json, then the MicroPython
+# scenarios → out/hil/mpy_report.{json,md,html} (CI runs `--only summary --seconds 6`)
+hil-mpy: setup
+	$(PY) -m hil.mpy_hil $(HIL_ARGS)
+
+# Two 10-minute time-sync sessions (+80 and −120 ppm; the drift-recovery table), not in CI
+hil-timesync: setup
+	$(PY) -m hil.mpy_hil --only timesync_plus80_10min --only timesync_minus120_10min \
+	  --out out/hil-timesync $(HIL_ARGS)
+
+# Long soak (≥ 30 min, not in CI): memory of every process of the chain over time
+hil-soak: setup
+	$(PY) -m hil.soak $(SOAK_ARGS)
+
+# Deploy the firmware to a board: make flash-emulator PORT=/dev/ttyACM0 [FW_CONFIG=cfg.json]
+flash-emulator: setup
+	@test -n "$(PORT)" || { echo "usage: make flash-emulator PORT=/dev/ttyACM0"; exit 2; }
+	$(PY) -m hil.flash --port $(PORT) $(if $(FW_CONFIG),--config $(FW_CONFIG))
 
 clean:
 	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist

@@ -32,6 +32,21 @@ def scaled(chain: dict[str, Any], scale: float) -> dict[str, Any]:
     return chain
 
 
+def intruder_check(it: dict[str, Any]) -> list[str]:
+    """The unbonded central must have reached the hub and been refused everything."""
+    if "error" in it or not it:
+        return [f"intruder: {it.get('error', 'no result')}"]
+    bad = []
+    if it.get("chunks") or it.get("bytes"):
+        bad.append(f"the unbonded intruder received {it['chunks']} notifications")
+    if it.get("subscribes"):
+        bad.append("the unbonded intruder subscribed to DATA")
+    if not any("uthenticat" in e for e in it.get("errors", [])) and not str(
+            it.get("control") or "").startswith("error"):
+        bad.append(f"no authentication refusal seen by the intruder: {it.get('errors')}")
+    return bad
+
+
 def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for path in sorted(HERE.glob("*.json")):
@@ -39,12 +54,15 @@ def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
         if only and sc["name"] not in only:
             continue
         chain = scaled(sc["chain"], scale)
+        chain["packets_out"] = True          # the report's figures read the packet log
         want = sc["expect"].get("ble_connects")
 
-        def connects(s: dict[str, Any], want: int | None = want) -> list[str]:
+        def connects(s: dict[str, Any], want: int | None = want,
+                     refused: bool = bool(sc["expect"].get("intruder_refused"))) -> list[str]:
             got = (s.get("ble") or {}).get("connects")
-            return [] if want is None or got == want else [
+            bad = [] if want is None or got == want else [
                 f"{got} BLE connections, expected {want}"]
+            return bad + (intruder_check(s.get("intruder") or {}) if refused else [])
 
         results[sc["name"]] = run_one(sc, chain, out, ", BLE", connects)
     return results

@@ -68,6 +68,10 @@ class ChainSpec:
     raw_out: bool = False                  # the receiver saves decoded raw in OUT/raw.npz
     link_model: dict[str, Any] | None = None   # ble: hil.radio_model.LinkModel fields
     ble_name: str = "ihub-01"
+    implant_runtime: str = "cpython"       # "micropython": hil.mpy_implant (the firmware) …
+    implant_fw: dict[str, Any] | None = None   # … with these firmware keys (clock, faults)
+    packets_out: bool = False              # the receiver logs every chunk in OUT/packets.bin
+    intruder_s: float = 0.0                # ble: an unbonded central tries the hub this long
     #: The hub command (default: this tree's ``python -m hub``); e.g. an installed hub run in
     #: a foreign-architecture root: ["chroot", ROOT, "/opt/implant-hub/bin/hub"] (make hil-arm)
     hub_cmd: list[str] | None = None
@@ -127,7 +131,8 @@ class Chain:
         """The virtual radio (uplink "ble"): ports of its hub and host controllers."""
         ports = self.out / "air.json"
         ports.unlink(missing_ok=True)
-        air = self._start([PY, "-m", "hil.air", "--devices", "hub,host", "--ports-file",
+        devices = "hub,host,intruder" if self.spec.intruder_s else "hub,host"
+        air = self._start([PY, "-m", "hil.air", "--devices", devices, "--ports-file",
                            str(ports), "--model-json", json.dumps(self.spec.link_model or {})],
                           "air.log")
         deadline = time.monotonic() + 20
@@ -189,6 +194,7 @@ class Chain:
         if s.uplink == "ble":
             self.start_air()
         hub = self.start_hub()
+        intruder = self.run_intruder() if s.uplink == "ble" and s.intruder_s else None
         rx_json = self.out / "receiver.json"
         rx_json.unlink(missing_ok=True)
         if s.uplink == "ble":
@@ -205,6 +211,8 @@ class Chain:
             rx_args += ["--set", item]
         if s.raw_out:
             rx_args += ["--raw-out", str(self.out / "raw.npz")]
+        if s.packets_out:
+            rx_args += ["--packets-out", str(self.out / "packets.bin")]
         rx = self._start(rx_args, "rx.log")
         # the receiver has connected (and configured; BLE also scanned, paired, subscribed)
         deadline = time.monotonic() + 60
@@ -213,12 +221,17 @@ class Chain:
                 raise ChainError(f"receiver did not connect:\n{_tail(self.out / 'rx.log')}")
             time.sleep(0.05)
         imp_json = self.out / "implant.json"
-        imp_args = [PY, "-m", "hil.implant", s.recording, "--connect", self.ports["implant"],
+        mpy = s.implant_runtime == "micropython"
+        imp_args = [PY, "-m", "hil.mpy_implant" if mpy else "hil.implant", s.recording,
+                    "--connect", self.ports["implant"],
                     "--duration", str(s.duration_s), "--speed", str(s.speed),
                     "--stats", str(imp_json), "--drop", str(s.drop), "--corrupt",
                     str(s.corrupt), "--garbage", str(s.garbage)]
         if s.channels:
             imp_args += ["--channels", str(s.channels)]
+        if mpy:
+            imp_args += ["--fw-json", json.dumps(s.implant_fw or {}),
+                         "--log", str(self.out / "implant_fw.jsonl")]
         implant = self._start(imp_args, "implant.log")
         t_start = time.monotonic()
         cpu0, cpu_t0 = None, 0.0
@@ -265,7 +278,29 @@ class Chain:
         summary["spec"] = {k: v for k, v in asdict(self.spec).items() if k != "config"}
         if s.uplink == "ble":
             summary["air"] = {k: self.air.get(k) for k in ("model", "model_text")}
+        if intruder is not None:
+            summary["intruder"] = intruder
         return summary
+
+    def run_intruder(self) -> dict[str, Any]:
+        """An unbonded central (its own controller on the air, an empty key store) connects
+        to the hub before the host, tries to subscribe to DATA and to write CONTROL, and leaves
+        after ``intruder_s``: what it got (nothing, it should be refused) is returned."""
+        keys = self.out / "intruder_bonds.json"
+        keys.unlink(missing_ok=True)
+        p = self._start([PY, "-m", "host_tools.ble_receiver", "--name", self.spec.ble_name,
+                         "--transport", f"tcp-client:127.0.0.1:{self.air['ports']['intruder']}",
+                         "--keystore", str(keys), "--address", "F1:5E:1F:00:0B:AD",
+                         "--control", "0801", "--duration", str(self.spec.intruder_s)],
+                        "intruder.log")
+        try:
+            p.wait(self.spec.intruder_s + 30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return {"error": "the intruder did not finish"}
+        lines = [ln for ln in (self.out / "intruder.log").read_text(errors="replace")
+                 .splitlines() if ln.startswith("{")]
+        return json.loads(lines[-1]) if lines else {"error": "the intruder wrote no summary"}
 
 
 def run_chain(spec: ChainSpec, out: Path) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 LO_MS, HI_MS, STEP = 1e-3, 1e6, 1.005
 NBINS = math.ceil(math.log(HI_MS / LO_MS) / math.log(STEP))
+#: the coarse histogram for plots (``latency_hist_ms``): 0.1 ms … 100 s, 10 per decade
+HIST_EDGES_MS = [round(10 ** (e / 10), 4) for e in range(-10, 51)]
 
 
 class LatencyHistogram:
@@ -23,6 +25,7 @@ class LatencyHistogram:
 
     def __init__(self) -> None:
         self.counts = np.zeros(NBINS + 2, np.int64)
+        self.coarse_counts = np.zeros(len(HIST_EDGES_MS) - 1, np.int64)
         self.n = 0
         self.min = math.inf
         self.max = -math.inf
@@ -38,6 +41,8 @@ class LatencyHistogram:
             k = np.floor(np.log(np.maximum(v, LO_MS) / LO_MS) / math.log(STEP)) + 1
         idx = np.clip(np.nan_to_num(k, nan=0.0), 0, NBINS + 1).astype(np.int64)
         self.counts += np.bincount(idx, minlength=NBINS + 2)
+        clipped = np.clip(v, HIST_EDGES_MS[0], HIST_EDGES_MS[-1])
+        self.coarse_counts += np.histogram(clipped, bins=HIST_EDGES_MS)[0]
 
     def percentile(self, p: float) -> float:
         """The p-th percentile (0–100), as the middle of its bin (clamped to min/max)."""
@@ -47,6 +52,12 @@ class LatencyHistogram:
         b = int(np.searchsorted(np.cumsum(self.counts), rank))
         mid = LO_MS * STEP ** (b - 0.5) if 0 < b <= NBINS else (LO_MS if b == 0 else HI_MS)
         return min(max(mid, self.min), self.max)
+
+    def coarse(self) -> dict[str, list[float] | list[int]]:
+        """Counts per HIST_EDGES_MS bin (values outside in the first/last bin); no counts
+        when empty."""
+        return {"edges": HIST_EDGES_MS,
+                "counts": self.coarse_counts.tolist() if self.n else []}
 
     def summary(self) -> dict[str, Any]:
         if not self.n:

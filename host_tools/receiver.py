@@ -149,6 +149,7 @@ class Receiver:
         self.first_ns = 0
         self.last_ns = 0
         self.results: list[pb.CommandResult] = []
+        self.bytes_per_s: list[int] = []      # by second of arrival since the first chunk
         self.last_telemetry: pb.Telemetry | None = None
         self.logs: list[pb.LogRecord] = []
         self._last_seq: int | None = None
@@ -186,6 +187,11 @@ class Receiver:
                 self.reassembler.reset()
         if seq is not None:
             self._last_seq = seq
+        sec = (t - self.first_ns) // 1_000_000_000
+        if 0 <= sec < 1_000_000:
+            if sec >= len(self.bytes_per_s):
+                self.bytes_per_s.extend([0] * (sec + 1 - len(self.bytes_per_s)))
+            self.bytes_per_s[sec] += len(chunk)
         out = []
         for payload in self.reassembler.feed(chunk):
             try:
@@ -272,25 +278,34 @@ class Receiver:
         """Per class, summed over sessions: produced (hub), delivered (host), shed (hub
         reports), queued at the last report, lost in transit (sequence gaps, packets),
         unaccounted = produced − delivered − shed − queued.
-        A session that ended without its final report (hub killed) cannot be closed: its
-        balance is reported apart, as ``unclosed`` (its last totals predate its last packets).
+        A session that ended without its final report (hub killed) cannot be closed: its last
+        totals predate its last packets (items produced after that report may have been
+        delivered, or died with the hub). For it, ``produced`` is what is known to exist —
+        the last report's count, or what was delivered and shed if more
+        (``produced_after_last_report``) — and ``unclosed`` is what the hub reported producing
+        that the host never learned the fate of (≥ 0; the hub-restart gap covers its samples).
         """
         out: dict[str, dict[str, int]] = {}
         for st, name in CLASS_NAMES.items():
             row = {"produced": 0, "delivered": 0, "shed": 0, "queued": 0, "lost_packets": 0,
-                   "unaccounted": 0, "unclosed": 0}
+                   "unaccounted": 0, "unclosed": 0, "produced_after_last_report": 0}
             for s in self.sessions.values():
                 tot = s.totals.get(st)
                 produced, shed = (tot.produced, tot.shed) if tot else (0, 0)
                 queued = tot.queued if tot else 0
                 delivered = s.delivered.get(st, 0)
-                row["produced"] += produced
                 row["shed"] += shed
-                row["queued"] += queued
                 row["delivered"] += delivered
                 row["lost_packets"] += s.lost_packets.get(st, 0)
-                balance = produced - delivered - shed - queued
-                row["unaccounted" if s.final else "unclosed"] += balance
+                if s.final:
+                    row["produced"] += produced
+                    row["queued"] += queued
+                    row["unaccounted"] += produced - delivered - shed - queued
+                else:
+                    known = max(produced, delivered + shed)
+                    row["produced"] += known
+                    row["produced_after_last_report"] += known - produced
+                    row["unclosed"] += known - delivered - shed
             out[name] = row
         return out
 
@@ -356,6 +371,8 @@ class Receiver:
             "shed_ranges": self.shed_ranges(),
             "gaps": self.gaps(),
             "latency_ms": lat,
+            "latency_hist_ms": {k: h.coarse() for k, h in self.latency_ms.items()},
+            "timeline": {"bytes_per_s": self.bytes_per_s},
             "link": {"bytes": self.bytes, "seconds": round(wall, 3),
                      "throughput_bps": round(self.bytes * 8 / wall) if wall else 0,
                      "chunks": rs.chunks, "lost_chunks": rs.lost_chunks,

@@ -21,13 +21,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from host_tools.hublink import HubLink, open_link
 from host_tools.receiver import Receiver
 from host_tools.session import ChunkLog, LinkObserver, RecordResult, record
-from hub.wire import SCHEMA_VERSION, pb
-from hub.wire.masks import channels_to_mask
+from hub.wire import pb
+from hub.wire import settings as wire_settings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="seconds to wait for the first connection (then exit non-zero)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="configure the hub after connecting (repeatable)")
+                   help="configure the hub after connecting (repeatable): "
+                        + "; ".join(s.describe() for s in wire_settings.SETTINGS.values())
+                        + "; raw_channels=0,1,2")
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--packets-out", type=Path, help="raw packet log (length-prefixed)")
     p.add_argument("--raw-out", type=Path,
@@ -58,34 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def configure_command(settings: list[str], request_id: int,
                       n_channels: int | None = None) -> pb.Command:
-    """A Configure from FIELD=VALUE strings (PipelineSettings field names)."""
-    cmd = pb.Command(request_id=request_id, schema_version=SCHEMA_VERSION)
-    cfg = cmd.configure
-    cfg.SetInParent()
-    fields = pb.PipelineSettings.DESCRIPTOR.fields_by_name
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: want FIELD=VALUE")
-        if key == "raw_channels":
-            if n_channels is None:
-                raise ValueError("raw_channels needs the hub's channel count")
-            cfg.raw_channel_mask = channels_to_mask([int(c) for c in value.split(",")],
-                                                    n_channels)
-        elif key == "outage_buffer_s":
-            cfg.outage_buffer_s = float(value)
-        elif key in ("snippets", "raw_codec"):
-            setattr(cfg, key, value.lower() in ("1", "true", "yes"))
-        elif key in fields:
-            f = fields[key]
-            typed: Any = (value if f.type == f.TYPE_STRING else value.lower() in ("1", "true")
-                          if f.type == f.TYPE_BOOL else float(value)
-                          if f.type == f.TYPE_DOUBLE else int(value))
-            setattr(cfg.pipeline, key, typed)
-        else:
-            raise ValueError(f"--set {key!r}: unknown field (PipelineSettings: "
-                             f"{', '.join(sorted(fields))})")
-    return cmd
+    """A Configure from FIELD=VALUE strings: the settings schema's parser
+    (hub.wire.settings.configure_command; raises SettingError naming the field)."""
+    return wire_settings.configure_command(settings, request_id, n_channels)
 
 
 def save_raw(path: Path, rx: Receiver) -> None:

@@ -49,6 +49,7 @@ from host_tools.hublink import Backoff, HubLink, LinkError, stay_connected
 from host_tools.receiver import Receiver
 from host_tools.timesync import TimeSyncFit
 from hub.wire import SCHEMA_VERSION, Chunker, pb
+from hub.wire import settings as wire_settings
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,12 @@ class HubSession:
 
     def __init__(self, link: HubLink, *, observers: Sequence[LinkObserver] = (),
                  keep_raw: bool = False, connect_timeout: float = 30.0,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, timesync_every_s: float | None = 5.0) -> None:
         self.link = link
         self.observers = list(observers)
         self.connect_timeout = connect_timeout
         self.backoff = backoff or Backoff()
+        self.timesync_every_s = timesync_every_s
         self.receiver = Receiver(self._on_envelope, keep_raw=keep_raw)
         self.timesync = TimeSyncFit()
         self.connected = asyncio.Event()
@@ -121,6 +123,7 @@ class HubSession:
         self._chunker: Chunker | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
         self._final = asyncio.Event()
         self._t0 = time.monotonic()
         self._closed_summary: dict[str, Any] | None = None
@@ -140,10 +143,30 @@ class HubSession:
         if not self.connected.is_set():
             await self._task           # raises HubUnreachable (or returns: stopped)
             raise LinkError(f"{self.link.describe()}: link ended before connecting")
+        if self.timesync_every_s:
+            self._sync_task = asyncio.create_task(self._round_trips(self.timesync_every_s))
+
+    async def _round_trips(self, every_s: float) -> None:
+        """A TimeSyncRequest every ``every_s`` while connected: the hub echoes it with its own
+        time, which bounds the hub → host clock offset by half the round trip (the fit in
+        host_tools.timesync; the first one after the configuration the caller sends)."""
+        while True:
+            await asyncio.sleep(every_s)
+            if not self.connected.is_set():
+                continue
+            cmd = pb.Command(time_sync=pb.TimeSyncRequest(host_time_ns=time.monotonic_ns()))
+            try:
+                await self.command(cmd, timeout=every_s)
+            except (CommandTimeout, LinkError) as e:
+                log.debug("time-sync round trip: %s", e)
 
     async def stop(self) -> None:
         """Disconnects; the receiver keeps what it got. Idempotent."""
         self._stop.set()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, LinkError):
                 await self._task
@@ -224,9 +247,10 @@ class HubSession:
     def _on_envelope(self, env: pb.Envelope, t_ns: int) -> None:
         kind = env.WhichOneof("payload")
         if kind == "time_sync":
-            ts = env.time_sync
-            self.timesync.add(int(ts.sample_index), t_ns, float(ts.sampling_frequency or 0.0))
+            self.timesync.add_packet(env.time_sync, t_ns)
         elif kind == "result":
+            if env.result.HasField("time_sync"):       # a round trip's echo
+                self.timesync.add_packet(env.result.time_sync, t_ns)
             self.results.append(env.result)
             fut = self._pending.pop(env.result.request_id, None)
             if fut is not None and not fut.done():
@@ -278,13 +302,13 @@ class HubSession:
             await asyncio.sleep(0.2)
 
     async def configure(self, settings: list[str], timeout: float = 10.0) -> pb.CommandResult:
-        """One Configure from ``FIELD=VALUE`` strings; raises CommandRejected unless OK."""
-        from host_tools.record_cli import configure_command
-
+        """One Configure from ``FIELD=VALUE`` strings (the settings schema's parser,
+        hub.wire.settings: a malformed value raises SettingError naming the field, before
+        anything is sent); raises CommandRejected unless the hub answers OK."""
         n = None
         if any(s.startswith("raw_channels") for s in settings):
             n = await self.n_channels(max(timeout, self.connect_timeout))
-        res = await self.command(configure_command(settings, 0, n), timeout)
+        res = await self.command(wire_settings.configure_command(settings, 0, n), timeout)
         if res.code != pb.RESULT_OK:
             raise CommandRejected(res)
         return res

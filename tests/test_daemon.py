@@ -97,7 +97,8 @@ def test_sd_notify_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert os.path.exists(path)
 
 
-def test_watchdog_restarts_a_failed_stage_and_the_stream_goes_on(tmp_path: Path) -> None:
+def test_watchdog_restarts_a_failed_stage_and_the_stream_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In process: the pipeline stage raises once; the watchdog restarts it, the session and
     sequence numbers survive, and events keep coming."""
     import asyncio
@@ -111,19 +112,23 @@ def test_watchdog_restarts_a_failed_stage_and_the_stream_goes_on(tmp_path: Path)
 
     rec = synth_recording("synth:16:30000:2")
 
+    from hub.daemon.engine import PipelineStage
+
+    original = PipelineStage.process
+    calls = [0]
+    stages: list[PipelineStage] = []
+
+    def flaky(self: PipelineStage, *a: Any) -> Any:
+        calls[0] += 1
+        if self not in stages:
+            stages.append(self)
+        if calls[0] == 30:
+            raise RuntimeError("injected kernel failure")
+        return original(self, *a)
+
     async def go() -> tuple[int, int, int]:
         daemon = Daemon(DaemonOptions(implant="tcp:127.0.0.1:0", state_dir=tmp_path,
                                       telemetry_s=0.2), TcpUplink(rate_bps=None))
-        original = daemon.stage.process
-        calls = [0]
-
-        def flaky(*a: Any) -> Any:
-            calls[0] += 1
-            if calls[0] == 30:
-                raise RuntimeError("injected kernel failure")
-            return original(*a)
-
-        daemon.stage.process = flaky  # type: ignore[method-assign]
         run = asyncio.create_task(daemon.run())
         while not daemon.transport.address.split(":")[-1].isdigit() or \
                 daemon.transport.address.endswith(":0"):
@@ -138,18 +143,20 @@ def test_watchdog_restarts_a_failed_stage_and_the_stream_goes_on(tmp_path: Path)
                 await asyncio.sleep(0.02)
         await w.drain()
         for _ in range(1200):             # until the stream is processed (hang guard: 60 s)
-            if daemon.stage.blocks >= 149:
+            if daemon.stage_counters().blocks >= 149:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
-        blocks = daemon.stage.blocks
+        blocks = daemon.stage_counters().blocks
         daemon._stop.set()
         await run
         w.close()
         return daemon.stage_restarts, blocks, daemon.scheduler.classes[3].produced
 
+    monkeypatch.setattr(PipelineStage, "process", flaky)
     restarts, blocks, events = asyncio.run(go())
     assert restarts == 1
+    assert len(stages) == 2 and stages[0] is not stages[1]     # a fresh stage object
     assert blocks >= 140          # 150 blocks of 10 ms, one lost to the injected failure
     assert events > 0
 
@@ -192,20 +199,20 @@ def test_commands_in_process_sort_and_templates(tmp_path: Path) -> None:
                                      30000))
             await w.drain()
             for _ in range(1200):         # until the worker processed them (hang guard: 60 s)
-                if daemon.stage.blocks >= (k0 + n) * 30 // 300 - 1:
+                if daemon.stage_counters().blocks >= (k0 + n) * 30 // 300 - 1:
                     break
                 await asyncio.sleep(0.05)
 
         await stream(0, 100)
-        results.append(daemon.control.handle(cmd(1, load_templates=templates)))
-        results.append(daemon.control.handle(cmd(2, configure=pb.Configure(
+        results.append(await daemon.control.handle(cmd(1, load_templates=templates)))
+        results.append(await daemon.control.handle(cmd(2, configure=pb.Configure(
             pipeline=pb.PipelineSettings(sort=True)))))
         await stream(100, 100)
-        results.append(daemon.control.handle(cmd(3, load_templates=templates)))
+        results.append(await daemon.control.handle(cmd(3, load_templates=templates)))
         bad = pb.LoadTemplates()
         bad.CopyFrom(templates)
         bad.channels[1] = 99
-        results.append(daemon.control.handle(cmd(4, load_templates=bad)))
+        results.append(await daemon.control.handle(cmd(4, load_templates=bad)))
         daemon._stop.set()
         await run
         w.close()

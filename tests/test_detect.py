@@ -102,7 +102,7 @@ def test_snippet_and_features_shapes() -> None:
 
 @pytest.mark.parametrize("field,value", [
     ("block_ms", 0.5), ("block_ms", 51.0), ("threshold", 0.0), ("polarity", "up"),
-    ("reference", "mode"), ("band_hz", (6000.0, 300.0)), ("snippet_channels", 0),
+    ("reference", "mode"), ("band_low_hz", 7000.0), ("snippet_channels", 0),
 ])
 def test_bad_config_names_the_field(field: str, value: object) -> None:
     cfg = PipelineConfig(**{field: value})  # type: ignore[arg-type]

@@ -172,12 +172,20 @@ def hubctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 def test_record_rejected_setting_prints_the_hubs_message_and_fails(hub: str,
                                                                     tmp_path: Path) -> None:
-    """Was: exit 0, nothing printed (the rejection only in the hub's log)."""
-    r = hubctl("record", "--tcp", hub, "--duration", "60", "--set", "threshold=-5",
+    """Was: exit 0, nothing printed (the rejection only in the hub's log). A setting only the
+    hub can judge (the band's low corner above its high one): its message, exit 1."""
+    r = hubctl("record", "--tcp", hub, "--duration", "60", "--set", "band_low_hz=7000",
                "--json", str(tmp_path / "s.json"))
     assert r.returncode == 1, r.stderr
-    assert "RESULT_INVALID_ARGUMENT" in r.stderr and "threshold" in r.stderr
-    assert "threshold" in (tmp_path / "s.json").read_text()       # the summary still written
+    assert "RESULT_INVALID_ARGUMENT" in r.stderr and "band_low_hz" in r.stderr
+    assert "band_low_hz" in (tmp_path / "s.json").read_text()     # the summary still written
+
+
+def test_record_out_of_range_setting_fails_before_sending() -> None:
+    """The issue's reproduction, ``--set threshold=-5``: the settings schema refuses it on the
+    host, naming the field, before connecting (was: exit 0, nothing printed)."""
+    r = hubctl("record", "--tcp", "127.0.0.1:9", "--duration", "60", "--set", "threshold=-5")
+    assert r.returncode == 2 and "threshold" in r.stderr
 
 
 def test_record_never_connected_fails_even_with_a_duration() -> None:
@@ -206,7 +214,7 @@ def test_session_commands_await_their_results(hub: str) -> None:
             out.append(await s.command(pb.Command(schema_version=SCHEMA_VERSION + 7,
                                                   request_status=pb.RequestStatus())))
             try:
-                await s.configure(["threshold=-5"])
+                await s.configure(["band_low_hz=7000"])          # only the hub can judge it
             except CommandRejected as e:
                 out.append(e)
             out.append(await s.configure(["threshold=6.5"]))
@@ -217,7 +225,7 @@ def test_session_commands_await_their_results(hub: str) -> None:
     assert status.running is not None
     assert mismatch.code == pb.RESULT_VERSION_MISMATCH
     assert isinstance(rejected, CommandRejected)
-    assert rejected.result.code == pb.RESULT_INVALID_ARGUMENT and "threshold" in str(rejected)
+    assert rejected.result.code == pb.RESULT_INVALID_ARGUMENT and "band_low_hz" in str(rejected)
     assert ok.code == pb.RESULT_OK and '"threshold": 6.5' in config
 
 

@@ -220,3 +220,42 @@ def test_budget_survives_a_stall_and_resets_on_reconnect() -> None:
     after_stall, after_reconnect, nominal = vrun(main())
     assert after_stall >= 0.9 * nominal, "a stall must not be taken for the link's capacity"
     assert after_reconnect >= 0.9 * nominal, "a new connection restarts from the nominal rate"
+
+
+class EventUplink(MemoryUplink):
+    """A link that takes chunks per event: free slots and the time to the next event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots = 5
+        self.next_s: float | None = 0.006
+
+    def send_slots(self) -> int | None:
+        return self.slots
+
+    def next_event_s(self) -> float | None:
+        return self.next_s
+
+
+def test_lower_classes_leave_reserved_slots_until_just_before_the_event() -> None:
+    """Late binding + pacing: snippets and raw fill a connection event only up to the
+    reserve; the reserved slots wait for events and feature bins until fill_guard_s before
+    the event; an urgent packet is sent at once."""
+    up = EventUplink()
+    sch = Scheduler(up)
+    guard = sch.cfg.fill_guard_s
+    sch.submit(packet(SNIPPETS, 0))
+    assert sch._send_window() == 0.0                     # 5 free > reserve 2: fill
+    up.slots = sch.cfg.reserve_slots
+    assert abs(sch._send_window() - (0.006 - guard)) < 1e-9   # hold the reserve
+    up.next_s = guard / 2
+    assert sch._send_window() == 0.0                     # just before the event: fill
+    up.next_s = 0.006
+    sch.submit(packet(SPIKES, 10))
+    assert sch._send_window() == 0.0                     # urgent: at once
+    up.slots = 0
+    assert sch._send_window() > 0                        # full: wait for completions
+    up.next_s = None
+    up.slots = 1
+    sch._pop(SPIKES)
+    assert sch._send_window() == 0.0                     # no event phase known: never hold

@@ -123,6 +123,9 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
 int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
                            const float *templates, int32_t n_channels, int32_t n_samples,
                            const float *basis, int32_t n_features);
+/* The detector's threshold k changed (a live threshold change): spikes processed from now on
+ * have σ = event.threshold / k. NK_ERR_ARG unless 0 < k < 3e38. */
+int nk_sort_set_detect_threshold(nk_sort *s, float k);
 int nk_sort_get_stats(const nk_sort *s, nk_sort_stats *out);
 /* Cluster table, [n_channels * max_clusters] slots: channel (−1 empty), unit, spikes seen,
  * and the raw template [K][L] (templates may be NULL). */

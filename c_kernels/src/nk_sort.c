@@ -629,6 +629,12 @@ static void place(nk_sort *s, const float *T, int32_t g, int32_t unit) {
     ci->given = 1;
 }
 
+int nk_sort_set_detect_threshold(nk_sort *s, float k) {
+    if (!s || !(k > 0.0f && k < FLT_BIG)) return NK_ERR_ARG;
+    s->cfg.detect_threshold = k;
+    return NK_OK;
+}
+
 int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
                            const float *templates, int32_t n_channels, int32_t n_samples,
                            const float *basis, int32_t n_features) {

@@ -206,6 +206,24 @@ int main(void) {
     report("sort_basis", h4, sb != NULL && pur4 > 0.95);
     nk_sort_free(sb);
 
+    /* a live threshold change: a sorter built for k = 8 and set to k = 5 labels as one built
+     * for 5 (σ = event.threshold / k follows the detector) */
+    nk_sort_config c8 = cfg;
+    c8.detect_threshold = 8.0f;
+    nk_sort *s8 = NULL, *s5 = NULL;
+    nk_sort_new(&c8, nbrs, NULL, 0, &s8);
+    nk_sort_new(&cfg, nbrs, NULL, 0, &s5);
+    static int32_t lab5[NSPK], lab8[NSPK];
+    int32_t ne5 = 0, ne8 = 0;
+    int ks = nk_sort_set_detect_threshold(s8, 5.0f);
+    uint64_t h5 = run(s5, 50, lab5, &ne5), h8 = run(s8, 50, lab8, &ne8);
+    report("sort_set_threshold", h8, ks == NK_OK && h5 == h8 && ne5 == ne8 &&
+           nk_sort_set_detect_threshold(s8, 0.0f) == NK_ERR_ARG &&
+           nk_sort_set_detect_threshold(s8, NAN) == NK_ERR_ARG &&
+           nk_sort_set_detect_threshold(NULL, 5.0f) == NK_ERR_ARG);
+    nk_sort_free(s5);
+    nk_sort_free(s8);
+
     /* bad arguments */
     nk_sort_config badc = cfg;
     badc.pre = L;

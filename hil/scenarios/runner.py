@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.chain import ChainSpec, run_chain
+from hil.report import write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -72,17 +73,26 @@ def run_all(out: Path, only: list[str], scale: float) -> dict[str, Any]:
     for sc in load_scenarios():
         if only and sc["name"] not in only:
             continue
-        chain = dict(sc["chain"])
-        chain["duration_s"] = max(6.0, chain["duration_s"] * scale)
-        for k in ("kill_hub_at",):
-            if k in chain:
-                chain[k] = chain[k] * scale if scale < 1 else chain[k]
-        if "link_schedule" in chain and scale != 1:
-            chain["link_schedule"] = ",".join(
-                f"{float(t) * scale:g}:{a}" for t, a in
-                (item.split(":", 1) for item in chain["link_schedule"].split(",")))
+        chain = scaled_chain(sc["chain"], scale)
+        chain["packets_out"] = True          # the report's figures read the packet log
         results[sc["name"]] = run_one(sc, chain, out)
     return results
+
+
+def scaled_chain(chain: dict[str, Any], scale: float) -> dict[str, Any]:
+    """The chain with its duration, kill time, link schedule and implant reboots scaled."""
+    chain = json.loads(json.dumps(chain))
+    chain["duration_s"] = max(6.0, chain["duration_s"] * scale)
+    if "kill_hub_at" in chain and scale < 1:
+        chain["kill_hub_at"] *= scale
+    if "link_schedule" in chain and scale != 1:
+        chain["link_schedule"] = ",".join(
+            f"{float(t) * scale:g}:{a}" for t, a in
+            (item.split(":", 1) for item in chain["link_schedule"].split(",")))
+    fw = chain.get("implant_fw") or {}
+    if fw.get("reboot_at_s") and scale != 1:
+        fw["reboot_at_s"] = [max(2.0, t * scale) for t in fw["reboot_at_s"]]
+    return chain
 
 
 def run_one(sc: dict[str, Any], chain: dict[str, Any], out: Path, label: str = "",
@@ -104,37 +114,16 @@ def run_one(sc: dict[str, Any], chain: dict[str, Any], out: Path, label: str = "
 
 
 def markdown(results: dict[str, Any], title: str = "HIL report (TCP uplink)") -> str:
-    lines = [f"# {title}", ""]
-    for name, r in results.items():
-        s = r["summary"]
-        lines += [f"## {name} — {'PASS' if r['passed'] else 'FAIL'}", "", r["what"], ""]
-        if r["failed"]:
-            lines += [f"- FAILED: {f}" for f in r["failed"]] + [""]
-        if not s:
-            continue
-        lines += ["| class | produced | delivered | shed | unaccounted |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        for k, v in s["classes"].items():
-            lines.append(f"| {k} | {v['produced']} | {v['delivered']} | {v['shed']} | "
-                         f"{v['unaccounted']} |")
-        lat = s["latency_ms"]["events"]
-        tel = s.get("hub_telemetry") or {}
-        lines += ["", f"- event latency sample→host decode: p50 {lat['p50']} ms, "
-                      f"p99 {lat['p99']} ms (n={lat['n']})",
-                  f"- link throughput {s['link']['throughput_bps'] / 1e6:.3f} Mbit/s; "
-                  f"hub CPU {100 * s['hub_cpu_core_fraction']:.1f} % of one core",
-                  f"- shed by reason: {json.dumps(s['shed_by_reason'])}",
-                  f"- gaps: {json.dumps(s['gaps'][:4])}",
-                  f"- implant link: {tel.get('link_frames')} frames, "
-                  f"{tel.get('link_corrupt')} corrupt, {tel.get('link_missing_frames')} missing",
-                  ""]
-    return "\n".join(lines)
+    """The report's Markdown without figures (hil.report writes the full report)."""
+    from hil.report import markdown as md
+
+    return md(results, title)
 
 
 def cli(argv: list[str] | None, doc: str | None,
         run: Callable[[Path, list[str], float], dict[str, Any]], stem: str, title: str) -> int:
-    """The command line both scenario sets share: --out/--only/--scale, then the JSON and
-    Markdown report (``OUT/STEM.json``, ``OUT/STEM.md``); exit 1 if a scenario failed."""
+    """The command line both scenario sets share: --out/--only/--scale, then the report
+    (``OUT/STEM.{json,md,html}`` with figures, hil.report); exit 1 if a scenario failed."""
     p = argparse.ArgumentParser(description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "out" / "hil")
@@ -143,11 +132,9 @@ def cli(argv: list[str] | None, doc: str | None,
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = run(args.out, args.only, args.scale)
-    md = markdown(results, title)
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
-    (args.out / f"{stem}.md").write_text(md)
+    md = write_report(results, args.out, stem, title)
     print(md)
-    print(f"report: {args.out / (stem + '.json')}, {args.out / (stem + '.md')}", file=sys.stderr)
+    print(f"report: {args.out / stem}.{{json,md,html}}", file=sys.stderr)
     return 0 if all(r["passed"] for r in results.values()) else 1
 
 

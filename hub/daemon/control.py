@@ -1,16 +1,20 @@
 """The control plane: host commands in, exactly one :class:`pb.CommandResult` out per command.
 
-Every field is validated before anything changes (the pipeline's own ``PipelineConfig.validate``
-names the field at fault); a command is applied whole or not at all; undecodable bytes get a
-MALFORMED result. The daemon implements :class:`HubApi`; this module only decides and checks.
+Every field is validated against the settings schema (hub.wire.settings) before anything
+changes; a command is applied whole or not at all; undecodable bytes get a MALFORMED result.
+Commands run one after another in :class:`CommandPort` (chunks in, results out): a command that
+needs the pipeline's worker (a configuration, templates) awaits it, and the event loop never
+blocks. The daemon implements :class:`HubApi`; this module only decides and checks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
-import math
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,12 +22,17 @@ from google.protobuf.message import DecodeError
 
 from hub.daemon.config_store import HubConfig
 from hub.dsp.pipeline import ConfigError
-from hub.wire import SCHEMA_VERSION, pb
+from hub.errors import NK_ERR_ARG, NK_ERR_CAPACITY
+from hub.wire import SCHEMA_VERSION, Reassembler, pb, settings
 from hub.wire.masks import mask_to_channels
 
 log = logging.getLogger(__name__)
 MAX_UNITS = 1024
 MAX_TEMPLATE_VALUES = 4 << 20
+MAX_TEMPLATE_ABS = 1e6      # filtered counts: int16 data never comes near
+MAX_CHANNEL_ID = 65535
+MAX_QUEUED_COMMANDS = 64
+_ARG_STATUSES = (NK_ERR_ARG, NK_ERR_CAPACITY)    # a kernel refused the input
 
 
 class CommandError(ValueError):
@@ -60,7 +69,8 @@ class Templates:
 
 
 class HubApi(Protocol):
-    """What the daemon offers the control plane."""
+    """What the daemon offers the control plane. The async methods run work in the
+    pipeline's worker and return when it is done."""
 
     @property
     def config(self) -> HubConfig: ...
@@ -68,64 +78,28 @@ class HubApi(Protocol):
     def sampling_frequency(self) -> float: ...
     @property
     def n_channels(self) -> int | None: ...
-    def apply_config(self, cfg: HubConfig) -> None:
-        """Atomic: raises ConfigError/ValueError and changes nothing, or applies all."""
-    def set_running(self, running: bool) -> None: ...
-    def load_templates(self, templates: Templates) -> None:
-        """Raises UnsupportedError when no sorter can take them."""
+    async def apply_config(self, cfg: HubConfig) -> None:
+        """Atomic: raises ValueError and changes nothing, or applies all."""
+    async def set_running(self, running: bool) -> None: ...
+    async def load_templates(self, templates: Templates) -> None:
+        """Raises UnsupportedError when no sorter can take them, ValueError when it refuses."""
     def status(self) -> pb.Telemetry: ...
     def time_sync(self, host_time_ns: int) -> pb.TimeSync: ...
 
 
-#: PipelineSettings field → PipelineConfig field (band corners are combined into band_hz)
-_DIRECT = ("block_ms", "filter_order", "reference", "reference_group_size", "polarity",
-           "threshold", "exclude_ms", "refractory_ms", "warmup_s", "noise_tau_s",
-           "neighbor_radius_um", "snippet_pre", "snippet_post", "snippet_channels", "bin_ms",
-           "lfp", "lfp_cutoff_hz", "lfp_rate_hz", "sort")
-
-
-def _finite(name: str, v: float) -> float:
-    if not math.isfinite(v):
-        raise ConfigError(f"{name}={v!r}: must be a finite number")
-    return v
-
-
 def merged_config(cur: HubConfig, msg: pb.Configure, n_channels: int | None) -> HubConfig:
-    """The configuration a Configure command asks for (not yet validated against fs)."""
-    changes: dict[str, Any] = {}
-    ps = msg.pipeline
-    known = {f.name for f in dataclasses.fields(cur.pipeline)}
-    for name in _DIRECT:
-        if ps.HasField(name):
-            if name not in known:
-                raise CommandError(pb.RESULT_UNSUPPORTED, f"{name}: not supported by this hub")
-            v = getattr(ps, name)
-            changes[name] = _finite(name, v) if isinstance(v, float) else v
-    lo, hi = cur.pipeline.band_hz
-    if ps.HasField("band_low_hz"):
-        lo = _finite("band_low_hz", ps.band_low_hz)
-    if ps.HasField("band_high_hz"):
-        hi = _finite("band_high_hz", ps.band_high_hz)
-    changes["band_hz"] = (lo, hi)
-    pipe = dataclasses.replace(cur.pipeline, **changes)
-    if n_channels is not None and pipe.reference_group_size > n_channels:
-        raise ConfigError(f"reference_group_size={pipe.reference_group_size}: more than the "
-                          f"{n_channels} channels")
-    new = dataclasses.replace(cur, pipeline=pipe)
+    """The configuration a Configure command asks for: each field checked against the schema
+    (not yet against fs, the channel count or each other: :meth:`HubConfig.validate`)."""
+    new = cur.with_values(settings.values_of(msg))
     if msg.raw_channel_mask:
         new = dataclasses.replace(new, raw_channels=mask_to_channels(msg.raw_channel_mask,
                                                                      n_channels))
-    if msg.HasField("snippets"):
-        new = dataclasses.replace(new, snippets=msg.snippets)
-    if msg.HasField("raw_codec"):
-        new = dataclasses.replace(new, raw_codec=msg.raw_codec)
-    if msg.HasField("outage_buffer_s"):
-        new = dataclasses.replace(new, outage_buffer_s=_finite("outage_buffer_s",
-                                                               msg.outage_buffer_s))
     return new
 
 
 def templates_from(msg: pb.LoadTemplates) -> Templates:
+    """Checked templates (every value finite and bounded, every unit non-zero, channel and
+    unit ids in range) or ConfigError naming the field."""
     u, k, t = msg.n_units, msg.n_channels, msg.n_samples
     if not 1 <= u <= MAX_UNITS:
         raise ConfigError(f"n_units={u}: must be 1–{MAX_UNITS}")
@@ -142,11 +116,20 @@ def templates_from(msg: pb.LoadTemplates) -> Templates:
     wf = np.asarray(msg.waveforms, dtype=np.float32).reshape(u, k, t)
     if not np.isfinite(wf).all():
         raise ConfigError("waveforms: contains NaN or infinity")
+    peak = np.abs(wf).max(axis=(1, 2))
+    if peak.max() > MAX_TEMPLATE_ABS:
+        raise ConfigError(f"waveforms: |value| {float(peak.max()):.3g} exceeds "
+                          f"{MAX_TEMPLATE_ABS:g} counts")
+    if (peak == 0).any():
+        raise ConfigError(f"waveforms: unit {int(np.argmin(peak))} is all zero")
+    ch = np.asarray(msg.channels, dtype=np.int64).reshape(u, k)
+    if ch.max() > MAX_CHANNEL_ID:
+        raise ConfigError(f"channels: {int(ch.max())} is not a channel number "
+                          f"(0–{MAX_CHANNEL_ID})")
     ids = np.asarray(msg.unit_ids or range(u), dtype=np.int64)
-    if ids.size != u or np.unique(ids).size != u or ids.max() > 2**31 - 1:
-        raise ConfigError(f"unit_ids: want {u} distinct ids below 2^31 (or none)")
-    return Templates(wf, np.asarray(msg.channels, dtype=np.int32).reshape(u, k),
-                     ids.astype(np.int32))
+    if ids.size != u or np.unique(ids).size != u or ids.max() >= 2**31 - 2:
+        raise ConfigError(f"unit_ids: want {u} distinct ids below 2^31 − 2 (or none)")
+    return Templates(wf, ch.astype(np.int32), ids.astype(np.int32))
 
 
 class Control:
@@ -157,7 +140,7 @@ class Control:
         self.handled = 0
         self.rejected = 0
 
-    def handle(self, payload: bytes) -> pb.CommandResult:
+    async def handle(self, payload: bytes) -> pb.CommandResult:
         """Exactly one result for one command payload, whatever the bytes."""
         self.handled += 1
         try:
@@ -172,41 +155,109 @@ class Control:
                 raise CommandError(pb.RESULT_VERSION_MISMATCH,
                                    f"schema_version={cmd.schema_version}: this hub speaks "
                                    f"{SCHEMA_VERSION}")
-            self._dispatch(cmd, which, res)
+            await self._dispatch(cmd, which, res)
             res.code = pb.RESULT_OK
         except CommandError as e:
             res.code, res.message = e.code, str(e)
-        except ValueError as e:        # ConfigError and the kernels' own checks
+        except (ValueError, TypeError, ArithmeticError) as e:   # the schema's and kernels' checks
             res.code, res.message = pb.RESULT_INVALID_ARGUMENT, str(e)
-        except (OSError, RuntimeError) as e:   # the hub failed (timeout, kernel error)
-            res.code, res.message = pb.RESULT_INTERNAL, f"{type(e).__name__}: {e}"
+        except (OSError, RuntimeError) as e:   # the hub failed (a kernel error, …)
+            status = getattr(e, "status", None)
+            res.code = pb.RESULT_INVALID_ARGUMENT if status in _ARG_STATUSES else pb.RESULT_INTERNAL
+            res.message = f"{type(e).__name__}: {e}"
         if res.code != pb.RESULT_OK:
             self.rejected += 1
             log.info("command %s (request %d) rejected: %s", which or "?", cmd.request_id,
                      res.message)
         return res
 
-    def _dispatch(self, cmd: pb.Command, which: str, res: pb.CommandResult) -> None:
+    async def _dispatch(self, cmd: pb.Command, which: str, res: pb.CommandResult) -> None:
         hub = self.hub
         if which == "configure":
             new = merged_config(hub.config, cmd.configure, hub.n_channels)
             new.validate(hub.sampling_frequency, hub.n_channels)
-            hub.apply_config(new)
+            await hub.apply_config(new)
         elif which == "start":
-            hub.set_running(True)
+            await hub.set_running(True)
         elif which == "stop":
-            hub.set_running(False)
+            await hub.set_running(False)
         elif which == "set_thresholds":
-            k = _finite("threshold", cmd.set_thresholds.threshold)
-            new = dataclasses.replace(hub.config, pipeline=dataclasses.replace(
-                hub.config.pipeline, threshold=k))
+            new = hub.config.with_values({"threshold": settings.setting("threshold").check(
+                cmd.set_thresholds.threshold)})
             new.validate(hub.sampling_frequency, hub.n_channels)
-            hub.apply_config(new)
+            await hub.apply_config(new)
         elif which == "load_templates":
-            hub.load_templates(templates_from(cmd.load_templates))
+            await hub.load_templates(templates_from(cmd.load_templates))
         elif which == "request_status":
             res.status.CopyFrom(hub.status())
         elif which == "time_sync":
             res.time_sync.CopyFrom(hub.time_sync(cmd.time_sync.host_time_ns))
         else:
             raise CommandError(pb.RESULT_MALFORMED, "no command set in the message")
+
+
+class CommandPort:
+    """Command chunks in (from the uplink's control endpoint), results out, in order: the
+    payloads are reassembled, queued, and handled one at a time by :meth:`run` (a command that
+    waits for the worker holds back the ones after it, never the event loop). Every payload
+    gets exactly one result, also when the queue is full (an error result at once) or the
+    port stops (an error result for each one still queued)."""
+
+    def __init__(self, control: Control, send: Callable[[pb.CommandResult], None]) -> None:
+        self.control, self.send = control, send
+        self.reassembler = Reassembler()
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED_COMMANDS)
+        self.busy = False
+
+    def feed(self, chunk: bytes) -> None:
+        """One chunk from the host; never blocks."""
+        for payload in self.reassembler.feed(chunk):
+            try:
+                self._queue.put_nowait(payload)
+            except asyncio.QueueFull:
+                self.control.handled += 1
+                self.control.rejected += 1
+                self.send(pb.CommandResult(request_id=_request_id(payload),
+                                           code=pb.RESULT_INTERNAL,
+                                           message=f"{MAX_QUEUED_COMMANDS} commands waiting: "
+                                                   "busy, try again"))
+
+    @property
+    def idle(self) -> bool:
+        return self._queue.empty() and not self.busy
+
+    async def run(self) -> None:
+        """Handles queued commands until cancelled; on cancellation every queued or running
+        command still gets its (error) result."""
+        payload = b""
+        try:
+            while True:
+                payload = await self._queue.get()
+                self.busy = True
+                try:
+                    res = await self.control.handle(payload)
+                except Exception as e:   # supervisor boundary: a bug still answers the host
+                    log.exception("command handler failed")
+                    res = pb.CommandResult(request_id=_request_id(payload),
+                                           code=pb.RESULT_INTERNAL,
+                                           message=f"{type(e).__name__}: {e}")
+                self.send(res)
+                self.busy = False
+        except asyncio.CancelledError:
+            if self.busy:
+                self.send(_stopped(payload))
+            while not self._queue.empty():
+                self.send(_stopped(self._queue.get_nowait()))
+            self.busy = False
+            raise
+
+
+def _request_id(payload: bytes) -> int:
+    with contextlib.suppress(DecodeError, ValueError, RuntimeError):
+        return int(pb.Command.FromString(payload).request_id)
+    return 0
+
+
+def _stopped(payload: bytes) -> pb.CommandResult:
+    return pb.CommandResult(request_id=_request_id(payload), code=pb.RESULT_INTERNAL,
+                            message="the hub is stopping (or its command stage restarted)")

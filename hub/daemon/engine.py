@@ -1,114 +1,118 @@
-"""The pipeline stage: blocks in, packets out. ``process`` runs in the worker thread (the
-kernels release the GIL); configuration changes are handed over between blocks, so a block is
-always processed under one whole configuration."""
+"""The pipeline stage: blocks in, packets out, sealed behind one worker thread.
+
+:class:`PipelineStage` owns the pipeline and everything it holds (filters, detector, sorter,
+snippet queue). Its methods run in the worker, one at a time, so a block is always processed
+under one whole configuration and a configuration change or a template load lands between two
+blocks. :class:`StageWorker` is the daemon's handle: the worker thread and async calls into it.
+Raw broadband is not the stage's business (the scheduler's raw lane sends it).
+
+A restarted stage is a new object on a new thread: the old worker, possibly wedged inside a
+kernel, keeps its own stage to itself, and every call still waiting on it fails at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from hub.daemon.config_store import HubConfig
 from hub.daemon.packets import Packer
-from hub.daemon.rawcodec import RawCodec
 from hub.daemon.scheduler import Packet
 from hub.dsp.geometry import snippet_neighbors
 from hub.dsp.pipeline import Pipeline
+from hub.errors import HubError
 from hub.link.blocks import Block
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
 class Output:
+    """What one block produced, tagged with the settings version it was processed under."""
+
     packets: list[Packet]
     first: int
     end: int
-    raw_sent: list[int]
-    raw_shed: list[int]
+    version: int
     spikes_lost: int = 0      # sorted spikes the snippet queue could not hold (reported shed)
 
 
+@dataclasses.dataclass(frozen=True)
+class StageCounters:
+    blocks: int
+    rebuilds: int
+    version: int
+    kernel_seconds: dict[str, float]
+
+
 class PipelineStage:
-    def __init__(self, packer: Packer, cfg: HubConfig) -> None:
+    """The pipeline of one implant stream (``fs``, ``n_channels``) under a configuration."""
+
+    def __init__(self, packer: Packer, cfg: HubConfig, fs: float = 0.0, n_channels: int = 0,
+                 positions: npt.NDArray[np.float64] | None = None, version: int = 0) -> None:
         self.packer = packer
-        self.cfg = cfg
-        self.fs = 0.0
-        self.n_channels = 0
-        self.positions: npt.NDArray[np.float64] | None = None
+        self.cfg, self.version = cfg, version
+        self.fs, self.n_channels = fs, n_channels
+        self.positions = positions
         self.pipeline: Pipeline | None = None
         self.neighbors = np.zeros((0, 1), np.int32)
         self.base = 0
-        self._pending: tuple[HubConfig, Pipeline | None] | None = None
         self._retired_times: dict[str, float] = {}
         self.blocks = 0
         self.rebuilds = 0
         self._snippets_dropped = 0     # the installed pipeline's snippet drops already reported
         self._spikes_carry_lost = 0    # sorted spikes a replaced pipeline still held
-        self.templates: Any = None
-        self.raw_codec: RawCodec | None = None      # set by the daemon (lives on the loop)
-
-    def build(self, cfg: HubConfig) -> Pipeline:
-        """A pipeline for ``cfg`` (raises ValueError when the kernels refuse it)."""
-        return Pipeline(cfg.pipeline, self.n_channels, self.fs, self.positions)
 
     def set_stream(self, fs: float, n_channels: int) -> None:
         if (fs, n_channels) != (self.fs, self.n_channels):
             self.fs, self.n_channels = fs, n_channels
             self.pipeline = None
 
-    def hand_over(self, cfg: HubConfig, pipeline: Pipeline | None) -> None:
-        """Applies at the next block; ``pipeline`` None keeps the filters (threshold-only or
-        non-pipeline changes)."""
-        self._pending = (cfg, pipeline)
+    def build(self, cfg: HubConfig) -> Pipeline:
+        """A pipeline for ``cfg`` (raises ValueError when the kernels refuse it)."""
+        return Pipeline(cfg.pipeline, self.n_channels, self.fs, self.positions)
 
     @property
     def block_samples(self) -> int:
-        return self.pipeline.block_samples if self.pipeline else max(
-            1, round(self.cfg.pipeline.block_ms * self.fs / 1000.0))
+        return max(1, round(self.cfg.pipeline.block_ms * self.fs / 1000.0))
 
-    def kernel_seconds(self) -> dict[str, float]:
-        out = dict(self._retired_times)
+    # ------------------------------------------------------------ worker-thread calls
+    def apply(self, cfg: HubConfig, version: int) -> None:
+        """Takes ``cfg`` now (between two blocks): live settings in place (the threshold, for
+        detector and sorter together), anything else through a new pipeline that starts with
+        the next block. Raises ValueError and changes nothing when it is refused."""
         pipe = self.pipeline
-        if pipe is not None:      # the worker may be adding a key: list() copies under the GIL
-            for k, v in list(pipe.times.seconds.items()):
-                out[k] = out.get(k, 0.0) + v
-        return out
+        if pipe is not None and cfg.pipeline != pipe.cfg and not pipe.apply(cfg.pipeline):
+            self._install(self.build(cfg), None)
+        self.cfg, self.version = cfg, version
 
-    def _install(self, pipeline: Pipeline, base: int) -> None:
-        old = self.pipeline
-        if old is not None and old.sorter is not None:   # spikes waiting for their snippet
-            self._spikes_carry_lost += (old.snippets.pending + old.snippets.dropped
-                                        - self._snippets_dropped)
-        if self.pipeline is not None:
-            for k, v in self.pipeline.times.seconds.items():
-                self._retired_times[k] = self._retired_times.get(k, 0.0) + v
-        self.pipeline, self.base = pipeline, base
-        self._snippets_dropped = 0
-        self.neighbors = snippet_neighbors(self.positions, self.n_channels,
-                                           self.cfg.pipeline.snippet_channels,
-                                           self.cfg.pipeline.neighbor_radius_um)
-        self.rebuilds += 1
+    def load_templates(self, unit_ids: npt.NDArray[np.int32],
+                       dense: npt.NDArray[np.float32]) -> None:
+        """Templates for the online sorter (ValueError, nothing changed, when it refuses)."""
+        sorter = getattr(self.pipeline, "sorter", None)
+        if sorter is None:
+            raise LookupError("no online sorter is running")
+        sorter.load_templates(unit_ids, dense)
 
-    def process(self, block: Block, t_ns: int, n_raw: int) -> Output:
-        """Runs one block (worker thread)."""
-        if self._pending is not None:
-            (cfg, new), self._pending = self._pending, None
-            self.cfg = cfg
-            if new is not None:
-                self._install(new, block.first_sample)
-            elif self.pipeline is not None:
-                self.pipeline.detector.set_threshold(cfg.pipeline.threshold)
+    def process(self, block: Block, t_ns: int) -> Output:
+        """Runs one block."""
         pipe = self.pipeline
+        if pipe is not None and self.base < 0:
+            self.base = block.first_sample               # a rebuilt pipeline starts here
         if pipe is None or block.first_sample != self.base + pipe.next_sample:
             if pipe is not None:
                 log.info("pipeline restarts at sample %d (expected %d)", block.first_sample,
                          self.base + pipe.next_sample)
-            pipe = self.build(self.cfg)
-            self._install(pipe, block.first_sample)
+            pipe = self._install(self.build(self.cfg), block.first_sample)
         res = pipe.process(block.samples)
         self.blocks += 1
         first, end = block.first_sample, block.first_sample + block.samples.shape[0]
@@ -131,11 +135,96 @@ class PipelineStage:
         if self.cfg.snippets:
             packets += pk.snippets(res.snippet_events, res.snippets, self.neighbors,
                                    pipe.cfg.snippet_pre, base, first, end, t_ns)
-        chans = list(self.cfg.raw_channels) if self.cfg.raw_channels is not None else list(
-            range(self.n_channels))
-        sent, shed = chans[:n_raw], chans[n_raw:]
-        if self.cfg.raw_codec and self.raw_codec is not None:
-            packets += pk.raw_coded(block.samples, first, sent, t_ns, self.raw_codec)
-        else:
-            packets += pk.raw(block.samples, first, sent, t_ns)
-        return Output(packets, first, end, sent, shed, lost)
+        return Output(packets, first, end, self.version, lost)
+
+    # ------------------------------------------------------------ any thread
+    def counters(self) -> StageCounters:
+        out = dict(self._retired_times)
+        pipe = self.pipeline
+        if pipe is not None:      # the worker may be adding a key: list() copies under the GIL
+            for k, v in list(pipe.times.seconds.items()):
+                out[k] = out.get(k, 0.0) + v
+        return StageCounters(self.blocks, self.rebuilds, self.version, out)
+
+    def _install(self, pipeline: Pipeline, base: int | None) -> Pipeline:
+        """``base`` None: the pipeline starts with the next block."""
+        old = self.pipeline
+        if old is not None:
+            if old.sorter is not None:                 # spikes waiting for their snippet
+                self._spikes_carry_lost += (old.snippets.pending + old.snippets.dropped
+                                            - self._snippets_dropped)
+            for k, v in old.times.seconds.items():
+                self._retired_times[k] = self._retired_times.get(k, 0.0) + v
+        self.pipeline, self.base = pipeline, -1 if base is None else base
+        self._snippets_dropped = 0
+        self.neighbors = snippet_neighbors(self.positions, self.n_channels,
+                                           pipeline.cfg.snippet_channels,
+                                           pipeline.cfg.neighbor_radius_um)
+        self.rebuilds += 1
+        return pipeline
+
+
+class StageRestarted(HubError, RuntimeError):
+    """The stage a call was waiting for was replaced (its worker stopped answering)."""
+
+
+class StageWorker:
+    """One stage on its own thread; the event loop awaits its calls and never blocks."""
+
+    def __init__(self, stage: PipelineStage) -> None:
+        self.stage = stage
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kernels")
+        self._waiting: set[asyncio.Future[Any]] = set()
+        self.abandoned = False
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the worker, after every call submitted before it."""
+        if self.abandoned:
+            raise StageRestarted("the pipeline stage was restarted")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+
+        def done(cf: concurrent.futures.Future[T]) -> None:
+            with contextlib.suppress(RuntimeError):      # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, fut, cf)
+
+        self._executor.submit(fn, *args).add_done_callback(done)
+        self._waiting.add(fut)
+        try:
+            return await fut
+        finally:
+            self._waiting.discard(fut)
+
+    async def process(self, block: Block, t_ns: int) -> Output:
+        return await self.call(self.stage.process, block, t_ns)
+
+    async def apply(self, cfg: HubConfig, version: int) -> None:
+        await self.call(self.stage.apply, cfg, version)
+
+    async def load_templates(self, unit_ids: npt.NDArray[np.int32],
+                             dense: npt.NDArray[np.float32]) -> None:
+        await self.call(self.stage.load_templates, unit_ids, dense)
+
+    def abandon(self) -> None:
+        """Leaves the thread to finish (or hang) on its own; every waiting call fails now."""
+        self.abandoned = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for fut in list(self._waiting):
+            if not fut.done():
+                fut.set_exception(StageRestarted("the pipeline stage was restarted while "
+                                                 "this call waited; not applied"))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _settle(fut: asyncio.Future[Any], cf: concurrent.futures.Future[Any]) -> None:
+    """The worker's outcome into the loop's future (unless abandon() settled it already)."""
+    if fut.done():
+        return
+    if cf.cancelled():
+        fut.set_exception(StageRestarted("the pipeline stage was restarted; not run"))
+    elif (e := cf.exception()) is not None:
+        fut.set_exception(e)
+    else:
+        fut.set_result(cf.result())

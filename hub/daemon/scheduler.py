@@ -31,6 +31,7 @@ CLASSES = (RESULT, TELEMETRY, SPIKES, FEATURES, SNIPPETS, RAW)
 NAMES = {RESULT: "results", TELEMETRY: "telemetry", SPIKES: "events", FEATURES: "feature_bins",
          SNIPPETS: "snippets", RAW: "raw"}
 BUFFERED = (SPIKES, FEATURES)          # kept through outages (the outage buffer)
+URGENT = (RESULT, TELEMETRY, SPIKES, FEATURES)   # may use the slots kept free (see run())
 SHEDDABLE = (RAW, SNIPPETS)            # shed first, lowest first
 MAX_PENDING_RANGES = 512               # beyond this, ranges of one kind are widened, not added
 MAX_REPORT_BYTES = 16_000              # ranges per ShedReport packet
@@ -76,6 +77,10 @@ class SchedulerConfig:
     max_buffer_bytes: int = 32 << 20     # hard bound over everything queued
     telemetry_queue: int = 32            # telemetry packets kept during an outage
     headroom: float = 0.85               # share of the budget raw channels may plan to use
+    #: links that take chunks per event (BLE): slots of each event kept for the urgent
+    #: classes, filled with lower ones only this close to the event if none came
+    reserve_slots: int = 4
+    fill_guard_s: float = 0.002
 
 
 class Scheduler:
@@ -104,10 +109,19 @@ class Scheduler:
         self._win_busy = 0.0
         self.sent_bytes = 0
         self.throughput_bps = 0.0
-        self.raw_channels = 0
-        self.raw_bits_per_sample = 16.0      # lower when the codec compresses raw
         self.chunks_failed = 0
         self._was_connected = False
+        self._late_s = 0.0                   # how late the loop wakes for a fill (EWMA)
+        from hub.daemon.packets import Packer  # packets → scheduler: imported late
+        from hub.daemon.rawlane import RawLane
+
+        #: raw broadband: channel selection, codec and its accounting (hub.daemon.rawlane)
+        self.raw = RawLane(self, Packer(session_id))
+
+    @property
+    def raw_channels(self) -> int:
+        """Raw channels packed for the last block."""
+        return self.raw.sent_channels
 
     # ------------------------------------------------------------ producing side
     def submit(self, pkt: Packet) -> None:
@@ -140,19 +154,17 @@ class Scheduler:
         """A stretch of samples the hub never had (implant-link gap, hub restart)."""
         self._add_range(pb.STREAM_UNSPECIFIED, reason, first, end, items, 0, ())
 
-    def raw_channels_fit(self, n_available: int) -> int:
+    def raw_channels_fit(self, n_available: int, bits_per_sample: float) -> int:
         """How many raw channels to pack for the next block, from the budget left over by the
         classes above raw and the raw queue's delay."""
         if not self.uplink.connected or n_available <= 0:
-            self.raw_channels = 0
             return 0
-        per_ch = self.fs * self.raw_bits_per_sample * 1.04 + 8.0   # + framing overhead
+        per_ch = self.fs * bits_per_sample * 1.04 + 8.0   # + framing overhead
         higher = sum(self._rates[c] for c in CLASSES if c != RAW) * 8
         n = int((self.cfg.headroom * self.budget_bps - higher) // per_ch)
         if self._delay(RAW) > self.cfg.max_delay_s / 2:
-            n = min(n, self.raw_channels - 1)
-        self.raw_channels = max(0, min(n, n_available))
-        return self.raw_channels
+            n = min(n, self.raw.sent_channels - 1)
+        return max(0, min(n, n_available))
 
     # ------------------------------------------------------------ shedding
     def _delay(self, stream: pb.Stream) -> float:
@@ -287,16 +299,56 @@ class Scheduler:
         self._fill()
         return self.chunker.pop(flush=True)
 
+    def _urgent(self) -> bool:
+        """Whether the next chunk would carry a class above snippets."""
+        return (self._retry is not None or any(self.classes[c].queue for c in URGENT)
+                or (self._report_due
+                    and time.monotonic() - self._last_report >= self.report_interval))
+
+    def _send_window(self) -> float:
+        """0 when the next chunk is to be cut and sent now, else how long to wait (a wake-up:
+        a new packet or room on the link, comes first).
+
+        Late binding: a chunk's content is decided only when the link can take it, so nothing
+        waits behind a chunk cut earlier. On a link that takes chunks per event (BLE, whose
+        controller sends what it holds in order), lower classes fill a connection event only
+        up to ``reserve_slots`` before it; the reserved slots are theirs too, but only
+        ``fill_guard_s`` before the event, so an event or feature bin that comes meanwhile
+        still leaves in the next event instead of queueing behind snippets and raw."""
+        slots = self.uplink.send_slots()
+        if slots is None:
+            return 0.0
+        if slots <= 0:
+            return 0.2                       # on_flow wakes us when the controller has room
+        if slots > self.cfg.reserve_slots or self._urgent():
+            return 0.0
+        nxt = self.uplink.next_event_s()
+        guard = self.cfg.fill_guard_s + self._late_s     # a busy CPU wakes us late
+        return 0.0 if nxt is None else max(0.0, nxt - guard)
+
     async def run(self) -> None:
         """Sends until cancelled."""
+        self.uplink.on_flow = self._wake.set
         while True:
             self._tick()
             if not self.uplink.connected:
                 await self.uplink.wait_connected(0.2)
                 continue
+            self._wake.clear()
+            wait = self._send_window()
+            if wait > 0:
+                t = time.monotonic()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    if wait < 0.1:               # a fill window: learn how late we wake
+                        late = time.monotonic() - t - wait
+                        self._late_s = min(0.8 * self._late_s + 0.2 * late, 0.005)
+                if not self.idle:                # data waited for the link: it is busy
+                    self._win_busy += time.monotonic() - t
+                continue
             chunk = self._next_chunk()
             if chunk is None:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.2)
                 continue

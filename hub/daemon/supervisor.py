@@ -11,7 +11,6 @@ queues (or reports the rest shed) and exits 0.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -27,19 +26,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.daemon.config_store import ConfigStore, HubConfig, atomic_write
-from hub.daemon.control import Control, Templates, UnsupportedError
-from hub.daemon.engine import PipelineStage
+from hub.daemon.config_store import ConfigStore, HubConfig, HubState, atomic_write, fit_to_stream
+from hub.daemon.control import CommandPort, Control, Templates, UnsupportedError
+from hub.daemon.engine import PipelineStage, StageCounters, StageWorker
+from hub.daemon.linkclock import ArrivalClock
 from hub.daemon.packets import Packer
-from hub.daemon.rawcodec import RawCodec
-from hub.daemon.scheduler import RAW, SPIKES, Scheduler, SchedulerConfig
+from hub.daemon.scheduler import SPIKES, Scheduler, SchedulerConfig
 from hub.daemon.telemetry import CpuMeter, battery_pct, sd_notify, temperature_c, watchdog_interval
-from hub.dsp.pipeline import ConfigError
 from hub.link import BlockAssembler, FrameParser, Gap
 from hub.link.blocks import Block
 from hub.link.transport import LinkTransport
 from hub.uplink.base import Uplink
-from hub.wire import Reassembler, pb
+from hub.wire import pb
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +48,7 @@ class DaemonOptions:
     state_dir: Path
     telemetry_s: float = 1.0
     stage_timeout_s: float = 5.0         # a stage silent this long is restarted
+    time_sync_s: float = 0.25            # a time-sync point (least delayed frame) this often
     drain_s: float = 3.0                 # SIGTERM: time to send what is queued
     ready_file: Path | None = None       # JSON with the bound addresses, once listening
     block_queue: int = 100               # blocks waiting for the worker (1 s at 10 ms)
@@ -68,18 +67,27 @@ class Daemon:
         self.store = ConfigStore(opts.state_dir)
         self.session_id = random.getrandbits(32)
         self._config = self.store.load_config() or HubConfig()
+        self._version = 0                    # settings version (tags the pipeline's output)
         self.prev_state = self.store.load_state()
         self.packer = Packer(self.session_id)
-        self.scheduler = Scheduler(uplink, fs=float(self.prev_state.get("fs", 30000.0)),
+        self.scheduler = Scheduler(uplink, fs=self.prev_state.fs or 30000.0,
                                    session_id=self.session_id,
                                    cfg=SchedulerConfig(outage_buffer_s=self._config.outage_buffer_s))
+        self.scheduler.raw.configure(self._config.raw_channels, self._config.raw_codec)
         self.control = Control(self)
-        self.cmd_reassembler = Reassembler()
+        self.commands = CommandPort(self.control, lambda r: self.scheduler.submit(
+            self.packer.result(r)))
         self.parser = FrameParser()
         self.assembler = BlockAssembler(block_samples=300)
+        self.link_clock = ArrivalClock()
+        self._sync_ns = 0
         self.transport = LinkTransport(opts.implant)
-        self.stage = PipelineStage(self.packer, self._config)
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kernels")
+        #: the pipeline stage on its worker; made when the implant stream starts, and made
+        #: anew (a fresh object on a fresh thread) when the watchdog restarts it
+        self.worker: StageWorker | None = None
+        self.stream: tuple[float, int] | None = None     # (fs, channels) once known
+        self.positions: npt.NDArray[np.float64] | None = None
+        self._templates: Templates | None = None         # re-loaded into a restarted stage
         self.blocks: asyncio.Queue[tuple[Block | Gap, int]] = asyncio.Queue(opts.block_queue)
         self.cpu = CpuMeter()
         self.cpu_load = 0.0
@@ -93,6 +101,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._first_block = True
         self._busy = False
+        self._retired_blocks = 0
+        self._reload: asyncio.Task[None] | None = None
         self.stage_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------ HubApi
@@ -102,59 +112,88 @@ class Daemon:
 
     @property
     def sampling_frequency(self) -> float:
-        return self.stage.fs or float(self.prev_state.get("fs", 30000.0))
+        return self.stream[0] if self.stream else self.prev_state.fs or 30000.0
 
     @property
     def n_channels(self) -> int | None:
-        return self.stage.n_channels or None
+        return self.stream[1] if self.stream else None
 
-    def apply_config(self, cfg: HubConfig) -> None:
-        rebuild = None
-        same_filters = dataclasses.replace(cfg.pipeline, threshold=self._config.pipeline.threshold)
-        if self.stage.n_channels and same_filters != self._config.pipeline:
-            rebuild = self.stage.build(cfg)          # raises: nothing changes
-        self.store.save_config(cfg)
-        self._config = cfg
+    async def apply_config(self, cfg: HubConfig) -> None:
+        """The stage takes ``cfg`` between two blocks (raises: nothing changes), then it is
+        persisted and the raw lane and scheduler follow."""
+        version = self._version + 1
+        if self.worker is not None:
+            await self.worker.apply(cfg, version)
+        try:
+            self.store.save_config(cfg)
+        except OSError as e:          # applied already: keep it, say it will not survive
+            log.error("configuration %d applied but not persisted: %s", version, e)
+        self._config, self._version = cfg, version
         self.scheduler.cfg.outage_buffer_s = cfg.outage_buffer_s
-        if self.stage.n_channels:
-            self.stage.hand_over(cfg, rebuild)
-            if rebuild is not None:
-                self.assembler.set_block_samples(rebuild.block_samples)
-        else:
-            self.stage.cfg = cfg
-        log.info("configuration applied: %s", json.dumps(cfg.to_dict()))
+        self.scheduler.raw.configure(cfg.raw_channels, cfg.raw_codec)
+        if self.stream is not None:
+            self.assembler.set_block_samples(self._block_samples(cfg))
+        log.info("configuration %d applied: %s", version, json.dumps(cfg.to_dict()))
 
-    def set_running(self, running: bool) -> None:
-        self.apply_config(dataclasses.replace(self._config, running=running))
+    async def set_running(self, running: bool) -> None:
+        await self.apply_config(dataclasses.replace(self._config, running=running))
 
-    def load_templates(self, templates: Templates) -> None:
-        """Hands validated templates to the online sorter, in the worker thread (serialised
-        with the blocks it sorts); raises ValueError and changes nothing when it refuses."""
-        sorter = getattr(self.stage.pipeline, "sorter", None)
-        if sorter is None or not hasattr(sorter, "load_templates"):
+    async def load_templates(self, templates: Templates) -> None:
+        """Hands validated templates to the online sorter in the worker (between two blocks);
+        raises ValueError and changes nothing when it refuses."""
+        worker = self.worker
+        if worker is None or not self._config.pipeline.sort:
             raise UnsupportedError("no online sorter is running (Configure sort=true first, "
                                    "with the implant streaming)")
-        dense = templates.dense(self.stage.n_channels)
-        fut = self.executor.submit(sorter.load_templates, templates.unit_ids, dense)
-        fut.result(timeout=5.0)
+        assert self.stream is not None
+        try:
+            await worker.load_templates(templates.unit_ids, templates.dense(self.stream[1]))
+        except LookupError as e:
+            raise UnsupportedError(str(e)) from None
+        self._templates = templates
 
     def status(self) -> pb.Telemetry:
         return self._telemetry()
 
     def time_sync(self, host_time_ns: int) -> pb.TimeSync:
-        return pb.TimeSync(sample_index=self.last_sample, hub_time_ns=self.last_t_ns,
-                           sampling_frequency=self.stage.fs, host_time_ns=host_time_ns)
+        """The latest complete interval's least delayed frame arrival (hub.daemon.linkclock);
+        before there is one, the last block's."""
+        ob = self.link_clock.last
+        s, t = (ob.sample_index, ob.hub_time_ns) if ob else (self.last_sample, self.last_t_ns)
+        return pb.TimeSync(sample_index=s, hub_time_ns=t,
+                           sampling_frequency=self.stream[0] if self.stream else 0.0,
+                           host_time_ns=host_time_ns, clock_epoch=self.link_clock.epoch,
+                           sent_ns=time.monotonic_ns())
+
+    def _block_samples(self, cfg: HubConfig) -> int:
+        return max(1, round(cfg.pipeline.block_ms * self.sampling_frequency / 1000.0))
+
+    def _new_worker(self) -> StageWorker:
+        """A fresh stage for the current stream and configuration, on a fresh thread."""
+        assert self.stream is not None
+        fs, c = self.stream
+        return StageWorker(PipelineStage(self.packer, self._config, fs, c, self.positions,
+                                         self._version))
 
     # ------------------------------------------------------------ inputs
     def _on_command(self, chunk: bytes) -> None:
-        for payload in self.cmd_reassembler.feed(chunk):
-            self.scheduler.submit(self.packer.result(self.control.handle(payload)))
+        self.commands.feed(chunk)
 
     def _on_link_data(self, data: bytes) -> None:
         t_ns = time.monotonic_ns()
         for frame in self.parser.feed(data):
-            for item in self.assembler.push(frame):
+            items = self.assembler.push(frame)
+            self.link_clock.observe(frame.counter, self.assembler.end_sample, t_ns,
+                                    frame.sampling_rate)
+            if self.link_clock.new_epoch:       # the implant rebooted: tell the host now
+                self.link_clock.new_epoch = False
+                self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
+            for item in items:
                 self._queue_block(item, t_ns)
+        if t_ns - self._sync_ns >= self.opts.time_sync_s * 1e9:   # the interval's best frame
+            self._sync_ns = t_ns
+            if self.link_clock.roll() is not None:
+                self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
 
     def _queue_block(self, item: Block | Gap, t_ns: int) -> None:
         try:
@@ -167,7 +206,6 @@ class Daemon:
 
     # ------------------------------------------------------------ stages
     async def _pipeline_stage(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             self._beats["pipeline"] = time.monotonic()
             try:
@@ -177,14 +215,16 @@ class Daemon:
             if isinstance(item, Gap):
                 self.scheduler.report_gap(item.start, item.end, pb.SHED_IMPLANT_GAP,
                                           item.end - item.start)
+                if item.filled:          # held values, not implant data: never sent as raw
+                    self.scheduler.raw.note_filled(item.start, item.end)
                 continue
             self._busy = True
             try:
-                await self._process(loop, item, t_ns)
+                await self._process(item, t_ns)
             finally:
                 self._busy = False
 
-    async def _process(self, loop: asyncio.AbstractEventLoop, block: Block, t_ns: int) -> None:
+    async def _process(self, block: Block, t_ns: int) -> None:
         first, n = block.first_sample, block.samples.shape[0]
         if self._first_block:
             self._first_block = False
@@ -193,17 +233,13 @@ class Daemon:
         if not self._config.running:
             self.scheduler.report_gap(first, first + n, pb.SHED_STOPPED)
             return
-        n_avail = (len(self._config.raw_channels) if self._config.raw_channels is not None
-                   else self.stage.n_channels)
-        rc = self.stage.raw_codec
-        self.scheduler.raw_bits_per_sample = (16.0 / rc.ratio if rc is not None
-                                              and self._config.raw_codec else 16.0)
-        n_raw = self.scheduler.raw_channels_fit(n_avail)
+        self.scheduler.raw.push(block, t_ns)
+        worker = self.worker
+        assert worker is not None
         t0 = time.perf_counter()
         try:
-            out = await loop.run_in_executor(self.executor, self.stage.process, block, t_ns,
-                                             n_raw)
-        except Exception:
+            out = await worker.process(block, t_ns)
+        except BaseException:
             # the watchdog restarts the stage; the host learns which samples were lost
             self.scheduler.report_gap(first, first + n, pb.SHED_QUEUE_FULL, n)
             raise
@@ -214,31 +250,26 @@ class Daemon:
         if out.spikes_lost:
             self.scheduler.account_at_source(SPIKES, out.spikes_lost, out.first, out.end,
                                              pb.SHED_QUEUE_FULL)
-        if out.raw_shed:
-            reason = pb.SHED_BUDGET if self.uplink.connected else pb.SHED_OUTAGE
-            self.scheduler.account_at_source(RAW, len(out.raw_shed) * n, out.first, out.end,
-                                             reason, tuple(out.raw_shed))
 
     def _on_first_block(self, first: int) -> None:
         fs, c = float(self.assembler.sampling_rate), self.assembler.n_channels
-        self.stage.set_stream(fs, c)
+        self.stream = (fs, c)
         pos = self.opts.probe_positions
         if pos is not None and pos.shape[0] != c:
             log.error("the probe has %d contacts but the implant sends %d channels: running "
                       "without geometry (no spatial de-duplication)", pos.shape[0], c)
             pos = None
-        self.stage.positions = pos
-        self.stage.raw_codec = RawCodec(fs)
+        self.positions = pos
         self.scheduler.fs = fs
-        try:
-            self._config.validate(fs, c)
-        except ConfigError as e:
-            log.error("persisted configuration does not fit this implant (%s): defaults", e)
-            self._config = HubConfig()
-            self.stage.cfg = self._config
-        self.assembler.set_block_samples(self.stage.block_samples)
-        prev = self.prev_state.get("last_sample")
-        if isinstance(prev, int) and prev < first and self.prev_state.get("n_channels") == c:
+        self.scheduler.raw.set_stream(fs, c)
+        fitted = fit_to_stream(self._config, fs, c)
+        if fitted != self._config:
+            self._config = fitted
+            self.scheduler.raw.configure(fitted.raw_channels, fitted.raw_codec)
+        self.worker = self._new_worker()
+        self.assembler.set_block_samples(self._block_samples(self._config))
+        prev = self.prev_state.last_sample
+        if prev is not None and prev < first and self.prev_state.n_channels == c:
             log.warning("hub restarted: samples %d–%d were never processed", prev, first)
             self.scheduler.report_gap(prev, first, pb.SHED_HUB_RESTART, first - prev)
         log.info("implant stream: %d channels at %.0f Hz from sample %d", c, fs, first)
@@ -272,16 +303,23 @@ class Daemon:
                    for name in ("pipeline", "telemetry"))
 
     def _save_state(self) -> None:
-        if self.stage.n_channels:
-            self.store.save_state({"last_sample": self.last_sample, "fs": self.stage.fs,
-                                   "n_channels": self.stage.n_channels,
-                                   "session_id": self.session_id})
+        if self.stream is not None:
+            self.store.save_state(HubState(self.last_sample, self.stream[0], self.stream[1],
+                                           self.session_id))
+
+    def stage_counters(self) -> StageCounters:
+        """The current stage's counters, plus the blocks of stages it replaced."""
+        c = (self.worker.stage.counters() if self.worker is not None
+             else StageCounters(0, 0, self._version, {}))
+        return dataclasses.replace(c, blocks=c.blocks + self._retired_blocks)
 
     def _telemetry(self) -> pb.Telemetry:
         sch, ls, us = self.scheduler, self.parser.stats, self.uplink.stats
+        sc = self.stage_counters()
+        fs, c = self.stream or (0.0, 0)
         return pb.Telemetry(
             selftest=self.opts.selftest,
-            cpu_load=self.cpu_load, kernel_seconds=self.stage.kernel_seconds(),
+            cpu_load=self.cpu_load, kernel_seconds=sc.kernel_seconds,
             classes=sch.counters(), link_frames=ls.frames, link_corrupt=ls.corrupt,
             link_missing_frames=self.assembler.missing_frames, link_bytes=ls.bytes,
             link_garbage_bytes=ls.garbage_bytes, budget_bps=sch.budget_bps,
@@ -289,9 +327,9 @@ class Daemon:
             uplink_connects=us.connects, raw_channels_sent=sch.raw_channels,
             temperature_c=temperature_c(), battery_pct=battery_pct(),
             stage_restarts=self.stage_restarts, stage_seconds=self.stage_seconds,
-            blocks=self.stage.blocks, overruns=self.overruns, running=self._config.running,
-            config_json=json.dumps(self._config.to_dict()), n_channels=self.stage.n_channels,
-            sampling_frequency=self.stage.fs)
+            blocks=sc.blocks, overruns=self.overruns, running=self._config.running,
+            config_json=json.dumps(self._config.to_dict()), n_channels=c,
+            sampling_frequency=fs)
 
     # ------------------------------------------------------------ task tree
     def _spawn(self, name: str) -> None:
@@ -304,18 +342,37 @@ class Daemon:
             now = time.monotonic()
             for name, task in list(self._tasks.items()):
                 stuck = now - self._beats.get(name, now) > self.opts.stage_timeout_s
-                if task.done() or (stuck and name != "sender"):
+                if task.done() or (stuck and name in ("pipeline", "telemetry")):
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         log.error("stage %s failed: %r; restarting", name, task.exception())
                     else:
                         log.error("stage %s stopped beating; restarting", name)
                         task.cancel()
-                    if name == "pipeline":          # a wedged worker: give it a fresh thread
-                        self.executor.shutdown(wait=False, cancel_futures=True)
-                        self.executor = concurrent.futures.ThreadPoolExecutor(
-                            1, thread_name_prefix="kernels")
+                    if name == "pipeline":
+                        self._restart_stage()
                     self.stage_restarts += 1
                     self._spawn(name)
+
+    def _restart_stage(self) -> None:
+        """A fresh stage object on a fresh thread; the old worker (maybe wedged in a kernel)
+        keeps the old one, and the calls waiting on it fail now."""
+        old = self.worker
+        if old is None:
+            return
+        old.abandon()
+        self._retired_blocks += old.stage.blocks
+        self.worker = self._new_worker()
+        if self._templates is not None and self._config.pipeline.sort:
+            self._reload = asyncio.create_task(self._reload_templates(self.worker,
+                                                                      self._templates))
+
+    async def _reload_templates(self, worker: StageWorker, templates: Templates) -> None:
+        assert self.stream is not None
+        try:
+            await worker.load_templates(templates.unit_ids, templates.dense(self.stream[1]))
+            log.info("restarted stage: templates re-loaded")
+        except (ValueError, LookupError, RuntimeError) as e:
+            log.error("restarted stage: templates not re-loaded (%s)", e)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -325,7 +382,7 @@ class Daemon:
         await self.transport.start(self._on_link_data, self.parser.reset)
         self._write_ready()
         self._factories = {"pipeline": self._pipeline_stage, "telemetry": self._telemetry_stage,
-                           "sender": self._sender_stage}
+                           "sender": self._sender_stage, "commands": self.commands.run}
         for name in self._factories:
             self._spawn(name)
         watchdog = asyncio.create_task(self._watchdog())
@@ -338,12 +395,13 @@ class Daemon:
         await self.transport.stop()
         for item in self.assembler.flush():
             self._queue_block(item, time.monotonic_ns())
-        while ((not self.blocks.empty() or self._busy)
+        while ((not self.blocks.empty() or self._busy or not self.commands.idle)
                and not self._tasks["pipeline"].done()):
             await asyncio.sleep(0.02)
         watchdog.cancel()
         self._tasks["pipeline"].cancel()
         self._tasks["telemetry"].cancel()
+        self._tasks["commands"].cancel()      # anything still queued gets its error result
         self.cpu_load = self.cpu.read()
         self.scheduler.submit(self.packer.telemetry(self._telemetry(), self.last_sample))
         if not await self.scheduler.drain(self.opts.drain_s):
@@ -353,7 +411,8 @@ class Daemon:
         self._tasks["sender"].cancel()
         self._save_state()
         await self.uplink.stop()
-        self.executor.shutdown(wait=True)
+        if self.worker is not None:
+            self.worker.close()
         log.info("hub stopped: %s", {c: (s.produced, s.sent, s.shed)
                                      for c, s in self.scheduler.classes.items()})
         return 0

@@ -8,6 +8,7 @@ recording's samples; the configuration is in physical units (Hz, ms, µm) and co
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,66 +29,63 @@ from hub.kernels import (
     butter_sos,
 )
 from hub.kernels.sorter import Sorter, SorterConfig
+from hub.wire import settings
+from hub.wire.settings import ConfigError as ConfigError  # re-exported
 
 MAX_PENDING = 4096  # snippets waiting for their post samples (and sorted in one call)
 
 
-class ConfigError(ValueError):
-    """A pipeline setting is out of range; names the field."""
+_D = settings.defaults()
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Front-end settings. Validated as a whole by :meth:`validate`."""
+    """The front end's settings: the PipelineSettings fields of the settings schema
+    (hub.wire.settings: ranges, units and these defaults come from proto/hub.proto), plus the
+    sorter's own tuning. Validated as a whole by :meth:`validate`."""
 
-    block_ms: float = 10.0
-    band_hz: tuple[float, float] = (300.0, 6000.0)
-    filter_order: int = 1                # first order: no ringing lobes after large spikes
-    reference: str = "median"            # "median" | "average" | "none"
-    reference_group_size: int = 0        # 0: one group of all channels
-    polarity: str = "neg"
-    threshold: float = 5.0               # × MAD σ
-    exclude_ms: float = 0.4              # ± window for alignment and de-duplication
-    refractory_ms: float = 1.0
-    warmup_s: float = 0.2
-    noise_tau_s: float = 2.0
-    neighbor_radius_um: float = 100.0
-    snippet_pre: int = 16
-    snippet_post: int = 32
-    snippet_channels: int = 4
-    bin_ms: float = 20.0
-    lfp: bool = False
-    lfp_cutoff_hz: float = 250.0
-    lfp_rate_hz: float = 1000.0
-    sort: bool = False                   # online spike sorting of the snippets (hub/kernels/sorter)
+    block_ms: float = _D["block_ms"]
+    band_low_hz: float = _D["band_low_hz"]
+    band_high_hz: float = _D["band_high_hz"]
+    filter_order: int = _D["filter_order"]
+    reference: str = _D["reference"]               # "median" | "average" | "none"
+    reference_group_size: int = _D["reference_group_size"]   # 0: one group of all channels
+    polarity: str = _D["polarity"]                 # "neg" | "pos" | "both"
+    threshold: float = _D["threshold"]             # × MAD σ
+    exclude_ms: float = _D["exclude_ms"]
+    refractory_ms: float = _D["refractory_ms"]
+    warmup_s: float = _D["warmup_s"]
+    noise_tau_s: float = _D["noise_tau_s"]
+    neighbor_radius_um: float = _D["neighbor_radius_um"]
+    snippet_pre: int = _D["snippet_pre"]
+    snippet_post: int = _D["snippet_post"]
+    snippet_channels: int = _D["snippet_channels"]
+    bin_ms: float = _D["bin_ms"]
+    lfp: bool = _D["lfp"]
+    lfp_cutoff_hz: float = _D["lfp_cutoff_hz"]
+    lfp_rate_hz: float = _D["lfp_rate_hz"]
+    sort: bool = _D["sort"]                        # online spike sorting of the snippets
     sort_settings: SorterConfig = field(default_factory=SorterConfig)
 
-    def validate(self, fs: float) -> None:
-        def need(ok: bool, name: str, why: str) -> None:
-            if not ok:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: {why}")
-        need(1.0 <= self.block_ms <= 50.0, "block_ms", "must be within 1–50 ms")
-        lo, hi = self.band_hz
-        need(0 < lo < hi, "band_hz", "needs 0 < low < high")
-        need(lo < 0.45 * fs, "band_hz", f"low corner must be < 0.45·fs ({0.45 * fs:.0f} Hz)")
-        need(1 <= self.filter_order <= 8, "filter_order", "must be 1–8")
-        need(self.reference in ("median", "average", "none"), "reference",
-             "must be median, average or none")
-        need(self.reference_group_size >= 0, "reference_group_size", "must be ≥ 0")
-        need(self.polarity in ("neg", "pos", "both"), "polarity", "must be neg, pos or both")
-        need(1.0 <= self.threshold <= 50.0, "threshold", "must be 1–50 σ")
-        need(0.0 <= self.exclude_ms <= 5.0, "exclude_ms", "must be 0–5 ms")
-        need(0.0 <= self.refractory_ms <= 100.0, "refractory_ms", "must be 0–100 ms")
-        need(0.0 <= self.warmup_s <= 60.0, "warmup_s", "must be 0–60 s")
-        need(0.1 <= self.noise_tau_s <= 600.0, "noise_tau_s", "must be 0.1–600 s")
-        need(self.neighbor_radius_um >= 0, "neighbor_radius_um", "must be ≥ 0")
-        need(0 <= self.snippet_pre <= 256 and 1 <= self.snippet_post <= 256, "snippet_pre",
-             "pre 0–256 and post 1–256 samples")
-        need(1 <= self.snippet_channels <= 64, "snippet_channels", "must be 1–64")
-        need(1.0 <= self.bin_ms <= 1000.0, "bin_ms", "must be 1–1000 ms")
-        need(10.0 <= self.lfp_rate_hz <= fs / 2, "lfp_rate_hz", "must be 10 Hz – fs/2")
-        need(0 < self.lfp_cutoff_hz < self.lfp_rate_hz / 2, "lfp_cutoff_hz",
-             "must be below half the LFP rate")
+    @property
+    def band_hz(self) -> tuple[float, float]:
+        return (self.band_low_hz, self.band_high_hz)
+
+    def values(self) -> dict[str, Any]:
+        """The schema's pipeline settings, by name."""
+        return {n: getattr(self, n) for n in settings.PIPELINE}
+
+    def validate(self, fs: float, n_channels: int | None = None) -> None:
+        """Raises SettingError (a ValueError naming the field) unless every setting is in
+        range and consistent with the others, ``fs`` and ``n_channels``."""
+        d = settings.defaults()
+        d.update(self.values())
+        settings.check_all(d, fs, n_channels)
+
+    def live_change(self, other: PipelineConfig) -> bool:
+        """True when ``other`` differs from this only in live settings (no rebuild)."""
+        return all(getattr(self, n) == getattr(other, n) or settings.SETTINGS[n].live
+                   for n in settings.PIPELINE) and self.sort_settings == other.sort_settings
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,11 +122,11 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, n_channels: int, fs: float,
                  positions_um: npt.NDArray[np.float64] | None = None) -> None:
-        cfg.validate(fs)
+        cfg.validate(fs)      # the daemon also checks against its channel count (no group of one)
         self.cfg, self.n_channels, self.fs = cfg, n_channels, fs
         self.block_samples = max(1, round(cfg.block_ms * fs / 1000.0))
-        hi = min(cfg.band_hz[1], 0.45 * fs)  # clamp the top corner below Nyquist
-        self.band_hz = (cfg.band_hz[0], hi)
+        hi = min(cfg.band_high_hz, 0.45 * fs)  # clamp the top corner below Nyquist
+        self.band_hz = (cfg.band_low_hz, hi)
         self.bandpass = Bandpass(n_channels, butter_sos(cfg.filter_order, "bandpass",
                                                         self.band_hz, fs))
         if cfg.reference == "none":
@@ -163,6 +161,26 @@ class Pipeline:
         self._filtered = np.empty((max_block, n_channels), dtype=np.float32)
         self.next_sample = 0
         self.times = StageTimes()
+        #: live threshold changes the sorter has yet to take: (first sample decided under the
+        #: new k, k); the snippets of spikes decided before still carry the old k·σ
+        self._sort_k: deque[tuple[int, float]] = deque()
+
+    def apply(self, cfg: PipelineConfig) -> bool:
+        """Takes ``cfg`` between two blocks if it differs from the current settings only in
+        live ones (the schema's ``live`` flag; the threshold: detector and sorter together).
+        False, and nothing changed, when it needs a new pipeline; raises SettingError (nothing
+        changed) when it is invalid."""
+        changed = [n for n in settings.PIPELINE if getattr(cfg, n) != getattr(self.cfg, n)]
+        if not self.cfg.live_change(cfg) or any(n != "threshold" for n in changed):
+            return cfg == self.cfg
+        cfg.validate(self.fs)
+        if changed:
+            self.detector.set_threshold(cfg.threshold)
+            if self.sorter is not None:
+                # spikes decided from the next block on peak at ≥ next_sample − latency
+                self._sort_k.append((self.next_sample - self.detector.latency, cfg.threshold))
+        self.cfg = cfg
+        return True
 
     @property
     def latency_samples(self) -> int:
@@ -202,10 +220,31 @@ class Pipeline:
         sort_events = None
         if self.sorter is not None:
             g = clock()
-            sort_events = self.sorter.process(sev, wf, t0 + n).copy()
+            sort_events = self._sort(sev, wf, t0 + n)
             self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
         return BlockResult(t0, n, events, sev, wf.copy(), bins, lfp, sort_events)
+
+    def _sort(self, sev: npt.NDArray[Any], wf: npt.NDArray[np.float32],
+              now: int) -> npt.NDArray[Any]:
+        """Sorts the completed snippets; a pending threshold change reaches the sorter exactly
+        between the last spike decided under the old threshold and the first under the new
+        (snippets complete in sample order)."""
+        assert self.sorter is not None
+        out, lo = [], 0
+        while self._sort_k:
+            at, k = self._sort_k[0]
+            newer = np.flatnonzero(sev["sample"][lo:] >= at)
+            if not newer.size and now <= at + self.cfg.snippet_post:
+                break                        # old-threshold snippets may still complete
+            cut = lo + int(newer[0]) if newer.size else sev.size
+            if cut > lo:
+                out.append(self.sorter.process(sev[lo:cut], wf[lo:cut], now).copy())
+            self.sorter.set_detect_threshold(k)
+            self._sort_k.popleft()
+            lo = cut
+        out.append(self.sorter.process(sev[lo:], wf[lo:], now).copy())
+        return np.concatenate(out) if len(out) > 1 else out[0]
 
     def noise_counts(self) -> npt.NDArray[np.float32]:
         return self.detector.noise()

@@ -9,6 +9,7 @@ the next call are returned as copies of just the filled part.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,6 +212,7 @@ class Detector:
 
     def set_threshold(self, k: float) -> None:
         check(lib.nk_detect_set_threshold(self._st, k), f"nk_detect_set_threshold({k})")
+        self.cfg = dataclasses.replace(self.cfg, threshold=k)
 
     def reset(self) -> None:
         lib.nk_detect_reset(self._st)

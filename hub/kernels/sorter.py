@@ -59,6 +59,7 @@ class Sorter:
                  detect_threshold: float, cfg: SorterConfig | None = None,
                  basis: npt.ArrayLike | None = None, max_spikes: int = 4096) -> None:
         self.cfg = cfg = cfg or SorterConfig()
+        self.detect_threshold = detect_threshold
         nb = np.ascontiguousarray(neighbors, dtype=np.int32)
         if nb.ndim != 2:
             raise ValueError("neighbors must be (n_channels, K)")
@@ -139,6 +140,12 @@ class Sorter:
             raise ValueError(f"too many units: {ids.size} given, at most {self.cfg.max_units} "
                              f"in all and {self.cfg.max_clusters} peaking on one channel")
         check(status, "nk_sort_load_templates")
+
+    def set_detect_threshold(self, k: float) -> None:
+        """The detector's threshold changed to ``k`` σ: spikes sorted from now on have
+        σ = event threshold / k."""
+        check(lib.nk_sort_set_detect_threshold(self._st, k), f"nk_sort_set_detect_threshold({k})")
+        self.detect_threshold = k
 
     def stats(self) -> dict[str, int]:
         out = ffi.new("nk_sort_stats *")

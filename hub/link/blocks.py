@@ -55,6 +55,11 @@ class BlockAssembler:
     def started(self) -> bool:
         return self._last_counter is not None
 
+    @property
+    def end_sample(self) -> int:
+        """One past the last sample pushed so far (the time-sync observation of a frame)."""
+        return self._expected()
+
     def set_block_samples(self, n: int) -> None:
         """Takes effect at the next block boundary."""
         if n < 1:

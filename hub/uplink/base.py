@@ -37,6 +37,8 @@ class Uplink(abc.ABC):
 
     def __init__(self) -> None:
         self.stats = UplinkStats()
+        #: called when the link's flow control frees room (the scheduler's wake-up)
+        self.on_flow: Callable[[], None] | None = None
 
     @property
     @abc.abstractmethod
@@ -62,6 +64,16 @@ class Uplink(abc.ABC):
     async def send(self, chunk: bytes) -> bool:
         """Delivers one chunk; waits for the link's flow control. False (and nothing sent)
         when no peer is connected or the peer vanished during the call."""
+
+    def send_slots(self) -> int | None:
+        """Chunks ``send`` takes now without waiting for flow control; None when the link
+        keeps no such count (``send`` waits itself)."""
+        return None
+
+    def next_event_s(self) -> float | None:
+        """Seconds until the link next takes what is queued (BLE: the next connection event,
+        as inferred from the controller's completions); None when unknown or continuous."""
+        return None
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         """Waits until a peer is connected; False on timeout. Default: poll."""

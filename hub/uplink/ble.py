@@ -100,6 +100,7 @@ class BleUplink(Uplink):
         self._acked = 0
         self._flow_queue: Any = None
         self._stopping = False
+        self._completions: collections.deque[float] = collections.deque(maxlen=16)
         self.stats.extra.update({"notify_wait_s": 0.0, "auth_rejects": 0.0, "pairings": 0.0,
                                  "replayed": 0.0})
 
@@ -123,14 +124,8 @@ class BleUplink(Uplink):
         interval_us = float(conn.parameters.connection_interval) * 1000.0
         if interval_us <= 0:
             return None
-        rate, preamble = (2.0, 2) if self._phy == "2M" else (1.0, 1)
-        acl = self._mtu + 4                       # one notification = one L2CAP PDU
-        n_pdus = -(-acl // max(27, self._data_length))
-        pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
-                  + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
-        per_event = int(interval_us // (pdu_us * n_pdus))
         payload = min(self.config.payload_size, self._mtu - 3)
-        return per_event * payload * 8 / (interval_us / 1e6) or None
+        return self._per_event(conn) * payload * 8 / (interval_us / 1e6) or None
 
     @property
     def address(self) -> str:
@@ -214,8 +209,49 @@ class BleUplink(Uplink):
         self._unacked.append((queue.queued, chunk))
         return True
 
+    def _per_event(self, conn: Connection) -> int:
+        """Notifications one connection event carries (from PHY, data length, interval)."""
+        interval_us = float(conn.parameters.connection_interval) * 1000.0
+        rate, preamble = (2.0, 2) if self._phy == "2M" else (1.0, 1)
+        acl = self._mtu + 4                       # one notification = one L2CAP PDU
+        n_pdus = -(-acl // max(27, self._data_length))
+        pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
+                  + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
+        return max(0, int(interval_us // (pdu_us * n_pdus)))
+
+    def send_slots(self) -> int | None:
+        """Room in the controller, limited to one connection event's worth: what is queued
+        there is sent in order, so a deeper queue only delays urgent packets."""
+        conn = self._conn
+        if conn is None or self.device is None:
+            return 0
+        queue = self.device.host.get_data_packet_queue(conn.handle)
+        if queue is None:
+            return 0
+        limit = self.config.max_in_flight or min(queue.max_in_flight,
+                                                 max(1, self._per_event(conn)))
+        return max(0, limit - queue.pending)
+
+    def next_event_s(self) -> float | None:
+        """From the completions of the last events: each arrives a transport and processing
+        delay after its event, so the earliest phase among them is the closest to the
+        event's real time."""
+        conn = self._conn
+        if conn is None or not self._completions:
+            return None
+        interval = float(conn.parameters.connection_interval) / 1000.0
+        if interval <= 0:
+            return None
+        last = self._completions[-1]
+        early = min(((t - last + interval / 2) % interval) - interval / 2
+                    for t in self._completions)
+        since = time.monotonic() - (last + early)
+        return interval - since % interval
+
     def _on_flow(self) -> None:
-        """Number-Of-Completed-Packets arrived: the controller delivered these packets."""
+        """Number-Of-Completed-Packets arrived: the controller delivered these packets (just
+        after a connection event: its time marks the event phase)."""
+        self._completions.append(time.monotonic())
         if self.device is not None and self._conn is not None:
             queue = self.device.host.get_data_packet_queue(self._conn.handle)
             if queue is not None:
@@ -223,6 +259,8 @@ class BleUplink(Uplink):
                 while self._unacked and self._unacked[0][0] <= self._acked:
                     self._unacked.popleft()
         self._flow.set()
+        if self.on_flow is not None:
+            self.on_flow()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         if self.connected:
@@ -360,6 +398,7 @@ class BleUplink(Uplink):
             asyncio.get_running_loop().create_task(connection.disconnect())
             return
         self._conn = connection
+        self._completions.clear()          # a new connection has its own event phase
         self._subscribed = False
         self._mtu = att.ATT_DEFAULT_MTU
         self.stats.connects += 1

@@ -1,3 +1,4 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -82,6 +83,8 @@ RESULT_INVALID_ARGUMENT: ResultCode
 RESULT_UNSUPPORTED: ResultCode
 RESULT_VERSION_MISMATCH: ResultCode
 RESULT_INTERNAL: ResultCode
+SETTING_FIELD_NUMBER: _ClassVar[int]
+setting: _descriptor.FieldDescriptor
 
 class Envelope(_message.Message):
     __slots__ = ("schema_version", "stream", "seq", "sample_index", "hub_time_ns", "session_id", "spikes", "features", "snippets", "raw", "telemetry", "time_sync", "log", "result", "shed")
@@ -334,16 +337,20 @@ class ShedReport(_message.Message):
     def __init__(self, ranges: _Optional[_Iterable[_Union[ShedRange, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., report_seq: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class TimeSync(_message.Message):
-    __slots__ = ("sample_index", "hub_time_ns", "sampling_frequency", "host_time_ns")
+    __slots__ = ("sample_index", "hub_time_ns", "sampling_frequency", "host_time_ns", "clock_epoch", "sent_ns")
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     HUB_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
     HOST_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SENT_NS_FIELD_NUMBER: _ClassVar[int]
     sample_index: int
     hub_time_ns: int
     sampling_frequency: float
     host_time_ns: int
-    def __init__(self, sample_index: _Optional[int] = ..., hub_time_ns: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., host_time_ns: _Optional[int] = ...) -> None: ...
+    clock_epoch: int
+    sent_ns: int
+    def __init__(self, sample_index: _Optional[int] = ..., hub_time_ns: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., host_time_ns: _Optional[int] = ..., clock_epoch: _Optional[int] = ..., sent_ns: _Optional[int] = ...) -> None: ...
 
 class LogRecord(_message.Message):
     __slots__ = ("level", "logger", "message")
@@ -354,6 +361,24 @@ class LogRecord(_message.Message):
     logger: str
     message: str
     def __init__(self, level: _Optional[int] = ..., logger: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SettingSpec(_message.Message):
+    __slots__ = ("min", "max", "unit", "live", "choices", "default", "help")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    min: float
+    max: float
+    unit: str
+    live: bool
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    default: str
+    help: str
+    def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ..., unit: _Optional[str] = ..., live: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ..., default: _Optional[str] = ..., help: _Optional[str] = ...) -> None: ...
 
 class PipelineSettings(_message.Message):
     __slots__ = ("block_ms", "band_low_hz", "band_high_hz", "filter_order", "reference", "reference_group_size", "polarity", "threshold", "exclude_ms", "refractory_ms", "warmup_s", "noise_tau_s", "neighbor_radius_um", "snippet_pre", "snippet_post", "snippet_channels", "bin_ms", "lfp", "lfp_cutoff_hz", "lfp_rate_hz", "sort")
@@ -414,6 +439,30 @@ class Configure(_message.Message):
     outage_buffer_s: float
     raw_codec: bool
     def __init__(self, pipeline: _Optional[_Union[PipelineSettings, _Mapping]] = ..., raw_channel_mask: _Optional[bytes] = ..., snippets: _Optional[bool] = ..., outage_buffer_s: _Optional[float] = ..., raw_codec: _Optional[bool] = ...) -> None: ...
+
+class HubSettings(_message.Message):
+    __slots__ = ("schema", "pipeline", "snippets", "outage_buffer_s", "raw_codec", "running", "raw_channels")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    SNIPPETS_FIELD_NUMBER: _ClassVar[int]
+    OUTAGE_BUFFER_S_FIELD_NUMBER: _ClassVar[int]
+    RAW_CODEC_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RAW_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    schema: int
+    pipeline: PipelineSettings
+    snippets: bool
+    outage_buffer_s: float
+    raw_codec: bool
+    running: bool
+    raw_channels: RawChannels
+    def __init__(self, schema: _Optional[int] = ..., pipeline: _Optional[_Union[PipelineSettings, _Mapping]] = ..., snippets: _Optional[bool] = ..., outage_buffer_s: _Optional[float] = ..., raw_codec: _Optional[bool] = ..., running: _Optional[bool] = ..., raw_channels: _Optional[_Union[RawChannels, _Mapping]] = ...) -> None: ...
+
+class RawChannels(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, channels: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Start(_message.Message):
     __slots__ = ()

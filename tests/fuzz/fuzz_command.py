@@ -1,13 +1,16 @@
-"""atheris: the command decoder and validator. Invariants: never raises, exactly one result per
-command payload, and anything that is not a valid command gets an error code. Half the inputs
-are raw bytes (through the chunk reassembler too); half are structurally valid commands with
-fuzzed field values (to reach the validation of every field).
+"""atheris: the hub's command path — chunks → CommandPort (reassembler, queue) → Control →
+results — against a hub whose online sorter is the real kernel. Invariants: never raises,
+exactly one result per command payload (in order, with its request id), anything that is not
+a valid command gets an error code, and nothing a host sends is an INTERNAL error (a kernel's
+refusal is INVALID_ARGUMENT). Half the inputs are raw bytes (as chunks); half are structurally
+valid commands with fuzzed field values (to reach the validation of every field).
 
     python tests/fuzz/fuzz_command.py -max_total_time=15 -atheris_runs=0
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -16,13 +19,31 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
+    import asyncio
+
+    import numpy as np
     from google.protobuf.message import DecodeError
 
-    from hub.daemon.control import Control
-    from hub.wire import SCHEMA_VERSION, Reassembler, pb
+    from hub.daemon.control import CommandPort, Control, Templates
+    from hub.kernels.sorter import Sorter
+    from hub.wire import SCHEMA_VERSION, Chunker, Reassembler, pb
     from tests.test_control import FakeHub
 
-CTL = Control(FakeHub())
+
+class SortingHub(FakeHub):
+    """The fake hub, with the real online sorter behind LoadTemplates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nb = np.stack([np.arange(20), (np.arange(20) + 1) % 20], axis=1)
+        self.real = Sorter(nb, 16, 32, 30000.0, 5.0)
+
+    async def load_templates(self, templates: Templates) -> None:
+        self.real.load_templates(templates.unit_ids, templates.dense(20))
+
+
+CTL = Control(SortingHub())
+LOOP = asyncio.new_event_loop()
 FLOAT_FIELDS = ("block_ms", "band_low_hz", "band_high_hz", "threshold", "exclude_ms",
                 "refractory_ms", "warmup_s", "noise_tau_s", "neighbor_radius_um", "bin_ms",
                 "lfp_cutoff_hz", "lfp_rate_hz")
@@ -58,10 +79,20 @@ def structured(fdp: atheris.FuzzedDataProvider) -> bytes:
         lt = cmd.load_templates
         lt.n_units = fdp.ConsumeIntInRange(0, 3000)
         lt.n_channels = fdp.ConsumeIntInRange(0, 70)
-        lt.n_samples = fdp.ConsumeIntInRange(0, 600)
-        lt.waveforms.extend([fdp.ConsumeFloat() for _ in range(fdp.ConsumeIntInRange(0, 64))])
-        lt.channels.extend([fdp.ConsumeIntInRange(0, 99) for _ in range(
-            fdp.ConsumeIntInRange(0, 8))])
+        lt.n_units = fdp.ConsumeIntInRange(0, 3) if fdp.ConsumeBool() else lt.n_units
+        lt.n_channels = fdp.ConsumeIntInRange(0, 2) if fdp.ConsumeBool() else lt.n_channels
+        lt.n_samples = 48 if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 600)
+        n_wf = lt.n_units * lt.n_channels * lt.n_samples
+        n_wf = n_wf if n_wf <= 300 and fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 64)
+        lt.waveforms.extend([fdp.ConsumeFloat() if fdp.ConsumeBool() else
+                             fdp.ConsumeIntInRange(-100, 100) for _ in range(n_wf)])
+        n_ch = lt.n_units * lt.n_channels
+        n_ch = n_ch if n_ch <= 64 and fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 8)
+        lt.channels.extend([fdp.ConsumeIntInRange(0, 25) if fdp.ConsumeBool() else
+                            fdp.ConsumeIntInRange(0, 2**32 - 1) for _ in range(n_ch)])
+        if fdp.ConsumeBool():
+            lt.unit_ids.extend([fdp.ConsumeIntInRange(0, 2**32 - 1)
+                                for _ in range(fdp.ConsumeIntInRange(0, 3))])
     elif kind == 3:
         cmd.time_sync.host_time_ns = fdp.ConsumeIntInRange(0, 2**64 - 1)
     return cmd.SerializeToString()
@@ -76,25 +107,45 @@ def valid(payload: bytes) -> bool:
     return cmd.schema_version == SCHEMA_VERSION and cmd.WhichOneof("command") is not None
 
 
+async def through_port(chunks: list[bytes]) -> list[pb.CommandResult]:
+    out: list[pb.CommandResult] = []
+    port = CommandPort(CTL, out.append)
+    task = asyncio.get_running_loop().create_task(port.run())
+    for c in chunks:
+        port.feed(c)
+    while not port.idle:
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return out
+
+
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    payloads: list[bytes]
+    chunks: list[bytes]
     if fdp.ConsumeBool():
-        payloads = [structured(fdp)]
+        chunks = Chunker().chunks(structured(fdp))
     elif fdp.ConsumeBool():
-        r = Reassembler()
-        payloads = []
+        chunks = []
         while fdp.remaining_bytes():
-            payloads += r.feed(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 250)))
+            chunks.append(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 250)))
     else:
-        payloads = [fdp.ConsumeBytes(fdp.remaining_bytes())]
-    for p in payloads:
-        before = CTL.handled
-        res = CTL.handle(p)
-        assert CTL.handled == before + 1
+        chunks = Chunker().chunks(fdp.ConsumeBytes(min(fdp.remaining_bytes(), 60000)))
+    payloads: list[bytes] = []
+    r = Reassembler()
+    for c in chunks:
+        payloads += r.feed(c)
+    before = CTL.handled
+    results = LOOP.run_until_complete(through_port(chunks))
+    assert len(results) == len(payloads) == CTL.handled - before, (payloads, results)
+    for p, res in zip(payloads, results, strict=True):
         assert isinstance(res, pb.CommandResult)
+        assert res.code != pb.RESULT_INTERNAL, (p, res)
         if not valid(p):
             assert res.code != pb.RESULT_OK, (p, res)
+        else:
+            assert res.request_id == pb.Command.FromString(p).request_id
 
 
 def main() -> None:
