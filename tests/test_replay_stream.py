@@ -69,11 +69,19 @@ def test_events_file_is_an_npz_like_savez(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+_CHILD_RSS = ("import resource, subprocess, sys\n"
+              "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n")
+
+
 def _peak_rss_mb(path: Path, tmp: Path) -> float:
-    r = hub_replay(str(path), "--quiet", "--json", str(tmp / "s.json"), "--events-out",
-                   str(tmp / "e.npz"))
-    assert r.returncode == 0, r.stderr
-    return float(json.loads((tmp / "s.json").read_text())["peak_rss_mb"])
+    """Peak resident memory of one `hub replay` process (its own child's ru_maxrss)."""
+    r = subprocess.run([sys.executable, "-c", _CHILD_RSS, sys.executable, "-m", "hub", "replay",
+                        str(path), "--quiet", "--events-out", str(tmp / "e.npz")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, check=True)
+    kb, rc = (int(v) for v in r.stdout.split())
+    assert rc == 0
+    return kb / 1024
 
 
 @pytest.mark.slow
@@ -125,8 +133,14 @@ def test_replay_of_one_or_two_wavs_keeps_the_signal(tmp_path: Path, n_wavs: int)
     r = hub_replay(str(tmp_path / "w"), "--json", str(tmp_path / "s.json"))
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "s.json").read_text())
+    none = hub_replay(str(tmp_path / "w"), "--reference", "none", "--json",
+                      str(tmp_path / "n.json"))
+    assert none.returncode == 0, none.stderr
+    want = json.loads((tmp_path / "n.json").read_text())
+    assert s["spikes_total"] == want["spikes_total"] > 10
+    assert s["noise_counts_per_channel"] == want["noise_counts_per_channel"]
+    assert min(s["noise_counts_per_channel"]) > 5
     assert s["reference"] == "none" and "no common reference" in r.stderr
-    assert s["spikes_total"] > 10 and min(s["noise_counts_per_channel"]) > 5
     forced = hub_replay(str(tmp_path / "w"), "--reference", "median", "--quiet")
     assert forced.returncode == 0 and "WARNING" in forced.stderr and "forced" in forced.stderr
 
@@ -159,4 +173,26 @@ def test_hubctl_sort_of_two_wavs_keeps_the_signal(tmp_path: Path) -> None:
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     found = int(r.stdout.split(" of ")[1].split()[0])
-    assert found > 10, r.stdout
+    none = hub_replay(str(tmp_path / "w"), "--reference", "none", "--json",
+                      str(tmp_path / "n.json"), "--quiet")
+    assert none.returncode == 0, none.stderr
+    assert found == json.loads((tmp_path / "n.json").read_text())["spikes_total"] > 10
+
+
+def test_read_ahead_keeps_order_and_raises_the_readers_error() -> None:
+    from hub.dsp.replay import read_ahead
+
+    assert list(read_ahead(iter(range(100)), depth=2)) == list(range(100))
+
+    def broken() -> Any:
+        yield 1
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for x in read_ahead(broken()):
+            got.append(x)
+    assert got == [1]
+    it = read_ahead(iter(range(10**6)), depth=2)       # a consumer that stops early
+    assert next(it) == 0
+    it.close()                                         # the reader thread ends

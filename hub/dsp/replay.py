@@ -14,14 +14,16 @@ stack of separate WAV files (nothing says they were recorded at the same time).
 from __future__ import annotations
 
 import logging
+import queue
 import resource
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 MIN_REFERENCE_CHANNELS = 8
 
 EventSink = Callable[[npt.NDArray[Any]], None]
+T = TypeVar("T")
 
 
 def choose_reference(rec: Recording, requested: str = "auto") -> tuple[str, str]:
@@ -116,6 +119,43 @@ class UnitLabeller:
             self.sink(self._pending.popleft())
 
 
+def read_ahead(blocks: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``blocks`` read by a thread up to ``depth`` items ahead (memory: depth + 1 blocks), so
+    reading the next block overlaps processing this one (file reads and the C kernels both run
+    without the GIL). A reader error is raised here, in order."""
+    q: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for item in blocks:
+                while not stop.is_set():
+                    try:
+                        q.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((False, None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            q.put((False, e))
+
+    t = threading.Thread(target=reader, name="replay-read-ahead", daemon=True)
+    t.start()
+    try:
+        while True:
+            more, item = q.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
 def replay(rec: Recording, cfg: PipelineConfig | None = None,
            progress: TextIO | None = sys.stderr, sink: EventSink | None = None) -> ReplayResult:
     """Runs ``rec`` through the pipeline. Detected spikes go to ``sink`` (in order, units
@@ -139,7 +179,7 @@ def replay(rec: Recording, cfg: PipelineConfig | None = None,
     prog = Progress(f"replay {rec.name}", rec.duration_s, progress)
     wall = 0.0
     t_loop = time.perf_counter()
-    for start, block in rec.blocks(pipe.block_samples):
+    for start, block in read_ahead(rec.blocks(pipe.block_samples)):
         t = time.perf_counter()
         res = pipe.process(block)
         wall += time.perf_counter() - t
