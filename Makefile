@@ -19,8 +19,8 @@ QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-all test-build test-fast test-c test-cross \
-        test-py lint fuzz fuzz-ci bench run clean proto proto-check hil bundle hil-arm \
-        sysdeps-arm hil-mpy hil-timesync hil-soak flash-emulator
+        test-py lint fuzz fuzz-ci bench run clean proto proto-check hil hil-faults bundle \
+        hil-arm sysdeps-arm hil-mpy hil-timesync hil-soak flash-emulator
 
 all: kernels
 
@@ -203,6 +203,12 @@ run: setup
 hil: setup
 	$(PY) -m hil.scenarios $(HIL_ARGS); tcp=$$?; \
 	$(PY) -m hil.ble_hil $(HIL_ARGS) && exit $$tcp
+
+# Fault-injection soak (minutes, not CI): RST storms, squatters on the uplink and implant ports,
+# intruder centrals, implant reconnects with new formats, corrupt state on restart; accounting
+# and "nothing invented" checked → out/hil/faults.json + faults.md. FAULT_ARGS="--duration 600"
+hil-faults: setup
+	$(PY) -m hil.fault_soak $(FAULT_ARGS)
 
 # The aarch64 hub in the HIL chain (hil/arm.py): bundle → Debian arm64 root (mmdebstrap,
 # cached under ~/.cache/implant-hub) → hubctl deploy → bit identity → chain → out/hil/arm_summary.json

@@ -37,7 +37,8 @@ def make_chunk(seq: int, size: int) -> bytes:
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = BleConfig(transport=args.transport, name=args.name, address=args.address,
                     keystore=args.keystore, pairing_file=args.pairing_file,
-                    pairing_window_s=args.pairing_window, max_in_flight=args.in_flight)
+                    pairing_window_s=args.pairing_window, max_in_flight=args.in_flight,
+                    auth_s=args.auth_timeout)
     up = BleUplink(cfg)
     commands: list[str] = []
     await up.start(lambda b: commands.append(b.hex()))
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairing-file", type=Path)
     p.add_argument("--pairing-window", type=float, default=0.0)
     p.add_argument("--in-flight", type=int, default=0, help="0: controller buffers")
+    p.add_argument("--auth-timeout", type=float, default=BleConfig.auth_s,
+                   help="seconds a central has to become the owner (default %(default)s)")
     p.add_argument("--rate", type=float, default=0.0, help="chunks/s (0: saturate)")
     p.add_argument("--chunk", type=int, default=244)
     p.add_argument("--buffer", type=int, default=100_000)

@@ -72,6 +72,7 @@ class ChainSpec:
     implant_fw: dict[str, Any] | None = None   # … with these firmware keys (clock, faults)
     packets_out: bool = False              # the receiver logs every chunk in OUT/packets.bin
     intruder_s: float = 0.0                # ble: an unbonded central tries the hub this long
+    air_extra_devices: list[str] = field(default_factory=list)   # more centrals on the air
     #: The hub command (default: this tree's ``python -m hub``); e.g. an installed hub run in
     #: a foreign-architecture root: ["chroot", ROOT, "/opt/implant-hub/bin/hub"] (make hil-arm)
     hub_cmd: list[str] | None = None
@@ -131,16 +132,19 @@ class Chain:
         """The virtual radio (uplink "ble"): ports of its hub and host controllers."""
         ports = self.out / "air.json"
         ports.unlink(missing_ok=True)
-        devices = "hub,host,intruder" if self.spec.intruder_s else "hub,host"
+        devices = ",".join(["hub", "host", *(["intruder"] if self.spec.intruder_s else []),
+                            *self.spec.air_extra_devices])
         air = self._start([PY, "-m", "hil.air", "--devices", devices, "--ports-file",
                            str(ports), "--model-json", json.dumps(self.spec.link_model or {})],
                           "air.log")
         deadline = time.monotonic() + 20
-        while not ports.exists():
+        while True:         # the file may exist before it is whole: read until it parses
             if air.poll() is not None or time.monotonic() > deadline:
                 raise ChainError(f"air did not start:\n{_tail(self.out / 'air.log')}")
+            with contextlib.suppress(OSError, ValueError):
+                info: dict[str, Any] = json.loads(ports.read_text())
+                break
             time.sleep(0.05)
-        info: dict[str, Any] = json.loads(ports.read_text())
         self.air = info
         return info
 

@@ -4,10 +4,11 @@
         [--duration S] [--channels N] [--drop P] [--corrupt P] [--garbage P] [--seed N]
 
 RECORDING is anything ``hub replay`` reads, or ``synth:CHANNELS:FS[:SECONDS[:SEED]]`` (noise
-plus spikes, generated). The recording loops until ``--duration`` (default: once). The frame
-clock never stops: frames that cannot be sent (hub gone, restarting) are dropped and counted,
-and the implant reconnects — exactly what a real implant does. ``pty`` creates a
-pseudo-terminal and prints ``{"pty": "/dev/pts/N"}`` for the hub's ``--implant pty:...``.
+plus spikes, generated), or ``noise:CHANNELS:FS[:SECONDS[:SEED]]`` (noise only). The recording
+loops until ``--duration`` (default: once). The frame clock never stops: frames that cannot be
+sent (hub gone, restarting) are dropped and counted, and the implant reconnects — exactly what
+a real implant does. ``pty`` creates a pseudo-terminal and prints ``{"pty": "/dev/pts/N"}``
+for the hub's ``--implant pty:...``.
 Faults: ``--drop`` skips frames (the counter still advances), ``--corrupt`` flips a byte,
 ``--garbage`` inserts random bytes between frames. Statistics go to stdout as JSON at the end.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hub.argtypes import bounded, positive
 from hub.link import encode_frame
 from hub.sources import Recording, open_recording
 
@@ -45,6 +47,8 @@ def synth_recording(spec: str) -> Recording:
         seed = int(parts[3]) if len(parts) > 3 else 1
     except (IndexError, ValueError) as e:
         raise ValueError(f"{spec!r}: want synth:CHANNELS:FS[:SECONDS[:SEED]]") from e
+    if not (1 <= c <= 1024 and 1000 <= fs <= 200_000 and 0.01 <= seconds <= 3600):
+        raise ValueError(f"{spec!r}: want 1–1024 channels, 1–200 kHz, 0.01–3600 s")
     rng = np.random.default_rng(seed)
     n = int(seconds * fs)
     data = rng.normal(0, 20, (n, c)).astype(np.float32)
@@ -66,8 +70,34 @@ def synth_recording(spec: str) -> Recording:
                      reader=lambda a, b: np.ascontiguousarray(q[a:b]))
 
 
+def noise_recording(spec: str) -> Recording:
+    """``noise:C:FS[:SECONDS[:SEED]]``: Gaussian noise (σ 20 counts) on an ADC offset per
+    channel, no spikes — any spike the hub reports beyond the noise's own rare threshold
+    crossings is invented (the fault soak's probe)."""
+    parts = spec.split(":")[1:]
+    try:
+        c, fs = int(parts[0]), float(parts[1])
+        seconds = float(parts[2]) if len(parts) > 2 else 4.0
+        seed = int(parts[3]) if len(parts) > 3 else 1
+    except (IndexError, ValueError) as e:
+        raise ValueError(f"{spec!r}: want noise:CHANNELS:FS[:SECONDS[:SEED]]") from e
+    if not (1 <= c <= 1024 and 1000 <= fs <= 200_000 and 0.01 <= seconds <= 3600):
+        raise ValueError(f"{spec!r}: want 1–1024 channels, 1–200 kHz, 0.01–3600 s")
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    q = np.rint(rng.normal(0, 20, (n, c)).astype(np.float32) + rng.normal(0, 300, c))
+    data = np.clip(q, -32768, 32767).astype(np.int16)
+    return Recording(name=f"noise {c}ch {fs:.0f}Hz", sampling_frequency=fs, num_channels=c,
+                     num_samples=n, gain_to_uV=np.full(c, 0.195),
+                     reader=lambda a, b: np.ascontiguousarray(data[a:b]))
+
+
 def load(spec: str) -> Recording:
-    return synth_recording(spec) if spec.startswith("synth:") else open_recording(spec)
+    if spec.startswith("synth:"):
+        return synth_recording(spec)
+    if spec.startswith("noise:"):
+        return noise_recording(spec)
+    return open_recording(spec)
 
 
 @dataclass
@@ -200,20 +230,28 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recording")
     p.add_argument("--connect", required=True, help="tcp:HOST:PORT | unix:PATH | pty")
-    p.add_argument("--speed", type=float, default=1.0, help="× real time")
-    p.add_argument("--duration", type=float, help="seconds of signal (loops the recording)")
-    p.add_argument("--channels", type=int, help="send only the first N channels")
-    p.add_argument("--frame-samples", type=int, help="samples per frame (default 1 ms)")
-    p.add_argument("--drop", type=float, default=0.0, help="probability a frame is lost")
-    p.add_argument("--corrupt", type=float, default=0.0, help="probability a frame is damaged")
-    p.add_argument("--garbage", type=float, default=0.0, help="probability of junk bytes")
+    p.add_argument("--speed", type=bounded(0.001, 1000), default=1.0, help="× real time")
+    p.add_argument("--duration", type=positive, help="seconds of signal (loops the recording)")
+    p.add_argument("--channels", type=bounded(1, 1024, integer=True),
+                   help="send only the first N channels")
+    p.add_argument("--frame-samples", type=bounded(1, 4096, integer=True),
+                   help="samples per frame (default 1 ms)")
+    p.add_argument("--drop", type=bounded(0, 1), default=0.0, help="probability a frame is lost")
+    p.add_argument("--corrupt", type=bounded(0, 1), default=0.0,
+                   help="probability a frame is damaged")
+    p.add_argument("--garbage", type=bounded(0, 1), default=0.0,
+                   help="probability of junk bytes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", help="also write the statistics here (JSON)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s implant %(message)s",
                         stream=sys.stderr)
-    rec = load(args.recording)
-    link = Link(args.connect)
+    try:
+        rec = load(args.recording)
+        link = Link(args.connect)
+    except (ValueError, OSError) as e:     # a bad recording or address: say so, exit 2
+        print(f"hil.implant: error: {e}", file=sys.stderr)
+        return 2
     st = run_implant(rec, link, args.speed, args.duration, args.frame_samples, args.drop,
                      args.corrupt, args.garbage, args.seed, args.channels)
     out: dict[str, Any] = {"recording": rec.name, "sampling_frequency": rec.sampling_frequency,

@@ -33,8 +33,9 @@ from typing import Any
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
-from host_tools.hublink import Backoff, ChunkHandler, HubLink, LinkError, stay_connected
+from host_tools.hublink import ChunkHandler, HubLink, LinkError, stay_connected
 from hub.wire import gatt
+from hub.wire.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,8 @@ class BleReceiver(BleLink):
     async def run(self, stop: asyncio.Event, connect_timeout: float = math.inf) -> None:
         """Stays connected until ``stop`` is set, reconnecting after each loss."""
         await stay_connected(self, self.on_chunk, stop, connect_timeout=connect_timeout,
-                             backoff=Backoff(self.retry_delay, max(2.0, self.retry_delay)),
+                             backoff=Backoff(base_s=self.retry_delay,
+                                             cap_s=max(2.0, self.retry_delay)),
                              reconnect=self.reconnect)
 
     async def close(self) -> None:
@@ -299,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=gatt.DEFAULT_HUB_NAME)
     p.add_argument("--transport", help="Bumble HCI transport (virtual radio); else OS backend")
     p.add_argument("--keystore", type=Path, default=Path("out/ble_host_bonds.json"))
-    p.add_argument("--address", default="F1:5E:1F:00:00:02")
+    p.add_argument("--address", default="",
+                   help="this host's random static address (default: this install's own, "
+                        "kept beside the keystore)")
     p.add_argument("--pair", action="store_true", help="pair if no bond exists")
     p.add_argument("--control", help="hex bytes to write to CONTROL once subscribed")
     p.add_argument("--duration", type=float, default=0.0)

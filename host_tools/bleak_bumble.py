@@ -34,11 +34,11 @@ from bleak.exc import BleakError, BleakGATTProtocolError
 from bumble import att, hci
 from bumble.core import AdvertisingData, BaseBumbleError
 from bumble.device import Advertisement, Connection, Device, DeviceConfiguration, Peer
-from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 
 from hub.wire import gatt
+from hub.wire.bonds import SecretKeyStore, device_address, random_static_address
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class BumbleBackend:
 
     transport: str
     keystore: Path | None = None
-    address: str = "F1:5E:1F:00:00:02"     # the host's random static address (keeps bonds)
+    #: the host's random static address (keeps bonds); "": this install's own, made once and
+    #: kept beside the keystore (KEYSTORE.address), or a fresh one without a keystore
+    address: str = ""
     mtu: int = gatt.ATT_MTU
     data_length: int = gatt.DATA_LENGTH
     disconnect_reasons: list[int] = field(default_factory=list, init=False)
@@ -85,13 +87,16 @@ class BumbleBackend:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._device is None:
+                if not self.address:
+                    self.address = (device_address(self.keystore.with_suffix(".address"))
+                                    if self.keystore is not None else random_static_address())
                 self._hci = await open_transport(self.transport)
                 cfg = DeviceConfiguration(name="hubctl", address=hci.Address(self.address))
                 dev = Device.from_config_with_hci(cfg, self._hci.source, self._hci.sink)
                 if self.keystore is not None:
                     self.keystore.parent.mkdir(parents=True, exist_ok=True)
-                    dev.keystore = JsonKeyStore(namespace=self.address,
-                                                filename=str(self.keystore))
+                    dev.keystore = SecretKeyStore(namespace=self.address,
+                                                  filename=str(self.keystore))
                 dev.pairing_config_factory = lambda _c: PairingConfig(
                     sc=True, mitm=False, bonding=True,
                     delegate=PairingDelegate(PairingDelegate.IoCapability.NO_OUTPUT_NO_INPUT))

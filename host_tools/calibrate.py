@@ -57,6 +57,12 @@ def run_offline_sorter(recording_dir: Path, start_s: float, duration_s: float,
     import spikeinterface.core as si
     import spikeinterface.sorters as ss
 
+    if sorter not in ss.available_sorters():
+        raise ValueError(f"--sorter {sorter!r}: not a SpikeInterface sorter (installed: "
+                         f"{', '.join(ss.installed_sorters()) or 'none'})")
+    if sorter not in ss.installed_sorters():
+        raise ValueError(f"--sorter {sorter!r} is not installed here (installed: "
+                         f"{', '.join(ss.installed_sorters()) or 'none'})")
     rec = si.load(recording_dir)
     fs = rec.get_sampling_frequency()
     a = round(start_s * fs)
@@ -132,7 +138,8 @@ def match_units(hub_samples: npt.NDArray[np.int64], sorting: Any,
 
 
 def merge_duplicates(templates: npt.NDArray[Any], counts: npt.NDArray[Any],
-                     sigma: npt.NDArray[np.float64], limit: float = DUPLICATE_LIMIT
+                     sigma: npt.NDArray[np.float64], limit: float = DUPLICATE_LIMIT,
+                     groups: list[int] | None = None
                      ) -> tuple[list[int], npt.NDArray[np.int64]]:
     """Indices of the units to keep after folding near-identical templates together (an
     offline sorter's over-splits, which the hub would otherwise keep apart as given units):
@@ -163,6 +170,8 @@ def merge_duplicates(templates: npt.NDArray[Any], counts: npt.NDArray[Any],
                     keep, gone = (ri, rj) if counts[ri] >= counts[rj] else (rj, ri)
                     parent[gone] = keep
                     counts[keep] += counts[gone]
+    if groups is not None:
+        groups[:] = [root(i) for i in range(n)]
     return [i for i in range(n) if root(i) == i], counts
 
 
@@ -202,14 +211,15 @@ def calibrate(recording_dir: Path, sorter: str = "mountainsort5", duration_s: fl
 
 def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, first: int,
                            last: int, min_spikes: int = 20, n_features: int = 0,
-                           sorter: str = "") -> tuple[TemplateSet, dict[str, Any]]:
+                           sorter: str = "", validate: bool = True
+                           ) -> tuple[TemplateSet, dict[str, Any]]:
     """Hub-domain templates (and basis) for the units of an offline `sorting` of samples
     [first, last) of `rec` (the sorting's times relative to `first`)."""
     fs = rec.sampling_frequency
     ev, wf, noise = hub_snippets(rec, cfg, first, last)
     tol = max(1, round(0.4e-3 * fs))
     which = match_units(np.asarray(ev["sample"], np.int64), sorting, tol)
-    ids, templates, counts, peak_waves = [], [], [], []
+    ids, templates, counts, peak_waves, source = [], [], [], [], []
     for k, uid in enumerate(sorting.unit_ids):
         m = which == k
         if m.sum() < min_spikes:
@@ -217,18 +227,26 @@ def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, fi
         ids.append(int(uid) if str(uid).lstrip("-").isdigit() and int(uid) >= 0 else k)
         templates.append(wf[m].mean(axis=0))
         counts.append(int(m.sum()))
+        source.append(k)
         sig = ev["threshold"][m] / cfg.threshold
         peak_waves.append(wf[m, ev["channel"][m]] / sig[:, None])
     if len(set(ids)) != len(ids):
         ids = list(range(len(ids)))
     L = cfg.snippet_pre + cfg.snippet_post
     n_sorted = len(ids)
+    offline_units: list[list[int]] = []
     if ids:
         thr = np.asarray(ev["threshold"], np.float64) / cfg.threshold
         ch = np.asarray(ev["channel"])
         sigma = np.array([np.median(thr[ch == c]) if (ch == c).any() else np.median(thr)
                           for c in range(rec.num_channels)])
-        keep, merged = merge_duplicates(np.asarray(templates), np.asarray(counts), sigma)
+        groups: list[int] = []
+        keep, merged = merge_duplicates(np.asarray(templates), np.asarray(counts), sigma,
+                                        groups=groups)
+        # offline units behind each kept template (its own and the duplicates folded into it)
+        members = {keep_i: [source[i] for i in range(len(groups)) if groups[i] == keep_i]
+                   for keep_i in keep}
+        offline_units = [members[k] for k in keep]
         ids = [ids[k] for k in keep]
         templates = [templates[k] for k in keep]
         counts = [int(merged[k]) for k in keep]
@@ -237,8 +255,16 @@ def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, fi
     ts = TemplateSet(fs, cfg.snippet_pre, cfg.snippet_post, np.asarray(ids, np.int32),
                      np.asarray(templates, np.float32).reshape(len(ids), rec.num_channels, L),
                      basis, np.asarray(counts, np.int32), sorter)
+    if ids and validate:
+        from host_tools.calibrate_check import check_templates
+
+        ts, checked = check_templates(rec, cfg, ts, offline_units,
+                                      np.asarray(ev["sample"], np.int64), which, first, last)
+    else:
+        checked = {"kept": [], "rejected": []}
     info = {"sorter": sorter, "sorter_units": len(sorting.unit_ids),
-            "units": len(ids), "duplicates_merged": n_sorted - len(ids),
+            "rejected": checked["rejected"], "checked": checked["kept"],
+            "units": int(ts.unit_ids.size), "duplicates_merged": n_sorted - len(ids),
             "hub_spikes": int(ev.size), "matched": int((which >= 0).sum()),
             "segment_s": (last - first) / fs}
     return ts, info
@@ -249,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
     ts, info = calibrate(args.recording, args.sorter, args.duration, args.start,
                          args.min_spikes, args.n_features, cfg)
     ts.save(args.templates_file)
+    for r in info["rejected"]:
+        print(f"left out unit {r['unit']}: {r['reason']}")
     print(f"{info['units']} templates ({info['sorter']}: {info['sorter_units']} units in "
           f"{info['segment_s']:.1f} s, {info['sorter_seconds']:.1f} s; "
           f"{info['matched']} of {info['hub_spikes']} hub spikes matched) → {args.templates_file}")

@@ -19,10 +19,12 @@ Implementations: ``TcpLink`` (here; the hub's TCP uplink) and ``BleLink``
 (host_tools.ble_receiver; bleak's public API, the project's Bumble backend under ``--hci``).
 ``open_link`` builds one from ``hubctl record`` arguments.
 
-``stay_connected`` is the one reconnect loop both transports use: ``Backoff`` between failed
-attempts (0.1 s doubling to 2 s), reset by every successful connection; the first connection
-must come within ``connect_timeout`` (else ``HubUnreachable``), later ones are awaited until
-the caller stops (a hub restart or a long radio outage).
+``stay_connected`` is the one reconnect loop both transports use: ``hub.wire.backoff.Backoff``
+(0.1 s doubling to 2 s, jittered) before every new attempt, reset only by a connection that
+delivered data — a hub that accepts and closes at once (another host holds the link, a restart
+loop) costs a few attempts per second, never a busy loop. The first connection must come
+within ``connect_timeout`` (else ``HubUnreachable``); later ones are awaited until the caller
+stops (a hub restart or a long radio outage).
 
 The receive path above the links — reassembly, decoding, accounting, time sync, commands and
 their results, observers — is ``host_tools.session`` (``HubSession`` and ``record``).
@@ -34,12 +36,12 @@ import abc
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub.wire import DEFAULT_PAYLOAD_SIZE
+from hub.wire.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -100,29 +102,15 @@ class HubLink(abc.ABC):
         await self.disconnect()
 
 
-class Backoff:
-    """Delays between reconnect attempts: ``first`` doubling up to ``cap``, ± ``jitter``
-    (a fraction), back to ``first`` after every success."""
-
-    def __init__(self, first: float = 0.1, cap: float = 2.0, jitter: float = 0.1) -> None:
-        if not 0 < first <= cap:
-            raise ValueError(f"back-off: want 0 < first ({first}) ≤ cap ({cap})")
-        self.first, self.cap, self.jitter = first, cap, jitter
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self.first
-
-    def next_delay(self) -> float:
-        d = self._next
-        self._next = min(self.cap, self._next * 2)
-        return d * (1 + self.jitter * (2 * random.random() - 1)) if self.jitter else d
-
-
 # ---------------------------------------------------------------- TCP
+#: The receiver's hello on the TCP uplink (an empty record): the hub admits a connection as its
+#: host only once it said something (hub.uplink.tcp drops silent squatters).
+HELLO = b"\x00\x00"
+
+
 class TcpLink(HubLink):
     """The hub's TCP uplink (``hub run --uplink tcp:HOST:PORT``): hub → host chunks and host →
-    hub command chunks, each as ``u16 LE length`` + chunk."""
+    hub command chunks, each as ``u16 LE length`` + chunk; the hello goes first."""
 
     kind = "tcp"
 
@@ -154,6 +142,7 @@ class TcpLink(HubLink):
             raise LinkError(f"{self.describe()}: {e or type(e).__name__}") from e
         self._writer = writer
         self.connects += 1
+        writer.write(HELLO)
         self._reader_task = asyncio.create_task(self._pump(reader, writer, on_chunk))
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -212,10 +201,16 @@ async def stay_connected(link: HubLink, on_chunk: ChunkHandler, stop: asyncio.Ev
     the first connection ends. ``on_state("connected"|"lost")`` is called at every change
     (synchronously: no chunk of a connection arrives between its "lost" and the next attempt)."""
     loop = asyncio.get_running_loop()
-    backoff = backoff or Backoff()
+    backoff = backoff or Backoff(base_s=0.1, cap_s=2.0)
     deadline = loop.time() + connect_timeout
     ever = False
     failures = 0
+    got = [0]                          # chunks over the current connection
+
+    def counted(chunk: bytes, t_ns: int) -> None:
+        got[0] += 1
+        on_chunk(chunk, t_ns)
+
     stopped = asyncio.ensure_future(stop.wait())
 
     async def until_stop(aw: Awaitable[Any]) -> tuple[bool, Any]:
@@ -232,7 +227,8 @@ async def stay_connected(link: HubLink, on_chunk: ChunkHandler, stop: asyncio.Ev
     try:
         while not stop.is_set():
             try:
-                done, _ = await until_stop(link.connect(on_chunk))
+                got[0] = 0
+                done, _ = await until_stop(link.connect(counted))
             except LinkError as e:
                 if errors is not None:
                     errors.append(str(e))
@@ -243,7 +239,7 @@ async def stay_connected(link: HubLink, on_chunk: ChunkHandler, stop: asyncio.Ev
                     raise HubUnreachable(
                         f"no hub at {link.describe()} within {connect_timeout:g} s "
                         f"(last error: {e})") from e
-                delay = backoff.next_delay()
+                delay = backoff.next()
                 if not ever:
                     delay = min(delay, max(0.0, deadline - loop.time()))
                 await until_stop(asyncio.sleep(delay))
@@ -252,7 +248,6 @@ async def stay_connected(link: HubLink, on_chunk: ChunkHandler, stop: asyncio.Ev
                 break
             ever = True
             failures = 0
-            backoff.reset()
             log.info("connected to %s", link.describe())
             if on_state is not None:
                 on_state("connected")
@@ -265,18 +260,25 @@ async def stay_connected(link: HubLink, on_chunk: ChunkHandler, stop: asyncio.Ev
                 on_state("lost")
             if not reconnect:
                 return
+            if got[0]:                 # a connection that carried data resets the ladder
+                backoff.reset()
+            await until_stop(asyncio.sleep(backoff.next()))
     finally:
         stopped.cancel()
         await link.disconnect()
 
 
-def open_link(tcp: str | None = None, ble: str | None = None, *, hci: str | None = None,
-              keystore: Any = None, pair: bool = False, scan_timeout: float = 10.0) -> HubLink:
+def open_link(tcp: str | tuple[str, int] | None = None, ble: str | None = None, *,
+              hci: str | None = None, keystore: Any = None, pair: bool = False,
+              scan_timeout: float = 10.0) -> HubLink:
     """A link from ``hubctl record`` arguments: ``tcp="HOST:PORT"`` or ``ble=NAME`` (with
-    ``hci``: the Bumble HCI transport of the virtual radio instead of the OS adapter)."""
+    ``hci``: the Bumble HCI transport of the virtual radio instead of the OS adapter); ``tcp``
+    may also be the (host, port) pair hub.argtypes.host_port parses."""
     if tcp and ble:
         raise ValueError("give --tcp or --ble, not both")
     if tcp:
+        if isinstance(tcp, tuple):
+            return TcpLink(*tcp)
         host, sep, port = tcp.rpartition(":")
         if not sep or not port.isdigit():
             raise ValueError(f"--tcp {tcp!r}: want HOST:PORT")

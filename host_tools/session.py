@@ -45,11 +45,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from host_tools.hublink import Backoff, HubLink, LinkError, stay_connected
+from host_tools.hublink import HubLink, LinkError, stay_connected
 from host_tools.receiver import Receiver
 from host_tools.timesync import TimeSyncFit
 from hub.wire import SCHEMA_VERSION, Chunker, pb
 from hub.wire import settings as wire_settings
+from hub.wire.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class HubSession:
         self.link = link
         self.observers = list(observers)
         self.connect_timeout = connect_timeout
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(base_s=0.1, cap_s=2.0)
         self.timesync_every_s = timesync_every_s
         self.receiver = Receiver(self._on_envelope, keep_raw=keep_raw)
         self.timesync = TimeSyncFit()

@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
                   for e in res.sort_events]
         args.json.write_text(json.dumps({"stats": s, "unit_events": events}, indent=1))
     sorted_n = int((res.final_units >= 0).sum())
+    for bad in s.get("unfit_units", []):
+        print(f"calibrated unit {bad['unit']} does not fit the signal: {bad['reason']}",
+              file=sys.stderr)
     print(f"sorted {sorted_n} of {res.samples.size} spikes into {n_units} units "
           f"({'calibrated' if templates else 'cold start'}); births {s['births']}, "
           f"merges {s['merges']}, retirements {s['retirements']}; "

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from hub.argtypes import bounded, positive
 from hub.daemon.supervisor import Daemon, DaemonOptions
 from hub.dsp.geometry import load_probe
 from hub.kernels import selftest
 from hub.uplink.base import Uplink
 from hub.wire import DEFAULT_PAYLOAD_SIZE, pb
+from hub.wire.backoff import RateLimit
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,14 +37,28 @@ class JsonFormatter(logging.Formatter):
 
 
 class HostLogHandler(logging.Handler):
-    """Warnings and errors to the host as LOG packets (thread-safe: hops onto the loop)."""
+    """Warnings and errors to the host as LOG packets (thread-safe: hops onto the loop).
 
-    def __init__(self, daemon: Daemon, loop: asyncio.AbstractEventLoop) -> None:
+    Rate-limited (``per_s`` on average, ``burst`` at once): a failure that repeats a thousand
+    times a second must not become a thousand packets, nor a thousand callbacks queued on the
+    loop. The next packet that passes says how many were left out; the JSON log on stderr
+    keeps every record."""
+
+    def __init__(self, daemon: Daemon, loop: asyncio.AbstractEventLoop, per_s: float = 5.0,
+                 burst: int = 20, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(logging.WARNING)
         self.daemon, self.loop = daemon, loop
+        self.limit = RateLimit(per_s, burst, clock)
 
     def emit(self, record: logging.LogRecord) -> None:
-        pkt = self.daemon.packer.log(record.levelno, record.name, record.getMessage())
+        with self.lock or contextlib.nullcontext():
+            if not self.limit.allow():
+                return
+            skipped = self.limit.take_suppressed()
+        msg = record.getMessage()
+        if skipped:
+            msg += f" ({skipped} earlier warning(s) not sent to the host: rate limit)"
+        pkt = self.daemon.packer.log(record.levelno, record.name, msg)
         self.loop.call_soon_threadsafe(self.daemon.scheduler.submit, pkt)
 
 
@@ -52,12 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="uplink to the host: tcp:HOST:PORT, or ble:HCI-TRANSPORT (ble:serial:"
                         "/dev/ttyS1,3000000,rtscts | ble:hci-socket:0 | ble:tcp-client:H:P) "
                         "(default %(default)s)")
-    p.add_argument("--rate-bps", type=float, default=None,
+    p.add_argument("--rate-bps", type=positive, default=None,
                    help="TCP uplink: token-bucket cap in bit/s (default: uncapped)")
     p.add_argument("--link-schedule", default="",
                    help="TCP uplink link model, e.g. '10:rate=260e3,20:outage=5' "
                         "(seconds after the host connected)")
-    p.add_argument("--payload-size", type=int, default=DEFAULT_PAYLOAD_SIZE,
+    p.add_argument("--payload-size", type=bounded(9, 65535, integer=True),
+                   default=DEFAULT_PAYLOAD_SIZE,
                    help="bytes per chunk/notification (default %(default)s)")
     p.add_argument("--state-dir", type=Path,
                    default=Path(os.environ.get("STATE_DIRECTORY", "hub-state")),
@@ -68,8 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="contact positions: probeinterface JSON or "
                         '{"channel_positions_um": [[x, y], ...]} (enables spatial '
                         "de-duplication and multi-channel snippets)")
-    p.add_argument("--telemetry-s", type=float, default=1.0)
-    p.add_argument("--drain-s", type=float, default=3.0,
+    p.add_argument("--telemetry-s", type=bounded(0.01, 3600), default=1.0)
+    p.add_argument("--drain-s", type=bounded(0, 600), default=3.0,
                    help="on SIGTERM, seconds to send what is queued")
     p.add_argument("--text-logs", action="store_true", help="plain-text logs instead of JSON")
     from hub.uplink.gatt import add_ble_arguments

@@ -175,12 +175,13 @@ def test_cli_wav_byte_identity(tmp_path: Path, channels: int, extra: bytes) -> N
 
 def test_cli_rejects_damaged_container(tmp_path: Path) -> None:
     wav = _write_wav(tmp_path / "in.wav", _neural_like(5000, 1), 19531)
-    blob = bytearray(codec_cli.encode_wav(wav, block=1000))
-    blob[-10] ^= 0xFF
+    good = codec_cli.encode_wav(wav, block=1000)
+    blob = bytearray(good)
+    blob[-20] ^= 0xFF
     with pytest.raises(ValueError, match="corrupt"):
         codec_cli.decode_wav(bytes(blob))
     with pytest.raises(ValueError, match="truncated"):
-        codec_cli.decode_wav(bytes(blob[:-3]))
+        codec_cli.decode_wav(good[:-3])
 
 
 @pytest.mark.shared_data

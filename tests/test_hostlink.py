@@ -16,10 +16,19 @@ import numpy as np
 import pytest
 
 from hil.chain import REPO, Chain, ChainSpec
-from host_tools.hublink import Backoff, HubUnreachable, TcpLink
+from host_tools.hublink import (
+    ChunkHandler,
+    HubLink,
+    HubUnreachable,
+    LinkError,
+    TcpLink,
+    stay_connected,
+)
 from host_tools.receiver import Receiver
 from host_tools.session import CommandRejected, HubSession, LinkObserver, record
 from hub.wire import SCHEMA_VERSION, Chunker, pb
+from hub.wire.backoff import Backoff
+from tests.virtual_clock import run as vrun
 
 
 def envelopes(n: int, session: int = 1, size: int = 300) -> list[bytes]:
@@ -72,13 +81,57 @@ def test_reconnect_to_a_restarted_stream_drops_only_the_cut_packet() -> None:
     assert st.lost_chunks == 0 and st.dropped_partial == 1 and rx.bad_packets == 0
 
 
-def test_backoff_doubles_to_the_cap_and_resets() -> None:
-    b = Backoff(0.1, 1.0, jitter=0.0)
-    assert [b.next_delay() for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
-    b.reset()
-    assert b.next_delay() == 0.1
-    with pytest.raises(ValueError):
-        Backoff(2.0, 1.0)
+class _FlappingLink(HubLink):
+    """Connects at once and loses the connection at once, after ``chunks`` chunks."""
+
+    kind = "tcp"
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks, self.attempts, self.up = chunks, 0, False
+
+    def describe(self) -> str:
+        return "test:flapping"
+
+    async def connect(self, on_chunk: ChunkHandler) -> None:
+        self.attempts += 1
+        for _ in range(self.chunks):
+            on_chunk(b"x", 0)
+
+    async def wait_closed(self) -> None:
+        return None
+
+    async def send_chunk(self, chunk: bytes) -> None:
+        raise LinkError("no")
+
+    @property
+    def command_chunk_size(self) -> int:
+        return 244
+
+    async def disconnect(self) -> None:
+        return None
+
+    @property
+    def connected(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("chunks", [0, 3])
+def test_a_hub_that_accepts_and_closes_costs_few_attempts(chunks: int) -> None:
+    """Reconnects back off (hub.wire.backoff); only a connection that carried data resets the
+    ladder. Counted over 60 s of simulated time (tests.virtual_clock)."""
+    link = _FlappingLink(chunks)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(60.0, stop.set)
+        await stay_connected(link, lambda c, t: None, stop, connect_timeout=5.0,
+                             backoff=Backoff(base_s=0.1, cap_s=2.0))
+
+    vrun(go())
+    if chunks:           # each connection delivered: the ladder restarts at 0.05–0.1 s
+        assert link.attempts > 600
+    else:                # never delivered: capped at 2 s (1–2 s with jitter)
+        assert 25 <= link.attempts <= 70
 
 
 class _Recorder(LinkObserver):
@@ -130,7 +183,7 @@ def test_tcp_session_across_a_dropped_connection(restart: bool) -> None:
         port = server.sockets[0].getsockname()[1]
         obs = _Recorder()
         s = HubSession(TcpLink("127.0.0.1", port), observers=[obs], connect_timeout=20,
-                       backoff=Backoff(0.05, 0.1))
+                       backoff=Backoff(base_s=0.05, cap_s=0.1))
         await s.start()
         await asyncio.wait_for(done.wait(), 20)
         for _ in range(100):                 # the last chunks reach the receiver

@@ -22,6 +22,12 @@
  * fixed latency of D samples, and spikes that straddle blocks are neither lost nor duplicated.
  * Events are emitted in (sample, channel) order. The threshold used is σ_c at the time of the
  * decision, which makes the output independent of the block size.
+ *
+ * Gaps (nk_detect_resume): when the input jumps (samples never arrived, or the implant
+ * restarted), the D samples still waiting for their look-ahead are decided with the window cut
+ * at the gap (the missing samples compete with nothing), σ is held, and for `hold_off`
+ * samples (at least D) from the resumption nothing is decided and σ is not updated: the
+ * filters settle, and no window ever mixes samples from both sides of a gap.
  */
 #ifndef NK_DETECT_H
 #define NK_DETECT_H
@@ -71,6 +77,11 @@ int nk_detect_set_noise(nk_detect *d, const float *sigma);
 /* Changes k at run time. */
 int nk_detect_set_threshold(nk_detect *d, float k);
 int32_t nk_detect_latency(const nk_detect *d);
+/* The input jumps to resume_sample (≥ the next expected sample): decides the samples waiting
+ * for look-ahead (events as in process, at most nk_detect_max_events(d, D)), then continues at
+ * resume_sample with σ held and max(hold_off, D) quiet samples. */
+int nk_detect_resume(nk_detect *d, int64_t resume_sample, int32_t hold_off, nk_event *events,
+                     int32_t capacity, int32_t *n_events);
 void nk_detect_reset(nk_detect *d);
 void nk_detect_free(nk_detect *d);
 /* cffi-end */

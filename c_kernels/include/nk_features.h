@@ -9,6 +9,10 @@
  * emitted once sample (b+1)·B + latency − 1 has been processed: it is final when emitted, and the
  * same bins come out whatever the block size. A bin whose first samples preceded the stream's
  * start reports the mean over the samples it saw (n_samples tells how many).
+ *
+ * Gaps (nk_features_resume): the bins that ended before the gap are emitted with the samples
+ * they saw; a bin that straddles the gap goes on counting only the samples that arrived; bins
+ * wholly inside the gap are never emitted (no samples, no invented zeros).
  */
 #ifndef NK_FEATURES_H
 #define NK_FEATURES_H
@@ -28,6 +32,14 @@ int nk_features_process(nk_features *f, const float *data, int32_t n_samples, in
                         const nk_event *events, int32_t n_events, int64_t *bin_index,
                         int32_t *bin_samples_seen, int32_t *counts, float *power, int32_t capacity,
                         int32_t *n_bins);
+/* Most bins one nk_features_resume call can emit. */
+int32_t nk_features_max_resume_bins(const nk_features *f);
+/* The input jumps to resume_sample (≥ the next expected sample): counts `events` (the spikes
+ * decided at the gap's edge, sorted), emits every bin that ended before resume_sample (bin
+ * order, outputs as in process, capacity ≥ nk_features_max_resume_bins) and continues there. */
+int nk_features_resume(nk_features *f, const nk_event *events, int32_t n_events,
+                       int64_t resume_sample, int64_t *bin_index, int32_t *bin_samples_seen,
+                       int32_t *counts, float *power, int32_t capacity, int32_t *n_bins);
 /* Events whose bin had already been emitted (should stay 0). */
 int64_t nk_features_late(const nk_features *f);
 void nk_features_reset(nk_features *f);

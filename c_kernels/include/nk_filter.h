@@ -47,6 +47,10 @@ int nk_bandpass_process(nk_bandpass *f, const int16_t *in, float *out, int32_t n
 /* Same, for float input (for chaining or re-filtering). in may equal out. */
 int nk_bandpass_process_f32(nk_bandpass *f, const float *in, float *out, int32_t n_samples);
 void nk_bandpass_reset(nk_bandpass *f);
+/* Sets the state to the steady state for the constant input x0[c] on each channel (as if x0
+ * had been fed forever): after a gap the filter resumes without a step, so an ADC offset does
+ * not ring through the band-pass as a spike. Computed in double, stored in binary32. */
+int nk_bandpass_settle(nk_bandpass *f, const int16_t *x0);
 void nk_bandpass_free(nk_bandpass *f);
 
 typedef struct nk_lfp nk_lfp;
@@ -57,6 +61,8 @@ int nk_lfp_new(int32_t n_channels, const double *sos, int32_t n_sections, int32_
 int nk_lfp_process(nk_lfp *f, const int16_t *in, int32_t n_samples, int64_t first_sample,
                    float *out, int32_t max_out, int32_t *n_out);
 void nk_lfp_reset(nk_lfp *f);
+/* As nk_bandpass_settle. */
+int nk_lfp_settle(nk_lfp *f, const int16_t *x0);
 void nk_lfp_free(nk_lfp *f);
 /* cffi-end */
 NK_API_END

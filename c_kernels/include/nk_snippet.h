@@ -5,7 +5,8 @@
  * [K][pre + post] in binary32. The kernel keeps a ring of the last pre + post + max_block + 1
  * rows, holds events until their last sample has arrived, and emits each snippet in the call
  * whose block completes it. Events that cannot be served (queue full, or samples before the
- * start of the stream) are counted in `dropped`, never silently lost.
+ * start of the stream or of the segment after a gap) are counted in `dropped`, never silently
+ * lost.
  */
 #ifndef NK_SNIPPET_H
 #define NK_SNIPPET_H
@@ -30,6 +31,11 @@ int nk_snippet_new(const nk_snippet_config *cfg, const int32_t *neighbors, nk_sn
 int nk_snippet_process(nk_snippet *s, const float *data, int32_t n_samples, int64_t first_sample,
                        const nk_event *events, int32_t n_events, nk_event *out_events,
                        float *out_waveforms, int32_t capacity, int32_t *n_out);
+/* The input jumps to resume_sample (a gap): the events still waiting for samples that will
+ * never come, and `events` (spikes decided at the gap's edge), are dropped and counted; no
+ * snippet ever reaches back across the gap. */
+int nk_snippet_resume(nk_snippet *s, int64_t resume_sample, const nk_event *events,
+                      int32_t n_events);
 int64_t nk_snippet_dropped(const nk_snippet *s);
 int32_t nk_snippet_pending(const nk_snippet *s);
 void nk_snippet_reset(nk_snippet *s);

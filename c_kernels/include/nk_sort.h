@@ -16,7 +16,12 @@
  *     δ_j = min_{s ∈ {0,±1}} ‖f − F_j(· + s)‖² / (σ² · K_c · M)
  * (K_c: valid neighbour slots of c; without a basis the template slides by ≤ 1 sample over the
  * inner M = L − 2 samples, with one M = D and no slide), a noise-normalised squared distance
- * (≈ 1 + 1/n_j for a member of a cluster of n_j spikes in white noise). Cluster j accepts the
+ * (≈ 1 + 1/n_j for a member of a cluster of n_j spikes in white noise). Robust amplitude
+ * handling (both off when 0): the template may be scaled, F_j → a·F_j with a ∈ [1 − r, 1 + r]
+ * fitted by least squares and charged scale_prior·(a − 1)² (bursts, amplitude jitter); and
+ * the noise budget counts a template's own variability, σ²·K_c·M + ε²·‖F_j‖² in the
+ * denominator (a large unit's spikes vary by a fraction ε of its size, not by σ alone). The
+ * same distance compares templates for merges and links. Cluster j accepts the
  * spike when δ_j ≤ m_j·(1 + 1/n_j) + new_distance·sd_j, m_j and sd_j being the running mean
  * (clamped to 1–2.5) and deviation (floored at twice white noise's, capped at 0.6) of its
  * members' δ, started from a prior of 16 white-noise members. The nearest accepting cluster
@@ -34,6 +39,14 @@
  * (δ ≤ link_distance) and each template is nearly as large on the other's channel
  * (≥ link_ratio of its own peak). Checked for a candidate from its first spike on: it joins
  * that unit at once (no BIRTH), which follows a neuron whose peak moves to a new contact.
+ * Birth needs a spike-like template: its own-channel waveform swings to the opposite sign after
+ * the peak (≥ 10 % of it); one-signed slow waves that cross the threshold are not units.
+ * Drift (successions): a candidate about to be born whose own-channel waveform has the shape
+ * (correlation ≥ 0.97, ±1 sample) and size (within ×1.4) of a unit cluster on its channel or a
+ * neighbour that has taken no spike since the candidate's first one, and been silent for 2 of
+ * its mean intervals, continues that unit (no BIRTH; counted in links and successions): the
+ * neuron whose spikes stopped fitting its templates when the probe moved. Calibrated units
+ * follow the probe the same way.
  * Retire: a candidate silent for candidate_samples is freed quietly; a unit cluster silent for
  * retire_samples is freed, and when a unit's last cluster goes the unit retires
  * (NK_SORT_RETIRE). When a channel's U slots are full the oldest silent candidate is recycled;
@@ -50,6 +63,9 @@
  * A loaded unit gets a mature cluster (n = adapt_spikes) on its peak channel and on each
  * neighbour where |T| reaches link_ratio of its peak (re-aligned to that channel's peak).
  * Unloaded neurons still seed candidates and are born as new units above the largest given id.
+ * nk_sort_get_fit reports, per loaded unit, the spikes it accepted since the load, the spikes
+ * detected on its peak channel, their mean δ and its template's SNR on the channel's current σ:
+ * a unit that takes none of its channel's spikes does not fit the signal (the host says so).
  *
  * Latency: a spike is labelled in the call that receives its snippet (the block that
  * completes it). process never allocates; deterministic (fixed order, binary32, no libm).
@@ -91,6 +107,11 @@ typedef struct {
                                    labelled with that unit (0: never) */
     int64_t retire_samples;     /* silence after which a unit cluster is freed */
     int64_t candidate_samples;  /* silence after which a candidate is freed */
+    float relative_tolerance;   /* ε: a template's own variability, as a fraction of its
+                                   amplitude (amplitude jitter, sub-sample alignment); 0: none */
+    float scale_range;          /* r: a spike may match a·template, a ∈ [1 − r, 1 + r], at a
+                                   cost of scale_prior·(a − 1)² in δ; 0: no scaling */
+    float scale_prior;
 } nk_sort_config;
 
 typedef struct {
@@ -99,11 +120,23 @@ typedef struct {
     int64_t unsorted_full;      /* no free cluster slot */
     int64_t candidates;         /* candidate clusters created */
     int64_t births, merges, links, retirements;
+    int64_t successions;        /* new clusters given a silent unit's id (drift; in links) */
     int32_t live_units;
     int32_t active_clusters;
     int32_t next_unit;          /* the id the next birth gets */
     int32_t n_features;         /* D in use */
 } nk_sort_stats;
+
+/* How well one loaded (calibrated) unit fits the signal since the load. */
+typedef struct {
+    int32_t unit;
+    int32_t channel;            /* peak channel of its template */
+    int64_t spikes;             /* spikes its clusters accepted since the load */
+    int64_t channel_spikes;     /* spikes detected on that channel since the load (a unit
+                                   that takes none of them does not fit the signal) */
+    float mean_delta;           /* mean δ of the accepted spikes (≈ 1 when it fits) */
+    float snr;                  /* template peak / current σ of its channel (0: σ unknown) */
+} nk_sort_fit;
 
 typedef struct nk_sort nk_sort;
 /* neighbors: [n_channels][K] channel ids or −1 (the first normally the channel itself);
@@ -131,6 +164,9 @@ int nk_sort_get_stats(const nk_sort *s, nk_sort_stats *out);
  * and the raw template [K][L] (templates may be NULL). */
 int nk_sort_get_clusters(const nk_sort *s, int32_t *channel, int32_t *unit, int64_t *count,
                          float *templates, int32_t capacity);
+/* Fit of the loaded units (those given by nk_sort_load_templates), one row each in load
+ * order; NK_ERR_CAPACITY when capacity is below their number. */
+int nk_sort_get_fit(const nk_sort *s, nk_sort_fit *out, int32_t capacity, int32_t *n_out);
 void nk_sort_reset(nk_sort *s);
 void nk_sort_free(nk_sort *s);
 /* cffi-end */

@@ -23,6 +23,7 @@ static const struct {
     NK_SIZE(nk_event),         NK_SIZE(nk_detect_config), NK_SIZE(nk_snippet_config),
     NK_SIZE(nk_codec_config),  NK_SIZE(nk_codec_packet_info),
     NK_SIZE(nk_sort_event),    NK_SIZE(nk_sort_config),   NK_SIZE(nk_sort_stats),
+    NK_SIZE(nk_sort_fit),
 };
 
 int32_t nk_sizeof(const char *type_name) {

@@ -12,6 +12,7 @@ struct nk_detect {
     nk_detect_config cfg;
     int32_t H;              /* ring rows = 2D + 1 */
     int64_t next_sample;    /* absolute index expected next */
+    int64_t quiet_until;    /* no decision, no σ update before this sample (after a gap) */
     int32_t *adj_off, *adj_idx;
     float *ring;            /* [H][C] filtered values */
     float *med;             /* running median of |x| per channel */
@@ -69,6 +70,7 @@ void nk_detect_reset(nk_detect *d) {
     if (!d) return;
     const int32_t C = d->cfg.n_channels;
     d->next_sample = 0;
+    d->quiet_until = 0;
     memset(d->ring, 0, (size_t)d->H * (size_t)C * sizeof(float));
     for (int32_t c = 0; c < C; c++) {
         d->med[c] = 1.0f;
@@ -106,69 +108,100 @@ static inline int beats_channel(const nk_detect *d, float s, int64_t t, int32_t 
     return 1;
 }
 
+/* Decides sample tc = t − D (the ring holds rows up to t); appends accepted spikes. */
+static inline void decide(nk_detect *d, int64_t t, nk_event *events, int32_t *n_events) {
+    const int32_t C = d->cfg.n_channels, H = d->H, D = d->cfg.exclude_sweep;
+    const int32_t pol = d->cfg.polarity;
+    const float k_sigma = d->cfg.threshold * MAD_TO_SIGMA;
+    const float *restrict med = d->med;
+    const int64_t tc = t - D; /* the sample decided now */
+    if (tc < d->cfg.warmup || tc - D < 0 || tc < d->quiet_until) return;
+    const float *restrict crow = d->ring + (size_t)(tc % H) * (size_t)C;
+    /* Most rows hold no candidate: a branch-free pass (vectorised) finds out first. */
+    int any = 0;
+    if (pol == NK_POLARITY_NEG) {
+        for (int32_t c = 0; c < C; c++) any |= -crow[c] >= k_sigma * med[c];
+    } else if (pol == NK_POLARITY_POS) {
+        for (int32_t c = 0; c < C; c++) any |= crow[c] >= k_sigma * med[c];
+    } else {
+        for (int32_t c = 0; c < C; c++) any |= fabsf(crow[c]) >= k_sigma * med[c];
+    }
+    if (!any) return;
+    int32_t ne = *n_events;
+    for (int32_t c = 0; c < C; c++) {
+        const float s = score_of(pol, crow[c]);
+        const float thr = k_sigma * med[c];
+        if (!(s >= thr)) continue;
+        if (tc - d->last_spike[c] < d->cfg.refractory) continue;
+        if (!beats_channel(d, s, tc, c, c, t)) continue;
+        int ok = 1;
+        for (int32_t j = d->adj_off[c]; ok && j < d->adj_off[c + 1]; j++)
+            ok = beats_channel(d, s, tc, c, d->adj_idx[j], t);
+        /* spatial refractory: a larger spike accepted on a neighbour within the refractory
+         * period explains this one (e.g. the ringing lobe a causal high-pass leaves) */
+        for (int32_t j = d->adj_off[c]; ok && j < d->adj_off[c + 1]; j++) {
+            const int32_t n = d->adj_idx[j];
+            ok = !(tc - d->last_spike[n] < d->cfg.refractory && d->last_score[n] > s);
+        }
+        if (!ok) continue;
+        d->last_spike[c] = tc;
+        d->last_score[c] = s;
+        nk_event *e = &events[ne++];
+        e->sample = tc;
+        e->channel = c;
+        e->unit = -1;
+        e->amplitude = crow[c];
+        e->threshold = thr;
+    }
+    *n_events = ne;
+}
+
 NK_HOT int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples, int64_t first_sample,
                       nk_event *events, int32_t capacity, int32_t *n_events) {
     if (!d || !data || !events || !n_events || n_samples < 0) return NK_ERR_ARG;
     if (first_sample != d->next_sample) return NK_ERR_STATE;
     if (capacity < nk_detect_max_events(d, n_samples)) return NK_ERR_CAPACITY;
-    const int32_t C = d->cfg.n_channels, H = d->H, D = d->cfg.exclude_sweep;
-    const int32_t pol = d->cfg.polarity;
-    const float k_sigma = d->cfg.threshold * MAD_TO_SIGMA;
+    const int32_t C = d->cfg.n_channels, H = d->H;
     int32_t ne = 0;
     for (int32_t i = 0; i < n_samples; i++) {
         const int64_t t = first_sample + i;
         const float *restrict x = data + (size_t)i * (size_t)C;
         float *restrict row = d->ring + (size_t)(t % H) * (size_t)C;
-        /* Robbins–Monro step: η_fast at first, decaying as 2/t, never below η_slow. */
-        float eta = d->cfg.eta_fast / (1.0f + (float)t * d->cfg.eta_fast * 0.5f);
-        if (eta < d->cfg.eta_slow) eta = d->cfg.eta_slow;
-        const float up = 1.0f + eta, down = 1.0f - eta;
-        float *restrict med = d->med;
         memcpy(row, x, (size_t)C * sizeof(float));
-        for (int32_t c = 0; c < C; c++) {
-            const float m = med[c];
-            med[c] = m * ((fabsf(x[c]) > m) ? up : down);
-        }
-        const int64_t tc = t - D; /* the sample decided now */
-        if (tc < d->cfg.warmup || tc - D < 0) continue;
-        const float *restrict crow = d->ring + (size_t)(tc % H) * (size_t)C;
-        /* Most rows hold no candidate: a branch-free pass (vectorised) finds out first. */
-        int any = 0;
-        if (pol == NK_POLARITY_NEG) {
-            for (int32_t c = 0; c < C; c++) any |= -crow[c] >= k_sigma * med[c];
-        } else if (pol == NK_POLARITY_POS) {
-            for (int32_t c = 0; c < C; c++) any |= crow[c] >= k_sigma * med[c];
-        } else {
-            for (int32_t c = 0; c < C; c++) any |= fabsf(crow[c]) >= k_sigma * med[c];
-        }
-        if (!any) continue;
-        for (int32_t c = 0; c < C; c++) {
-            const float s = score_of(pol, crow[c]);
-            const float thr = k_sigma * med[c];
-            if (!(s >= thr)) continue;
-            if (tc - d->last_spike[c] < d->cfg.refractory) continue;
-            if (!beats_channel(d, s, tc, c, c, t)) continue;
-            int ok = 1;
-            for (int32_t j = d->adj_off[c]; ok && j < d->adj_off[c + 1]; j++)
-                ok = beats_channel(d, s, tc, c, d->adj_idx[j], t);
-            /* spatial refractory: a larger spike accepted on a neighbour within the refractory
-             * period explains this one (e.g. the ringing lobe a causal high-pass leaves) */
-            for (int32_t j = d->adj_off[c]; ok && j < d->adj_off[c + 1]; j++) {
-                const int32_t n = d->adj_idx[j];
-                ok = !(tc - d->last_spike[n] < d->cfg.refractory && d->last_score[n] > s);
+        if (t >= d->quiet_until) {
+            /* Robbins–Monro step: η_fast at first, decaying as 2/t, never below η_slow. */
+            float eta = d->cfg.eta_fast / (1.0f + (float)t * d->cfg.eta_fast * 0.5f);
+            if (eta < d->cfg.eta_slow) eta = d->cfg.eta_slow;
+            const float up = 1.0f + eta, down = 1.0f - eta;
+            float *restrict med = d->med;
+            for (int32_t c = 0; c < C; c++) {
+                const float m = med[c];
+                med[c] = m * ((fabsf(x[c]) > m) ? up : down);
             }
-            if (!ok) continue;
-            d->last_spike[c] = tc;
-            d->last_score[c] = s;
-            nk_event *e = &events[ne++];
-            e->sample = tc;
-            e->channel = c;
-            e->unit = -1;
-            e->amplitude = crow[c];
-            e->threshold = thr;
         }
+        decide(d, t, events, &ne);
     }
     d->next_sample = first_sample + n_samples;
+    *n_events = ne;
+    return NK_OK;
+}
+
+int nk_detect_resume(nk_detect *d, int64_t resume_sample, int32_t hold_off, nk_event *events,
+                     int32_t capacity, int32_t *n_events) {
+    if (!d || !events || !n_events || hold_off < 0) return NK_ERR_ARG;
+    if (resume_sample < d->next_sample) return NK_ERR_ARG;
+    const int32_t C = d->cfg.n_channels, H = d->H, D = d->cfg.exclude_sweep;
+    if (capacity < nk_detect_max_events(d, D)) return NK_ERR_CAPACITY;
+    int32_t ne = 0;
+    /* the samples after the gap do not exist: NaN rows compete with nothing, pass nothing */
+    for (int32_t i = 0; i < D; i++) {
+        const int64_t t = d->next_sample + i;
+        float *row = d->ring + (size_t)(t % H) * (size_t)C;
+        for (int32_t c = 0; c < C; c++) row[c] = NAN;
+        decide(d, t, events, &ne);
+    }
+    d->next_sample = resume_sample;
+    d->quiet_until = resume_sample + (hold_off > D ? hold_off : D);
     *n_events = ne;
     return NK_OK;
 }

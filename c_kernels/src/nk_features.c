@@ -112,6 +112,44 @@ NK_HOT int nk_features_process(nk_features *f, const float *data, int32_t n_samp
     return NK_OK;
 }
 
+int32_t nk_features_max_resume_bins(const nk_features *f) { return f ? f->P : 0; }
+
+static void emit_slot(const nk_features *f, int32_t q, int32_t nb, int64_t *bin_index,
+                      int32_t *bin_samples_seen, int32_t *counts, float *power) {
+    const int32_t C = f->C;
+    bin_index[nb] = f->slot_bin[q];
+    bin_samples_seen[nb] = f->slot_seen[q];
+    memcpy(counts + (size_t)nb * (size_t)C, f->counts + (size_t)q * (size_t)C,
+           (size_t)C * sizeof(int32_t));
+    const float inv = 1.0f / (float)f->slot_seen[q];
+    for (int32_t c = 0; c < C; c++)
+        power[(size_t)nb * (size_t)C + (size_t)c] = f->power[(size_t)q * (size_t)C + (size_t)c] * inv;
+}
+
+int nk_features_resume(nk_features *f, const nk_event *events, int32_t n_events,
+                       int64_t resume_sample, int64_t *bin_index, int32_t *bin_samples_seen,
+                       int32_t *counts, float *power, int32_t capacity, int32_t *n_bins) {
+    if (!f || !bin_index || !bin_samples_seen || !counts || !power || !n_bins) return NK_ERR_ARG;
+    if (n_events < 0 || (n_events > 0 && !events) || resume_sample < 0) return NK_ERR_ARG;
+    if (f->next_sample >= 0 && resume_sample < f->next_sample) return NK_ERR_ARG;
+    if (capacity < f->P) return NK_ERR_CAPACITY;
+    for (int32_t e = 0; e < n_events; e++) add_event(f, &events[e]);
+    int32_t nb = 0;
+    for (;;) {               /* the oldest slot whose bin ended before resume_sample, in order */
+        int32_t q = -1;
+        for (int32_t p = 0; p < f->P; p++)
+            if (f->slot_bin[p] >= 0 && (f->slot_bin[p] + 1) * (int64_t)f->B <= resume_sample &&
+                (q < 0 || f->slot_bin[p] < f->slot_bin[q]))
+                q = p;
+        if (q < 0) break;
+        emit_slot(f, q, nb++, bin_index, bin_samples_seen, counts, power);
+        f->slot_bin[q] = -1;
+    }
+    if (f->next_sample >= 0) f->next_sample = resume_sample;
+    *n_bins = nb;
+    return NK_OK;
+}
+
 int64_t nk_features_late(const nk_features *f) { return f ? f->late : 0; }
 
 void nk_features_free(nk_features *f) {

@@ -212,6 +212,28 @@ void nk_bandpass_reset(nk_bandpass *f) {
     if (f) memset(f->state, 0, (size_t)f->n_sections * 2 * (size_t)f->n_channels * sizeof(float));
 }
 
+int nk_bandpass_settle(nk_bandpass *f, const int16_t *x0) {
+    if (!f || !x0) return NK_ERR_ARG;
+    const int32_t C = f->n_channels;
+    for (int32_t c = 0; c < C; c++) {
+        double u = (double)x0[c];
+        for (int32_t s = 0; s < f->n_sections; s++) {
+            const nk_biquad *q = &f->sec[s];
+            const double den = 1.0 + (double)q->a1 + (double)q->a2;
+            /* DC gain of the section; a pole at z = 1 has no steady state: start from 0 */
+            const double y = den != 0.0 ? u * ((double)q->b0 + (double)q->b1 + (double)q->b2) / den
+                                        : 0.0;
+            const double s2 = (double)q->b2 * u - (double)q->a2 * y;
+            const double s1 = ((double)q->b1 * u - (double)q->a1 * y) + s2;
+            float *st = f->state + (size_t)(2 * s) * (size_t)C;
+            st[c] = den != 0.0 ? (float)s1 : 0.0f;
+            st[(size_t)C + (size_t)c] = den != 0.0 ? (float)s2 : 0.0f;
+            u = y;
+        }
+    }
+    return NK_OK;
+}
+
 void nk_bandpass_free(nk_bandpass *f) {
     if (!f) return;
     free(f->state);
@@ -267,6 +289,10 @@ NK_HOT int nk_lfp_process(nk_lfp *f, const int16_t *in, int32_t n_samples, int64
 
 void nk_lfp_reset(nk_lfp *f) {
     if (f) nk_bandpass_reset(f->lp);
+}
+
+int nk_lfp_settle(nk_lfp *f, const int16_t *x0) {
+    return f ? nk_bandpass_settle(f->lp, x0) : NK_ERR_ARG;
 }
 
 void nk_lfp_free(nk_lfp *f) {

@@ -111,6 +111,17 @@ int nk_snippet_process(nk_snippet *s, const float *data, int32_t n_samples, int6
     return NK_OK;
 }
 
+int nk_snippet_resume(nk_snippet *s, int64_t resume_sample, const nk_event *events,
+                      int32_t n_events) {
+    if (!s || n_events < 0 || (n_events > 0 && !events) || resume_sample < 0) return NK_ERR_ARG;
+    if (s->stream_first >= 0 && resume_sample < s->next_sample) return NK_ERR_ARG;
+    s->dropped += s->count + n_events;
+    s->head = s->count = 0;
+    s->stream_first = resume_sample;    /* rows before it are not the same signal */
+    s->next_sample = resume_sample;
+    return NK_OK;
+}
+
 int64_t nk_snippet_dropped(const nk_snippet *s) { return s ? s->dropped : 0; }
 int32_t nk_snippet_pending(const nk_snippet *s) { return s ? s->count : 0; }
 

@@ -18,6 +18,21 @@
 #define CORE_POST 8
 #define CORE_LIMIT 3.0f
 #define SD_MAX 0.6f         /* cap on a cluster's δ deviation in its acceptance limit */
+/* Successor test (a unit that moved): a new unit's peak-channel waveform must correlate with
+ * the silent unit's by at least SUCC_CORR, their peak amplitudes differ by at most a factor
+ * SUCC_AMP, and the old unit must have been silent for SUCC_ISI of its mean intervals. */
+#define SUCC_CORR 0.97f
+#define SUCC_AMP 1.4f
+#define SUCC_ISI 2
+/* A candidate becomes a unit only when its template looks like a spike: after the peak, its
+ * own-channel waveform swings to the other sign by at least LOBE_MIN of the peak (the
+ * band-passed action potential's repolarisation). Slow one-signed waves that cross the
+ * threshold (reference artefacts, low-frequency noise) never do. */
+#define LOBE_MIN 0.1f
+/* Merges charge a template scale MERGE_PRIOR × scale_prior. Measured on the tuning seeds: 0.25
+ * folded bursts' split-off clusters back (noisy_bursts32 0.83 -> 0.89) but merged distinct
+ * tetrode neurons (tetrode16 mean accuracy 0.83 -> 0.59), so merges charge it in full. */
+#define MERGE_PRIOR 1.0f
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -29,6 +44,11 @@ typedef struct {
     float spread;           /* running mean δ of members */
     float spread2;          /* running mean δ² of members */
     float sigma2;           /* running mean σ² of members (0: unknown yet) */
+    float energy;           /* ‖template‖² over the compared samples (counts²) */
+    float fit_sum;          /* loaded clusters: Σ δ of the spikes accepted since the load */
+    int64_t fit_n;          /* … and their number */
+    int64_t first;          /* sample of the first spike it accepted (with seen ≥ 1) */
+    int64_t seen;           /* spikes it accepted (count also holds a loaded prior) */
 } cluster;
 
 struct nk_sort {
@@ -44,6 +64,12 @@ struct nk_sort {
     float *raw;             /* [C·U][K·L] templates in counts */
     float *feat;            /* [C·U][K·L] capacity, [K][D] used (with a basis) */
     float *f;               /* [K·L] scratch: features of the current spike */
+    float *sig2c;           /* [C] σ² of the newest spike per channel (0: none yet) */
+    int64_t *chan_spikes;   /* [C] spikes per channel since the last load or reset */
+    int32_t *given_id;      /* [max_units] loaded unit ids in load order */
+    int32_t *given_ch;      /* [max_units] their templates' peak channels */
+    float *given_peak;      /* [max_units] and peak amplitudes (counts) */
+    int32_t n_given;
     nk_sort_stats st;
 };
 
@@ -60,6 +86,9 @@ static int config_ok(const nk_sort_config *c) {
     if (!(c->merge_distance >= 0.0f) || !(c->link_distance >= 0.0f)) return 0;
     if (!(c->link_ratio > 0.0f) || c->link_ratio > 1.0f) return 0;
     if (c->retire_samples < 1 || c->candidate_samples < 1) return 0;
+    if (!(c->relative_tolerance >= 0.0f && c->relative_tolerance <= 1.0f)) return 0;
+    if (!(c->scale_range >= 0.0f && c->scale_range < 1.0f)) return 0;
+    if (!(c->scale_prior >= 0.0f && c->scale_prior < 1.0e6f)) return 0;
     return 1;
 }
 
@@ -68,7 +97,8 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
     const int64_t C = cfg->n_channels, K = cfg->n_neighbors, L = cfg->n_samples;
     const int64_t N = C * cfg->max_clusters;
     return (int64_t)sizeof(nk_sort) + C * K * 4 + 2 * C * 4 + L * L * 4
-           + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4;
+           + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
+           + (int64_t)cfg->max_units * 12;
 }
 
 static int basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -100,8 +130,13 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->raw = calloc(N * KL, sizeof(float));
     s->feat = calloc(N * KL, sizeof(float));
     s->f = calloc(KL, sizeof(float));
+    s->sig2c = calloc((size_t)C, sizeof(float));
+    s->chan_spikes = calloc((size_t)C, sizeof(int64_t));
+    s->given_id = calloc((size_t)cfg->max_units, sizeof(int32_t));
+    s->given_ch = calloc((size_t)cfg->max_units, sizeof(int32_t));
+    s->given_peak = calloc((size_t)cfg->max_units, sizeof(float));
     if (!s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
-        || !s->f) {
+        || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }
@@ -134,12 +169,16 @@ void nk_sort_reset(nk_sort *s) {
     }
     memset(&s->st, 0, sizeof s->st);
     s->st.n_features = s->D;
+    s->n_given = 0;
+    memset(s->sig2c, 0, (size_t)s->cfg.n_channels * sizeof(float));
+    memset(s->chan_spikes, 0, (size_t)s->cfg.n_channels * sizeof(int64_t));
 }
 
 void nk_sort_free(nk_sort *s) {
     if (!s) return;
     free(s->nb); free(s->kvalid); free(s->scratch); free(s->basis);
     free(s->cl); free(s->raw); free(s->feat); free(s->f);
+    free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s);
 }
 
@@ -179,23 +218,95 @@ static float sqdist(const float *a, const float *b, int32_t n) {
     return acc;
 }
 
-/* Squared distance between a spike (or template) x and a template t. Without a basis the
- * template may slide by one sample either way (peak-alignment jitter of the detector):
- * min over s ∈ {0, −1, +1} of Σ_p Σ_{l=1}^{L−2} (x[p][l] − t[p][l+s])², ties to the earlier s. */
-static float match(const nk_sort *s, const float *x, const float *t, int32_t *shift) {
+/* ‖x − a·t‖² with a = ⟨x,t⟩/⟨t,t⟩ clamped to [lo, hi] (lo = hi = 1: plain distance). */
+static float scaled_dist(const float *x, const float *t, int32_t n, float lo, float hi,
+                         float *a) {
+    if (lo == 1.0f && hi == 1.0f) {
+        *a = 1.0f;
+        return sqdist(x, t, n);
+    }
+    float xx = 0.0f, xt = 0.0f, tt = 0.0f;
+    for (int32_t i = 0; i < n; i++) {
+        xx += x[i] * x[i];
+        xt += x[i] * t[i];
+        tt += t[i] * t[i];
+    }
+    float g = tt > 0.0f ? xt / tt : 1.0f;
+    if (!(g >= lo)) g = lo;
+    if (g > hi) g = hi;
+    *a = g;
+    const float r = xx - 2.0f * g * xt + g * g * tt;
+    return r > 0.0f ? r : 0.0f;
+}
+
+/* δ of a spike (or template) x against a template t: min over the template's slide s and
+ * scale a of (‖x − a·t(· + s)‖² + prior·(a − 1)²·den) / den. Without a basis t slides
+ * by one sample either way (the detector's peak-alignment jitter) over the inner samples
+ * l = 1 … L−2 of every slot; ties go to the earlier s of {0, −1, +1}. */
+static float match(const nk_sort *s, const float *x, const float *t, float den, float prior,
+                   int32_t *shift) {
     *shift = 0;
-    if (s->has_basis) return sqdist(x, t, dims(s));
+    const float r = s->cfg.scale_range;
+    const float lo = 1.0f - r, hi = 1.0f + r;
+    float a;
+    if (s->has_basis) {
+        const float d = scaled_dist(x, t, dims(s), lo, hi, &a);
+        return d / den + prior * (a - 1.0f) * (a - 1.0f);
+    }
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples;
     static const int32_t shifts[3] = {0, -1, 1};
     float best = 0.0f;
     for (int32_t k = 0; k < 3; k++) {
         const int32_t sh = shifts[k];
-        float acc = 0.0f;
-        for (int32_t p = 0; p < K; p++)
-            acc += sqdist(x + (size_t)p * (size_t)L + 1, t + (size_t)p * (size_t)L + 1 + sh, L - 2);
+        float acc;
+        if (r == 0.0f) {
+            acc = 0.0f;
+            for (int32_t p = 0; p < K; p++)
+                acc += sqdist(x + (size_t)p * (size_t)L + 1,
+                              t + (size_t)p * (size_t)L + 1 + sh, L - 2);
+            acc /= den;
+        } else {
+            float xx = 0.0f, xt = 0.0f, tt = 0.0f;
+            for (int32_t p = 0; p < K; p++) {
+                const float *xp = x + (size_t)p * (size_t)L + 1;
+                const float *tp = t + (size_t)p * (size_t)L + 1 + sh;
+                for (int32_t l = 0; l < L - 2; l++) {
+                    xx += xp[l] * xp[l];
+                    xt += xp[l] * tp[l];
+                    tt += tp[l] * tp[l];
+                }
+            }
+            float g = tt > 0.0f ? xt / tt : 1.0f;
+            if (!(g >= lo)) g = lo;
+            if (g > hi) g = hi;
+            float res = xx - 2.0f * g * xt + g * g * tt;
+            if (res < 0.0f) res = 0.0f;
+            acc = res / den + prior * (g - 1.0f) * (g - 1.0f);
+        }
         if (k == 0 || acc < best) { best = acc; *shift = sh; }
     }
     return best;
+}
+
+/* Noise budget of a comparison over n_slots neighbour slots with a template of energy E:
+ * σ²·n_slots·M plus the template's own variability ε²·E. */
+static float budget(const nk_sort *s, float sig2, int32_t n_slots, float energy) {
+    const float e = s->cfg.relative_tolerance;
+    return sig2 * (float)(n_slots * s->M) + e * e * energy;
+}
+
+/* Recomputes cluster i's template energy over the compared samples. */
+static void refresh(nk_sort *s, int32_t i) {
+    const float *t = feat_of(s, i);
+    float e = 0.0f;
+    if (s->has_basis) {
+        for (int32_t q = 0; q < dims(s); q++) e += t[q] * t[q];
+    } else {
+        const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples;
+        for (int32_t p = 0; p < K; p++)
+            for (int32_t l = 1; l < L - 1; l++) e += t[p * L + l] * t[p * L + l];
+    }
+    s->cl[i].energy = e;
 }
 
 /* dst[m] ← a·dst[m] + b·src[m + sh] where m + sh is inside the window (per neighbour slot). */
@@ -276,7 +387,12 @@ static int32_t merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int6
     else if (B->sigma2 > 0.0f) A->sigma2 = ua * A->sigma2 + ub * B->sigma2;
     A->count += B->count;
     A->given |= B->given;
+    A->fit_n += B->fit_n;
+    A->fit_sum += B->fit_sum;
+    refresh(s, a);
     if (B->last > A->last) A->last = B->last;
+    if (B->seen > 0 && (A->seen == 0 || B->first < A->first)) A->first = B->first;
+    A->seen += B->seen;
     const int32_t gone = B->unit;
     B->channel = -1;
     B->unit = -1;
@@ -335,7 +451,8 @@ static int32_t find_link(const nk_sort *s, int32_t i) {
             }
             const float limit = s->cfg.link_distance + 1.0f / (float)ci->count
                                 + 1.0f / (float)cj->count;
-            const float score = acc / (ci->sigma2 * (float)m * (float)s->M) / limit;
+            const float share = (float)m / (float)s->kvalid[c];
+            const float score = acc / budget(s, ci->sigma2, m, share * ci->energy) / limit;
             if (score <= 1.0f && (best_unit < 0 || score < best)) {
                 best = score;
                 best_unit = cj->unit;
@@ -400,11 +517,85 @@ static void recentre(nk_sort *s, int32_t i) {
     if (s->has_basis) project(s, r, s->feat + (size_t)i * KLsz(s));
 }
 
+/* Peak-channel waveform correlation of templates a (slot pa) and b (slot pb), best of
+ * shifts {0, ±1} over the inner samples; amplitude ratio in *ratio. */
+static float shape_corr(const nk_sort *s, const float *a, const float *b, float *ratio) {
+    const int32_t L = s->cfg.n_samples;
+    float best = -1.0f;
+    for (int32_t sh = -1; sh <= 1; sh++) {
+        float ab = 0.0f, aa = 0.0f, bb = 0.0f;
+        for (int32_t l = 1; l < L - 1; l++) {
+            ab += a[l] * b[l + sh];
+            aa += a[l] * a[l];
+            bb += b[l + sh] * b[l + sh];
+        }
+        const float c = (aa > 0.0f && bb > 0.0f) ? ab / sqrtf(aa * bb) : -1.0f;
+        if (c > best) best = c;
+    }
+    const float am = amp(b, L);
+    *ratio = am > 0.0f ? amp(a, L) / am : 0.0f;
+    return best;
+}
+
+/* Drift: the unit that candidate i (about to be born on channel c) continues, or −1. A unit
+ * qualifies when one of its clusters sits on c or a neighbour of c, has accepted no spike
+ * since the candidate's first one and has been silent for SUCC_ISI of its mean intervals
+ * (the unit's other clusters may still take some), and its own-channel waveform has the
+ * candidate's shape
+ * (correlation ≥ SUCC_CORR) and size (within a factor SUCC_AMP): the neuron whose spikes
+ * stopped fitting its templates when this one started — the probe moved. The best
+ * correlation wins. */
+static int32_t find_successor(const nk_sort *s, int32_t i) {
+    const cluster *ci = &s->cl[i];
+    const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples, U = s->cfg.max_clusters;
+    const int32_t c = ci->channel;
+    const int32_t pc = slot_of(s, c, c);
+    if (pc < 0) return -1;
+    const float *wi = s->raw + (size_t)i * KLsz(s) + (size_t)pc * (size_t)L;
+    float best = SUCC_CORR;
+    int32_t best_unit = -1;
+    for (int32_t p = 0; p < K; p++) {
+        const int32_t b = s->nb[c * K + p];
+        if (b < 0) continue;
+        const int32_t pb = slot_of(s, b, b);
+        if (pb < 0) continue;
+        for (int32_t u = 0; u < U; u++) {
+            const int32_t j = b * U + u;
+            const cluster *cj = &s->cl[j];
+            if (cj->channel < 0 || cj->unit < 0) continue;
+            float ratio;
+            const float *wj = s->raw + (size_t)j * KLsz(s) + (size_t)pb * (size_t)L;
+            const float r = shape_corr(s, wi, wj, &ratio);
+            if (r < best || ratio > SUCC_AMP || ratio * SUCC_AMP < 1.0f) continue;
+            /* this cluster of the unit: silent since the candidate started, long enough */
+            const int64_t last = cj->last, span = cj->last - cj->first, seen = cj->seen;
+            if (last >= ci->first) continue;
+            if (seen >= 2 && (ci->last - last) * (seen - 1) < (int64_t)SUCC_ISI * span) continue;
+            best = r;
+            best_unit = cj->unit;
+        }
+    }
+    return best_unit;
+}
+
+/* See LOBE_MIN. */
+static int spike_like(const nk_sort *s, int32_t i) {
+    const int32_t L = s->cfg.n_samples, c = s->cl[i].channel;
+    const int32_t p = slot_of(s, c, c);
+    if (p < 0) return 1;
+    const float *w = s->raw + (size_t)i * KLsz(s) + (size_t)p * (size_t)L;
+    const int32_t pk = argmax_abs(w, L);
+    const float sg = w[pk] < 0.0f ? -1.0f : 1.0f;
+    float lobe = 0.0f;
+    for (int32_t l = pk + 1; l < L; l++)
+        if (-sg * w[l] > lobe) lobe = -sg * w[l];
+    return lobe >= LOBE_MIN * sg * w[pk];
+}
+
 /* Same-channel merge, birth and link after cluster i took a spike; returns i's final index. */
 static int32_t after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
     const int32_t U = s->cfg.max_clusters, c = s->cl[i].channel;
     if (s->cl[i].sigma2 > 0.0f) {
-        const float norm = 1.0f / (s->cl[i].sigma2 * (float)(s->kvalid[c] * s->M));
         float best = 0.0f;
         int32_t bj = -1, bsh = 0;
         for (int32_t u = 0; u < U; u++) {
@@ -416,7 +607,10 @@ static int32_t after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
             float young = 1.0f / (float)s->cl[i].count + 1.0f / (float)s->cl[j].count;
             if (young > 0.5f) young = 0.5f;
             const float limit = s->cfg.merge_distance + young;
-            const float d = match(s, feat_of(s, i), feat_of(s, j), &sh) * norm / limit;
+            const float e = s->cl[i].energy > s->cl[j].energy ? s->cl[i].energy : s->cl[j].energy;
+            const float den = budget(s, s->cl[i].sigma2, s->kvalid[c], e);
+            const float d = match(s, feat_of(s, i), feat_of(s, j), den,
+                                  MERGE_PRIOR * s->cfg.scale_prior, &sh) / limit;
             if (d <= 1.0f && (bj < 0 || d < best)) { best = d; bj = j; bsh = sh; }
         }
         if (bj >= 0) i = merge_clusters(s, i, bj, bsh, sample, k);
@@ -428,8 +622,13 @@ static int32_t after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
         ci->unit = u0;       /* a candidate next to a unit it belongs to joins it at once */
         ci->since_link = 0;
         s->st.links++;
+    } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes
+               && (ci->unit = find_successor(s, i)) >= 0) {
+        ci->since_link = 0;  /* a moved neuron keeps its id: no birth */
+        s->st.links++;
+        s->st.successions++;
     } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes) {
-        if (s->st.live_units < s->cfg.max_units) {
+        if (s->st.live_units < s->cfg.max_units && spike_like(s, i)) {
             ci->unit = s->st.next_unit++;
             s->st.live_units++;
             s->st.births++;
@@ -515,7 +714,8 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         float xe = 0.0f;
         for (size_t i = 0; i < KL; i++) xe += x[i] * x[i];
         if (!(xe < FLT_BIG)) continue; /* NaN / Inf snippet: left unsorted */
-        const float norm = 1.0f / (sig2 * (float)(s->kvalid[c] * s->M));
+        s->sig2c[c] = sig2;
+        s->chan_spikes[c]++;
         int32_t best = -1, best_shift = 0, near_unit = -1;
         float best_delta = 0.0f, near_score = 0.0f;
         for (int32_t u = 0; u < U; u++) {
@@ -523,7 +723,8 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             const cluster *cj = &s->cl[j];
             if (cj->channel < 0) continue;
             int32_t sh;
-            const float delta = match(s, f, feat_of(s, j), &sh) * norm;
+            const float den = budget(s, sig2, s->kvalid[c], cj->energy);
+            const float delta = match(s, f, feat_of(s, j), den, s->cfg.scale_prior, &sh);
             const float limit = limit_of(s, cj, c);
             const float score = delta / limit;   /* ≤ 1: acceptable */
             /* among the clusters that accept it, the nearest takes the spike */
@@ -538,6 +739,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         if (i >= 0) {
             cluster *ci = &s->cl[i];
             ci->count++;
+            if (ci->seen++ == 0) ci->first = ev->sample;
             const int64_t m = ci->count < s->cfg.adapt_spikes ? ci->count : s->cfg.adapt_spikes;
             const float w = 1.0f / (float)m;
             /* x[l] ≈ r[l + shift]: move r towards x re-aligned into r's frame */
@@ -547,6 +749,8 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
                 for (int32_t q = 0; q < dims(s); q++) fi[q] += w * (f[q] - fi[q]);
             }
             recentre(s, i);
+            refresh(s, i);
+            if (ci->given) { ci->fit_n++; ci->fit_sum += best_delta; }
             /* δ statistics start from a prior of SPREAD_PRIOR white-noise members, so that a
              * few early outliers cannot widen a young cluster's limit */
             const int64_t nw = ci->count + SPREAD_PRIOR;
@@ -564,10 +768,12 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             }
             cluster *ci = &s->cl[i];
             ci->channel = c; ci->unit = -1; ci->count = 1; ci->last = ev->sample;
+            ci->first = ev->sample; ci->seen = 1;
             ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = sig2;
-            ci->given = 0;
+            ci->given = 0; ci->fit_n = 0; ci->fit_sum = 0.0f;
             memcpy(raw_of(s, i), x, KL * sizeof(float));
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)dims(s) * sizeof(float));
+            refresh(s, i);
             s->st.candidates++;
         }
         i = after_update(s, i, ev->sample, &k);
@@ -625,8 +831,10 @@ static void place(nk_sort *s, const float *T, int32_t g, int32_t unit) {
     if (s->has_basis) project(s, r, s->feat + (size_t)i * KLsz(s));
     cluster *ci = &s->cl[i];
     ci->channel = g; ci->unit = unit; ci->count = s->cfg.adapt_spikes; ci->last = 0;
+    ci->first = 0; ci->seen = 0;
     ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = 0.0f;
-    ci->given = 1;
+    ci->given = 1; ci->fit_n = 0; ci->fit_sum = 0.0f;
+    refresh(s, i);
 }
 
 int nk_sort_set_detect_threshold(nk_sort *s, float k) {
@@ -674,8 +882,13 @@ int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
     for (int32_t u = 0; u < n_units; u++) {
         float peak;
         const float *T = templates + (size_t)u * CL;
-        place(s, T, peak_channel(T, C, L, &peak), unit_ids[u]);
+        const int32_t h = peak_channel(T, C, L, &peak);
+        place(s, T, h, unit_ids[u]);
+        s->given_id[u] = unit_ids[u];
+        s->given_ch[u] = h;
+        s->given_peak[u] = peak;
     }
+    s->n_given = n_units;
     for (int32_t u = 0; u < n_units; u++) {
         float peak;
         const float *T = templates + (size_t)u * CL;
@@ -693,6 +906,31 @@ int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
 }
 
 /* ------------------------------------------------------------------ inspection */
+
+int nk_sort_get_fit(const nk_sort *s, nk_sort_fit *out, int32_t capacity, int32_t *n_out) {
+    if (!s || !n_out || (capacity > 0 && !out) || capacity < 0) return NK_ERR_ARG;
+    if (capacity < s->n_given) return NK_ERR_CAPACITY;
+    const int32_t N = s->cfg.n_channels * s->cfg.max_clusters;
+    for (int32_t u = 0; u < s->n_given; u++) {
+        nk_sort_fit *o = &out[u];
+        o->unit = s->given_id[u];
+        o->channel = s->given_ch[u];
+        o->spikes = 0;
+        o->channel_spikes = s->chan_spikes[o->channel];
+        float sum = 0.0f;
+        for (int32_t i = 0; i < N; i++) {
+            const cluster *ci = &s->cl[i];
+            if (ci->channel < 0 || ci->unit != o->unit || !ci->given) continue;
+            o->spikes += ci->fit_n;
+            sum += ci->fit_sum;
+        }
+        o->mean_delta = o->spikes > 0 ? sum / (float)o->spikes : 0.0f;
+        const float v = s->sig2c[o->channel];
+        o->snr = v > 0.0f ? s->given_peak[u] / sqrtf(v) : 0.0f;
+    }
+    *n_out = s->n_given;
+    return NK_OK;
+}
 
 int nk_sort_get_stats(const nk_sort *s, nk_sort_stats *out) {
     if (!s || !out) return NK_ERR_ARG;

@@ -31,7 +31,12 @@ static nk_event ev[NSPK];
 static float wav[NSPK][K][L];
 static int32_t truth[NSPK];
 
-static void make_data(void) {
+/* mode 0: as above. mode 1 (amplitudes): every spike's amplitude varies by up to ±30 %
+ * (uniform: bursts, jitter). mode 2 (a step of the probe):
+ * from the middle on, every neuron's footprint moves up by one channel. */
+static void make_data_mode(int mode);
+static void make_data(void) { make_data_mode(0); }
+static void make_data_mode(int mode) {
     static const float shape[L] = {0, 0, 0, 0, 0, 0, 0, -0.05f, -0.2f, -0.6f, -1.0f, -0.7f, -0.3f,
                                    0.0f, 0.2f, 0.3f, 0.32f, 0.3f, 0.25f, 0.2f, 0.15f, 0.1f,
                                    0.06f, 0.03f, 0.01f, 0, 0, 0, 0, 0, 0, 0};
@@ -45,18 +50,22 @@ static void make_data(void) {
     }
     for (int i = 0; i < NSPK; i++) {
         const int u = (int)(rng() % 3);
-        int32_t ch = home[u];
-        if (u == 2 && (rng() & 1)) ch = 6;    /* peak on the neighbour half of the time */
+        const int moved = mode == 2 && i >= NSPK / 2;
+        int32_t ch = home[u] + moved;
+        if (u == 2 && (rng() & 1)) ch = 6 + moved;  /* peak on the neighbour half of the time */
+        const float a = mode == 1 ? 1.0f + (float)((int32_t)(rng() % 61) - 30) / 100.0f : 1.0f;
         truth[i] = u;
         ev[i].sample = 1000 + (int64_t)i * 300;
         ev[i].channel = ch;
         ev[i].unit = -7;
-        ev[i].amplitude = -tpl[u][ch][PRE];
+        ev[i].amplitude = -a * tpl[u][ch - moved][PRE];
         ev[i].threshold = 5.0f * SIGMA;
         for (int p = 0; p < K; p++) {
             const int32_t nc = nbrs[ch * K + p];
+            const int32_t src = nc - moved;   /* a footprint moved up by one channel */
             for (int l = 0; l < L; l++)
-                wav[i][p][l] = nc < 0 ? 0.0f : tpl[u][nc][l] + (float)gauss_int(10);
+                wav[i][p][l] = (nc < 0 || src < 0) ? 0.0f
+                               : a * tpl[u][src][l] + (float)gauss_int(10);
         }
     }
 }
@@ -235,6 +244,74 @@ int main(void) {
            nk_sort_new(&cfg, NULL, NULL, 0, &bad_s) == NK_ERR_ARG && bad_s == NULL &&
            nk_sort_process(s, &e1, &wav[0][0][0], 1, 0, out, 64, &m2) == NK_ERR_ARG &&
            nk_sort_process(s, ev, &wav[0][0][0], 40, 0, out, 4, &m2) == NK_ERR_CAPACITY);
+
+    /* calibration fit: the true templates fit (δ ≈ 1, every neuron's spikes accepted); a
+     * template three times too large does not (none of its channel's spikes accepted) */
+    nk_sort_fit fit[4];
+    int32_t nf = 0;
+    nk_sort_reset(s);
+    ls = nk_sort_load_templates(s, 3, ids, &tpl[0][0][0], C, L, NULL, 0);
+    run(s, 50, lab3, &ne3);
+    int fs = nk_sort_get_fit(s, fit, 4, &nf);
+    int fit_ok = ls == NK_OK && fs == NK_OK && nf == 3;
+    for (int u = 0; u < 3 && fit_ok; u++)
+        fit_ok = fit[u].unit == ids[u] && fit[u].spikes > NSPK / 4 && fit[u].mean_delta > 0.5f &&
+                 fit[u].mean_delta < 2.0f && fit[u].snr > 5.0f;
+    static float wrong[3][C][L];
+    memcpy(wrong, tpl, sizeof wrong);
+    for (int c = 0; c < C; c++)
+        for (int l = 0; l < L; l++) wrong[0][c][l] *= 3.0f;
+    ls = nk_sort_load_templates(s, 3, ids, &wrong[0][0][0], C, L, NULL, 0);
+    run(s, 50, lab3, &ne3);
+    int fs2 = nk_sort_get_fit(s, fit, 4, &nf);
+    fit_ok = fit_ok && ls == NK_OK && fs2 == NK_OK && nf == 3 && fit[0].spikes == 0 &&
+             fit[0].channel_spikes > NSPK / 2 && fit[1].spikes > NSPK / 4 &&
+             nk_sort_get_fit(s, fit, 2, &nf) == NK_ERR_CAPACITY;
+    report("sort_fit", (uint64_t)fit[0].channel_spikes, fit_ok);
     nk_sort_free(s);
+
+    /* robust amplitudes (template scaling, relative tolerance): ±30 % amplitude variation
+     * stays one unit per neuron */
+    make_data_mode(1);
+    nk_sort_config rob = cfg;
+    rob.relative_tolerance = 0.1f; rob.scale_range = 0.4f; rob.scale_prior = 10.0f;
+    nk_sort *sr = NULL, *sp = NULL;
+    nk_sort_new(&rob, nbrs, NULL, 0, &sr);
+    nk_sort_new(&cfg, nbrs, NULL, 0, &sp);
+    static int32_t labr[NSPK], labp[NSPK];
+    int32_t ner = 0, nep = 0;
+    nk_sort_stats str, stp;
+    uint64_t hr = run(sr, 50, labr, &ner);
+    run(sp, 50, labp, &nep);
+    nk_sort_get_stats(sr, &str);
+    nk_sort_get_stats(sp, &stp);
+    double purr = purity(labr, 300, major);
+    report("sort_amplitudes", hr, sr && sp && purr > 0.93 && str.live_units <= 4);
+    if (!(purr > 0.93)) printf("  purity %.4f, births %lld vs %lld\n", purr,
+                               (long long)str.births, (long long)stp.births);
+    nk_sort_free(sp);
+
+    /* a step of the probe: the neurons keep their ids (successions, no new births) */
+    make_data_mode(2);
+    nk_sort_reset(sr);
+    static int32_t lab7[NSPK];
+    int32_t ne7 = 0;
+    uint64_t h7 = run(sr, 50, lab7, &ne7);
+    nk_sort_get_stats(sr, &str);
+    int32_t before_step[3], after_step[3];
+    double pa = purity(lab7, 300, before_step);
+    /* majority labels after the step must be the ones before it */
+    int32_t save[NSPK / 2];
+    memcpy(save, truth, sizeof save);
+    for (int i = 0; i < NSPK / 2; i++) truth[i] = -1;
+    purity(lab7, NSPK / 2 + 300, after_step);
+    memcpy(truth, save, sizeof save);
+    report("sort_step", h7, pa > 0.8 && str.successions >= 2 && str.births == 3 &&
+           after_step[0] == before_step[0] && after_step[1] == before_step[1] &&
+           after_step[2] == before_step[2]);
+    if (!(pa > 0.8 && str.successions >= 2 && str.births == 3))
+        printf("  purity %.4f successions %lld births %lld\n", pa, (long long)str.successions,
+               (long long)str.births);
+    nk_sort_free(sr);
     return failures ? 1 : 0;
 }

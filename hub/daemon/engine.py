@@ -29,6 +29,7 @@ from hub.daemon.scheduler import Packet
 from hub.dsp.geometry import snippet_neighbors
 from hub.dsp.pipeline import Pipeline
 from hub.errors import HubError
+from hub.kernels import FeatureBins
 from hub.link.blocks import Block
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ class Output:
     end: int
     version: int
     spikes_lost: int = 0      # sorted spikes the snippet queue could not hold (reported shed)
+
+
+def _runs(bins: FeatureBins) -> list[FeatureBins]:
+    """Bins split into runs of consecutive indices (a packet holds one run; after a gap the
+    bins inside it do not exist)."""
+    cut = np.flatnonzero(np.diff(bins.index) != 1) + 1
+    if not cut.size:
+        return [bins]
+    return [FeatureBins(bins.index[i:j], bins.samples[i:j], bins.counts[i:j], bins.power[i:j])
+            for i, j in zip([0, *cut.tolist()], [*cut.tolist(), bins.index.size], strict=True)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +119,15 @@ class PipelineStage:
         pipe = self.pipeline
         if pipe is not None and self.base < 0:
             self.base = block.first_sample               # a rebuilt pipeline starts here
-        if pipe is None or block.first_sample != self.base + pipe.next_sample:
+        if pipe is None or block.first_sample < self.base + pipe.next_sample:
             if pipe is not None:
                 log.info("pipeline restarts at sample %d (expected %d)", block.first_sample,
                          self.base + pipe.next_sample)
             pipe = self._install(self.build(self.cfg), block.first_sample)
-        res = pipe.process(block.samples)
+        # after a gap (or blocks the queue could not hold) the pipeline resumes: it never
+        # filters across, keeps σ and the sorter's units, and invents nothing
+        skipped = block.first_sample - (self.base + pipe.next_sample)
+        res = pipe.process(block.samples, resume=block.resume, skipped=skipped)
         self.blocks += 1
         first, end = block.first_sample, block.first_sample + block.samples.shape[0]
         pk, base = self.packer, self.base
@@ -130,7 +144,7 @@ class PipelineStage:
         spikes_first = min(first, base + int(spikes["sample"].min())) if spikes.size else first
         packets = [p for p in (
             pk.spikes(spikes, base, spikes_first, end, t_ns, res.sort_events),
-            pk.features(res.bins, base, pipe.bin_samples, t_ns, end),
+            *(pk.features(run, base, pipe.bin_samples, t_ns, end) for run in _runs(res.bins)),
         ) if p is not None]
         if self.cfg.snippets:
             packets += pk.snippets(res.snippet_events, res.snippets, self.neighbors,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from hub.uplink.base import Uplink
 from hub.wire import SCHEMA_VERSION, Chunker, pb
+from hub.wire.backoff import Backoff, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,10 @@ class Scheduler:
         self.throughput_bps = 0.0
         self.chunks_failed = 0
         self._was_connected = False
+        #: a chunk the uplink refused is retried after a growing pause, never at once (a peer
+        #: that fails without suspending would otherwise spin the event loop); logged sparingly
+        self.send_backoff = Backoff(base_s=0.01, cap_s=1.0)
+        self._fail_log = RateLimit(per_s=0.2, burst=1)
         self._late_s = 0.0                   # how late the loop wakes for a fill (EWMA)
         from hub.daemon.packets import Packer  # packets → scheduler: imported late
         from hub.daemon.rawlane import RawLane
@@ -355,12 +360,21 @@ class Scheduler:
             t = time.monotonic()
             ok = await self.uplink.send(chunk)
             self._win_busy += time.monotonic() - t
+            # send() need not suspend (a socket with room): let the loop turn once a chunk,
+            # outside the busy time the budget is measured with
+            await asyncio.sleep(0)
             if ok:
                 self.sent_bytes += len(chunk)
                 self._win_bytes += len(chunk)
+                self.send_backoff.reset()
             else:
                 self.chunks_failed += 1
                 self._retry = chunk
+                if self._fail_log.allow():
+                    log.warning("uplink refused a chunk (%d refused so far, %d not logged); "
+                                "retrying with back-off", self.chunks_failed,
+                                self._fail_log.take_suppressed())
+                await asyncio.sleep(self.send_backoff.next())
 
     async def drain(self, timeout: float) -> bool:
         """Waits until everything queued has been sent; False on timeout."""

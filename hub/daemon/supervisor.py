@@ -34,7 +34,8 @@ from hub.daemon.packets import Packer
 from hub.daemon.scheduler import SPIKES, Scheduler, SchedulerConfig
 from hub.daemon.telemetry import CpuMeter, battery_pct, sd_notify, temperature_c, watchdog_interval
 from hub.link import BlockAssembler, FrameParser, Gap
-from hub.link.blocks import Block
+from hub.link.blocks import Block, Item, StreamStart
+from hub.link.frame import Frame
 from hub.link.transport import LinkTransport
 from hub.uplink.base import Uplink
 from hub.wire import pb
@@ -78,7 +79,8 @@ class Daemon:
         self.commands = CommandPort(self.control, lambda r: self.scheduler.submit(
             self.packer.result(r)))
         self.parser = FrameParser()
-        self.assembler = BlockAssembler(block_samples=300)
+        self.assembler = BlockAssembler(block_samples=300,
+                                        block_ms=self._config.pipeline.block_ms)
         self.link_clock = ArrivalClock()
         self._sync_ns = 0
         self.transport = LinkTransport(opts.implant)
@@ -88,7 +90,10 @@ class Daemon:
         self.stream: tuple[float, int] | None = None     # (fs, channels) once known
         self.positions: npt.NDArray[np.float64] | None = None
         self._templates: Templates | None = None         # re-loaded into a restarted stage
-        self.blocks: asyncio.Queue[tuple[Block | Gap, int]] = asyncio.Queue(opts.block_queue)
+        # unbounded for stream starts and gaps (never dropped); blocks are bounded by
+        # opts.block_queue in _queue_block
+        self.blocks: asyncio.Queue[tuple[Item, int]] = asyncio.Queue()
+        self._queued_blocks = 0
         self.cpu = CpuMeter()
         self.cpu_load = 0.0
         self.overruns = 0
@@ -99,7 +104,6 @@ class Daemon:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._factories: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
         self._stop = asyncio.Event()
-        self._first_block = True
         self._busy = False
         self._retired_blocks = 0
         self._reload: asyncio.Task[None] | None = None
@@ -133,6 +137,7 @@ class Daemon:
         self.scheduler.raw.configure(cfg.raw_channels, cfg.raw_codec)
         if self.stream is not None:
             self.assembler.set_block_samples(self._block_samples(cfg))
+        self.assembler.block_ms = cfg.pipeline.block_ms
         log.info("configuration %d applied: %s", version, json.dumps(cfg.to_dict()))
 
     async def set_running(self, running: bool) -> None:
@@ -181,7 +186,19 @@ class Daemon:
 
     def _on_link_data(self, data: bytes) -> None:
         t_ns = time.monotonic_ns()
-        for frame in self.parser.feed(data):
+        self._push_frames(self.parser.feed(data), t_ns)
+        if t_ns - self._sync_ns >= self.opts.time_sync_s * 1e9:   # the interval's best frame
+            self._sync_ns = t_ns
+            if self.link_clock.roll() is not None:
+                self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
+
+    def _on_link_closed(self) -> None:
+        """The implant connection ended: frames still whole in the parser go on; a frame cut
+        off is counted corrupt."""
+        self._push_frames(self.parser.close(), time.monotonic_ns())
+
+    def _push_frames(self, frames: list[Frame], t_ns: int) -> None:
+        for frame in frames:
             items = self.assembler.push(frame)
             self.link_clock.observe(frame.counter, self.assembler.end_sample, t_ns,
                                     frame.sampling_rate)
@@ -190,19 +207,18 @@ class Daemon:
                 self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
             for item in items:
                 self._queue_block(item, t_ns)
-        if t_ns - self._sync_ns >= self.opts.time_sync_s * 1e9:   # the interval's best frame
-            self._sync_ns = t_ns
-            if self.link_clock.roll() is not None:
-                self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
 
-    def _queue_block(self, item: Block | Gap, t_ns: int) -> None:
-        try:
-            self.blocks.put_nowait((item, t_ns))
-        except asyncio.QueueFull:          # the worker fell behind: the block becomes a gap
-            self.overruns += 1
-            if isinstance(item, Block):
+    def _queue_block(self, item: Item, t_ns: int) -> None:
+        if isinstance(item, Block):
+            if self._queued_blocks >= self.opts.block_queue:
+                # the worker fell behind: the block becomes a reported gap (the pipeline
+                # resumes after it, it never filters across)
+                self.overruns += 1
                 end = item.first_sample + item.samples.shape[0]
                 self.scheduler.report_gap(item.first_sample, end, pb.SHED_QUEUE_FULL)
+                return
+            self._queued_blocks += 1
+        self.blocks.put_nowait((item, t_ns))
 
     # ------------------------------------------------------------ stages
     async def _pipeline_stage(self) -> None:
@@ -212,12 +228,13 @@ class Daemon:
                 item, t_ns = await asyncio.wait_for(self.blocks.get(), 1.0)
             except TimeoutError:
                 continue
-            if isinstance(item, Gap):
-                self.scheduler.report_gap(item.start, item.end, pb.SHED_IMPLANT_GAP,
-                                          item.end - item.start)
-                if item.filled:          # held values, not implant data: never sent as raw
-                    self.scheduler.raw.note_filled(item.start, item.end)
+            if isinstance(item, StreamStart):
+                self._on_stream(item)
                 continue
+            if isinstance(item, Gap):
+                self._on_gap(item)
+                continue
+            self._queued_blocks -= 1
             self._busy = True
             try:
                 await self._process(item, t_ns)
@@ -226,9 +243,6 @@ class Daemon:
 
     async def _process(self, block: Block, t_ns: int) -> None:
         first, n = block.first_sample, block.samples.shape[0]
-        if self._first_block:
-            self._first_block = False
-            self._on_first_block(first)
         self.last_sample, self.last_t_ns = first + n, t_ns
         if not self._config.running:
             self.scheduler.report_gap(first, first + n, pb.SHED_STOPPED)
@@ -251,8 +265,23 @@ class Daemon:
             self.scheduler.account_at_source(SPIKES, out.spikes_lost, out.first, out.end,
                                              pb.SHED_QUEUE_FULL)
 
-    def _on_first_block(self, first: int) -> None:
-        fs, c = float(self.assembler.sampling_rate), self.assembler.n_channels
+    def _on_gap(self, gap: Gap) -> None:
+        """Reported once, with its exact range; the pipeline resumes after it."""
+        reason = pb.SHED_IMPLANT_FORMAT if gap.kind == "format" else pb.SHED_IMPLANT_GAP
+        self.scheduler.report_gap(gap.start, gap.end, reason, gap.end - gap.start)
+        if gap.kind == "discontinuity":
+            log.warning("implant counter discontinuity at sample %d (implant restarted?): the "
+                        "stream goes on, the pipeline resumes", gap.start)
+
+    def _on_stream(self, start: StreamStart) -> None:
+        """A stream starts: the first one, or a confirmed change of the implant's format (a
+        new stream: a fresh stage for it, reported to the host as a gap and in a log)."""
+        first, fs, c = start.first_sample, float(start.sampling_rate), start.n_channels
+        if start.change:
+            was = self.stream or (0.0, 0)
+            log.warning("implant format changed at sample %d: %d channels at %.0f Hz "
+                        "(%d samples per frame), was %d channels at %.0f Hz: new stream", first,
+                        c, fs, start.frame_samples, was[1], was[0])
         self.stream = (fs, c)
         pos = self.opts.probe_positions
         if pos is not None and pos.shape[0] != c:
@@ -266,10 +295,15 @@ class Daemon:
         if fitted != self._config:
             self._config = fitted
             self.scheduler.raw.configure(fitted.raw_channels, fitted.raw_codec)
+        old = self.worker
+        if old is not None:                  # a format change: the old stage retires
+            self._retired_blocks += old.stage.blocks
+            old.abandon()                    # idle: the pipeline stage awaits each block
         self.worker = self._new_worker()
         self.assembler.set_block_samples(self._block_samples(self._config))
         prev = self.prev_state.last_sample
-        if prev is not None and prev < first and self.prev_state.n_channels == c:
+        if (not start.change and prev is not None and prev < first
+                and self.prev_state.n_channels == c):
             log.warning("hub restarted: samples %d–%d were never processed", prev, first)
             self.scheduler.report_gap(prev, first, pb.SHED_HUB_RESTART, first - prev)
         log.info("implant stream: %d channels at %.0f Hz from sample %d", c, fs, first)
@@ -329,7 +363,17 @@ class Daemon:
             stage_restarts=self.stage_restarts, stage_seconds=self.stage_seconds,
             blocks=sc.blocks, overruns=self.overruns, running=self._config.running,
             config_json=json.dumps(self._config.to_dict()), n_channels=c,
-            sampling_frequency=fs)
+            sampling_frequency=fs, link_health=self._link_health())
+
+    def _link_health(self) -> pb.LinkHealth:
+        a, t, u = self.assembler.stats, self.transport, self.uplink.stats.extra
+        return pb.LinkHealth(
+            duplicate_frames=a.duplicates, stale_frames=a.stale, foreign_frames=a.foreign,
+            discontinuities=a.discontinuities, format_changes=a.format_changes,
+            implant_connections=t.connections, squatters_dropped=t.squatters_dropped,
+            implants_refused=t.refused,
+            uplink_auth_timeouts=int(u.get("auth_timeouts", 0)),
+            uplink_refused=int(u.get("refused", 0)))
 
     # ------------------------------------------------------------ task tree
     def _spawn(self, name: str) -> None:
@@ -379,7 +423,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         await self.uplink.start(self._on_command)
-        await self.transport.start(self._on_link_data, self.parser.reset)
+        await self.transport.start(self._on_link_data, self._on_link_closed)
         self._write_ready()
         self._factories = {"pipeline": self._pipeline_stage, "telemetry": self._telemetry_stage,
                            "sender": self._sender_stage, "commands": self.commands.run}

@@ -3,6 +3,13 @@
 
 One C call per kernel per block over all channels; buffers are allocated once. Times are in the
 recording's samples; the configuration is in physical units (Hz, ms, µm) and converted once.
+
+A gap in the input (``process(block, resume=True, skipped=n)``) is never bridged: the spikes
+waiting at its edge are decided with the window cut there, the filters restart from their
+steady state for the block's first sample (no step), σ is held, nothing is decided for
+``hold_off`` samples (the filter's settling time, at least the detector's window and the
+snippet's pre samples), snippets that would reach across are dropped and counted, and feature
+bins report only the samples they saw.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from hub.kernels import (
     SnippetExtractor,
     butter_sos,
 )
+from hub.kernels.frontend import settle_samples
 from hub.kernels.sorter import Sorter, SorterConfig
 from hub.wire import settings
 from hub.wire.settings import ConfigError as ConfigError  # re-exported
@@ -127,8 +135,8 @@ class Pipeline:
         self.block_samples = max(1, round(cfg.block_ms * fs / 1000.0))
         hi = min(cfg.band_high_hz, 0.45 * fs)  # clamp the top corner below Nyquist
         self.band_hz = (cfg.band_low_hz, hi)
-        self.bandpass = Bandpass(n_channels, butter_sos(cfg.filter_order, "bandpass",
-                                                        self.band_hz, fs))
+        sos = butter_sos(cfg.filter_order, "bandpass", self.band_hz, fs)
+        self.bandpass = Bandpass(n_channels, sos)
         if cfg.reference == "none":
             self.reference: Reference | None = None
         else:
@@ -161,6 +169,9 @@ class Pipeline:
         self._filtered = np.empty((max_block, n_channels), dtype=np.float32)
         self.next_sample = 0
         self.times = StageTimes()
+        #: quiet samples after a gap: the band-pass settles, windows never span the gap
+        self.hold_off = max(settle_samples(sos), self.detector.latency, cfg.snippet_pre)
+        self.gaps = 0
         #: live threshold changes the sorter has yet to take: (first sample decided under the
         #: new k, k); the snippets of spikes decided before still carry the old k·σ
         self._sort_k: deque[tuple[int, float]] = deque()
@@ -187,12 +198,19 @@ class Pipeline:
         """Delay from a spike's peak to its decision (the detector's look-ahead)."""
         return self.detector.latency
 
-    def process(self, block: npt.NDArray[np.int16]) -> BlockResult:
-        """Processes the next consecutive block (≤ 50 ms)."""
+    def process(self, block: npt.NDArray[np.int16], resume: bool = False,
+                skipped: int = 0) -> BlockResult:
+        """Processes the next block (≤ 50 ms): consecutive, or (``resume``) the first after a
+        gap of ``skipped`` samples (0: a discontinuity, e.g. the implant restarted)."""
         n = block.shape[0] if block.ndim == 2 else -1
         if n > self._filtered.shape[0]:
             raise ValueError(f"block of {n} samples exceeds the 50 ms maximum "
                              f"({self._filtered.shape[0]})")
+        if skipped < 0:
+            raise ValueError(f"skipped={skipped}: a gap cannot go back in time")
+        edge, edge_bins = empty_events(), None
+        if (resume or skipped) and n > 0:
+            edge, edge_bins = self._resume(self.next_sample + skipped, block[0])
         t0 = self.next_sample
         clock = time.perf_counter
         a = clock()
@@ -204,12 +222,18 @@ class Pipeline:
         c = clock()
         self.times.add("reference", c - b)
         events = self.detector.process(y, t0).copy()
+        if edge.size:
+            events = np.concatenate([edge, events])
         d = clock()
         self.times.add("detect", d - c)
-        sev, wf = self.snippets.process(y, t0, events)
+        sev, wf = self.snippets.process(y, t0, events[edge.size:])
         e = clock()
         self.times.add("snippets", e - d)
-        bins = self.features.process(y, t0, events)
+        bins = self.features.process(y, t0, events[edge.size:])
+        if edge_bins is not None and edge_bins.index.size:
+            bins = FeatureBins(*(np.concatenate([u, v]) for u, v in zip(
+                (edge_bins.index, edge_bins.samples, edge_bins.counts, edge_bins.power),
+                (bins.index, bins.samples, bins.counts, bins.power), strict=True)))
         f = clock()
         self.times.add("features", f - e)
         lfp = None
@@ -224,6 +248,19 @@ class Pipeline:
             self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
         return BlockResult(t0, n, events, sev, wf.copy(), bins, lfp, sort_events)
+
+    def _resume(self, at: int, x0: npt.NDArray[np.int16]) -> tuple[npt.NDArray[Any],
+                                                                      FeatureBins]:
+        """The input resumes at ``at`` with the row ``x0``: see the module docstring."""
+        self.gaps += 1
+        edge = self.detector.resume(at, self.hold_off)
+        self.snippets.resume(at, edge)
+        bins = self.features.resume(edge, at)
+        self.bandpass.settle(x0)
+        if self.lfp is not None:
+            self.lfp.settle(x0)
+        self.next_sample = at
+        return edge, bins
 
     def _sort(self, sev: npt.NDArray[Any], wf: npt.NDArray[np.float32],
               now: int) -> npt.NDArray[Any]:

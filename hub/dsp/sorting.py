@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,8 +115,18 @@ class TemplateSet:
     def load(cls, path: Path) -> TemplateSet:
         try:
             z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise TemplateError(f"{path}: not a templates file ({e})") from e
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise TemplateError(f"{path}: not a templates file ({e or type(e).__name__})") from e
+        try:
+            return cls._read(z, path)
+        except TemplateError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+            raise TemplateError(f"{path}: damaged templates file ({e or type(e).__name__})") \
+                from e
+
+    @classmethod
+    def _read(cls, z: Any, path: Path) -> TemplateSet:
         with z:
             need = ("format", "version", "sampling_frequency", "n_channels", "pre", "post",
                     "unit_ids", "templates", "basis")
@@ -154,6 +166,28 @@ def load_templates(pipe: Pipeline, ts: TemplateSet) -> None:
     ts.validate(pipe.n_channels, pipe.fs, pipe.cfg.snippet_pre, pipe.cfg.snippet_post,
                 pipe.cfg.sort_settings.max_units)
     pipe.sorter.load_templates(ts.unit_ids, ts.templates, ts.basis if ts.basis.size else None)
+
+
+#: a loaded unit fits when it took at least this share of its peak channel's spikes …
+FIT_MIN_SHARE = 0.02
+#: … with a mean noise-normalised distance δ below this (≈ 1 for a template that fits)
+FIT_MAX_DELTA = 3.0
+
+
+def unfit_units(fit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The loaded units whose templates do not fit the signal (Sorter.fit() rows), each with a
+    reason: none or too few of its channel's spikes matched, or matched only loosely."""
+    bad = []
+    for r in fit:
+        if r["channel_spikes"] == 0:
+            continue                     # nothing seen on its channel yet: undecided
+        share = r["spikes"] / r["channel_spikes"]
+        if share < FIT_MIN_SHARE:
+            bad.append({**r, "reason": f"took {r['spikes']} of the {r['channel_spikes']} "
+                                       f"spikes on channel {r['channel']}"})
+        elif r["mean_delta"] > FIT_MAX_DELTA:
+            bad.append({**r, "reason": f"matched loosely (mean δ {r['mean_delta']:.2f})"})
+    return bad
 
 
 def resolve_merges(units: npt.NDArray[np.int32],
@@ -216,6 +250,9 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     se = np.concatenate(ses) if ses else np.zeros(0, SORT_EVENT_DTYPE)
     units = np.asarray(ev["unit"], np.int32)
     stats: dict[str, Any] = dict(pipe.sorter.stats())
+    if templates is not None:
+        stats["fit"] = pipe.sorter.fit()
+        stats["unfit_units"] = unfit_units(stats["fit"])
     stats.update(wall_seconds=wall, samples=n * rec.num_channels,
                  stage_seconds=dict(pipe.times.seconds),
                  memory_bytes=pipe.sorter.memory_bytes,

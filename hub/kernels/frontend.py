@@ -99,6 +99,32 @@ class Bandpass:
     def reset(self) -> None:
         lib.nk_bandpass_reset(self._st)
 
+    def settle(self, x0: npt.NDArray[np.int16]) -> None:
+        """Steady state for a constant input ``x0`` (one value per channel): resume after a
+        gap without a step (nk_bandpass_settle)."""
+        x = _row(x0, self.n_channels, "bandpass settle")
+        check(lib.nk_bandpass_settle(self._st, buf_in("int16_t *", x)), "nk_bandpass_settle")
+
+
+def _row(x0: npt.NDArray[np.int16], n_channels: int, what: str) -> npt.NDArray[np.int16]:
+    x = np.ascontiguousarray(x0, dtype=np.int16)
+    if x.shape != (n_channels,):
+        raise InvalidInput(f"{what}: expected {n_channels} values, got shape {x.shape}")
+    return x
+
+
+def settle_samples(sos: np.ndarray[Any, Any], tol: float = 1e-3) -> int:
+    """Samples until the cascade's slowest pole has decayed to ``tol`` of its start: how long
+    a filter restarted after a gap rings (its impulse response envelope)."""
+    r = 0.0
+    for row in np.asarray(sos, dtype=np.float64):
+        r = max(r, float(np.max(np.abs(np.roots([1.0, row[4], row[5]])))))
+    if r <= 0.0:
+        return 0
+    if r >= 1.0:
+        raise InvalidInput("the filter is not stable (a pole on or outside the unit circle)")
+    return int(np.ceil(np.log(tol) / np.log(r)))
+
 
 class LfpFilter:
     """Low-pass + decimation (LFP/ECoG band); keeps samples whose absolute index % q == 0."""
@@ -119,6 +145,11 @@ class LfpFilter:
         check(lib.nk_lfp_process(self._st, buf_in("int16_t *", block), block.shape[0],
                                  first_sample, buf_out("float *", out), cap, n), "nk_lfp_process")
         return out[: n[0]]
+
+    def settle(self, x0: npt.NDArray[np.int16]) -> None:
+        """As :meth:`Bandpass.settle`."""
+        x = _row(x0, self.n_channels, "lfp settle")
+        check(lib.nk_lfp_settle(self._st, buf_in("int16_t *", x)), "nk_lfp_settle")
 
 
 class Reference:
@@ -204,6 +235,18 @@ class Detector:
                                     self._events.size, n), "nk_detect_process")
         return self._events[: n[0]]
 
+    def resume(self, resume_sample: int, hold_off: int) -> np.ndarray[Any, Any]:
+        """The input jumps to ``resume_sample`` (a gap): the spikes decided at the gap's edge
+        (a copy); σ is held and nothing is decided for ``hold_off`` samples (nk_detect_resume)."""
+        cap = int(lib.nk_detect_max_events(self._st, self.latency))
+        if self._events.size < cap:
+            self._events = np.zeros(cap, dtype=EVENT_DTYPE)
+        n = ffi.new("int32_t *")
+        check(lib.nk_detect_resume(self._st, resume_sample, hold_off,
+                                   buf_out("nk_event *", self._events), self._events.size, n),
+              "nk_detect_resume")
+        return self._events[: n[0]].copy()
+
     def noise(self) -> F32:
         """Current σ per channel (counts)."""
         out = np.empty(self.n_channels, dtype=np.float32)
@@ -251,6 +294,13 @@ class SnippetExtractor:
                                      self._ev.size, n), "nk_snippet_process")
         return self._ev[: n[0]], self._wf[: n[0]]
 
+    def resume(self, resume_sample: int, events: np.ndarray[Any, Any]) -> None:
+        """The input jumps to ``resume_sample``: waiting events and ``events`` are dropped and
+        counted (nk_snippet_resume)."""
+        ev = np.ascontiguousarray(events, dtype=EVENT_DTYPE)
+        check(lib.nk_snippet_resume(self._st, resume_sample, buf_in("nk_event *", ev), ev.size),
+              "nk_snippet_resume")
+
     @property
     def dropped(self) -> int:
         return int(lib.nk_snippet_dropped(self._st))
@@ -296,6 +346,22 @@ class FeatureBinner:
         k = n[0]
         return FeatureBins(self._idx[:k].copy(), self._seen[:k].copy(), self._cnt[:k].copy(),
                            self._pow[:k].copy())
+
+    def resume(self, events: np.ndarray[Any, Any], resume_sample: int) -> FeatureBins:
+        """The input jumps to ``resume_sample``: counts the edge ``events`` and returns the bins
+        that ended before the gap, with the samples they saw (nk_features_resume)."""
+        ev = np.ascontiguousarray(events, dtype=EVENT_DTYPE)
+        cap = int(lib.nk_features_max_resume_bins(self._st))
+        idx, seen = np.zeros(cap, np.int64), np.zeros(cap, np.int32)
+        cnt = np.zeros((cap, self.n_channels), np.int32)
+        pw = np.zeros((cap, self.n_channels), np.float32)
+        n = ffi.new("int32_t *")
+        check(lib.nk_features_resume(
+            self._st, buf_in("nk_event *", ev), ev.size, resume_sample, buf_out("int64_t *", idx),
+            buf_out("int32_t *", seen), buf_out("int32_t *", cnt), buf_out("float *", pw), cap, n),
+            "nk_features_resume")
+        k = n[0]
+        return FeatureBins(idx[:k], seen[:k], cnt[:k], pw[:k])
 
     @property
     def late(self) -> int:

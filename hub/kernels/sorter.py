@@ -50,6 +50,9 @@ class SorterConfig:
     link_ratio: float = 0.5
     retire_s: float = 60.0
     candidate_s: float = 5.0
+    relative_tolerance: float = 0.1  # a template's own variability (fraction of its size)
+    scale_range: float = 0.4         # spikes match a·template, a within 1 ± this
+    scale_prior: float = 10.0        # δ charged per (a − 1)²
 
 
 class Sorter:
@@ -73,7 +76,9 @@ class Sorter:
             "label_distance": cfg.label_distance,
             "merge_distance": cfg.merge_distance, "link_distance": cfg.link_distance,
             "link_ratio": cfg.link_ratio, "retire_samples": max(1, round(cfg.retire_s * fs)),
-            "candidate_samples": max(1, round(cfg.candidate_s * fs))})
+            "candidate_samples": max(1, round(cfg.candidate_s * fs)),
+            "relative_tolerance": cfg.relative_tolerance, "scale_range": cfg.scale_range,
+            "scale_prior": cfg.scale_prior})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -152,7 +157,8 @@ class Sorter:
         check(lib.nk_sort_get_stats(self._st, out), "nk_sort_get_stats")
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
-            "retirements", "live_units", "active_clusters", "next_unit", "n_features")}
+            "retirements", "successions", "live_units", "active_clusters", "next_unit",
+            "n_features")}
 
     def clusters(self) -> dict[str, npt.NDArray[Any]]:
         """Cluster table: channel (−1 empty), unit, count, template (N, K, L)."""
@@ -165,6 +171,20 @@ class Sorter:
                                        buf_out("float *", tpl), n),
               "nk_sort_get_clusters")
         return {"channel": ch, "unit": unit, "count": count, "template": tpl}
+
+    def fit(self) -> list[dict[str, Any]]:
+        """How each loaded (calibrated) unit fits the signal since the load: spikes accepted,
+        spikes detected on its peak channel, the accepted spikes' mean δ (≈ 1 when the
+        template fits) and the template's SNR on the current noise of its channel (0: no
+        spike seen there yet)."""
+        cap = self.cfg.max_units
+        out = ffi.new("nk_sort_fit[]", cap)
+        n = ffi.new("int32_t *")
+        check(lib.nk_sort_get_fit(self._st, out, cap, n), "nk_sort_get_fit")
+        return [{"unit": int(r.unit), "channel": int(r.channel), "spikes": int(r.spikes),
+                 "channel_spikes": int(r.channel_spikes), "mean_delta": float(r.mean_delta),
+                 "snr": float(r.snr)}
+                for r in (out[i] for i in range(n[0]))]
 
     def reset(self) -> None:
         lib.nk_sort_reset(self._st)

@@ -15,8 +15,16 @@ Frame layout (little-endian)::
 
 The parser never raises on line garbage: it counts skipped bytes and corrupt frames (bad CRC or
 impossible header) and resynchronises on the next sync marker. Once a frame has passed its CRC,
-a header announcing a frame more than 4× larger is treated as damage rather than waited for.
-Missing frames show as counter gaps, handled by :class:`hub.link.blocks.BlockAssembler`.
+a header announcing a frame more than 4× larger is treated as damage rather than waited for —
+unless ``UNLOCK_AFTER`` such headers, all alike and with no good frame between, say the implant
+really switched to bigger frames: then the next one is waited for (a format change costs those
+frames, counted corrupt, never the stream). Missing frames show as counter gaps, handled by
+:class:`hub.link.blocks.BlockAssembler`.
+
+Every byte fed is accounted exactly once (the property tests check it):
+``bytes = bytes of good frames + garbage_bytes + corrupt + buffered`` — a corrupt event consumes
+the one byte where a false frame started. ``close()`` ends a connection: it parses what is
+complete, counts a frame cut off by the disconnect as corrupt, and forgets the format lock.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ CRC_SIZE = 4
 MAX_CHANNELS = 1024
 MAX_SAMPLES = 4096
 MAX_RATE_HZ = 200_000
+#: The largest frame a valid header can announce.
+MAX_FRAME_SIZE = HEADER_SIZE + 2 * MAX_CHANNELS * MAX_SAMPLES + CRC_SIZE
+#: Oversize headers (all alike, no good frame between) that unlock the frame-size guard.
+UNLOCK_AFTER = 3
 
 
 class LinkError(ValueError):
@@ -61,8 +73,9 @@ class Frame:
 class LinkStats:
     bytes: int = 0
     frames: int = 0
-    corrupt: int = 0          # CRC mismatch or impossible header after a sync marker
+    corrupt: int = 0          # CRC mismatch, impossible header or cut-off frame after a sync
     garbage_bytes: int = 0    # bytes skipped while looking for sync
+    frame_bytes: int = 0      # bytes of good frames
 
 
 def encode_frame(counter: int, samples: npt.NDArray[np.int16], sampling_rate: int) -> bytes:
@@ -83,19 +96,34 @@ def encode_frame(counter: int, samples: npt.NDArray[np.int16], sampling_rate: in
 class FrameParser:
     """``feed(bytes) -> [Frame, ...]``; keeps partial frames between calls."""
 
-    def __init__(self, max_buffer: int = 8 << 20) -> None:
+    def __init__(self, max_buffer: int = 2 * MAX_FRAME_SIZE) -> None:
         self.stats = LinkStats()
         self._buf = bytearray()
         self._max_buffer = max_buffer
         self._locked = 0        # size of the stream's frames once one passed its CRC
+        self._oversize: tuple[bytes, int] = (b"", 0)   # (header, times seen in a row)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not complete yet."""
+        return len(self._buf)
 
     def reset(self) -> None:
-        """Drops a partial frame (the connection was replaced) and the format lock."""
+        """Drops a partial frame (counted as garbage) and the format lock."""
         self.stats.garbage_bytes += len(self._buf)
         self._buf.clear()
         self._locked = 0
+        self._oversize = (b"", 0)
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def close(self) -> list[Frame]:
+        """The connection ended: the frames still complete in the buffer; a frame cut off by
+        the disconnect is counted corrupt; the rest is garbage; the format lock is forgotten."""
+        out = self.feed(b"", final=True)
+        self.reset()
+        return out
+
+    def feed(self, data: bytes, final: bool = False) -> list[Frame]:
+        """The frames completed by ``data`` (``final``: no more bytes will come)."""
         st = self.stats
         st.bytes += len(data)
         buf = self._buf
@@ -106,13 +134,17 @@ class FrameParser:
             i = buf.find(SYNC, pos)
             if i < 0:
                 # keep a trailing 0xA5 that may start the next marker
-                keep = 1 if buf and buf[-1] == SYNC[0] else 0
+                keep = 1 if pos < len(buf) and buf[-1] == SYNC[0] and not final else 0
                 st.garbage_bytes += len(buf) - pos - keep
                 pos = len(buf) - keep
                 break
             st.garbage_bytes += i - pos
             pos = i
             if len(buf) - pos < HEADER_SIZE:
+                if final:               # a header cut off by the disconnect
+                    st.corrupt += 1
+                    pos += 1
+                    continue
                 break
             _, ver, _, counter, c, n, rate = HEADER.unpack_from(buf, pos)
             if ver != VERSION or not (1 <= c <= MAX_CHANNELS and 1 <= n <= MAX_SAMPLES
@@ -121,13 +153,17 @@ class FrameParser:
                 pos += 1
                 continue
             size = HEADER_SIZE + 2 * c * n + CRC_SIZE
-            if self._locked and size > 4 * self._locked:
+            if self._locked and size > 4 * self._locked and not self._unlock(buf, pos):
                 # a header claiming a much bigger frame than the stream's is damage: do not
                 # stall the stream waiting for megabytes that will fail the CRC anyway
                 st.corrupt += 1
                 pos += 1
                 continue
             if len(buf) - pos < size:
+                if final:               # a frame cut off by the disconnect
+                    st.corrupt += 1
+                    pos += 1
+                    continue
                 break
             end = pos + size
             crc = int.from_bytes(buf[end - 4:end], "little")
@@ -139,10 +175,26 @@ class FrameParser:
                                     dtype="<i2").reshape(n, c).astype(np.int16, copy=False)
             out.append(Frame(counter, rate, samples))
             st.frames += 1
+            st.frame_bytes += size
             self._locked = size
+            self._oversize = (b"", 0)
             pos = end
         del buf[:pos]
         if len(buf) > self._max_buffer:   # cannot happen with valid headers; stay bounded
             st.garbage_bytes += len(buf)
             buf.clear()
         return out
+
+    def _unlock(self, buf: bytearray, pos: int) -> bool:
+        """True when this oversize header is the ``UNLOCK_AFTER``-th alike in a row with no
+        good frame between: the implant switched to bigger frames, so wait for this one.
+        Headers are compared without the counter (bytes 4–8)."""
+        key = bytes(buf[pos + 2:pos + 4] + buf[pos + 8:pos + HEADER_SIZE])
+        seen, n = self._oversize
+        n = n + 1 if key == seen else 1
+        if n >= UNLOCK_AFTER:
+            self._locked = 0
+            self._oversize = (b"", 0)
+            return True
+        self._oversize = (key, n)
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -10,6 +11,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+#: What a recording's rate and gain may be (anything else is a broken or forged header).
+MIN_RATE_HZ, MAX_RATE_HZ = 1.0, 1e6
+MAX_GAIN_UV = 1e4
 
 
 class RecordingError(ValueError):
@@ -74,12 +79,20 @@ class Recording:
     def __post_init__(self) -> None:
         if self.num_channels < 1:
             raise RecordingError(f"{self.name}: a recording needs at least one channel")
-        if not self.sampling_frequency > 0:
-            raise RecordingError(f"{self.name}: sampling_frequency must be > 0")
+        fs = self.sampling_frequency
+        if not (math.isfinite(fs) and MIN_RATE_HZ <= fs <= MAX_RATE_HZ):
+            raise RecordingError(f"{self.name}: sampling_frequency {fs} Hz is not a rate a "
+                                 f"recording can have ({MIN_RATE_HZ:g}–{MAX_RATE_HZ:g} Hz)")
+        if self.num_samples < 1:
+            raise RecordingError(f"{self.name}: the recording holds no samples")
         if self.gain_to_uV.shape != (self.num_channels,):
             raise RecordingError(
                 f"{self.name}: gain_to_uV has {self.gain_to_uV.size} values for "
                 f"{self.num_channels} channels")
+        g = self.gain_to_uV
+        if not (np.all(np.isfinite(g)) and np.all(g > 0) and np.all(g <= MAX_GAIN_UV)):
+            raise RecordingError(f"{self.name}: gain_to_uV must be finite, > 0 and ≤ "
+                                 f"{MAX_GAIN_UV:g} µV per count (got {g.min():g}–{g.max():g})")
         pos = self.channel_positions_um
         if pos is not None and pos.shape != (self.num_channels, 2):
             raise RecordingError(

@@ -84,7 +84,15 @@ def read_si_binary_folder(folder: Path) -> Recording:
         scale = gains / FLOAT_LSB_UV
 
         def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
-            q = np.rint(np.asarray(data(start, stop), dtype=np.float64) * scale)
+            x = np.asarray(data(start, stop), dtype=np.float64)
+            bad = ~np.isfinite(x)
+            if bad.any():          # a missing sample is not a zero: refuse, say where
+                t, c = np.argwhere(bad)[0]
+                raise RecordingError(
+                    f"{path}: sample {start + int(t)} of channel {int(c)} is {x[t, c]} "
+                    f"({int(bad.sum())} non-finite value(s) in rows {start}–{stop}); the hub "
+                    "reads only finite samples")
+            q = np.rint(x * scale)
             over = np.abs(q) > 32767
             if over.any():
                 clipped[0] += int(over.sum())

@@ -1,9 +1,15 @@
 """The BLE uplink: a GATT peripheral on Bumble (DESIGN §5).
 
-One central at a time. The HCI transport is a Bumble transport string: ``serial:/dev/ttyS1,
+One central carries the data at a time: the *owner*, a bonded central on an encrypted link
+that subscribed to DATA. The HCI transport is a Bumble transport string: ``serial:/dev/ttyS1,
 3000000,rtscts`` (a controller chip on a UART), ``hci-socket:0`` (a kernel adapter) or
 ``tcp-client:127.0.0.1:PORT`` (the virtual air, hil/air.py). The hub advertises its name and
-service UUID, and again after every disconnect.
+service UUID while it has room for another connection (``max_connections``), also while it is
+connected: a stranger in radio range that connects and idles must not hide the hub from its
+bonded host. Every connection that has not become the owner within ``auth_s`` (pairing,
+encryption and subscription included) is disconnected, so strangers hold a slot for seconds
+at most, and a stranger never displaces the owner. A bonded central that subscribes from a new
+connection takes over the data (the same host, reconnected while its old link times out).
 
 Flow control: ``send`` keeps at most ``max_in_flight`` ACL packets of the connection queued or
 in the controller, waiting on the controller's Number-Of-Completed-Packets (Bumble's
@@ -14,7 +20,9 @@ Security: CONTROL writes and DATA subscriptions (CCCD writes) need an encrypted 
 holds an LE Secure Connections bond with this hub; otherwise the ATT request fails with
 Insufficient Authentication (0x05). Pairing is accepted only while the pairing window is open:
 ``open_pairing_window(seconds)``, or while the provisioning file ``pairing_file`` exists. Bonds
-are kept in a Bumble JSON keystore file on the hub.
+are kept in a JSON keystore on the hub, mode 0600 (hub.wire.bonds). STATUS reports a central
+as bonded only on its encrypted link: an unencrypted central cannot learn whether the address
+it shows is one the hub trusts.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import collections
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +41,13 @@ from typing import Any
 from bumble import att, hci
 from bumble.device import Connection, Device, DeviceConfiguration
 from bumble.gatt import Characteristic, CharacteristicValue, Descriptor, Service
-from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 
+from hub.uplink import ble_link
 from hub.uplink.base import CommandHandler, Uplink
 from hub.wire import gatt
+from hub.wire.bonds import SecretKeyStore, device_address, secure_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +58,7 @@ class BleConfig:
 
     transport: str = "tcp-client:127.0.0.1:9000"
     name: str = gatt.DEFAULT_HUB_NAME
-    address: str = gatt.DEFAULT_HUB_ADDRESS
+    address: str = ""                      # "": this install's own (beside the keystore)
     keystore: Path = Path("ble_bonds.json")
     pairing_file: Path | None = None       # pairing allowed while this file exists
     pairing_window_s: float = 0.0          # pairing allowed this long after start
@@ -57,6 +67,8 @@ class BleConfig:
                                            # controller's LE ACL buffer count)
     advertising_interval_ms: float = 50.0
     prefer_2m_phy: bool = True
+    auth_s: float = 10.0                   # a connection not the owner by then is dropped
+    max_connections: int = 3               # the owner and strangers waiting for their deadline
 
 
 class _PairingGate(PairingDelegate):  # type: ignore[misc]
@@ -81,17 +93,19 @@ class BleUplink(Uplink):
         self.device: Device | None = None
         self._transport: Any = None
         self._on_command: CommandHandler | None = None
-        self._conn: Connection | None = None
+        self._conn: Connection | None = None       # the owner (carries DATA), or None
         self._subscribed = False
+        self._conns: set[Connection] = set()       # every connected central
+        self._link: dict[Connection, dict[str, Any]] = {}   # MTU, PHY, data length of each
+        self._advertising = False
+        self._bg: set[asyncio.Task[None]] = set()
+        self._dropping: set[Connection] = set()      # connections we are disconnecting
         self._bonded: set[str] = set()
         self._window_until = 0.0
         self._flow = asyncio.Event()
         self._connected_evt = asyncio.Event()
         self._data: Characteristic[bytes] | None = None
         self._status: Characteristic[bytes] | None = None
-        self._mtu = att.ATT_DEFAULT_MTU
-        self._phy = "1M"
-        self._data_length = 27
         self.disconnect_reasons: list[int] = []   # link losses (not our own disconnects)
         # (ACL queue index, chunk) of notifications not yet confirmed by the controller, and
         # the chunks to send again after a link loss (at most the controller's buffer count)
@@ -102,7 +116,21 @@ class BleUplink(Uplink):
         self._stopping = False
         self._completions: collections.deque[float] = collections.deque(maxlen=16)
         self.stats.extra.update({"notify_wait_s": 0.0, "auth_rejects": 0.0, "pairings": 0.0,
-                                 "replayed": 0.0})
+                                 "replayed": 0.0, "auth_timeouts": 0.0, "takeovers": 0.0,
+                                 "strangers": 0.0})
+
+    # link parameters of the owner's connection (defaults until one is known)
+    @property
+    def _mtu(self) -> int:
+        return int(self._link.get(self._conn, {}).get("mtu", att.ATT_DEFAULT_MTU))  # type: ignore[arg-type]
+
+    @property
+    def _phy(self) -> str:
+        return str(self._link.get(self._conn, {}).get("phy", "1M"))  # type: ignore[arg-type]
+
+    @property
+    def _data_length(self) -> int:
+        return int(self._link.get(self._conn, {}).get("dl", 27))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ Uplink
     @property
@@ -121,11 +149,8 @@ class BleUplink(Uplink):
         conn = self._conn
         if conn is None:
             return None
-        interval_us = float(conn.parameters.connection_interval) * 1000.0
-        if interval_us <= 0:
-            return None
-        payload = min(self.config.payload_size, self._mtu - 3)
-        return self._per_event(conn) * payload * 8 / (interval_us / 1e6) or None
+        return ble_link.nominal_bps(float(conn.parameters.connection_interval), self._phy,
+                                    self._mtu, self._data_length, self.config.payload_size)
 
     @property
     def address(self) -> str:
@@ -147,12 +172,14 @@ class BleUplink(Uplink):
     async def start(self, on_command: CommandHandler) -> None:
         self._on_command = on_command
         cfg = self.config
+        if not cfg.address:       # never a shared default: every hub its own, kept
+            cfg.address = device_address(cfg.keystore.parent / "ble_address")
         self._transport = await open_transport(cfg.transport)
         dev_cfg = DeviceConfiguration(name=cfg.name, address=hci.Address(cfg.address))
         device = Device.from_config_with_hci(dev_cfg, self._transport.source,
                                              self._transport.sink)
         cfg.keystore.parent.mkdir(parents=True, exist_ok=True)
-        device.keystore = JsonKeyStore(namespace=cfg.address, filename=str(cfg.keystore))
+        device.keystore = SecretKeyStore(namespace=cfg.address, filename=str(cfg.keystore))
         device.pairing_config_factory = lambda _conn: PairingConfig(
             sc=True, mitm=False, bonding=True, delegate=_PairingGate(self))
         device.add_service(self._make_service())
@@ -211,13 +238,8 @@ class BleUplink(Uplink):
 
     def _per_event(self, conn: Connection) -> int:
         """Notifications one connection event carries (from PHY, data length, interval)."""
-        interval_us = float(conn.parameters.connection_interval) * 1000.0
-        rate, preamble = (2.0, 2) if self._phy == "2M" else (1.0, 1)
-        acl = self._mtu + 4                       # one notification = one L2CAP PDU
-        n_pdus = -(-acl // max(27, self._data_length))
-        pdu_us = ((preamble + 4 + 2 + min(acl, self._data_length) + 4 + 3) * 8 / rate
-                  + 150 + (preamble + 4 + 2 + 3) * 8 / rate + 150)
-        return max(0, int(interval_us // (pdu_us * n_pdus)))
+        return ble_link.per_event(float(conn.parameters.connection_interval), self._phy,
+                                  self._mtu, self._data_length)
 
     def send_slots(self) -> int | None:
         """Room in the controller, limited to one connection event's worth: what is queued
@@ -294,6 +316,10 @@ class BleUplink(Uplink):
                     await asyncio.wait_for(conn.disconnect(), 2.0)
                 except Exception as e:  # the link may already be gone
                     log.debug("disconnect at stop: %s", e)
+            others = [c for c in self._conns if c is not conn]
+            if others:
+                await asyncio.gather(*(self._disconnect(
+                    c, hci.HCI_REMOTE_USER_TERMINATED_CONNECTION_ERROR) for c in others))
             try:
                 await asyncio.wait_for(self.device.stop_advertising(), 2.0)
             except Exception as e:
@@ -341,6 +367,19 @@ class BleUplink(Uplink):
                           connection.peer_address, connection.att_mtu,
                           self.config.payload_size, self.config.payload_size + 3)
                 raise att.ATT_Error(att.ATT_INSUFFICIENT_RESOURCES_ERROR)
+        if enable and connection is not self._conn:
+            old = self._conn
+            if old is not None:      # the same host from a new link, its old one timing out
+                self.stats.extra["takeovers"] += 1
+                log.warning("bonded central %s subscribed from a new connection: it takes the "
+                            "data over from %s", connection.peer_address, old.peer_address)
+                self._lose_owner()
+                self._spawn(self._disconnect(
+                    old, hci.HCI_REMOTE_USER_TERMINATED_CONNECTION_ERROR))
+            self._conn = connection
+            self._completions.clear()      # a new connection has its own event phase
+            self.stats.connects += 1
+            self.stats.extra["strangers"] -= 1
         if connection is self._conn:
             self._subscribed = enable
             log.info("DATA %s by %s", "subscribed" if enable else "unsubscribed",
@@ -350,8 +389,8 @@ class BleUplink(Uplink):
 
     def _status_changed(self) -> None:
         """STATUS subscribers hear about subscription, pairing and link-parameter changes."""
-        if self.device is not None and self._status is not None and self._conn is not None:
-            asyncio.get_running_loop().create_task(self._notify_status())
+        if self.device is not None and self._status is not None and self._conns:
+            self._spawn(self._notify_status())
 
     async def _notify_status(self) -> None:
         try:
@@ -366,43 +405,55 @@ class BleUplink(Uplink):
             self._on_command(bytes(value))
 
     def _read_status(self, connection: Connection) -> bytes:
+        link = self._link.get(connection, {})
         status = {
             "name": self.config.name, "pairing_open": self.pairing_open,
-            "bonded": str(connection.peer_address) in self._bonded,
-            "encrypted": bool(connection.is_encrypted), "mtu": self._mtu, "phy": self._phy,
-            "data_length": self._data_length, "subscribed": self._subscribed,
+            # only on the central's own encrypted link: no one learns which addresses are
+            # trusted by showing them
+            "bonded": self._authorized(connection),
+            "encrypted": bool(connection.is_encrypted),
+            "mtu": int(link.get("mtu", att.ATT_DEFAULT_MTU)), "phy": link.get("phy", "1M"),
+            "data_length": int(link.get("dl", 27)),
+            "subscribed": connection is self._conn and self._subscribed,
         }
         return json.dumps(status, separators=(",", ":")).encode()
 
     # ------------------------------------------------------------------ connection
     async def _advertise(self) -> None:
         assert self.device is not None
-        from bumble.core import UUID, AdvertisingData
-
-        name = self.config.name.encode()
-        uuid_ad = (AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
-                   bytes(UUID(gatt.SERVICE_UUID)))
-        flags = (AdvertisingData.FLAGS, bytes([0x06]))  # LE general discoverable, no BR/EDR
-        room = 31 - 3 - 18 - 2
-        name_ad = ((AdvertisingData.COMPLETE_LOCAL_NAME, name) if len(name) <= room
-                   else (AdvertisingData.SHORTENED_LOCAL_NAME, name[:room]))
-        data = bytes(AdvertisingData([flags, uuid_ad, name_ad]))
+        data = ble_link.advertising_data(self.config.name)
+        # restarted by hand (_readvertise), also while connected: auto_restart would only
+        # restart after a disconnection, and a stranger's idle connection would hide the hub
         await self.device.start_advertising(
-            auto_restart=True, advertising_data=data,
+            auto_restart=False, advertising_data=data,
             advertising_interval_min=self.config.advertising_interval_ms,
             advertising_interval_max=self.config.advertising_interval_ms)
+        self._advertising = True
+
+    async def _readvertise(self) -> None:
+        """Advertises again while there is room for another connection (a connection stops
+        legacy advertising in the controller)."""
+        if self.device is None or self._stopping:
+            return
+        if len(self._conns) >= self.config.max_connections:
+            self._advertising = False
+            return
+        try:
+            if self.device.legacy_advertiser is not None:
+                await self.device.stop_advertising()
+            await self._advertise()
+        except Exception as e:  # a controller that refuses: retried at the next (dis)connection
+            self._advertising = False
+            log.warning("advertising not restarted: %r", e)
 
     def _on_connection(self, connection: Connection) -> None:
-        if self._conn is not None:
-            log.warning("second central %s refused", connection.peer_address)
-            asyncio.get_running_loop().create_task(connection.disconnect())
-            return
-        self._conn = connection
-        self._completions.clear()          # a new connection has its own event phase
-        self._subscribed = False
-        self._mtu = att.ATT_DEFAULT_MTU
-        self.stats.connects += 1
-        log.info("central %s connected", connection.peer_address)
+        self._conns.add(connection)
+        self._link[connection] = {"mtu": att.ATT_DEFAULT_MTU, "phy": "1M", "dl": 27}
+        self.stats.extra["strangers"] += 1
+        log.info("central %s connected (%d connection(s)); it has %.0f s to become the owner",
+                 connection.peer_address, len(self._conns), self.config.auth_s)
+        self._spawn(self._readvertise())
+        asyncio.get_running_loop().call_later(self.config.auth_s, self._deadline, connection)
         assert self.device is not None
         queue = self.device.host.get_data_packet_queue(connection.handle)
         if queue is not None:
@@ -412,44 +463,57 @@ class BleUplink(Uplink):
             self._acked = queue.completed
         connection.on("disconnection", lambda reason: self._on_disconnection(connection, reason))
         connection.on("connection_att_mtu_update", lambda: self._on_mtu(connection))
-        connection.on("connection_phy_update", lambda phy: self._on_phy(phy))
+        connection.on("connection_phy_update", lambda phy: self._on_phy(connection, phy))
         connection.on("connection_data_length_change", lambda: self._on_dle(connection))
         connection.on("pairing", lambda keys: self._on_pairing(connection, keys))
         connection.on("pairing_failure", lambda reason: log.warning(
             "pairing with %s failed: %s", connection.peer_address, reason))
-        asyncio.get_running_loop().create_task(self._tune_link(connection))
+        self._spawn(ble_link.tune_link(connection, self.config.prefer_2m_phy))
 
-    async def _tune_link(self, connection: Connection) -> None:
-        """The peripheral asks for long PDUs and 2M PHY itself (the central may not)."""
+    def _deadline(self, connection: Connection) -> None:
+        """A connection that is not the owner by now (no bond, no encryption, no subscription:
+        a stranger, or a central that idles) is dropped: it must not hold a slot."""
+        if connection not in self._conns or connection is self._conn:
+            return
+        self.stats.extra["auth_timeouts"] += 1
+        log.warning("central %s did not authenticate and subscribe within %.0f s: "
+                    "disconnected", connection.peer_address, self.config.auth_s)
+        self._spawn(self._disconnect(
+            connection, hci.HCI_AUTHENTICATION_FAILURE_ERROR))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Runs ``coro`` as a task this uplink keeps a reference to until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _disconnect(self, connection: Connection, reason: int) -> None:
+        self._dropping.add(connection)
         try:
-            await connection.set_data_length(gatt.DATA_LENGTH, gatt.DATA_LENGTH_TIME_US)
-        except Exception as e:  # a controller without DLE: 27-byte PDUs
-            log.info("data length not set: %r", e)
-        if self.config.prefer_2m_phy:
-            try:
-                await connection.set_phy(tx_phys=[hci.Phy.LE_2M], rx_phys=[hci.Phy.LE_2M])
-            except Exception as e:  # a controller without 2M: stay on 1M
-                log.info("2M PHY not set: %r", e)
+            await asyncio.wait_for(connection.disconnect(reason), 5.0)
+        except Exception as e:  # already gone
+            log.debug("disconnect %s: %r", connection.peer_address, e)
 
     def _on_mtu(self, connection: Connection) -> None:
-        self._mtu = int(connection.att_mtu)
-        log.info("ATT MTU %d", self._mtu)
+        self._link.setdefault(connection, {})["mtu"] = int(connection.att_mtu)
+        log.info("ATT MTU %d (%s)", int(connection.att_mtu), connection.peer_address)
 
-    def _on_phy(self, phy: Any) -> None:
+    def _on_phy(self, connection: Connection, phy: Any) -> None:
         tx = getattr(phy, "tx_phy", None)
-        self._phy = "2M" if tx == hci.HCI_LE_2M_PHY else "1M"
-        log.info("PHY %s", self._phy)
+        self._link.setdefault(connection, {})["phy"] = "2M" if tx == hci.HCI_LE_2M_PHY else "1M"
+        log.info("PHY %s (%s)", self._link[connection]["phy"], connection.peer_address)
         self._status_changed()
 
     def _on_dle(self, connection: Connection) -> None:
         params = connection.data_length
-        self._data_length = int(params.max_tx_octets)
-        log.info("data length %d octets", self._data_length)
+        self._link.setdefault(connection, {})["dl"] = int(params.max_tx_octets)
+        log.info("data length %d octets (%s)", int(params.max_tx_octets),
+                 connection.peer_address)
 
     def _on_pairing(self, connection: Connection, keys: Any) -> None:
         if not connection.sc or keys.ltk is None:
             log.warning("refusing a legacy (non-SC) pairing from %s", connection.peer_address)
-            asyncio.get_running_loop().create_task(self._drop_legacy(connection))
+            self._spawn(self._drop_legacy(connection))
             return
         self._bonded.add(str(connection.peer_address))
         self.stats.extra["pairings"] += 1
@@ -462,22 +526,36 @@ class BleUplink(Uplink):
         await connection.disconnect()
 
     def _on_disconnection(self, connection: Connection, reason: int) -> None:
+        self._conns.discard(connection)
+        self._link.pop(connection, None)
+        if not self._stopping:
+            self._spawn(self._readvertise())
+        ours = connection in self._dropping
+        self._dropping.discard(connection)
+        if not self._stopping and not ours:     # a link loss, not our own disconnect
+            self.stats.extra["last_disconnect_reason"] = float(reason)
+            self.disconnect_reasons.append(int(reason))
         if connection is not self._conn:
+            log.info("central %s disconnected (reason 0x%02X), not the owner",
+                     connection.peer_address, reason)
             return
         log.info("central %s disconnected (reason 0x%02X)", connection.peer_address, reason)
+        self._lose_owner()
+        self._flow.set()
+
+    def _lose_owner(self) -> None:
+        """The owner's data path is gone: what the controller never confirmed goes out again
+        on the next owner's connection."""
+        connection = self._conn
         self._conn = None
         self._subscribed = False
         self.stats.disconnects += 1
         lost = [c for i, c in self._unacked if i > self._acked]
         self._unacked.clear()
         if lost:
-            log.info("%d notification(s) not confirmed by the controller: sent again later",
-                     len(lost))
+            log.info("%d notification(s) to %s not confirmed by the controller: sent again "
+                     "later", len(lost), connection.peer_address if connection else "?")
             self._replay.extend(lost)
-        if not self._stopping:
-            self.stats.extra["last_disconnect_reason"] = float(reason)
-            self.disconnect_reasons.append(int(reason))
-        self._flow.set()
 
 
 def uplink_from_args(transport: str, args: argparse.Namespace) -> BleUplink:
@@ -485,9 +563,12 @@ def uplink_from_args(transport: str, args: argparse.Namespace) -> BleUplink:
     if not transport:
         raise ValueError("--uplink ble:TRANSPORT needs an HCI transport, e.g. "
                          "ble:serial:/dev/ttyS1,3000000,rtscts")
-    keystore = args.ble_keystore or Path(args.state_dir) / "ble_bonds.json"
+    state = Path(args.state_dir)
+    secure_dir(state)                       # bond keys and the address live here
+    keystore = args.ble_keystore or state / "ble_bonds.json"
+    address = args.ble_address or device_address(state / "ble_address")
     return BleUplink(BleConfig(transport=transport, name=args.ble_name,
                                payload_size=args.payload_size,
-                               address=args.ble_address, keystore=keystore,
+                               address=address, keystore=keystore,
                                pairing_window_s=args.ble_pairing_window,
                                pairing_file=args.ble_pairing_file))

@@ -45,6 +45,7 @@ class ShedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SHED_IMPLANT_GAP: _ClassVar[ShedReason]
     SHED_HUB_RESTART: _ClassVar[ShedReason]
     SHED_STOPPED: _ClassVar[ShedReason]
+    SHED_IMPLANT_FORMAT: _ClassVar[ShedReason]
 
 class ResultCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -77,6 +78,7 @@ SHED_OUTAGE: ShedReason
 SHED_IMPLANT_GAP: ShedReason
 SHED_HUB_RESTART: ShedReason
 SHED_STOPPED: ShedReason
+SHED_IMPLANT_FORMAT: ShedReason
 RESULT_OK: ResultCode
 RESULT_MALFORMED: ResultCode
 RESULT_INVALID_ARGUMENT: ResultCode
@@ -225,7 +227,7 @@ class ClassCounters(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., produced: _Optional[int] = ..., sent: _Optional[int] = ..., shed: _Optional[int] = ..., queued: _Optional[int] = ..., queued_bytes: _Optional[int] = ...) -> None: ...
 
 class Telemetry(_message.Message):
-    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency", "selftest")
+    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency", "link_health", "selftest")
     class KernelSecondsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +265,7 @@ class Telemetry(_message.Message):
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    LINK_HEALTH_FIELD_NUMBER: _ClassVar[int]
     SELFTEST_FIELD_NUMBER: _ClassVar[int]
     cpu_load: float
     kernel_seconds: _containers.ScalarMap[str, float]
@@ -287,8 +290,33 @@ class Telemetry(_message.Message):
     config_json: str
     n_channels: int
     sampling_frequency: float
+    link_health: LinkHealth
     selftest: KernelSelfTest
-    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., selftest: _Optional[_Union[KernelSelfTest, _Mapping]] = ...) -> None: ...
+    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., link_health: _Optional[_Union[LinkHealth, _Mapping]] = ..., selftest: _Optional[_Union[KernelSelfTest, _Mapping]] = ...) -> None: ...
+
+class LinkHealth(_message.Message):
+    __slots__ = ("duplicate_frames", "stale_frames", "foreign_frames", "discontinuities", "format_changes", "implant_connections", "squatters_dropped", "implants_refused", "uplink_auth_timeouts", "uplink_refused")
+    DUPLICATE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    STALE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FOREIGN_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    DISCONTINUITIES_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    IMPLANT_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SQUATTERS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    IMPLANTS_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    UPLINK_AUTH_TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    UPLINK_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    duplicate_frames: int
+    stale_frames: int
+    foreign_frames: int
+    discontinuities: int
+    format_changes: int
+    implant_connections: int
+    squatters_dropped: int
+    implants_refused: int
+    uplink_auth_timeouts: int
+    uplink_refused: int
+    def __init__(self, duplicate_frames: _Optional[int] = ..., stale_frames: _Optional[int] = ..., foreign_frames: _Optional[int] = ..., discontinuities: _Optional[int] = ..., format_changes: _Optional[int] = ..., implant_connections: _Optional[int] = ..., squatters_dropped: _Optional[int] = ..., implants_refused: _Optional[int] = ..., uplink_auth_timeouts: _Optional[int] = ..., uplink_refused: _Optional[int] = ...) -> None: ...
 
 class KernelSelfTest(_message.Message):
     __slots__ = ("passed", "reference", "library_version", "kernels", "summary", "machine")

@@ -1,6 +1,7 @@
 """atheris: the implant-link parser and block assembler. Invariants: never raises on any
-bytes; valid frames after arbitrary garbage are still found (the stream goes on); corrupt
-frames are counted; block indices stay consecutive.
+bytes; valid frames after arbitrary garbage are still found (the stream goes on, at the latest
+when the connection closes); corrupt frames are counted; every byte is accounted once; block
+indices stay consecutive between gaps, and a gap starts where the samples stopped.
 
     python tests/fuzz/fuzz_implant_link.py -max_total_time=15 -atheris_runs=0
 """
@@ -18,7 +19,7 @@ with atheris.instrument_imports():
     import numpy as np
 
     from hub.link import BlockAssembler, FrameParser, Gap, encode_frame
-    from hub.link.blocks import Block
+    from hub.link.blocks import Block, StreamStart
 
 GOOD = [encode_frame(1000 + i, np.full((4, 3), i, np.int16), 20000) for i in range(3)]
 
@@ -37,20 +38,25 @@ def TestOneInput(data: bytes) -> None:
     step = 1 + len(junk) % 97
     for i in range(0, len(stream), step):
         frames += p.feed(stream[i:i + step])
+    frames += p.close()
+    st = p.stats
+    assert st.bytes == st.frame_bytes + st.garbage_bytes + st.corrupt + p.buffered
     counters = [f.counter for f in frames]
     assert 1002 in counters, "the stream must go on after garbage"
     if flip:
         assert p.stats.corrupt >= 1
-    asm = BlockAssembler(block_samples=5, max_fill=1000)
+    asm = BlockAssembler(block_samples=5)
     nxt = None
-    for f in frames:
-        for item in asm.push(f):
-            if isinstance(item, Block):
-                if nxt is not None:
-                    assert item.first_sample == nxt, (item.first_sample, nxt)
-                nxt = item.first_sample + item.samples.shape[0]
-            elif isinstance(item, Gap) and not item.filled:
-                nxt = None
+    for item in [it for f in frames for it in asm.push(f)] + asm.flush():
+        if isinstance(item, Block):
+            if nxt is not None:
+                assert item.first_sample == nxt, (item.first_sample, nxt)
+            nxt = item.first_sample + item.samples.shape[0]
+        elif isinstance(item, Gap):
+            assert nxt is None or item.start == nxt, (item, nxt)
+            nxt = item.end
+        elif isinstance(item, StreamStart):
+            nxt = item.first_sample
 
 
 def main() -> None:

@@ -1,0 +1,214 @@
+"""Runs and scores sorters on one materialised ground-truth recording: the hub (cold start and
+calibrated, in process, through the same code `hubctl sort` / `hubctl calibrate` run) and the
+offline sorters, whose results are cached on disk by recording hash (re-runs are cheap).
+
+Scores are SpikeInterface's compare_sorter_to_ground_truth, summarised over units with
+SNR ≥ 5 (bench.bench_sorting.score).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.sorting_families import Materialised
+
+log = logging.getLogger(__name__)
+
+OFFLINE = ("mountainsort5", "spykingcircus2", "tridesclous2")
+CALIBRATION_SORTER = "mountainsort5"
+MIN_SNR = 5.0
+
+
+def snr(m: Materialised) -> dict[str, float]:
+    """SNR of every ground-truth unit (cached beside the recording)."""
+    cache = m.root / "snr_units.json"
+    if cache.exists():
+        d: dict[str, float] = json.loads(cache.read_text())
+        return d
+    import spikeinterface.core as si
+
+    from host_tools.scoring import unit_info
+
+    info = unit_info(si.load(m.recording), si.load(m.sorting))
+    d = {str(u): float(s) for u, s in zip(info.unit_ids, info.snr, strict=True)}
+    cache.write_text(json.dumps(d))
+    return d
+
+
+def _save_sorting(path: Path, sorting: Any, meta: dict[str, Any]) -> None:
+    sv = sorting.to_spike_vector()
+    ids = np.asarray(sorting.unit_ids)
+    labels = ids[sv["unit_index"]].astype(str) if ids.size else np.zeros(0, str)
+    np.savez(path.with_suffix(".npz"), samples=sv["sample_index"].astype(np.int64),
+             labels=labels, unit_ids=ids.astype(str))
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+
+
+def _load_sorting(path: Path, fs: float) -> tuple[Any, dict[str, Any]] | None:
+    meta_p, data_p = path.with_suffix(".json"), path.with_suffix(".npz")
+    if not meta_p.exists():
+        return None
+    meta: dict[str, Any] = json.loads(meta_p.read_text())
+    if "error" in meta:
+        return None, meta
+    if not data_p.exists():
+        return None
+    import spikeinterface.core as si
+
+    with np.load(data_p, allow_pickle=False) as z:
+        samples, labels = z["samples"], z["labels"]
+    sorting = si.NumpySorting.from_samples_and_labels([samples], [labels], fs)
+    return sorting, meta
+
+
+#: set by the harness's --cached-only: offline sorters are never run, only read from cache
+CACHED_ONLY = False
+
+
+def offline(m: Materialised, sorter: str, start_s: float = 0.0,
+            duration_s: float | None = None) -> tuple[Any, dict[str, Any]]:
+    """(sorting or None, {wall_s | error}) of an offline sorter on [start, start + duration) of
+    the recording; cached under the recording's key."""
+    import spikeinterface.core as si
+    import spikeinterface.sorters as ss
+
+    rec = si.load(m.recording)
+    fs = rec.get_sampling_frequency()
+    tag = sorter if duration_s is None else f"{sorter}_{start_s:g}_{duration_s:g}"
+    path = m.root / "offline" / tag
+    hit = _load_sorting(path, fs)
+    if hit is not None:
+        return hit
+    if CACHED_ONLY:
+        return None, {"error": "not run (--cached-only, no cached result)", "sorter": sorter,
+                      "not_cached": True}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if duration_s is not None:
+        a = round(start_s * fs)
+        rec = rec.frame_slice(a, min(rec.get_num_samples(), a + round(duration_s * fs)))
+    work = Path(tempfile.mkdtemp(prefix=f"sortgen-{sorter}-"))
+    log.info("running %s on %s (%s)", sorter, m.key, tag)
+    t = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):   # MS5 prints its progress
+            sorting = ss.run_sorter(sorter, rec, folder=work / sorter, verbose=False,
+                                    remove_existing_folder=True)
+        sorting = si.NumpySorting.from_sorting(sorting)
+        meta: dict[str, Any] = {"wall_s": time.perf_counter() - t, "sorter": sorter}
+        _save_sorting(path, sorting, meta)
+        return sorting, meta
+    except Exception as e:  # a sorter failing on one recording is a result, not a crash
+        log.warning("%s failed on %s: %s", sorter, m.key, e)
+        meta = {"error": f"{type(e).__name__}: {str(e)[:300]}", "sorter": sorter}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        return None, meta
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def hub_sort(m: Materialised, templates: Any = None) -> tuple[Any, dict[str, Any]]:
+    """The hub's online sorter over the whole recording (causal, block by block): the
+    SpikeInterface sorting a host would build (merges applied) and the run's figures."""
+    import spikeinterface.core as si
+
+    from hub.dsp.pipeline import PipelineConfig
+    from hub.dsp.sorting import sort_recording
+    from hub.sources import open_recording
+
+    rec = open_recording(m.recording)
+    res = sort_recording(rec, PipelineConfig(sort=True), templates)
+    keep = res.final_units >= 0
+    order = np.argsort(res.samples[keep], kind="stable")
+    sorting = si.NumpySorting.from_samples_and_labels(
+        [res.samples[keep][order]], [res.final_units[keep][order]], rec.sampling_frequency)
+    st = res.stats
+    stages = st["stage_seconds"]
+    front = sum(v for k, v in stages.items() if k != "sort")
+    fig = {"births": st["births"], "merges": st["merges"], "retirements": st["retirements"],
+           "pipeline_s": st["wall_seconds"], "sort_s": stages.get("sort", 0.0),
+           "frontend_s": front, "added_fraction": stages.get("sort", 0.0) / max(front, 1e-9),
+           "memory_bytes_per_channel": st["memory_bytes"] / rec.num_channels,
+           "spikes": st["spikes"], "labelled": st["labelled"]}
+    for k in ("fit", "drift_um"):
+        if k in st:
+            fig[k] = st[k]
+    return sorting, fig
+
+
+def calibrate(m: Materialised, duration_s: float) -> tuple[Any, dict[str, Any]]:
+    """Templates from the calibration sorter on the first `duration_s` (its sort cached), by
+    the same code as `hubctl calibrate`; (TemplateSet or None, info)."""
+    from host_tools.calibrate import templates_from_sorting
+    from hub.dsp.pipeline import PipelineConfig
+    from hub.sources import open_recording
+
+    sorting, meta = offline(m, CALIBRATION_SORTER, 0.0, duration_s)
+    if sorting is None:
+        return None, meta
+    rec = open_recording(m.recording)
+    last = min(rec.num_samples, round(duration_s * rec.sampling_frequency))
+    ts, info = templates_from_sorting(rec, sorting, PipelineConfig(), 0, last,
+                                      sorter=CALIBRATION_SORTER)
+    info["sorter_seconds"] = meta.get("wall_s")
+    return ts, info
+
+
+def score_run(m: Materialised, sorting: Any, snrs: dict[str, float]) -> dict[str, Any]:
+    """bench_sorting.score's summary plus the accuracy of every unit with SNR ≥ 5 (so that a
+    family's figures can pool units over its seeds)."""
+    import spikeinterface.core as si
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+
+    from bench.bench_sorting import score
+
+    gt = si.load(m.sorting)
+    out = score(gt, sorting, snrs)
+    perf = compare_sorter_to_ground_truth(gt, sorting, exhaustive_gt=True).get_performance()
+    hi = np.array([snrs[str(u)] >= MIN_SNR for u in perf.index])
+    out["accuracies"] = [round(float(a), 4) for a in perf["accuracy"].to_numpy(float)[hi]]
+    return out
+
+
+def evaluate(m: Materialised, offline_sorters: tuple[str, ...] = OFFLINE,
+             hub: bool = True) -> dict[str, Any]:
+    """Every run on one recording: {run name: scores and figures}."""
+    snrs = snr(m)
+    out: dict[str, Any] = {"key": m.key, "family": m.family.name, "seed": m.seed,
+                           "gt_units": len(snrs),
+                           "gt_units_snr5": sum(v >= MIN_SNR for v in snrs.values()),
+                           "runs": {}}
+    runs = out["runs"]
+    if hub:
+        sorting, fig = hub_sort(m)
+        runs["hub cold"] = {**score_run(m, sorting, snrs), **fig}
+        cal_s = min(60.0, m.family.duration_s / 2)
+        ts, info = calibrate(m, cal_s)
+        if ts is None and info.get("not_cached"):
+            pass
+        elif ts is None:
+            runs["hub calibrated"] = {"error": f"calibration failed: {info.get('error')}"}
+        else:
+            sorting, fig = hub_sort(m, ts)
+            runs["hub calibrated"] = {**score_run(m, sorting, snrs), **fig,
+                                      "calibration_s": cal_s,
+                                      "calibration_units": info["units"],
+                                      "calibration_rejected": info["rejected"]}
+    for name in offline_sorters:
+        sorting, meta = offline(m, name)
+        if sorting is None and meta.get("not_cached"):
+            continue
+        if sorting is None:
+            runs[name] = {"error": meta.get("error", "failed")}
+        else:
+            runs[name] = {**score_run(m, sorting, snrs), "wall_s": meta["wall_s"]}
+    return out

@@ -1,0 +1,91 @@
+"""Checks calibration templates before they are handed to the hub: the hub replays the
+calibration segment with them, causally, exactly as it would sort live, and every template
+must (a) reproduce its offline unit — agreement tp / (n_offline + n_hub − tp) ≥ MIN_AGREEMENT
+between the hub spikes the offline sorter gave that unit and the hub spikes the hub labelled
+with it — and (b) fit the signal by the hub's own measure (hub.dsp.sorting.unfit_units: it
+takes its channel's spikes, at a mean δ that says the template matches them). Templates that
+fail are left out and reported with the reason, never silently used; the hub sorts those
+neurons from cold start instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hub.dsp.pipeline import Pipeline, PipelineConfig
+from hub.dsp.sorting import TemplateSet, load_templates, resolve_merges, unfit_units
+from hub.sources import Recording
+
+log = logging.getLogger(__name__)
+
+MIN_AGREEMENT = 0.5
+
+
+def replay(rec: Recording, cfg: PipelineConfig, ts: TemplateSet, first: int, last: int
+           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], list[dict[str, Any]]]:
+    """The hub with `ts` loaded over samples [first, last): spike samples (relative to
+    `first`), labels after merges, and the sorter's per-unit fit at the end."""
+    pipe = Pipeline(replace(cfg, sort=True), rec.num_channels, rec.sampling_frequency,
+                    rec.channel_positions_um)
+    load_templates(pipe, ts)
+    assert pipe.sorter is not None
+    samples, units, sort_events = [], [], []
+    for t0 in range(0, last - first, pipe.block_samples):
+        r = pipe.process(rec.read(first + t0, min(first + t0 + pipe.block_samples, last)))
+        samples.append(np.asarray(r.snippet_events["sample"], np.int64))
+        units.append(np.asarray(r.snippet_events["unit"], np.int32))
+        if r.sort_events is not None and r.sort_events.size:
+            sort_events.append(r.sort_events)
+    s = np.concatenate(samples) if samples else np.zeros(0, np.int64)
+    u = np.concatenate(units) if units else np.zeros(0, np.int32)
+    if sort_events:
+        u = resolve_merges(u, np.concatenate(sort_events))
+    return s, u, pipe.sorter.fit()
+
+
+def check_templates(rec: Recording, cfg: PipelineConfig, ts: TemplateSet,
+                    offline_units: list[list[int]], samples: npt.NDArray[np.int64],
+                    which: npt.NDArray[np.int64], first: int, last: int,
+                    min_agreement: float = MIN_AGREEMENT
+                    ) -> tuple[TemplateSet, dict[str, list[dict[str, Any]]]]:
+    """(templates that pass, {"kept": [...], "rejected": [...]}) — see the module docstring.
+    `offline_units[i]`: the offline unit indices behind template i; `samples`/`which`: the hub
+    spikes of the segment and the offline unit each was matched to (−1: none)."""
+    hub_s, hub_u, fit = replay(rec, cfg, ts, first, last)
+    order = np.argsort(samples, kind="stable")
+    s_sorted, w_sorted = samples[order], which[order]
+    pos = np.clip(np.searchsorted(s_sorted, hub_s), 0, max(0, s_sorted.size - 1))
+    same = s_sorted.size > 0
+    offline = np.where(same & (s_sorted[pos] == hub_s), w_sorted[pos], -1) if same else \
+        np.full(hub_s.size, -1, np.int64)
+    unfit = {r["unit"]: r["reason"] for r in unfit_units(fit)}
+    kept, rejected, keep_idx = [], [], []
+    for i, uid in enumerate(ts.unit_ids.tolist()):
+        mine = np.isin(offline, offline_units[i])
+        labelled = hub_u == uid
+        tp = int((mine & labelled).sum())
+        union = int(mine.sum() + labelled.sum()) - tp
+        agreement = tp / union if union else 0.0
+        row = {"unit": uid, "agreement": round(agreement, 3), "offline_spikes": int(mine.sum()),
+               "hub_spikes": int(labelled.sum())}
+        if uid in unfit:
+            rejected.append({**row, "reason": f"does not fit the signal: {unfit[uid]}"})
+        elif agreement < min_agreement:
+            rejected.append({**row, "reason": f"the hub reproduces its offline unit at "
+                                              f"agreement {agreement:.2f} < {min_agreement}"})
+        else:
+            kept.append(row)
+            keep_idx.append(i)
+    for r in rejected:
+        log.warning("calibration unit %d left out: %s", r["unit"], r["reason"])
+    k = np.asarray(keep_idx, np.int64)
+    out = TemplateSet(ts.sampling_frequency, ts.pre, ts.post, ts.unit_ids[k],
+                      ts.templates[k], ts.basis,
+                      ts.spike_counts[k] if ts.spike_counts.size else ts.spike_counts,
+                      ts.sorter)
+    return out, {"kept": kept, "rejected": rejected}
