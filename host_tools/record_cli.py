@@ -9,6 +9,10 @@ final shed report (clean shutdown), or on SIGINT/SIGTERM; reconnects when the hu
 PipelineSettings fields (plus ``raw_channels=0,1,2`` and ``outage_buffer_s=…``) after the first
 connect and waits for its result: a rejection prints the hub's message and exits 1. No
 connection within ``--connect-timeout`` (or ``--duration``) exits non-zero.
+
+The recording sink (host_tools.nwb_record: ``--packets-out`` packet log, ``--nwb`` conversion on
+close, ``--status`` live view) is one more observer of the session, so it sees the same chunks,
+connections and commands on both transports.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
-from host_tools.hublink import HubLink, open_link
+from host_tools import nwb_record
+from host_tools.hublink import HubLink, LinkError, open_link
+from host_tools.packetlog import Link
 from host_tools.receiver import Receiver
-from host_tools.session import ChunkLog, LinkObserver, RecordResult, record
+from host_tools.session import LinkObserver, RecordResult, record
 from hub.argtypes import host_port, positive
 from hub.wire import pb
 from hub.wire import settings as wire_settings
@@ -50,12 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         + "; ".join(s.describe() for s in wire_settings.SETTINGS.values())
                         + "; raw_channels=0,1,2")
     p.add_argument("--json", type=Path, help="write the summary here")
-    p.add_argument("--packets-out", type=Path, help="raw packet log (length-prefixed)")
     p.add_argument("--raw-out", type=Path,
                    help="decoded raw broadband (.npz: chN = samples, chN_first = block starts, "
                         "chN_len = block lengths)")
     p.add_argument("--ready-file", type=Path,
                    help="written once connected (and configured, with --set)")
+    nwb_record.add_arguments(p)
 
 
 def configure_command(settings: list[str], request_id: int,
@@ -85,13 +92,22 @@ def run(args: argparse.Namespace) -> int:
     configure_command([x for x in args.set if not x.startswith("raw_channels")], 0)
     link = open_link(args.tcp, args.ble, hci=args.hci, keystore=args.keystore, pair=args.pair,
                      scan_timeout=args.connect_timeout)
-    observers: list[LinkObserver] = [ChunkLog(args.packets_out)] if args.packets_out else []
+    sink = nwb_record.RecordingSink(args, Link.BLE if args.ble else Link.TCP)
+    observers: list[LinkObserver] = [SinkObserver(sink, _peer(args))]
     if args.ready_file:
         observers.append(ReadyFile(args.ready_file, configured=not args.set))
-    res = asyncio.run(_record(link, args, observers))     # HubUnreachable is an OSError
+    try:
+        res = asyncio.run(_record(link, args, observers, sink))
+    except LinkError:                  # HubUnreachable (an OSError): hubctl exits 2
+        sink.nwb = None                # nothing to convert; the packet log is closed
+        sink.finish({})
+        raise
     s = res.summary
     if args.raw_out is not None:
         save_raw(args.raw_out, res.session.receiver)
+    nwb = sink.finish(s)
+    if nwb is not None:
+        s["nwb"] = nwb
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(s, indent=1))
@@ -103,7 +119,38 @@ def run(args: argparse.Namespace) -> int:
     if bad and s["final_report_seen"]:
         log.error("unaccounted items in: %s", ", ".join(bad))
         return 1
-    return 0
+    return 1 if nwb is not None and "error" in nwb else 0
+
+
+def _peer(args: argparse.Namespace) -> dict[str, Any]:
+    """What the packet log's CONNECT records say about the hub."""
+    if args.ble:
+        return {"name": args.ble}
+    host, port = args.tcp
+    return {"address": f"{host}:{port}"}
+
+
+class SinkObserver(LinkObserver):
+    """The recording sink (packet log, live status; NWB on close) on the facade: every chunk,
+    connection change, command sent and decoded packet of either transport."""
+
+    def __init__(self, sink: nwb_record.RecordingSink, peer: dict[str, Any]) -> None:
+        self.sink, self.peer = sink, peer
+
+    def on_chunk(self, host_time_ns: int, chunk: bytes) -> None:
+        self.sink.on_chunk(chunk, host_time_ns)
+
+    def on_envelope(self, host_time_ns: int, env: pb.Envelope) -> None:
+        self.sink.on_envelope(env, host_time_ns)
+
+    def on_link(self, host_time_ns: int, state: str) -> None:
+        if state == "connected":
+            self.sink.on_connect(self.peer)
+        else:
+            self.sink.on_disconnect()
+
+    def on_command(self, host_time_ns: int, cmd: pb.Command) -> None:
+        self.sink.on_command(cmd)
 
 
 class ReadyFile(LinkObserver):
@@ -131,17 +178,26 @@ class ReadyFile(LinkObserver):
             tmp.replace(self.path)
 
 
-async def _record(link: HubLink, args: argparse.Namespace,
-                  observers: list[LinkObserver]) -> RecordResult:
-    """record() with SIGINT/SIGTERM ending the recording cleanly (the summary is written)."""
+async def _record(link: HubLink, args: argparse.Namespace, observers: list[LinkObserver],
+                  sink: nwb_record.RecordingSink) -> RecordResult:
+    """record() with SIGINT/SIGTERM ending the recording cleanly (the summary is written) and
+    the sink ticked (packet log flushed, live status refreshed) a few times a second."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    ticker = asyncio.create_task(_tick(sink))
     try:
         return await record(link, duration=args.duration, until_final=args.until_final,
                             settings=args.set, connect_timeout=args.connect_timeout,
                             observers=observers, keep_raw=args.raw_out is not None, stop=stop)
     finally:
+        ticker.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _tick(sink: nwb_record.RecordingSink, period_s: float = 0.2) -> None:
+    while True:
+        sink.tick()
+        await asyncio.sleep(period_s)

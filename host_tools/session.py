@@ -15,6 +15,7 @@ Hooks for other tools (packet logs, NWB writers, live status)::
         def on_chunk(self, host_time_ns: int, chunk: bytes) -> None: ...     # every chunk
         def on_envelope(self, host_time_ns: int, env: pb.Envelope) -> None: ...  # every packet
         def on_link(self, host_time_ns: int, state: str) -> None: ...  # "connected" | "lost"
+        def on_command(self, host_time_ns: int, cmd: pb.Command) -> None: ...  # each one sent
         def close(self, summary: dict) -> None: ...      # the session ended (flush files)
 
     link = open_link(tcp="127.0.0.1:7000")              # or BleLink(name, backend=…)
@@ -41,9 +42,8 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
 from host_tools.hublink import HubLink, LinkError, stay_connected
 from host_tools.receiver import Receiver
@@ -81,25 +81,11 @@ class LinkObserver:
     def on_link(self, host_time_ns: int, state: str) -> None:
         """``"connected"`` or ``"lost"``."""
 
+    def on_command(self, host_time_ns: int, cmd: pb.Command) -> None:
+        """A command about to be sent (request id and schema version filled in)."""
+
     def close(self, summary: dict[str, Any]) -> None:
         """The session ended; ``summary`` is what ``HubSession.summary`` returns."""
-
-
-class ChunkLog(LinkObserver):
-    """``--packets-out``: every chunk as u16 LE length + chunk (the TCP uplink's framing)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: BinaryIO | None = path.open("wb")
-
-    def on_chunk(self, host_time_ns: int, chunk: bytes) -> None:
-        if self._f is not None:
-            self._f.write(len(chunk).to_bytes(2, "little") + chunk)
-
-    def close(self, summary: dict[str, Any]) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
 
 
 class HubSession:
@@ -273,6 +259,9 @@ class HubSession:
         assert self._chunker is not None
         fut: asyncio.Future[pb.CommandResult] = asyncio.get_running_loop().create_future()
         self._pending[cmd.request_id] = fut
+        t = time.monotonic_ns()
+        for o in self.observers:
+            o.on_command(t, cmd)
         try:
             for chunk in self._chunker.chunks(cmd.SerializeToString()):
                 await self.link.send_chunk(chunk)
