@@ -114,6 +114,30 @@ def test_wav_stack_reads_block_by_block(tmp_path: Path) -> None:
     assert np.array_equal(got, x[: 40000 - 14])
 
 
+def test_wav_stack_small_reads_come_from_a_read_ahead_window(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulated implant reads one ~1 ms frame at a time: one preadv per file per frame
+    made a 520-WAV stack replay at a third of real time (make run). Small reads are served from
+    a window read ahead, so the reads per file are a few per window, not one per frame."""
+    import os
+
+    x = synth_recording("synth:6:20000:2:5").read(0, 40000)
+    _wavs_from(x, tmp_path / "stack", 20000)
+    rec = open_recording(tmp_path / "stack")
+    calls = [0]
+    real = os.preadv
+
+    def counting(fd: int, bufs: Any, pos: int) -> int:
+        calls[0] += 1
+        return real(fd, bufs, pos)
+
+    monkeypatch.setattr(os, "preadv", counting)
+    frames = [rec.read(p, p + 20) for p in range(0, 40000, 20)]
+    assert np.array_equal(np.concatenate(frames), x)
+    assert calls[0] <= 6 * 4, calls[0]          # 2000 frames; 6 files × one 349k-row window
+    assert np.array_equal(rec.read(100, 39000), x[100:39000])      # a large read, direct
+
+
 # ---------------------------------------------------------------- default reference
 def _wavs_from(x: np.ndarray, folder: Path, fs: int) -> None:
     folder.mkdir()

@@ -16,6 +16,8 @@ from hub.sources.base import FileRows, Recording, RecordingError
 
 #: Neuralink N1 data has no published µV scale; 1 count is reported as 1 (arbitrary) unit.
 DEFAULT_GAIN_UV = 1.0
+#: Read-ahead of a WAV stack for small reads (bytes, all channels).
+WINDOW_BYTES = 4 << 20
 
 
 def _data_offset(path: Path) -> int:
@@ -77,9 +79,15 @@ def read_wav_stack(paths: list[Path]) -> Recording:
         files.append(rows)
     n = min(f.rows for f in files)
     C = len(files)
+    # Small reads (the simulated implant reads one frame, ~1 ms, at a time) are served from a
+    # window of about WINDOW_BYTES read ahead: a read costs one preadv per file, so one per
+    # frame would be C syscalls per millisecond. Larger reads bypass the window.
+    window_rows = max(1, WINDOW_BYTES // (2 * C))
+    win = np.empty((0, C), np.int16)
+    win_start = 0
     column = np.empty(0, "<i2")
 
-    def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
+    def read_rows(start: int, stop: int) -> npt.NDArray[np.int16]:
         nonlocal column
         out = np.empty((stop - start, C), np.int16)
         if C == 1:
@@ -91,6 +99,15 @@ def read_wav_stack(paths: list[Path]) -> Recording:
             f.read_into(start, column[: stop - start])
             out[:, j] = column[: stop - start]
         return out
+
+    def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
+        nonlocal win, win_start
+        if stop - start >= window_rows:
+            return read_rows(start, stop)
+        if not (win_start <= start and stop <= win_start + win.shape[0]):
+            win_start = start
+            win = read_rows(start, min(n, start + window_rows))
+        return win[start - win_start: stop - win_start].copy()
 
     name = paths[0].name if C == 1 else f"{paths[0].parent.name} ({C} WAVs)"
     return Recording(name=name, sampling_frequency=float(rate0), num_channels=C,
