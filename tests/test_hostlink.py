@@ -307,3 +307,16 @@ def test_latency_histogram_matches_exact_percentiles_in_fixed_memory() -> None:
                                                 rel=0.003)
     h.add(rng.lognormal(2.0, 0.6, 100_000))
     assert h.counts.nbytes == size < 64_000
+
+
+def test_record_ble_with_no_hub_on_the_air_fails(tmp_path: Path) -> None:
+    """Was: ``hubctl record --ble`` exited 0 with an empty summary when no hub was found; it
+    fails as the TCP path does (exit 2, the reason on stderr), after --connect-timeout."""
+    with Chain(ChainSpec("synth:4:30000:1", uplink="ble", rate_bps=None), tmp_path) as chain:
+        air = chain.start_air()                 # a radio with no hub advertising on it
+        r = hubctl("record", "--ble", "ihub-01", "--hci",
+                   f"tcp-client:127.0.0.1:{air['ports']['host']}", "--keystore",
+                   str(tmp_path / "bonds.json"), "--connect-timeout", "3", "--duration", "30",
+                   "--json", str(tmp_path / "s.json"))
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "no hub at ble:ihub-01" in r.stderr
