@@ -309,6 +309,7 @@ def test_latency_histogram_matches_exact_percentiles_in_fixed_memory() -> None:
     assert h.counts.nbytes == size < 64_000
 
 
+@pytest.mark.slow
 def test_record_ble_with_no_hub_on_the_air_fails(tmp_path: Path) -> None:
     """Was: ``hubctl record --ble`` exited 0 with an empty summary when no hub was found; it
     fails as the TCP path does (exit 2, the reason on stderr), after --connect-timeout."""
