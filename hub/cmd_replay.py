@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-ms", type=float, default=PipelineConfig.block_ms)
     p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
     p.add_argument("--reference", default=PipelineConfig.reference,
-                   choices=["median", "average", "none"])
+                   choices=["robust", "median", "average", "none"])
     p.add_argument("--sort", action="store_true",
                    help="run the online sorter; the events file's `unit` carries its labels")
     p.add_argument("--quiet", action="store_true", help="no progress line")
