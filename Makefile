@@ -18,9 +18,9 @@ QEMU_aarch64 := qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
-.PHONY: hil-faults all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean proto proto-check hil bundle hil-arm sysdeps-arm \
-        hil-mpy hil-timesync hil-soak flash-emulator
+.PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
+        bench run clean proto proto-check hil hil-bci hil-faults bundle hil-arm sysdeps-arm \
+        hil-mpy hil-timesync hil-soak flash-emulator hil-nwb
 
 all: kernels
 
@@ -34,11 +34,12 @@ setup: .venv/.stamp kernels
 
 # System packages the tests need (cross compilers, qemu, valgrind, reference codecs).
 SYSDEPS := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross qemu-user \
-           valgrind flac zstd clang libclang-rt-dev
+           valgrind flac zstd clang libclang-rt-dev chromium
 sysdeps:
 	@if ! command -v qemu-aarch64 >/dev/null || ! command -v $(CC_aarch64) >/dev/null \
 	    || ! command -v $(CC_armhf) >/dev/null || ! command -v clang >/dev/null \
-	    || ! command -v valgrind >/dev/null || ! command -v flac >/dev/null; then \
+	    || ! command -v valgrind >/dev/null || ! command -v flac >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  echo "installing system packages: $(SYSDEPS)"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "need root (or sudo) for apt-get"; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null; \
@@ -225,6 +226,15 @@ hil-soak: setup
 flash-emulator: setup
 	@test -n "$(PORT)" || { echo "usage: make flash-emulator PORT=/dev/ttyACM0"; exit 2; }
 	$(PY) -m hil.flash --port $(PORT) $(if $(FW_CONFIG),--config $(FW_CONFIG))
+
+# Closed-loop BCI (decoding, issue 15): tuned implant → hub → virtual BLE 2M → host decoder →
+# cursor → simulated user → implant, real time (~15 min) → out/hil/bci/report.json + report.md.
+# BCI_ARGS: --only spikes_tc,spikes_units,ecog_hg  --quick  --block-ms 20 (loaded machine)
+hil-bci: setup
+	$(PY) -m hil.closed_loop $(BCI_ARGS)
+# The 60 s BLE session recorded to NWB and checked (tests/test_nwb.py, marked slow).
+hil-nwb: setup
+	NWB_LONG=1 $(PY) -m pytest -q -p no:cacheprovider -s tests/test_nwb.py -k sixty
 
 clean:
 	rm -rf build $(NATIVE_DIR) $(FFI_MODULE) out dist

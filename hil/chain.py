@@ -36,11 +36,16 @@ def probe_file(recording: str, out: Path) -> Path | None:
     if recording.startswith("synth:") or not (
             (p.is_dir() and (p / "binary.json").exists()) or p.suffix in (".bin", ".json")):
         return None
-    pos = open_recording(p).channel_positions_um
+    rec = open_recording(p)
+    pos = rec.channel_positions_um
     if pos is None:
         return None
+    d: dict[str, Any] = {"channel_positions_um": pos.tolist(), "name": rec.name}
+    gains = rec.gain_to_uV
+    if gains.size and bool((gains == gains[0]).all()):
+        d["uv_per_count"] = float(gains[0])       # the ADC gain the recordings will carry
     f = out / "probe.json"
-    f.write_text(json.dumps({"channel_positions_um": pos.tolist()}))
+    f.write_text(json.dumps(d))
     return f
 
 
@@ -70,7 +75,7 @@ class ChainSpec:
     ble_name: str = "ihub-01"
     implant_runtime: str = "cpython"       # "micropython": hil.mpy_implant (the firmware) …
     implant_fw: dict[str, Any] | None = None   # … with these firmware keys (clock, faults)
-    packets_out: bool = False              # the receiver logs every chunk in OUT/packets.bin
+    packets_out: bool = False              # the receiver's packet log: OUT/packets.bin
     intruder_s: float = 0.0                # ble: an unbonded central tries the hub this long
     air_extra_devices: list[str] = field(default_factory=list)   # more centrals on the air
     #: The hub command (default: this tree's ``python -m hub``); e.g. an installed hub run in
@@ -78,6 +83,9 @@ class ChainSpec:
     hub_cmd: list[str] | None = None
     hub_root: Path | None = None           # that root: the hub's files live inside it
     hub_start_s: float = 20.0              # time allowed until the hub is ready
+    nwb: Path | None = None                # the receiver writes this NWB file on close
+    record_args: list[str] = field(default_factory=list)   # more hubctl record options
+    kill_receiver_at: float | None = None  # SIGKILL hubctl record this many s into the stream
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -110,6 +118,7 @@ class Chain:
         self.hub: subprocess.Popen[bytes] | None = None
         self.ports: dict[str, str] = {}
         self.air: dict[str, Any] = {}
+        self.receiver_killed_ns = 0
 
     def __enter__(self) -> Chain:
         return self
@@ -206,6 +215,9 @@ class Chain:
             rx_args += ["--raw-out", str(self.out / "raw.npz")]
         if s.packets_out:
             rx_args += ["--packets-out", str(self.out / "packets.bin")]
+        if s.nwb is not None:
+            rx_args += ["--nwb", str(s.nwb)]
+        rx_args += s.record_args
         rx = self._start(rx_args, "rx.log")
         # let the receiver connect (and configure); BLE also scans, pairs and subscribes
         time.sleep(2.0 if s.uplink == "ble" else 0.7)
@@ -229,6 +241,10 @@ class Chain:
             now = time.monotonic() - t_start
             if cpu0 is None and now > 2.0:    # after loading the recording and warm-up
                 cpu0, cpu_t0 = _cpu_seconds(hub.pid), time.monotonic()
+            if s.kill_receiver_at is not None and rx.poll() is None and now >= s.kill_receiver_at:
+                rx.send_signal(signal.SIGKILL)
+                rx.wait(5)
+                self.receiver_killed_ns = time.monotonic_ns()
             if s.kill_hub_at is not None and not kills and now >= s.kill_hub_at:
                 hub.send_signal(signal.SIGKILL)
                 hub.wait(5)
@@ -247,9 +263,11 @@ class Chain:
         except subprocess.TimeoutExpired as e:
             raise ChainError(f"hub did not stop on SIGTERM:\n{_tail(self.out / 'hub.log')}") from e
         try:
-            rx.wait(20)
+            rx.wait(20 + (300 if s.nwb is not None else 0))   # + NWB conversion
         except subprocess.TimeoutExpired as e:
             raise ChainError("receiver did not finish after the hub's final report") from e
+        if s.kill_receiver_at is not None:
+            return {"receiver_killed_ns": self.receiver_killed_ns, "hub_exit_code": hub_rc}
         if not rx_json.exists():
             raise ChainError(f"receiver wrote no summary:\n{_tail(self.out / 'rx.log')}")
         summary: dict[str, Any] = json.loads(rx_json.read_text())

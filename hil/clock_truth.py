@@ -81,17 +81,21 @@ class ClockTruth:
 
 
 def read_packets(path: Path) -> Iterator[pb.Envelope]:
-    """Envelopes in arrival order from a length-prefixed chunk log (streamed: a soak's log is
-    hundreds of MB)."""
+    """Envelopes in arrival order from the receiver's packet log (host_tools.packetlog;
+    streamed: a soak's log is hundreds of MB)."""
+    from host_tools.packetlog import Kind, Link, PacketLogReader
+
     ra = Reassembler()
-    with path.open("rb") as f:
-        while len(head := f.read(2)) == 2:
-            chunk = f.read(int.from_bytes(head, "little"))
-            for payload in ra.feed(chunk):
-                try:
-                    yield pb.Envelope.FromString(payload)
-                except DecodeError:        # a bad packet: the receiver counted it
-                    continue
+    for rec in PacketLogReader(path):
+        if rec.kind == Kind.CONNECT and rec.link == Link.TCP:
+            ra.reset()                     # a new TCP stream (BLE chunks continue)
+        if rec.kind != Kind.CHUNK:
+            continue
+        for payload in ra.feed(rec.payload):
+            try:
+                yield pb.Envelope.FromString(payload)
+            except DecodeError:            # a bad packet: the receiver counted it
+                continue
 
 
 class SessionTruth:

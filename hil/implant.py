@@ -4,11 +4,13 @@
         [--duration S] [--channels N] [--drop P] [--corrupt P] [--garbage P] [--seed N]
 
 RECORDING is anything ``hub replay`` reads, or ``synth:CHANNELS:FS[:SECONDS[:SEED]]`` (noise
-plus spikes, generated), or ``noise:CHANNELS:FS[:SECONDS[:SEED]]`` (noise only). The recording
-loops until ``--duration`` (default: once). The frame clock never stops: frames that cannot be
-sent (hub gone, restarting) are dropped and counted, and the implant reconnects — exactly what
-a real implant does. ``pty`` creates a pseudo-terminal and prints ``{"pty": "/dev/pts/N"}``
-for the hub's ``--implant pty:...``.
+plus spikes, generated), ``noise:CHANNELS:FS[:SECONDS[:SEED]]`` (noise only), or a
+closed-loop generative mode whose activity follows a velocity the task sends over ``--control``
+(``tuned:C:FS[:UNITS[:SEED]]`` spikes, ``ecog:C:FS[:SEED]`` high-gamma; ``hil/implant_tuned.py``).
+The recording loops until ``--duration`` (default: once). The frame clock never stops: frames
+that cannot be sent (hub gone, restarting) are dropped and counted, and the implant reconnects —
+exactly what a real implant does. ``pty`` creates a pseudo-terminal and prints
+``{"pty": "/dev/pts/N"}`` for the hub's ``--implant pty:...``.
 Faults: ``--drop`` skips frames (the counter still advances), ``--corrupt`` flips a byte,
 ``--garbage`` inserts random bytes between frames. Statistics go to stdout as JSON at the end.
 """
@@ -92,7 +94,11 @@ def noise_recording(spec: str) -> Recording:
                      reader=lambda a, b: np.ascontiguousarray(data[a:b]))
 
 
-def load(spec: str) -> Recording:
+def load(spec: str, control: str | None = None, duration: float | None = None) -> Recording:
+    if spec.startswith(("tuned:", "ecog:")):     # closed-loop generative modes
+        from hil.implant_tuned import tuned_recording
+
+        return tuned_recording(spec, control, duration or 600.0)
     if spec.startswith("synth:"):
         return synth_recording(spec)
     if spec.startswith("noise:"):
@@ -243,11 +249,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of junk bytes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", help="also write the statistics here (JSON)")
+    p.add_argument("--control", help="tuned:/ecog: modes: the task's control server "
+                   "(tcp:HOST:PORT) sending the intended velocity")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s implant %(message)s",
                         stream=sys.stderr)
     try:
-        rec = load(args.recording)
+        rec = load(args.recording, args.control, args.duration)
         link = Link(args.connect)
     except (ValueError, OSError) as e:     # a bad recording or address: say so, exit 2
         print(f"hil.implant: error: {e}", file=sys.stderr)
@@ -257,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"recording": rec.name, "sampling_frequency": rec.sampling_frequency,
                            "channels": min(args.channels or rec.num_channels, rec.num_channels),
                            **asdict(st)}
+    if "control" in rec.info:
+        ctl = rec.info["control"]
+        out["control"] = {"messages": ctl.messages, "bad": ctl.bad, "last_seq": ctl.seq}
+        out["generated_spikes"] = getattr(rec.info["generator"], "spikes", None)
     print(json.dumps(out), flush=True)
     if args.stats:
         with open(args.stats, "w") as f:

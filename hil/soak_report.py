@@ -46,16 +46,17 @@ class SessionLog:
 
 
 def read_packet_log(path: Path) -> dict[int, SessionLog]:
-    """The packet log of ``hubctl record --packets-out`` (u16 LE length + chunk), by session."""
-    data = path.read_bytes()
+    """The packet log of ``hubctl record --packets-out`` (host_tools.packetlog), by session."""
+    from host_tools.packetlog import Kind, Link, PacketLogReader
+
     r = Reassembler()
     out: dict[int, SessionLog] = defaultdict(SessionLog)
-    pos = 0
-    while pos + 2 <= len(data):
-        n = int.from_bytes(data[pos:pos + 2], "little")
-        chunk = data[pos + 2:pos + 2 + n]
-        pos += 2 + n
-        for body in r.feed(chunk):
+    for rec in PacketLogReader(path):
+        if rec.kind == Kind.CONNECT and rec.link == Link.TCP:
+            r.reset()                      # a new TCP stream (BLE chunks continue)
+        if rec.kind != Kind.CHUNK:
+            continue
+        for body in r.feed(rec.payload):
             try:
                 env = pb.Envelope.FromString(body)
             except Exception:

@@ -199,12 +199,12 @@ async def _wait_first(a: asyncio.Event, b: asyncio.Event) -> None:
 # ---------------------------------------------------------------- hubctl record --ble
 async def record_ble(name: str, backend: Any, *, duration: float | None, until_final: bool,
                      settings: list[str], pair: bool = False, connect_timeout: float = 30.0,
-                     packets_out: Path | None = None,
+                     sink: Any = None,
                      raw_out: Path | None = None) -> dict[str, Any]:
     """Receives from a hub over BLE into the daemon's Receiver (decoding, accounting,
     latency) with the time-sync fit; the BLE twin of host_tools.record_cli.record."""
     from host_tools.receiver import Receiver
-    from host_tools.record_cli import configure_command
+    from host_tools.record_cli import configure_command, interrupt_event, tick
     from host_tools.timesync import TimeSyncFit
 
     fit = TimeSyncFit()
@@ -212,21 +212,24 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
     def on_envelope(env: Any, t_ns: int) -> None:
         if env.WhichOneof("payload") == "time_sync":
             fit.add_packet(env.time_sync, t_ns)
+        if sink is not None:
+            sink.on_envelope(env, t_ns)
 
     rx = Receiver(on_envelope, keep_raw=raw_out is not None)
-    log_f = packets_out.open("wb") if packets_out else None
 
     def on_chunk(chunk: bytes, t_ns: int) -> None:
-        if log_f is not None:
-            log_f.write(len(chunk).to_bytes(2, "little") + chunk)
+        if sink is not None:
+            sink.on_chunk(chunk, t_ns)
         rx.feed_chunk(chunk, t_ns)
 
     # No reassembler reset on reconnect: the hub re-sends the notifications its controller
     # never confirmed, so the chunk stream continues across a link loss; the chunk sequence
     # numbers tell the reassembler when it does not (a hub restart, a real loss).
-    ble = BleReceiver(name, on_chunk, backend=backend, pair=pair, scan_timeout=connect_timeout)
-    stop = asyncio.Event()
+    ble = BleReceiver(name, on_chunk, backend=backend, pair=pair, scan_timeout=connect_timeout,
+                      on_connect=(lambda: sink.on_connect({"name": name})) if sink else None)
+    stop = interrupt_event()
     task = asyncio.create_task(ble.run(stop))
+    ticker = asyncio.create_task(tick(sink))
     t0 = time.monotonic()
     try:
         if settings:
@@ -236,9 +239,12 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
                    and time.monotonic() - t0 < connect_timeout):
                 n = (rx.last_telemetry.n_channels or None) if rx.last_telemetry else None
                 await asyncio.sleep(0.1)
-            await ble.send_command(configure_command(settings, 1, n).SerializeToString())
+            cmd = configure_command(settings, 1, n)
+            if sink is not None:
+                sink.on_command(cmd)
+            await ble.send_command(cmd.SerializeToString())
         end = None if duration is None else t0 + duration
-        while not task.done():
+        while not task.done() and not stop.is_set():
             if end is not None and time.monotonic() >= end:
                 break
             if until_final and rx.order and rx.sessions[rx.order[-1]].final:
@@ -247,12 +253,11 @@ async def record_ble(name: str, backend: Any, *, duration: float | None, until_f
             await asyncio.sleep(0.05)
     finally:
         stop.set()
+        ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError, BleakError, OSError, TimeoutError):
             await asyncio.wait_for(task, 10)
         if backend is not None and hasattr(backend, "close"):
             await backend.close()
-        if log_f is not None:
-            log_f.close()
     s = rx.summary()
     if raw_out is not None:
         from host_tools.record_cli import save_raw

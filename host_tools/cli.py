@@ -18,6 +18,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("host_tools.record_cli", "receive from a hub (TCP), check continuity, summarise"),
     "codec": ("host_tools.codec_cli", "lossless codec: encode/decode a WAV file (nk_codec)"),
     "deploy": ("host_tools.deploy", "install a hub bundle into a target root or over ssh"),
+    "batch": ("host_tools.batch_cli", "re-process recordings on Dask (skips what is current)"),
+    "decode-eval": ("host_tools.decoding.eval_cli",
+                    "cross-validated offline decoding of binned spikes → JSON + plot"),
+    "cursor": ("host_tools.decoding.cursor_cli",
+               "the BCI loop for a person: calibrate, decode, move a cursor on screen"),
+    "lsl": ("host_tools.lsl_cli", "publish features, spikes and the decoded cursor over LSL"),
+    "decode": ("host_tools.nwb_cli", "packet log (record --packets-out/--nwb) → NWB 2 file"),
+    "view": ("host_tools.view_cli", "NWB session → static HTML report with PNG figures"),
 }
 
 

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from host_tools import nwb_record
+from host_tools.packetlog import Link
 from host_tools.receiver import Receiver
 from hub.argtypes import host_port, positive
 from hub.wire import Chunker, pb
@@ -45,10 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         + "; ".join(s.describe() for s in wire_settings.SETTINGS.values())
                         + "; raw_channels=0,1,2")
     p.add_argument("--json", type=Path, help="write the summary here")
-    p.add_argument("--packets-out", type=Path, help="raw packet log (length-prefixed)")
     p.add_argument("--raw-out", type=Path,
                    help="decoded raw broadband (.npz: chN = samples, chN_first = block starts, "
                         "chN_len = block lengths)")
+    nwb_record.add_arguments(p)
 
 
 def configure_command(settings: list[str], request_id: int,
@@ -79,19 +81,22 @@ class TcpClient:
     host holds the link, a restart loop) costs a few attempts per second, not thousands."""
 
     def __init__(self, host: str, port: int, receiver: Receiver,
-                 packets_out: Path | None = None, backoff: Backoff | None = None) -> None:
+                 sink: nwb_record.RecordingSink | None = None,
+                 backoff: Backoff | None = None) -> None:
         self.host, self.port, self.rx = host, port, receiver
         self.writer: asyncio.StreamWriter | None = None
         self.connects = 0
         self.closed_after_final = False
         self.chunker = Chunker()
+        self.sink = sink
         self.backoff = backoff or Backoff(base_s=0.1, cap_s=2.0)
-        self._log = packets_out.open("wb") if packets_out else None
 
     async def send(self, cmd: pb.Command) -> None:
         if self.writer is None:
             raise ConnectionError("not connected to the hub")
         self.writer.write(frame_command(cmd, self.chunker))
+        if self.sink is not None:
+            self.sink.on_command(cmd)
         await self.writer.drain()
 
     async def run(self, connect_timeout: float, until_final: bool) -> None:
@@ -109,6 +114,8 @@ class TcpClient:
             self.connects += 1
             self.chunker = Chunker()
             self.rx.reset_link()
+            if self.sink is not None:
+                self.sink.on_connect({"address": f"{self.host}:{self.port}"})
             log.info("connected to hub %s:%d", self.host, self.port)
             chunks = 0
             try:
@@ -116,12 +123,15 @@ class TcpClient:
                 while True:
                     head = await reader.readexactly(2)
                     chunk = await reader.readexactly(int.from_bytes(head, "little"))
-                    if self._log:
-                        self._log.write(head + chunk)
-                    self.rx.feed_chunk(chunk)
+                    t_ns = time.monotonic_ns()
+                    if self.sink is not None:
+                        self.sink.on_chunk(chunk, t_ns)
+                    self.rx.feed_chunk(chunk, t_ns)
                     chunks += 1
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass
+            if self.sink is not None:
+                self.sink.on_disconnect()
             self.writer.close()
             self.writer = None
             sessions = self.rx.sessions
@@ -135,18 +145,16 @@ class TcpClient:
                      delay)
             await asyncio.sleep(delay)
 
-    def close(self) -> None:
-        if self._log:
-            self._log.close()
-
 
 async def record(host: str, port: int, duration: float | None, until_final: bool,
                  settings: list[str], connect_timeout: float = 30.0,
-                 packets_out: Path | None = None,
+                 sink: nwb_record.RecordingSink | None = None,
                  raw_out: Path | None = None) -> dict[str, Any]:
-    rx = Receiver(keep_raw=raw_out is not None)
-    client = TcpClient(host, port, rx, packets_out)
+    rx = Receiver(sink.on_envelope if sink else None, keep_raw=raw_out is not None)
+    client = TcpClient(host, port, rx, sink)
     task = asyncio.create_task(client.run(connect_timeout, until_final))
+    ticker = asyncio.create_task(tick(sink))
+    stop = interrupt_event()
     t0 = time.monotonic()
     if settings:
         while client.writer is None and not task.done():
@@ -160,20 +168,42 @@ async def record(host: str, port: int, duration: float | None, until_final: bool
             await asyncio.sleep(0.1)
         await client.send(configure_command(settings, 1, n))
     try:
-        await asyncio.wait_for(asyncio.shield(task), duration)
-    except TimeoutError:
-        pass
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({task, waiter}, timeout=duration,
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()              # a connect failure raises here
     finally:
         task.cancel()
+        ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError):
             await task
-        client.close()
     s = rx.summary()
     s["connects"] = client.connects
     if raw_out is not None:
         save_raw(raw_out, rx)
     s["wall_s"] = round(time.monotonic() - t0, 3)
     return s
+
+
+async def tick(sink: nwb_record.RecordingSink | None, period_s: float = 0.2) -> None:
+    """Flushes the packet log and refreshes the live status a few times a second."""
+    while sink is not None:
+        sink.tick()
+        await asyncio.sleep(period_s)
+
+
+def interrupt_event() -> asyncio.Event:
+    """An event set by Ctrl-C / SIGTERM, so the recording closes (and converts) cleanly."""
+    import signal
+
+    ev = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, ev.set)
+    return ev
 
 
 def save_raw(path: Path, rx: Receiver) -> None:
@@ -189,6 +219,7 @@ def save_raw(path: Path, rx: Receiver) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    sink = nwb_record.RecordingSink(args, Link.BLE if args.ble else Link.TCP)
     if args.ble:
         from host_tools.ble_receiver import record_ble
         from host_tools.bleak_bumble import BumbleBackend
@@ -197,14 +228,17 @@ def run(args: argparse.Namespace) -> int:
         s = asyncio.run(record_ble(args.ble, backend, duration=args.duration,
                                    until_final=args.until_final, settings=args.set,
                                    pair=args.pair, connect_timeout=args.connect_timeout,
-                                   packets_out=args.packets_out, raw_out=args.raw_out))
+                                   sink=sink, raw_out=args.raw_out))
     elif args.tcp:
         host, port = args.tcp
         s = asyncio.run(record(host, port, args.duration,
                                args.until_final, args.set, args.connect_timeout,
-                               args.packets_out, args.raw_out))
+                               sink, args.raw_out))
     else:
         raise ValueError("give --tcp HOST:PORT or --ble NAME")
+    nwb = sink.finish(s)
+    if nwb is not None:
+        s["nwb"] = nwb
     text = json.dumps(s, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -214,4 +248,4 @@ def run(args: argparse.Namespace) -> int:
     if bad and s["final_report_seen"]:
         log.error("unaccounted items in: %s", ", ".join(bad))
         return 1
-    return 0
+    return 1 if nwb is not None and "error" in nwb else 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hub.argtypes import bounded, positive
 from hub.daemon.supervisor import Daemon, DaemonOptions
-from hub.dsp.geometry import load_probe
+from hub.dsp.geometry import load_probe, load_probe_metadata
 from hub.kernels import selftest
 from hub.uplink.base import Uplink
 from hub.wire import DEFAULT_PAYLOAD_SIZE, pb
@@ -87,6 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="contact positions: probeinterface JSON or "
                         '{"channel_positions_um": [[x, y], ...]} (enables spatial '
                         "de-duplication and multi-channel snippets)")
+    p.add_argument("--gain-uv", type=float,
+                   help="ADC gain of the implant, µV per count (overrides the probe file's "
+                        "uv_per_count; default: unknown — recordings stay in counts)")
+    p.add_argument("--location", help="brain area of the implant, for recordings (free text)")
     p.add_argument("--telemetry-s", type=bounded(0.01, 3600), default=1.0)
     p.add_argument("--drain-s", type=bounded(0, 600), default=3.0,
                    help="on SIGTERM, seconds to send what is queued")
@@ -115,6 +119,18 @@ def make_uplink(args: argparse.Namespace) -> Uplink:
     raise ValueError(f"--uplink {args.uplink!r}: unknown scheme {scheme!r} (tcp, ble)")
 
 
+def probe_metadata(args: argparse.Namespace) -> dict[str, object]:
+    """Gain, location, name and groups from --probe, overridden by --gain-uv / --location."""
+    meta: dict[str, object] = load_probe_metadata(args.probe) if args.probe else {}
+    if args.gain_uv is not None:
+        if not args.gain_uv > 0:
+            raise ValueError(f"--gain-uv {args.gain_uv}: must be a positive µV per count")
+        meta["uv_per_count"] = args.gain_uv
+    if args.location:
+        meta["location"] = args.location
+    return meta
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.text_logs:
         handler = logging.StreamHandler(sys.stderr)
@@ -132,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                          telemetry_s=args.telemetry_s, drain_s=args.drain_s,
                          ready_file=args.ready_file,
                          probe_positions=load_probe(args.probe) if args.probe else None,
+                         probe_metadata=probe_metadata(args),
                          selftest=pb.KernelSelfTest(
                              passed=check.passed, reference=check.reference,
                              library_version=check.version, kernels=len(check.hashes),

@@ -47,13 +47,15 @@ class Output:
     spikes_lost: int = 0      # sorted spikes the snippet queue could not hold (reported shed)
 
 
-def _runs(bins: FeatureBins) -> list[FeatureBins]:
-    """Bins split into runs of consecutive indices (a packet holds one run; after a gap the
-    bins inside it do not exist)."""
+def _runs(bins: FeatureBins, hg: npt.NDArray[np.float32] | None = None
+          ) -> list[tuple[FeatureBins, npt.NDArray[np.float32] | None]]:
+    """Bins (and their high-gamma rows, ECoG mode) split into runs of consecutive indices (a
+    packet holds one run; after a gap the bins inside it do not exist)."""
     cut = np.flatnonzero(np.diff(bins.index) != 1) + 1
     if not cut.size:
-        return [bins]
-    return [FeatureBins(bins.index[i:j], bins.samples[i:j], bins.counts[i:j], bins.power[i:j])
+        return [(bins, hg)]
+    return [(FeatureBins(bins.index[i:j], bins.samples[i:j], bins.counts[i:j], bins.power[i:j]),
+             None if hg is None else hg[i:j])
             for i, j in zip([0, *cut.tolist()], [*cut.tolist(), bins.index.size], strict=True)]
 
 
@@ -144,7 +146,8 @@ class PipelineStage:
         spikes_first = min(first, base + int(spikes["sample"].min())) if spikes.size else first
         packets = [p for p in (
             pk.spikes(spikes, base, spikes_first, end, t_ns, res.sort_events),
-            *(pk.features(run, base, pipe.bin_samples, t_ns, end) for run in _runs(res.bins)),
+            *(pk.features(run, base, pipe.bin_samples, t_ns, end, hg)
+              for run, hg in _runs(res.bins, res.hg_power)),
         ) if p is not None]
         if self.cfg.snippets:
             packets += pk.snippets(res.snippet_events, res.snippets, self.neighbors,

@@ -55,7 +55,7 @@ class Packer:
         return Packet(SPIKES, env.SerializeToString(), int(events.size), first, end)
 
     def features(self, bins: FeatureBins, base: int, bin_samples: int, t_ns: int,
-                 end: int) -> Packet | None:
+                 end: int, hg_power: npt.NDArray[np.float32] | None = None) -> Packet | None:
         n = int(bins.index.size)
         if not n:
             return None
@@ -69,6 +69,9 @@ class Packer:
         rms = np.rint(np.sqrt(np.maximum(bins.power, 0)) * 16).astype(np.int64)
         fb.rms_q4.extend(rms.ravel().tolist())
         fb.samples_seen.extend(bins.samples.tolist())
+        if hg_power is not None:              # ECoG mode (lfp=true): high-gamma RMS × 16
+            hg = np.rint(np.sqrt(np.nan_to_num(np.maximum(hg_power, 0))) * 16)
+            fb.hg_rms_q4.extend(hg.astype(np.int64).ravel().tolist())
         return Packet(FEATURES, env.SerializeToString(), n, fb.first_sample,
                       fb.first_sample + n * bin_samples)
 

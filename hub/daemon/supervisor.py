@@ -43,6 +43,19 @@ from hub.wire import pb
 log = logging.getLogger(__name__)
 
 
+def _hub_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("implant-hub")
+    except PackageNotFoundError:         # a bundle without package metadata
+        v = "unknown"
+    return f"implant-hub {v} (schema {pb.SCHEMA_VERSION})"
+
+
+HUB_VERSION = _hub_version()
+
+
 @dataclass
 class DaemonOptions:
     implant: str                         # implant link address (hub.link.transport)
@@ -56,6 +69,8 @@ class DaemonOptions:
     #: Contact positions (µm) of the implant's channels: spatial de-duplication and
     #: multi-channel snippets need them; None: every channel stands alone.
     probe_positions: npt.NDArray[np.float64] | None = None
+    #: uv_per_count, location, name, groups (hub.dsp.geometry.load_probe_metadata)
+    probe_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: The kernels' start-up self-test, reported in every telemetry packet.
     selftest: pb.KernelSelfTest | None = None
 
@@ -108,6 +123,8 @@ class Daemon:
         self._retired_blocks = 0
         self._reload: asyncio.Task[None] | None = None
         self.stage_seconds: dict[str, float] = {}
+        self._telemetry_count = 0
+        self._probe_key: tuple[int, int] = (-1, -1)
 
     # ------------------------------------------------------------ HubApi
     @property
@@ -158,7 +175,23 @@ class Daemon:
         self._templates = templates
 
     def status(self) -> pb.Telemetry:
-        return self._telemetry()
+        tel = self._telemetry()
+        tel.probe.CopyFrom(self._probe_info())
+        return tel
+
+    def _probe_info(self) -> pb.ProbeInfo:
+        """The installed implant (positions when they match the stream, gain, location)."""
+        meta, pos = self.opts.probe_metadata, self.positions
+        info = pb.ProbeInfo(uv_per_count=float(meta.get("uv_per_count", 0.0)),
+                            location=str(meta.get("location", "unknown")),
+                            name=str(meta.get("name", "")))
+        if pos is not None:
+            info.x_um.extend(pos[:, 0].tolist())
+            info.y_um.extend(pos[:, 1].tolist())
+            groups = meta.get("groups")
+            if isinstance(groups, list) and len(groups) == pos.shape[0]:
+                info.group.extend(groups)
+        return info
 
     def time_sync(self, host_time_ns: int) -> pb.TimeSync:
         """The latest complete interval's least delayed frame arrival (hub.daemon.linkclock);
@@ -317,7 +350,14 @@ class Daemon:
             self._beats["telemetry"] = time.monotonic()
             await asyncio.sleep(self.opts.telemetry_s)
             self.cpu_load = self.cpu.read()
-            self.scheduler.submit(self.packer.telemetry(self._telemetry(), self.last_sample))
+            tel = self._telemetry()
+            # the implant's description, for recordings: now and then, and on a new connection
+            key = (self.uplink.stats.connects, self.stream[1] if self.stream else 0)
+            if self._telemetry_count % 10 == 0 or key != self._probe_key:
+                self._probe_key = key
+                tel.probe.CopyFrom(self._probe_info())
+            self._telemetry_count += 1
+            self.scheduler.submit(self.packer.telemetry(tel, self.last_sample))
             if self.last_t_ns:
                 self.scheduler.submit(self.packer.time_sync(self.time_sync(0)))
             self.scheduler.request_report()
@@ -363,7 +403,8 @@ class Daemon:
             stage_restarts=self.stage_restarts, stage_seconds=self.stage_seconds,
             blocks=sc.blocks, overruns=self.overruns, running=self._config.running,
             config_json=json.dumps(self._config.to_dict()), n_channels=c,
-            sampling_frequency=fs, link_health=self._link_health())
+            sampling_frequency=fs, link_health=self._link_health(),
+            hub_version=HUB_VERSION)
 
     def _link_health(self) -> pb.LinkHealth:
         a, t, u = self.assembler.stats, self.transport, self.uplink.stats.extra

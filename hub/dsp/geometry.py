@@ -56,6 +56,41 @@ def load_probe(path: Path) -> npt.NDArray[np.float64]:
     return pos
 
 
+def load_probe_metadata(path: Path) -> dict[str, Any]:
+    """What a recording needs besides positions, from the same probe file (all optional):
+    ``uv_per_count`` (or ``gain_to_uV``: µV per ADC count), ``location`` (brain area),
+    ``name`` (probe model), ``groups`` (shank per channel; probeinterface: ``shank_ids``)."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProbeError(f"{path}: unreadable probe file ({e})") from e
+    if not isinstance(d, dict):
+        raise ProbeError(f"{path}: top level must be an object")
+    out: dict[str, Any] = {}
+    gain = d.get("uv_per_count", d.get("gain_to_uV"))
+    if gain is not None:
+        if not isinstance(gain, int | float) or not np.isfinite(gain) or gain <= 0:
+            raise ProbeError(f"{path}: uv_per_count must be a positive number, not {gain!r}")
+        out["uv_per_count"] = float(gain)
+    probes = d.get("probes") if isinstance(d.get("probes"), list) else []
+    for key in ("location", "name"):
+        v = d.get(key) or (probes[0].get("annotations", {}).get(key) if probes else None)
+        if isinstance(v, str) and v:
+            out[key] = v
+    groups = d.get("groups")
+    if groups is None and probes:
+        groups = [int(g) if str(g).lstrip("-").isdigit() else i
+                  for i, p in enumerate(probes) for g in (p.get("shank_ids") or
+                                                          [i] * len(p.get("contact_positions",
+                                                                          [])))]
+    if groups is not None:
+        if not isinstance(groups, list) or not all(isinstance(g, int) and g >= 0
+                                                   for g in groups):
+            raise ProbeError(f"{path}: groups must be a list of non-negative integers")
+        out["groups"] = groups
+    return out
+
+
 def adjacency(positions_um: npt.NDArray[np.float64] | None, n_channels: int,
               radius_um: float) -> list[list[int]]:
     """Neighbours of each channel within radius_um (self excluded); none without positions."""

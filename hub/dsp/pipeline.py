@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hub.dsp.bandpower import HighGammaBins
 from hub.dsp.geometry import adjacency, snippet_neighbors
 from hub.kernels import (
     EVENT_DTYPE,
@@ -113,6 +114,8 @@ class BlockResult:
     #: unit births / merges / retirements (SORT_EVENT_DTYPE) when sorting; snippet_events
     #: then carry the unit of each spike, labelled in the block that completed its snippet.
     sort_events: npt.NDArray[Any] | None = None
+    #: ECoG mode (lfp=True; decoding, issue 15): high-gamma mean x² per row of ``bins``
+    hg_power: npt.NDArray[np.float32] | None = None
 
 
 @dataclass
@@ -170,6 +173,11 @@ class Pipeline:
         if cfg.lfp:
             q = max(1, round(fs / cfg.lfp_rate_hz))
             self.lfp = LfpFilter(n_channels, butter_sos(4, "lowpass", (cfg.lfp_cutoff_hz,), fs), q)
+        # ECoG mode (decoding, issue 15): high-gamma power per bin from the LFP stream
+        self.hg: HighGammaBins | None = None
+        if self.lfp is not None and self.bin_samples % self.lfp.decimation == 0:
+            self.hg = HighGammaBins(n_channels, fs / self.lfp.decimation,
+                                    self.bin_samples // self.lfp.decimation, max_block)
         self._filtered = np.empty((max_block, n_channels), dtype=np.float32)
         self.next_sample = 0
         self.times = StageTimes()
@@ -243,6 +251,9 @@ class Pipeline:
         lfp = None
         if self.lfp is not None:
             lfp = self.lfp.process(block, t0)
+            if self.hg is not None:            # ECoG mode: kept rows first at ⌈t0 / q⌉
+                q = self.lfp.decimation
+                self.hg.process(lfp, -(-t0 // q))
             self.times.add("lfp", clock() - f)
         sev = sev.copy()
         sort_events = None
@@ -251,7 +262,8 @@ class Pipeline:
             sort_events = self._sort(sev, wf, t0 + n)
             self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
-        return BlockResult(t0, n, events, sev, wf.copy(), bins, lfp, sort_events)
+        hg = self.hg.take(bins.index) if self.hg is not None and bins.index.size else None
+        return BlockResult(t0, n, events, sev, wf.copy(), bins, lfp, sort_events, hg)
 
     def _resume(self, at: int, x0: npt.NDArray[np.int16]) -> tuple[npt.NDArray[Any],
                                                                       FeatureBins]:

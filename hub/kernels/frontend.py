@@ -96,6 +96,19 @@ class Bandpass:
                                       block.shape[0]), "nk_bandpass_process")
         return out
 
+    def process_f32(self, block: F32, out: F32 | None = None) -> F32:
+        """The same cascade on float32 input (e.g. the decimated LFP stream)."""
+        _require_block(block, np.float32, self.n_channels, "bandpass input")
+        if out is None:
+            out = np.empty(block.shape, dtype=np.float32)
+        _require_block(out, np.float32, self.n_channels, "bandpass output")
+        if out.shape[0] != block.shape[0]:
+            raise InvalidInput("bandpass output must have as many rows as the input")
+        check(lib.nk_bandpass_process_f32(self._st, buf_in("float *", block),
+                                          buf_out("float *", out), block.shape[0]),
+              "nk_bandpass_process_f32")
+        return out
+
     def reset(self) -> None:
         lib.nk_bandpass_reset(self._st)
 

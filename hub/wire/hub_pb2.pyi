@@ -155,7 +155,7 @@ class UnitEvent(_message.Message):
     def __init__(self, sample: _Optional[int] = ..., kind: _Optional[_Union[UnitEventKind, str]] = ..., unit: _Optional[int] = ..., other: _Optional[int] = ..., channel: _Optional[int] = ...) -> None: ...
 
 class FeatureBins(_message.Message):
-    __slots__ = ("first_bin", "bin_samples", "n_channels", "n_bins", "counts", "rms_q4", "samples_seen", "first_sample")
+    __slots__ = ("first_bin", "bin_samples", "n_channels", "n_bins", "counts", "rms_q4", "samples_seen", "first_sample", "hg_rms_q4")
     FIRST_BIN_FIELD_NUMBER: _ClassVar[int]
     BIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,7 @@ class FeatureBins(_message.Message):
     RMS_Q4_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
     FIRST_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    HG_RMS_Q4_FIELD_NUMBER: _ClassVar[int]
     first_bin: int
     bin_samples: int
     n_channels: int
@@ -172,7 +173,8 @@ class FeatureBins(_message.Message):
     rms_q4: _containers.RepeatedScalarFieldContainer[int]
     samples_seen: _containers.RepeatedScalarFieldContainer[int]
     first_sample: int
-    def __init__(self, first_bin: _Optional[int] = ..., bin_samples: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_bins: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., rms_q4: _Optional[_Iterable[int]] = ..., samples_seen: _Optional[_Iterable[int]] = ..., first_sample: _Optional[int] = ...) -> None: ...
+    hg_rms_q4: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, first_bin: _Optional[int] = ..., bin_samples: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_bins: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., rms_q4: _Optional[_Iterable[int]] = ..., samples_seen: _Optional[_Iterable[int]] = ..., first_sample: _Optional[int] = ..., hg_rms_q4: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Snippets(_message.Message):
     __slots__ = ("n_samples", "pre", "sample", "channel", "unit", "neighbors", "waveforms", "k")
@@ -227,7 +229,7 @@ class ClassCounters(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., produced: _Optional[int] = ..., sent: _Optional[int] = ..., shed: _Optional[int] = ..., queued: _Optional[int] = ..., queued_bytes: _Optional[int] = ...) -> None: ...
 
 class Telemetry(_message.Message):
-    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency", "link_health", "selftest")
+    __slots__ = ("cpu_load", "kernel_seconds", "classes", "link_frames", "link_corrupt", "link_missing_frames", "link_bytes", "link_garbage_bytes", "budget_bps", "uplink_bps", "uplink_chunks", "uplink_connects", "raw_channels_sent", "temperature_c", "battery_pct", "stage_restarts", "stage_seconds", "blocks", "overruns", "running", "config_json", "n_channels", "sampling_frequency", "probe", "hub_version", "link_health", "selftest")
     class KernelSecondsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +267,8 @@ class Telemetry(_message.Message):
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
+    HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
     LINK_HEALTH_FIELD_NUMBER: _ClassVar[int]
     SELFTEST_FIELD_NUMBER: _ClassVar[int]
     cpu_load: float
@@ -290,9 +294,27 @@ class Telemetry(_message.Message):
     config_json: str
     n_channels: int
     sampling_frequency: float
+    probe: ProbeInfo
+    hub_version: str
     link_health: LinkHealth
     selftest: KernelSelfTest
-    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., link_health: _Optional[_Union[LinkHealth, _Mapping]] = ..., selftest: _Optional[_Union[KernelSelfTest, _Mapping]] = ...) -> None: ...
+    def __init__(self, cpu_load: _Optional[float] = ..., kernel_seconds: _Optional[_Mapping[str, float]] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ..., link_frames: _Optional[int] = ..., link_corrupt: _Optional[int] = ..., link_missing_frames: _Optional[int] = ..., link_bytes: _Optional[int] = ..., link_garbage_bytes: _Optional[int] = ..., budget_bps: _Optional[float] = ..., uplink_bps: _Optional[float] = ..., uplink_chunks: _Optional[int] = ..., uplink_connects: _Optional[int] = ..., raw_channels_sent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., battery_pct: _Optional[float] = ..., stage_restarts: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., blocks: _Optional[int] = ..., overruns: _Optional[int] = ..., running: _Optional[bool] = ..., config_json: _Optional[str] = ..., n_channels: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., probe: _Optional[_Union[ProbeInfo, _Mapping]] = ..., hub_version: _Optional[str] = ..., link_health: _Optional[_Union[LinkHealth, _Mapping]] = ..., selftest: _Optional[_Union[KernelSelfTest, _Mapping]] = ...) -> None: ...
+
+class ProbeInfo(_message.Message):
+    __slots__ = ("x_um", "y_um", "group", "uv_per_count", "location", "name")
+    X_UM_FIELD_NUMBER: _ClassVar[int]
+    Y_UM_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    UV_PER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    x_um: _containers.RepeatedScalarFieldContainer[float]
+    y_um: _containers.RepeatedScalarFieldContainer[float]
+    group: _containers.RepeatedScalarFieldContainer[int]
+    uv_per_count: float
+    location: str
+    name: str
+    def __init__(self, x_um: _Optional[_Iterable[float]] = ..., y_um: _Optional[_Iterable[float]] = ..., group: _Optional[_Iterable[int]] = ..., uv_per_count: _Optional[float] = ..., location: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class LinkHealth(_message.Message):
     __slots__ = ("duplicate_frames", "stale_frames", "foreign_frames", "discontinuities", "format_changes", "implant_connections", "squatters_dropped", "implants_refused", "uplink_auth_timeouts", "uplink_refused")
