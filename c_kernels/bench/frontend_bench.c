@@ -99,7 +99,9 @@ int main(int argc, char **argv) {
     /* a third argument "0": set up only (the baseline an instruction count subtracts) */
     long n = argc > 3 && argv[3][0] == '0' ? 0
              : run_frontend(C, T, x, y, bp, ref, det, sn, ft, ev, cap, sev, wf, bi, bs, bc, bpw);
-    printf("channels %d samples %d events %ld\n", C, T, n);
+    float share = 0.0f;
+    nk_reference_get_share(ref, &share);
+    printf("channels %d samples %d events %ld share %.3f\n", C, T, n, (double)share);
     nk_bandpass_free(bp); nk_reference_free(ref); nk_detect_free(det); nk_snippet_free(sn);
     nk_features_free(ft);
     free(x); free(groups); free(off); free(idx); free(nb); free(ev); free(sev); free(y); free(wf);
