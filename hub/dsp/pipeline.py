@@ -158,8 +158,12 @@ class Pipeline:
         self.adjacency = adjacency(positions_um, n_channels, cfg.neighbor_radius_um)
         self.detector = Detector(n_channels, dcfg, self.adjacency)
         max_block = max(self.block_samples, round(50 * ms))
-        neighbors = snippet_neighbors(positions_um, n_channels, cfg.snippet_channels,
-                                      cfg.neighbor_radius_um)
+        # the sorter may see more channels than the uplink sends (the first snippet_channels
+        # of each row are the same: nearest first); results carry the uplink's
+        k_sort = max(cfg.snippet_channels, cfg.sort_settings.channels) if cfg.sort else 0
+        neighbors = snippet_neighbors(positions_um, n_channels,
+                                      max(cfg.snippet_channels, k_sort), cfg.neighbor_radius_um)
+        self.snippet_k = min(cfg.snippet_channels, neighbors.shape[1])
         self.snippets = SnippetExtractor(neighbors, cfg.snippet_pre, cfg.snippet_post,
                                          max_block=max_block, max_pending=MAX_PENDING)
         self.sorter: Sorter | None = None
@@ -263,7 +267,8 @@ class Pipeline:
             self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
         hg = self.hg.take(bins.index) if self.hg is not None and bins.index.size else None
-        return BlockResult(t0, n, events, sev, wf.copy(), bins, lfp, sort_events, hg)
+        return BlockResult(t0, n, events, sev, wf[:, :self.snippet_k].copy(), bins, lfp,
+                           sort_events, hg)
 
     def _resume(self, at: int, x0: npt.NDArray[np.int16]) -> tuple[npt.NDArray[Any],
                                                                       FeatureBins]:

@@ -39,6 +39,12 @@ _ptr = buf_in          # buffers C only reads; those it writes go through buf_ou
 class SorterConfig:
     """Online sorting settings (see nk_sort.h); spike counts and seconds."""
 
+    #: channels of the snippet the sorter sees: the peak channel and its nearest neighbours
+    #: (at least the uplinked snippet_channels). Six, not the uplink's four: a neuron between
+    #: two channels of a dense probe, or one the probe drifts past, keeps its footprint inside
+    #: the snippet (held-out seeds, bench_sorting_gen: drift_rigid64 0.813 → 0.880 cold,
+    #: false-positive units 24 → 7 on npx128_dense; tuned on the tune seeds, 4/6/8)
+    channels: int = 6
     max_clusters: int = 8            # per channel
     max_units: int = 1024            # live ids at once
     birth_spikes: int = 6
