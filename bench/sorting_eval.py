@@ -102,6 +102,19 @@ def pipeline_config() -> Any:
     return dataclasses.replace(cfg, sort_settings=sort_cfg)
 
 
+def sorter_params(sorter: str) -> dict[str, Any]:
+    """Parameters an offline sorter runs with here (its defaults, except where a default needs
+    what is not installed): SpyKING CIRCUS 2's default motion correction (DREDGE) needs torch,
+    which is not a dependency, so without torch it uses SpikeInterface's torch-free preset
+    ("nonrigid_fast_and_accurate": the decentralised estimate) instead of failing on every
+    probe large enough to be motion-corrected."""
+    import importlib.util
+
+    if sorter == "spykingcircus2" and importlib.util.find_spec("torch") is None:
+        return {"motion_correction": {"preset": "nonrigid_fast_and_accurate"}}
+    return {}
+
+
 def offline(m: Materialised, sorter: str, start_s: float = 0.0,
             duration_s: float | None = None) -> tuple[Any, dict[str, Any]]:
     """(sorting or None, {wall_s | error}) of an offline sorter on [start, start + duration) of
@@ -124,19 +137,23 @@ def offline(m: Materialised, sorter: str, start_s: float = 0.0,
         a = round(start_s * fs)
         rec = rec.frame_slice(a, min(rec.get_num_samples(), a + round(duration_s * fs)))
     work = Path(tempfile.mkdtemp(prefix=f"sortgen-{sorter}-"))
-    log.info("running %s on %s (%s)", sorter, m.key, tag)
+    params = sorter_params(sorter)
+    log.info("running %s on %s (%s) %s", sorter, m.key, tag, params or "")
     t = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # MS5 prints its progress
             sorting = ss.run_sorter(sorter, rec, folder=work / sorter, verbose=False,
-                                    remove_existing_folder=True)
+                                    remove_existing_folder=True, **params)
         sorting = si.NumpySorting.from_sorting(sorting)
-        meta: dict[str, Any] = {"wall_s": time.perf_counter() - t, "sorter": sorter}
+        meta: dict[str, Any] = {"wall_s": time.perf_counter() - t, "sorter": sorter,
+                                "params": params}
         _save_sorting(path, sorting, meta)
         return sorting, meta
     except Exception as e:  # a sorter failing on one recording is a result, not a crash
         log.warning("%s failed on %s: %s", sorter, m.key, e)
-        meta = {"error": f"{type(e).__name__}: {str(e)[:300]}", "sorter": sorter}
+        # the last lines name the cause (the first only say where it surfaced)
+        meta = {"error": f"{type(e).__name__}: {str(e)[-600:]}", "sorter": sorter,
+                "params": params}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
         return None, meta
     finally:
