@@ -17,6 +17,7 @@ static int config_ok(const nk_sort_config *c) {
     if (!(c->relative_tolerance >= 0.0f && c->relative_tolerance <= 1.0f)) return 0;
     if (!(c->scale_range >= 0.0f && c->scale_range < 1.0f)) return 0;
     if (!(c->scale_prior >= 0.0f && c->scale_prior < 1.0e6f)) return 0;
+    if (c->burst_samples < 0) return 0;
     return 1;
 }
 
@@ -26,7 +27,7 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
     const int64_t N = C * cfg->max_clusters;
     return (int64_t)sizeof(nk_sort) + C * K * 4 + 2 * C * 4 + L * L * 4
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
-           + (int64_t)cfg->max_units * 12;
+           + (int64_t)cfg->max_units * 12 + C * 12;
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -63,8 +64,11 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->given_id = calloc((size_t)cfg->max_units, sizeof(int32_t));
     s->given_ch = calloc((size_t)cfg->max_units, sizeof(int32_t));
     s->given_peak = calloc((size_t)cfg->max_units, sizeof(float));
+    s->lead_t = calloc((size_t)C, sizeof(int64_t));
+    s->lead_i = calloc((size_t)C, sizeof(int32_t));
     if (!s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
-        || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak) {
+        || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
+        || !s->lead_t || !s->lead_i) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }
@@ -100,6 +104,7 @@ void nk_sort_reset(nk_sort *s) {
     s->n_given = 0;
     memset(s->sig2c, 0, (size_t)s->cfg.n_channels * sizeof(float));
     memset(s->chan_spikes, 0, (size_t)s->cfg.n_channels * sizeof(int64_t));
+    for (int32_t c = 0; c < s->cfg.n_channels; c++) s->lead_i[c] = -1;
 }
 
 void nk_sort_free(nk_sort *s) {
@@ -107,6 +112,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->nb); free(s->kvalid); free(s->scratch); free(s->basis);
     free(s->cl); free(s->raw); free(s->feat); free(s->f);
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
+    free(s->lead_t); free(s->lead_i);
     free(s);
 }
 
@@ -200,12 +206,13 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             ci->channel = c; ci->unit = -1; ci->count = 1; ci->last = ev->sample;
             ci->first = ev->sample; ci->seen = 1;
             ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = sig2;
-            ci->given = 0; ci->fit_n = 0; ci->fit_sum = 0.0f;
+            ci->given = 0; ci->fit_n = 0; ci->fit_sum = 0.0f; ci->follow = 0;
             memcpy(nks_raw(s, i), x, KL * sizeof(float));
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)nks_dims(s) * sizeof(float));
             nks_refresh(s, i);
             s->st.candidates++;
         }
+        nks_follow(s, i, ev->sample);
         i = nks_after_update(s, i, ev->sample, &k);
         ev->unit = s->cl[i].unit;
         /* an outlier (overlap, candidate material) still carries the nearest unit's label

@@ -39,6 +39,9 @@
  * folded bursts' split-off clusters back (noisy_bursts32 0.83 -> 0.89) but merged distinct
  * tetrode neurons (tetrode16 mean accuracy 0.83 -> 0.59), so merges charge it in full. */
 #define MERGE_PRIOR 1.0f
+/* Burst test: at least BURST_NUM / BURST_DEN of a candidate's members followed its lead. */
+#define BURST_NUM 2
+#define BURST_DEN 3
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -55,6 +58,9 @@ typedef struct {
     int64_t fit_n;          /* … and their number */
     int64_t first;          /* sample of the first spike it accepted (with seen ≥ 1) */
     int64_t seen;           /* spikes it accepted (count also holds a loaded prior) */
+    int64_t follow;         /* candidates: members that came within burst_samples after a
+                               spike of cluster `lead` (then of unit `lead_unit`) */
+    int32_t lead, lead_unit;
 } cluster;
 
 struct nk_sort {
@@ -76,6 +82,8 @@ struct nk_sort {
     int32_t *given_ch;      /* [max_units] their templates' peak channels */
     float *given_peak;      /* [max_units] and peak amplitudes (counts) */
     int32_t n_given;
+    int64_t *lead_t;        /* [C] sample of the newest spike a unit's cluster accepted */
+    int32_t *lead_i;        /* [C] and that cluster (−1: none yet) */
     nk_sort_stats st;
 };
 
@@ -125,5 +133,7 @@ void nks_retire(nk_sort *s, int64_t now, sink *k);
 int nks_basis_ok(const float *basis, int32_t D, int32_t L);
 int32_t nks_peak_channel(const float *T, int32_t C, int32_t L, float *peak);
 void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit);
+void nks_follow(nk_sort *s, int32_t i, int64_t sample);
+int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
 
 #endif

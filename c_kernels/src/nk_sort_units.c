@@ -208,6 +208,10 @@ int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
         ci->since_link = 0;
         s->st.links++;
     } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes
+               && (ci->unit = nks_find_burst_lead(s, i)) >= 0) {
+        ci->since_link = 0;  /* a burst's smaller spikes: their neuron's unit, no birth */
+        s->st.links++;
+    } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes
                && (ci->unit = nks_find_successor(s, i)) >= 0) {
         ci->since_link = 0;  /* a moved neuron keeps its id: no birth */
         s->st.links++;
@@ -230,6 +234,48 @@ int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
         }
     }
     return i;
+}
+
+/* Cluster i (on channel c) took a spike at `sample`: a unit's cluster becomes its channel's
+ * lead; a candidate counts the spike as following the lead when it came within
+ * burst_samples of the lead's newest one (the first lead it follows stays its lead). */
+void nks_follow(nk_sort *s, int32_t i, int64_t sample) {
+    cluster *ci = &s->cl[i];
+    const int32_t c = ci->channel;
+    if (ci->unit >= 0) {
+        s->lead_t[c] = sample;
+        s->lead_i[c] = i;
+        return;
+    }
+    const int32_t j = s->lead_i[c];
+    const int64_t gap = sample - s->lead_t[c];
+    if (j < 0 || j == i || gap <= 0 || gap > s->cfg.burst_samples) return;
+    const cluster *cj = &s->cl[j];
+    if (cj->channel != c || cj->unit < 0) return;
+    if (ci->follow == 0) {
+        ci->lead = j;
+        ci->lead_unit = cj->unit;
+    } else if (ci->lead != j || ci->lead_unit != cj->unit) {
+        return;
+    }
+    ci->follow++;
+}
+
+/* The unit whose bursts candidate i holds (see nk_sort.h), or −1. */
+int32_t nks_find_burst_lead(const nk_sort *s, int32_t i) {
+    const cluster *ci = &s->cl[i];
+    if (s->cfg.burst_samples <= 0 || ci->follow == 0 || ci->sigma2 <= 0.0f) return -1;
+    if (BURST_DEN * ci->follow < BURST_NUM * ci->count) return -1;
+    const int32_t j = ci->lead, c = ci->channel;
+    const cluster *cj = &s->cl[j];
+    if (cj->channel != c || cj->unit != ci->lead_unit) return -1;
+    float young = 1.0f / (float)ci->count + 1.0f / (float)cj->count;
+    if (young > 0.5f) young = 0.5f;
+    const float e = ci->energy > cj->energy ? ci->energy : cj->energy;
+    const float den = nks_budget(s, ci->sigma2, s->kvalid[c], e);
+    int32_t sh;
+    const float d = nks_match(s, nks_feat_of(s, i), nks_feat_of(s, j), den, 0.0f, &sh);
+    return d <= s->cfg.merge_distance + young ? cj->unit : -1;
 }
 
 /* A slot on channel c for a new candidate: a free one, else the stalest candidate, else −1. */

@@ -62,6 +62,7 @@ class SorterConfig:
     relative_tolerance: float = 0.1  # a template's own variability (fraction of its size)
     scale_range: float = 0.4         # spikes match a·template, a within 1 ± this
     scale_prior: float = 10.0        # δ charged per (a − 1)²
+    burst_s: float = 0.02            # a candidate following a unit's spikes this closely: bursts
 
 
 class Sorter:
@@ -87,7 +88,8 @@ class Sorter:
             "link_ratio": cfg.link_ratio, "retire_samples": max(1, round(cfg.retire_s * fs)),
             "candidate_samples": max(1, round(cfg.candidate_s * fs)),
             "relative_tolerance": cfg.relative_tolerance, "scale_range": cfg.scale_range,
-            "scale_prior": cfg.scale_prior})
+            "scale_prior": cfg.scale_prior,
+            "burst_samples": max(0, round(cfg.burst_s * fs))})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
