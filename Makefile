@@ -18,9 +18,9 @@ QEMU_aarch64 := qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_armhf   := qemu-arm -L /usr/arm-linux-gnueabihf
 NATIVE_DIR := hub/kernels/_native
 
-.PHONY: all setup sysdeps kernels cross test test-c test-cross test-py lint fuzz fuzz-ci \
-        bench run clean proto proto-check hil hil-bci hil-faults bundle hil-arm sysdeps-arm \
-        hil-mpy hil-timesync hil-soak flash-emulator hil-nwb
+.PHONY: all setup sysdeps kernels cross test test-all test-build test-fast test-c test-cross \
+        test-py lint fuzz fuzz-ci bench run clean proto proto-check hil hil-bci hil-faults bundle \
+        hil-arm sysdeps-arm hil-mpy hil-timesync hil-soak flash-emulator hil-nwb
 
 all: kernels
 
@@ -163,14 +163,34 @@ proto-check: setup
 	  diff -q build/proto/hub_pb2.pyi hub/wire/hub_pb2.pyi && echo "hub/wire/hub_pb2 is fresh"
 
 # ---------------------------------------------------------------- Python
+# --basetemp: this checkout's own scratch (several checkouts share the machine's /tmp)
 test-py: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --basetemp=build/pytest tests
 
 lint: setup
 	$(PY) -m ruff check hub host_tools hil bench tests
 	$(PY) -m mypy
 
-test: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
+# `make test` runs every check and ends with one PASS/FAIL line (and its wall time).
+test:
+	@start=$$(date +%s); \
+	if $(MAKE) --no-print-directory test-all; then \
+	  echo "PASS: make test ($$(( $$(date +%s) - start )) s)"; \
+	else echo "FAIL: make test ($$(( $$(date +%s) - start )) s; the first failure is above)"; \
+	  exit 1; fi
+test-all: sysdeps setup proto-check test-c test-cross lint test-py fuzz-ci
+
+# Every binary the tests run (C self-tests native, sanitized, cross; libFuzzer targets): CI
+# builds them before it starts the CPU hogs, which are there to test the tests, not gcc.
+test-build: setup $(foreach a,native san aarch64 armhf,$(addprefix build/$(a)/tests/,$(CTESTS))) \
+            $(addprefix build/fuzz/,$(CFUZZ))
+
+# Development loop (< 1 min): the unit tests, without the process chains (-m "not slow").
+test-fast: setup
+	@start=$$(date +%s); \
+	if $(PY) -m pytest -q -p no:cacheprovider --basetemp=build/pytest -m "not slow" tests; then \
+	  echo "PASS: make test-fast ($$(( $$(date +%s) - start )) s)"; \
+	else echo "FAIL: make test-fast ($$(( $$(date +%s) - start )) s)"; exit 1; fi
 
 bench: setup sysdeps build/native/bench/frontend_bench
 	@mkdir -p out

@@ -135,6 +135,11 @@ class _Side:
     delivered_packets: int = 0
     delivered_bytes: int = 0
     retransmissions: int = 0
+    # events that ended with data still queued (the radio, not the sender, was the limit) and
+    # what they carried: throughput in simulated time, whatever the CPU did
+    saturated_events: int = 0
+    saturated_packets: int = 0
+    saturated_bytes: int = 0
 
 
 class AirConnection:
@@ -152,6 +157,8 @@ class AirConnection:
         self.created = loop.time()
         self.last_heard = self.created
         self.events = 0
+        self.silent_events = 0          # events in an outage (or with a dead peer)
+        self.silence_s = 0.0            # simulated silence when a supervision timeout fired
         self.closed = False
         self.assemblers = [hci.HCI_AclDataPacketAssembler(functools.partial(self._deliver, i))
                            for i in range(2)]
@@ -207,7 +214,9 @@ class AirConnection:
         self.events += 1
         central, peripheral = self.sides
         if self.link.in_outage(t) or central.ctrl.dead or peripheral.ctrl.dead:
+            self.silent_events += 1
             if t - self.last_heard >= self.model.supervision_timeout_s:
+                self.silence_s = t - self.last_heard
                 self.link.supervision_timeout(self)
             return
         self.last_heard = t
@@ -215,6 +224,7 @@ class AirConnection:
         exchanges = 0
         blocked = [False, False]
         completed = [0, 0]
+        carried = [0, 0]
         while not (self.model.max_pdus_per_event and exchanges >= self.model.max_pdus_per_event):
             sizes = [self._next_fragment(i, budget, blocked) for i in range(2)]
             if sizes[0] is None and sizes[1] is None:
@@ -236,9 +246,15 @@ class AirConnection:
                     packet = side.queue.popleft()
                     side.delivered_packets += 1
                     side.delivered_bytes += len(packet.data)
+                    carried[i] += len(packet.data)
                     completed[i] += 1
                     self.assemblers[i].feed_packet(packet)
         for i, n in enumerate(completed):
+            s = self.sides[i]
+            if s.queue:
+                s.saturated_events += 1
+                s.saturated_packets += n
+                s.saturated_bytes += carried[i]
             if n:
                 s = self.sides[i]
                 s.ctrl.send_hci_packet(hci.HCI_Number_Of_Completed_Packets_Event(
@@ -270,14 +286,19 @@ class AirConnection:
         return {
             "central": c.ctrl.name, "peripheral": p.ctrl.name, "phy": self.phy,
             "tx_octets": self.tx_octets, "encrypted": self.encrypted, "events": self.events,
-            "age_s": now - self.created,
-            "central_to_peripheral": {"packets": c.delivered_packets, "bytes": c.delivered_bytes,
-                                      "retransmissions": c.retransmissions,
-                                      "queued": len(c.queue)},
-            "peripheral_to_central": {"packets": p.delivered_packets, "bytes": p.delivered_bytes,
-                                      "retransmissions": p.retransmissions,
-                                      "queued": len(p.queue)},
+            "age_s": now - self.created, "interval_s": self.interval_s,
+            "silent_events": self.silent_events, "silence_s": self.silence_s,
+            "central_to_peripheral": self._side_stats(c),
+            "peripheral_to_central": self._side_stats(p),
         }
+
+    @staticmethod
+    def _side_stats(s: _Side) -> dict[str, int]:
+        return {"packets": s.delivered_packets, "bytes": s.delivered_bytes,
+                "retransmissions": s.retransmissions, "queued": len(s.queue),
+                "saturated_events": s.saturated_events,
+                "saturated_packets": s.saturated_packets,
+                "saturated_bytes": s.saturated_bytes}
 
 
 class AirLink(LocalLink):  # type: ignore[misc]

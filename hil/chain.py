@@ -191,6 +191,15 @@ class Chain:
         self.hub = hub
         return hub
 
+    def _hub_saved_progress(self) -> bool:
+        """The hub has persisted a sample position (a kill after this is a restart it can
+        report as a gap, however slowly the machine runs)."""
+        try:
+            state = json.loads((self.state / "state.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(state, dict) and bool(state.get("last_sample"))
+
     def run(self) -> dict[str, Any]:
         s = self.spec
         if s.config is not None:
@@ -207,8 +216,10 @@ class Chain:
                     "--keystore", str(self.out / "host_bonds.json")]
         else:
             link = ["--tcp", self.ports["uplink"].removeprefix("tcp:")]
+        rx_ready = self.out / "receiver-ready.json"
+        rx_ready.unlink(missing_ok=True)
         rx_args = [PY, "-m", "host_tools.cli", "record", *link, "--until-final",
-                   "--json", str(rx_json)]
+                   "--json", str(rx_json), "--ready-file", str(rx_ready)]
         for item in s.settings:
             rx_args += ["--set", item]
         if s.raw_out:
@@ -219,8 +230,12 @@ class Chain:
             rx_args += ["--nwb", str(s.nwb)]
         rx_args += s.record_args
         rx = self._start(rx_args, "rx.log")
-        # let the receiver connect (and configure); BLE also scans, pairs and subscribes
-        time.sleep(2.0 if s.uplink == "ble" else 0.7)
+        # the receiver has connected (and configured; BLE also scanned, paired, subscribed)
+        deadline = time.monotonic() + 60
+        while not rx_ready.exists():
+            if rx.poll() is not None or time.monotonic() > deadline:
+                raise ChainError(f"receiver did not connect:\n{_tail(self.out / 'rx.log')}")
+            time.sleep(0.05)
         imp_json = self.out / "implant.json"
         mpy = s.implant_runtime == "micropython"
         imp_args = [PY, "-m", "hil.mpy_implant" if mpy else "hil.implant", s.recording,
@@ -245,7 +260,8 @@ class Chain:
                 rx.send_signal(signal.SIGKILL)
                 rx.wait(5)
                 self.receiver_killed_ns = time.monotonic_ns()
-            if s.kill_hub_at is not None and not kills and now >= s.kill_hub_at:
+            if s.kill_hub_at is not None and not kills and now >= s.kill_hub_at \
+                    and self._hub_saved_progress():
                 hub.send_signal(signal.SIGKILL)
                 hub.wait(5)
                 kills.append(now)
@@ -263,9 +279,15 @@ class Chain:
         except subprocess.TimeoutExpired as e:
             raise ChainError(f"hub did not stop on SIGTERM:\n{_tail(self.out / 'hub.log')}") from e
         try:
-            rx.wait(20 + (300 if s.nwb is not None else 0))   # + NWB conversion
-        except subprocess.TimeoutExpired as e:
-            raise ChainError("receiver did not finish after the hub's final report") from e
+            rx.wait(60 + (300 if s.nwb is not None else 0))   # + NWB conversion
+        except subprocess.TimeoutExpired:
+            # no final report reached it (the link dropped it): SIGTERM makes it write its
+            # summary (and convert), and the caller sees final_report_seen False
+            rx.send_signal(signal.SIGTERM)
+            try:
+                rx.wait(30 + (300 if s.nwb is not None else 0))
+            except subprocess.TimeoutExpired as e:
+                raise ChainError("receiver did not finish after the hub's final report") from e
         if s.kill_receiver_at is not None:
             return {"receiver_killed_ns": self.receiver_killed_ns, "hub_exit_code": hub_rc}
         if not rx_json.exists():

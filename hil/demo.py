@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"               {summary['nwb']['periodic_event_series']} snippet series with "
               "periodic events (the looped WAVs) noted by nwbinspector as 'regular'")
     missed = missed_targets(summary)
-    print("PASS: every target met" if not missed else f"FAIL: missed {'; '.join(missed)}")
+    print("PASS: every target met" if not missed else f"FAIL: missed {'; '.join(missed)}"
+          + busy_machine_note(missed))
     return 0 if not missed else 1
 
 
@@ -194,6 +196,16 @@ def nwb_outcome(nwb: Path, report: Path) -> dict[str, Any]:
                            or m.check_function_name != "check_electrical_series_unscaled_data")]
     out["report"] = str(render(nwb, report))
     return out
+
+
+def busy_machine_note(missed: list[str]) -> str:
+    """When a latency target is missed on a machine busier than its cores, says so: the latency
+    figures are wall-clock and only a quiet machine measures the hub rather than the load."""
+    if not any("latency" in m for m in missed):
+        return ""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return (f" (load average {load:.1f} on {cores} cores: latency needs a quiet machine)"
+            if load > cores else "")
 
 
 def missed_targets(m: dict[str, Any]) -> list[str]:

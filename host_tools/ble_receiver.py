@@ -1,16 +1,18 @@
-"""The host's BLE receiver, written only against bleak's public API.
+"""The host's BLE link, written only against bleak's public API.
 
-``BleReceiver`` finds the hub by name (``BleakScanner.find_device_by_name``), connects
-(``BleakClient``), checks the service, subscribes to DATA once per connection
-(``start_notify``) and reconnects by itself after a disconnect (``disconnected_callback``). With
-``backend=None`` bleak picks the OS backend (BlueZ, CoreBluetooth, WinRT); for the virtual radio
-pass ``host_tools.bleak_bumble.BumbleBackend(...)``, whose classes go to bleak's ``backend=``.
+``BleLink`` (a ``host_tools.hublink.HubLink``) finds the hub by name
+(``BleakScanner.find_device_by_name``), connects (``BleakClient``), checks the service and
+subscribes to DATA once per connection (``start_notify``); a disconnect (``disconnected_callback``)
+ends the connection, and ``host_tools.hublink.stay_connected`` reconnects — the same loop as TCP.
+With ``backend=None`` bleak picks the OS backend (BlueZ, CoreBluetooth, WinRT); for the virtual
+radio pass ``host_tools.bleak_bumble.BumbleBackend(...)``, whose classes go to bleak's
+``backend=``. ``hubctl record --ble`` goes through ``host_tools.session`` like ``--tcp``.
+
+``BleReceiver`` is a BleLink bound to one chunk handler (link benchmarks and tests):
 
     python -m host_tools.ble_receiver --transport tcp-client:127.0.0.1:P --duration 10
 
-Each notification goes to ``on_chunk(data, t_rx)`` (t_rx = time.monotonic_ns()). The daemon's
-reassembler (host_tools.receiver) plugs in there; the CLI here decodes the synthetic chunks of
-hil.ble_source (sequence number + hub send time) for link measurements.
+decodes the synthetic chunks of hil.ble_source (sequence number + hub send time).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import struct
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,11 @@ from typing import Any
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
+from host_tools.hublink import ChunkHandler, HubLink, LinkError, stay_connected
 from hub.wire import gatt
+from hub.wire.backoff import Backoff
 
 log = logging.getLogger(__name__)
-
-ChunkHandler = Callable[[bytes, int], None]
 
 
 @dataclass
@@ -52,25 +54,34 @@ class ReceiverStats:
     disconnect_times: list[float] = field(default_factory=list)
 
 
-class BleReceiver:
-    """Connects to one hub, subscribes to DATA, reconnects after every loss of the link."""
+class BleLink(HubLink):
+    """One hub over BLE: DATA notifications in, CONTROL writes out."""
 
-    def __init__(self, name: str, on_chunk: ChunkHandler, *, backend: Any = None,
-                 pair: bool = False, reconnect: bool = True, scan_timeout: float = 10.0,
-                 retry_delay: float = 0.2,
-                 on_connect: Callable[[], None] | None = None) -> None:
+    kind = "ble"
+
+    def __init__(self, name: str, *, backend: Any = None, pair: bool = False,
+                 scan_timeout: float = 10.0, owns_backend: bool = False) -> None:
         self.name = name
-        self.on_chunk = on_chunk
         self.backend = backend
         self.pair = pair
-        self.reconnect = reconnect
         self.scan_timeout = scan_timeout
-        self.retry_delay = retry_delay
-        self.on_connect = on_connect
+        self.owns_backend = owns_backend
         self.stats = ReceiverStats()
         self.client: BleakClient | None = None
         self._lost = asyncio.Event()
         self.subscribed = asyncio.Event()
+        self._on_chunk: ChunkHandler | None = None
+
+    def describe(self) -> str:
+        return f"ble:{self.name}"
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None
+
+    @property
+    def command_chunk_size(self) -> int:
+        return max(20, (self.client.mtu_size if self.client else 23) - 3)
 
     def _scanner_kwargs(self) -> dict[str, Any]:
         return {"backend": self.backend.scanner} if self.backend is not None else {}
@@ -78,14 +89,22 @@ class BleReceiver:
     def _client_kwargs(self) -> dict[str, Any]:
         return {"backend": self.backend.client} if self.backend is not None else {}
 
-    async def connect_once(self) -> BleakClient:
-        """Finds the hub, connects and subscribes once; raises BleakError on failure."""
+    async def connect(self, on_chunk: ChunkHandler) -> None:
+        try:
+            await self.connect_bleak(on_chunk)
+        except (BleakError, TimeoutError, OSError) as e:
+            self.stats.errors.append(str(e))
+            raise LinkError(f"{self.describe()}: {e or type(e).__name__}") from e
+
+    async def connect_bleak(self, on_chunk: ChunkHandler) -> BleakClient:
+        """One attempt; bleak's own exceptions (an ATT error keeps its code)."""
         device = await BleakScanner.find_device_by_name(self.name, timeout=self.scan_timeout,
                                                         **self._scanner_kwargs())
         if device is None:
             self.stats.scan_misses += 1
             raise BleakError(f"hub {self.name!r} not found")
         self._lost.clear()
+        self._on_chunk = on_chunk
         client = BleakClient(device, disconnected_callback=self._on_disconnect,
                              pair=self.pair, timeout=self.scan_timeout,
                              **self._client_kwargs())
@@ -96,8 +115,6 @@ class BleReceiver:
             self.stats.connects += 1
             self.stats.connect_times.append(time.monotonic())
             self.stats.mtu = client.mtu_size
-            if self.on_connect is not None:      # a new link: partial packets are gone
-                self.on_connect()
             await client.start_notify(gatt.DATA_UUID, self._on_notify)
             self.stats.subscribes += 1
         except BaseException:
@@ -111,7 +128,8 @@ class BleReceiver:
     def _on_notify(self, _char: Any, data: bytearray) -> None:
         self.stats.chunks += 1
         self.stats.bytes += len(data)
-        self.on_chunk(bytes(data), time.monotonic_ns())
+        if self._on_chunk is not None:
+            self._on_chunk(bytes(data), time.monotonic_ns())
 
     def _on_disconnect(self, _client: BleakClient) -> None:
         self.stats.disconnects += 1
@@ -121,30 +139,15 @@ class BleReceiver:
         log.warning("link to %s lost", self.name)
         self._lost.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Stays connected until ``stop`` is set, reconnecting after each loss."""
-        while not stop.is_set():
-            attempt = asyncio.ensure_future(self.connect_once())
-            await _wait_first_future(stop, attempt)
-            if not attempt.done():
-                attempt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, BleakError, OSError,
-                                         TimeoutError):
-                    await attempt
-                break
-            try:
-                attempt.result()
-            except (BleakError, TimeoutError, OSError) as e:
-                self.stats.errors.append(str(e))
-                log.info("connect failed: %s", e)
-                if not self.reconnect:
-                    raise
-                await _wait_any(stop, self.retry_delay)
-                continue
-            await _wait_first(stop, self._lost)
-            if not self.reconnect:
-                break
-        await self.close()
+    async def wait_closed(self) -> None:
+        if self.client is not None:
+            await self._lost.wait()
+
+    async def send_chunk(self, chunk: bytes) -> None:
+        try:
+            await self.write_control(chunk)
+        except (BleakError, TimeoutError, OSError) as e:
+            raise LinkError(f"{self.describe()}: CONTROL write: {e}") from e
 
     async def write_control(self, data: bytes) -> None:
         """One CONTROL write (with response): one chunk of a framed command."""
@@ -152,125 +155,64 @@ class BleReceiver:
             raise BleakError("not connected")
         await self.client.write_gatt_char(gatt.CONTROL_UUID, data, response=True)
 
-    async def send_command(self, payload: bytes) -> None:
-        """A serialized command, framed into chunks that fit one write each."""
-        from hub.wire import Chunker
-
-        size = max(20, (self.client.mtu_size if self.client else 23) - 3)
-        for chunk in Chunker(size).chunks(payload):
-            await self.write_control(chunk)
-
     async def read_status(self) -> dict[str, Any]:
+        """The STATUS characteristic (JSON)."""
         if self.client is None:
             raise BleakError("not connected")
         raw = await self.client.read_gatt_char(gatt.STATUS_UUID)
         status: dict[str, Any] = json.loads(bytes(raw))
         return status
 
-    async def close(self) -> None:
+    async def disconnect(self) -> None:
         client, self.client = self.client, None
+        self.subscribed.clear()
         if client is not None:
             with contextlib.suppress(BleakError, OSError, TimeoutError):
                 await client.disconnect()
+        self._lost.set()
+
+    async def aclose(self) -> None:
+        await self.disconnect()
+        if self.owns_backend and self.backend is not None and hasattr(self.backend, "close"):
+            await self.backend.close()
+
+    def counters(self) -> dict[str, Any]:
+        st = self.stats
+        return {"transport": "ble", "connects": st.connects, "disconnects": st.disconnects,
+                "subscribes": st.subscribes, "mtu": st.mtu, "notifications": st.chunks,
+                "bytes": st.bytes, "scan_misses": st.scan_misses, "errors": st.errors[-5:]}
+
+
+class BleReceiver(BleLink):
+    """A BleLink bound to one chunk handler: ``connect_once`` or ``run(stop)`` (reconnecting
+    through ``stay_connected`` unless ``reconnect=False``)."""
+
+    def __init__(self, name: str, on_chunk: ChunkHandler, *, backend: Any = None,
+                 pair: bool = False, reconnect: bool = True, scan_timeout: float = 10.0,
+                 retry_delay: float = 0.2) -> None:
+        super().__init__(name, backend=backend, pair=pair, scan_timeout=scan_timeout)
+        self.on_chunk = on_chunk
+        self.reconnect = reconnect
+        self.retry_delay = retry_delay
+
+    async def connect_once(self) -> BleakClient:
+        """Finds the hub, connects and subscribes once; raises BleakError on failure."""
+        return await self.connect_bleak(self.on_chunk)
+
+    async def run(self, stop: asyncio.Event, connect_timeout: float = math.inf) -> None:
+        """Stays connected until ``stop`` is set, reconnecting after each loss."""
+        await stay_connected(self, self.on_chunk, stop, connect_timeout=connect_timeout,
+                             backoff=Backoff(base_s=self.retry_delay,
+                                             cap_s=max(2.0, self.retry_delay)),
+                             reconnect=self.reconnect)
+
+    async def close(self) -> None:
+        await self.disconnect()
 
 
 async def _wait_any(ev: asyncio.Event, timeout: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ev.wait(), timeout)
-
-
-async def _wait_first_future(ev: asyncio.Event, fut: asyncio.Future[Any]) -> None:
-    te = asyncio.ensure_future(ev.wait())
-    try:
-        await asyncio.wait({te, fut}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        te.cancel()
-
-
-async def _wait_first(a: asyncio.Event, b: asyncio.Event) -> None:
-    ta, tb = asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())
-    try:
-        await asyncio.wait({ta, tb}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        ta.cancel()
-        tb.cancel()
-
-
-# ---------------------------------------------------------------- hubctl record --ble
-async def record_ble(name: str, backend: Any, *, duration: float | None, until_final: bool,
-                     settings: list[str], pair: bool = False, connect_timeout: float = 30.0,
-                     sink: Any = None,
-                     raw_out: Path | None = None) -> dict[str, Any]:
-    """Receives from a hub over BLE into the daemon's Receiver (decoding, accounting,
-    latency) with the time-sync fit; the BLE twin of host_tools.record_cli.record."""
-    from host_tools.receiver import Receiver
-    from host_tools.record_cli import configure_command, interrupt_event, tick
-    from host_tools.timesync import TimeSyncFit
-
-    fit = TimeSyncFit()
-
-    def on_envelope(env: Any, t_ns: int) -> None:
-        if env.WhichOneof("payload") == "time_sync":
-            fit.add_packet(env.time_sync, t_ns)
-        if sink is not None:
-            sink.on_envelope(env, t_ns)
-
-    rx = Receiver(on_envelope, keep_raw=raw_out is not None)
-
-    def on_chunk(chunk: bytes, t_ns: int) -> None:
-        if sink is not None:
-            sink.on_chunk(chunk, t_ns)
-        rx.feed_chunk(chunk, t_ns)
-
-    # No reassembler reset on reconnect: the hub re-sends the notifications its controller
-    # never confirmed, so the chunk stream continues across a link loss; the chunk sequence
-    # numbers tell the reassembler when it does not (a hub restart, a real loss).
-    ble = BleReceiver(name, on_chunk, backend=backend, pair=pair, scan_timeout=connect_timeout,
-                      on_connect=(lambda: sink.on_connect({"name": name})) if sink else None)
-    stop = interrupt_event()
-    task = asyncio.create_task(ble.run(stop))
-    ticker = asyncio.create_task(tick(sink))
-    t0 = time.monotonic()
-    try:
-        if settings:
-            await _wait_any(ble.subscribed, connect_timeout)
-            n = None
-            while (n is None and any(x.startswith("raw_channels") for x in settings)
-                   and time.monotonic() - t0 < connect_timeout):
-                n = (rx.last_telemetry.n_channels or None) if rx.last_telemetry else None
-                await asyncio.sleep(0.1)
-            cmd = configure_command(settings, 1, n)
-            if sink is not None:
-                sink.on_command(cmd)
-            await ble.send_command(cmd.SerializeToString())
-        end = None if duration is None else t0 + duration
-        while not task.done() and not stop.is_set():
-            if end is not None and time.monotonic() >= end:
-                break
-            if until_final and rx.order and rx.sessions[rx.order[-1]].final:
-                await asyncio.sleep(0.2)       # the last chunks in flight
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError, BleakError, OSError, TimeoutError):
-            await asyncio.wait_for(task, 10)
-        if backend is not None and hasattr(backend, "close"):
-            await backend.close()
-    s = rx.summary()
-    if raw_out is not None:
-        from host_tools.record_cli import save_raw
-
-        save_raw(raw_out, rx)
-    st = ble.stats
-    s["connects"] = st.connects
-    s["wall_s"] = round(time.monotonic() - t0, 3)
-    s["ble"] = {"connects": st.connects, "disconnects": st.disconnects,
-                "subscribes": st.subscribes, "mtu": st.mtu, "notifications": st.chunks,
-                "bytes": st.bytes, "errors": st.errors[-5:]}
-    s["time_sync"] = fit.summary()
-    return s
 
 
 # ---------------------------------------------------------------- synthetic-chunk statistics

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from google.protobuf.message import Message
 
 from host_tools.nwb_spill import Spill
-from host_tools.packetlog import Kind, Link, PacketLogReader, ReadStats
+from host_tools.packetlog import Kind, PacketLogReader, ReadStats
 from host_tools.receiver import RawDecoder, Receiver
 from host_tools.timesync import TimeSyncFit
 from hub.wire import pb
@@ -225,8 +225,9 @@ class Scan:
             elif rec.kind == Kind.CONNECT:
                 self.link = rec.link.name.lower()
                 self.connections.append({"t_ns": rec.t_ns, "event": "connect", **rec.json()})
-                if rec.link == Link.TCP:   # a new TCP stream; BLE chunks continue across links
-                    self.rx.reset_link()
+                # as the live session does (host_tools.session): the next chunk's sequence
+                # number decides whether the stream continued across the reconnect
+                self.rx.link_changed()
             elif rec.kind == Kind.DISCONNECT:
                 self.connections.append({"t_ns": rec.t_ns, "event": "disconnect", **rec.json()})
             elif rec.kind == Kind.COMMAND:

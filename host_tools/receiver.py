@@ -2,9 +2,9 @@
 sequence continuity, exact per-class accounting against the hub's shed reports, detected
 gaps (hub restarts, implant-link gaps) and latency from sample time to host decode.
 
-Transport-independent: a transport calls :meth:`Receiver.feed_chunk` with each chunk (and
-:meth:`Receiver.reset_link` when a connection is replaced); :mod:`host_tools.record_cli` feeds it
-from TCP and the BLE client feeds it from notifications.
+Transport-independent: :mod:`host_tools.session` feeds it every chunk of any link
+(:meth:`Receiver.feed_chunk`) and says when a connection was replaced
+(:meth:`Receiver.link_changed`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from host_tools.latency import LatencyHistogram
 from hub.kernels import codec
 from hub.kernels._ffi import KernelError
 from hub.wire import Reassembler, pb
@@ -141,7 +142,7 @@ class Receiver:
         self.sessions: dict[int, Session] = {}
         self.order: list[int] = []
         self.on_envelope = on_envelope
-        self.latency_ms: dict[str, list[float]] = {"events": [], "feature_bins": [], "raw": []}
+        self.latency_ms = {k: LatencyHistogram() for k in ("events", "feature_bins", "raw")}
         self.packets = 0
         self.bad_packets = 0
         self.bytes = 0
@@ -151,17 +152,41 @@ class Receiver:
         self.bytes_per_s: list[int] = []      # by second of arrival since the first chunk
         self.last_telemetry: pb.Telemetry | None = None
         self.logs: list[pb.LogRecord] = []
+        self._last_seq: int | None = None
+        self._link_changed = False
+        #: reconnects where the chunk stream went on / started afresh
+        self.reconnects = {"continued": 0, "restarted": 0}
 
     # ------------------------------------------------------------ input
+    def link_changed(self) -> None:
+        """The connection was replaced. The hub keeps one chunk stream per session (the BLE
+        uplink re-sends what its controller never confirmed), so the next chunk decides: the
+        next sequence number continues the stream (a packet cut by the reconnect completes);
+        any other starts it afresh — the partial packet is dropped and the jump is not counted
+        as lost chunks (a restarted hub counts from 0; packet sequence numbers and the hub's
+        reports account for what is missing)."""
+        self._link_changed = True
+
     def reset_link(self) -> None:
-        """A new connection: partial packets from the old one are gone."""
+        """Forget partial packets now (a stream known to be new)."""
         self.reassembler.reset()
+        self._last_seq = None
 
     def feed_chunk(self, chunk: bytes, t_ns: int | None = None) -> list[pb.Envelope]:
         t = time.monotonic_ns() if t_ns is None else t_ns
         self.first_ns = self.first_ns or t
         self.last_ns = t
         self.bytes += len(chunk)
+        seq = int.from_bytes(chunk[2:4], "little") if len(chunk) >= 4 else None
+        if self._link_changed and seq is not None:
+            self._link_changed = False
+            if self._last_seq is not None and seq == (self._last_seq + 1) & 0xFFFF:
+                self.reconnects["continued"] += 1
+            else:
+                self.reconnects["restarted"] += 1
+                self.reassembler.reset()
+        if seq is not None:
+            self._last_seq = seq
         sec = (t - self.first_ns) // 1_000_000_000
         if 0 <= sec < 1_000_000:
             if sec >= len(self.bytes_per_s):
@@ -242,11 +267,11 @@ class Receiver:
             samples = env.spikes.first_sample + np.asarray(env.spikes.offset, np.int64)
             age = (env.sample_index - samples) / s.fs * 1e3
             base = (t_ns - env.hub_time_ns) / 1e6
-            self.latency_ms["events"].extend((base + age).tolist())
+            self.latency_ms["events"].add(base + age)
         elif kind == "features":
-            self.latency_ms["feature_bins"].append((t_ns - env.hub_time_ns) / 1e6)
+            self.latency_ms["feature_bins"].add((t_ns - env.hub_time_ns) / 1e6)
         elif kind == "raw":
-            self.latency_ms["raw"].append((t_ns - env.hub_time_ns) / 1e6)
+            self.latency_ms["raw"].add((t_ns - env.hub_time_ns) / 1e6)
 
     # ------------------------------------------------------------ results
     def accounting(self) -> dict[str, dict[str, int]]:
@@ -336,7 +361,7 @@ class Receiver:
 
     def summary(self) -> dict[str, Any]:
         wall = (self.last_ns - self.first_ns) / 1e9 if self.last_ns > self.first_ns else 0.0
-        lat = {k: percentiles(v) for k, v in self.latency_ms.items()}
+        lat = {k: h.summary() for k, h in self.latency_ms.items()}
         rs = self.reassembler.stats
         return {
             "sessions": [f"{sid:08x}" for sid in self.order],
@@ -346,13 +371,14 @@ class Receiver:
             "shed_ranges": self.shed_ranges(),
             "gaps": self.gaps(),
             "latency_ms": lat,
-            "latency_hist_ms": {k: histogram(v) for k, v in self.latency_ms.items()},
+            "latency_hist_ms": {k: h.coarse() for k, h in self.latency_ms.items()},
             "timeline": {"bytes_per_s": self.bytes_per_s},
             "link": {"bytes": self.bytes, "seconds": round(wall, 3),
                      "throughput_bps": round(self.bytes * 8 / wall) if wall else 0,
                      "chunks": rs.chunks, "lost_chunks": rs.lost_chunks,
-                     "bad_chunks": rs.bad_chunks, "packets": self.packets,
-                     "bad_packets": self.bad_packets},
+                     "bad_chunks": rs.bad_chunks, "dropped_partial": rs.dropped_partial,
+                     "packets": self.packets, "bad_packets": self.bad_packets,
+                     "reconnects": dict(self.reconnects)},
             "raw_decode": {"samples": self.raw.samples, "undecodable": self.raw.undecodable,
                            "compression": round(2 * self.raw.samples / self.raw.coded_bytes, 3)
                            if self.raw.coded_bytes else None},
@@ -381,24 +407,3 @@ def telemetry_dict(t: pb.Telemetry | None) -> dict[str, Any] | None:
             "sampling_frequency": t.sampling_frequency, "running": t.running,
             "config": json.loads(t.config_json) if t.config_json else None}
 
-
-#: latency histogram bins: 0.1 ms … 100 s, 10 per decade (plots need the distribution)
-HIST_EDGES_MS = [round(10 ** (e / 10), 4) for e in range(-10, 51)]
-
-
-def histogram(v: list[float]) -> dict[str, list[float] | list[int]]:
-    """Counts per HIST_EDGES_MS bin (values outside go to the first/last bin)."""
-    if not v:
-        return {"edges": HIST_EDGES_MS, "counts": []}
-    a = np.clip(np.asarray(v), HIST_EDGES_MS[0], HIST_EDGES_MS[-1])
-    counts, _ = np.histogram(a, bins=HIST_EDGES_MS)
-    return {"edges": HIST_EDGES_MS, "counts": counts.tolist()}
-
-
-def percentiles(v: list[float]) -> dict[str, float | int | None]:
-    if not v:
-        return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
-    a = np.asarray(v)
-    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)), 2),
-            "p90": round(float(np.percentile(a, 90)), 2),
-            "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2)}

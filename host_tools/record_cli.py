@@ -1,31 +1,40 @@
-"""``hubctl record --tcp HOST:PORT`` (or ``--ble NAME [--hci TRANSPORT]``, host_tools.
-ble_receiver): receive from a hub's uplink, decode everything, check
-continuity and accounting, optionally send commands, and write a JSON summary.
+"""``hubctl record --tcp HOST:PORT`` (or ``--ble NAME [--hci TRANSPORT]``): receive from a hub's
+uplink, decode everything, check continuity and accounting, optionally configure, and write a
+JSON summary. Both transports go through one path (host_tools.session over
+host_tools.hublink): the same reconnects, reassembly, time sync and command results.
 
-Stops after ``--duration`` seconds, or (``--until-final``) when the hub closes the link after its
-final shed report (clean shutdown). Reconnects when the hub goes away (restart).
-Commands: ``--set FIELD=VALUE`` (repeatable) sends one Configure with those PipelineSettings
-fields (plus ``raw_channels=0,1,2`` and ``outage_buffer_s=…``) after the first connect.
+Stops after ``--duration`` seconds, (``--until-final``) when the hub closes the link after its
+final shed report (clean shutdown), or on SIGINT/SIGTERM; reconnects when the hub goes away
+(restart, radio outage). ``--set FIELD=VALUE`` (repeatable) sends one Configure with those
+PipelineSettings fields (plus ``raw_channels=0,1,2`` and ``outage_buffer_s=…``) after the first
+connect and waits for its result: a rejection prints the hub's message and exits 1. No
+connection within ``--connect-timeout`` (or ``--duration``) exits non-zero.
+
+The recording sink (host_tools.nwb_record: ``--packets-out`` packet log, ``--nwb`` conversion on
+close, ``--status`` live view) is one more observer of the session, so it sees the same chunks,
+connections and commands on both transports.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import time
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from host_tools import nwb_record
+from host_tools.hublink import HubLink, LinkError, open_link
 from host_tools.packetlog import Link
 from host_tools.receiver import Receiver
+from host_tools.session import LinkObserver, RecordResult, record
 from hub.argtypes import host_port, positive
-from hub.wire import Chunker, pb
+from hub.wire import pb
 from hub.wire import settings as wire_settings
-from hub.wire.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=positive, help="stop after this many seconds")
     p.add_argument("--until-final", action="store_true",
                    help="stop when the hub closes the link after its final report")
-    p.add_argument("--connect-timeout", type=positive, default=30.0)
+    p.add_argument("--connect-timeout", type=positive, default=30.0,
+                   help="seconds to wait for the first connection (then exit non-zero)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="configure the hub after connecting (repeatable): "
                         + "; ".join(s.describe() for s in wire_settings.SETTINGS.values())
@@ -50,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw-out", type=Path,
                    help="decoded raw broadband (.npz: chN = samples, chN_first = block starts, "
                         "chN_len = block lengths)")
+    p.add_argument("--ready-file", type=Path,
+                   help="written once connected (and configured, with --set)")
     nwb_record.add_arguments(p)
 
 
@@ -58,152 +70,6 @@ def configure_command(settings: list[str], request_id: int,
     """A Configure from FIELD=VALUE strings: the settings schema's parser
     (hub.wire.settings.configure_command; raises SettingError naming the field)."""
     return wire_settings.configure_command(settings, request_id, n_channels)
-
-
-def frame_command(cmd: pb.Command, chunker: Chunker | None = None) -> bytes:
-    """TCP bytes for one command: each chunk as u16 length + chunk (one chunker per
-    connection keeps the chunk sequence numbers continuous)."""
-    ch = chunker or Chunker()
-    return b"".join(len(c).to_bytes(2, "little") + c
-                    for c in ch.chunks(cmd.SerializeToString()))
-
-
-#: The receiver's hello on the TCP uplink (an empty record): without it within a few seconds
-#: the hub drops the connection as an idle squatter (hub.uplink.tcp).
-HELLO = b"\x00\x00"
-
-
-class TcpClient:
-    """Connects (and reconnects) to a hub's TCP uplink and feeds a Receiver.
-
-    Reconnects back off exponentially with jitter (``hub.wire.backoff``); the ladder is reset
-    only by a connection that delivered data, so a hub that accepts and closes at once (another
-    host holds the link, a restart loop) costs a few attempts per second, not thousands."""
-
-    def __init__(self, host: str, port: int, receiver: Receiver,
-                 sink: nwb_record.RecordingSink | None = None,
-                 backoff: Backoff | None = None) -> None:
-        self.host, self.port, self.rx = host, port, receiver
-        self.writer: asyncio.StreamWriter | None = None
-        self.connects = 0
-        self.closed_after_final = False
-        self.chunker = Chunker()
-        self.sink = sink
-        self.backoff = backoff or Backoff(base_s=0.1, cap_s=2.0)
-
-    async def send(self, cmd: pb.Command) -> None:
-        if self.writer is None:
-            raise ConnectionError("not connected to the hub")
-        self.writer.write(frame_command(cmd, self.chunker))
-        if self.sink is not None:
-            self.sink.on_command(cmd)
-        await self.writer.drain()
-
-    async def run(self, connect_timeout: float, until_final: bool) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            deadline = loop.time() + connect_timeout
-            while True:
-                try:
-                    reader, self.writer = await asyncio.open_connection(self.host, self.port)
-                    break
-                except OSError:
-                    if loop.time() > deadline:
-                        raise
-                    await asyncio.sleep(self.backoff.next())
-            self.connects += 1
-            self.chunker = Chunker()
-            self.rx.reset_link()
-            if self.sink is not None:
-                self.sink.on_connect({"address": f"{self.host}:{self.port}"})
-            log.info("connected to hub %s:%d", self.host, self.port)
-            chunks = 0
-            try:
-                self.writer.write(HELLO)
-                while True:
-                    head = await reader.readexactly(2)
-                    chunk = await reader.readexactly(int.from_bytes(head, "little"))
-                    t_ns = time.monotonic_ns()
-                    if self.sink is not None:
-                        self.sink.on_chunk(chunk, t_ns)
-                    self.rx.feed_chunk(chunk, t_ns)
-                    chunks += 1
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            if self.sink is not None:
-                self.sink.on_disconnect()
-            self.writer.close()
-            self.writer = None
-            sessions = self.rx.sessions
-            if until_final and self.rx.order and sessions[self.rx.order[-1]].final:
-                self.closed_after_final = True
-                return
-            if chunks:
-                self.backoff.reset()
-            delay = self.backoff.next()
-            log.info("hub closed the link after %d chunk(s); reconnecting in %.2f s", chunks,
-                     delay)
-            await asyncio.sleep(delay)
-
-
-async def record(host: str, port: int, duration: float | None, until_final: bool,
-                 settings: list[str], connect_timeout: float = 30.0,
-                 sink: nwb_record.RecordingSink | None = None,
-                 raw_out: Path | None = None) -> dict[str, Any]:
-    rx = Receiver(sink.on_envelope if sink else None, keep_raw=raw_out is not None)
-    client = TcpClient(host, port, rx, sink)
-    task = asyncio.create_task(client.run(connect_timeout, until_final))
-    ticker = asyncio.create_task(tick(sink))
-    stop = interrupt_event()
-    t0 = time.monotonic()
-    if settings:
-        while client.writer is None and not task.done():
-            await asyncio.sleep(0.05)
-        n = None
-        while n is None and not task.done() and time.monotonic() - t0 < connect_timeout:
-            n = rx.last_telemetry.n_channels if rx.last_telemetry else None
-            n = n or None
-            if n is None and not any(s.startswith("raw_channels") for s in settings):
-                break
-            await asyncio.sleep(0.1)
-        await client.send(configure_command(settings, 1, n))
-    try:
-        waiter = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({task, waiter}, timeout=duration,
-                           return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task.done():
-            task.result()              # a connect failure raises here
-    finally:
-        task.cancel()
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError, OSError):
-            await task
-    s = rx.summary()
-    s["connects"] = client.connects
-    if raw_out is not None:
-        save_raw(raw_out, rx)
-    s["wall_s"] = round(time.monotonic() - t0, 3)
-    return s
-
-
-async def tick(sink: nwb_record.RecordingSink | None, period_s: float = 0.2) -> None:
-    """Flushes the packet log and refreshes the live status a few times a second."""
-    while sink is not None:
-        sink.tick()
-        await asyncio.sleep(period_s)
-
-
-def interrupt_event() -> asyncio.Event:
-    """An event set by Ctrl-C / SIGTERM, so the recording closes (and converts) cleanly."""
-    import signal
-
-    ev = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, ev.set)
-    return ev
 
 
 def save_raw(path: Path, rx: Receiver) -> None:
@@ -219,33 +85,119 @@ def save_raw(path: Path, rx: Receiver) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 0: recorded (and accounted, when the hub's final report came); 1: unaccounted items,
+    or a command the hub rejected or never answered (its message printed); 2 (hubctl's error
+    path): no hub within ``--connect-timeout``, or bad arguments."""
+    # malformed --set values fail here, before connecting (raw_channels needs the hub's count)
+    configure_command([x for x in args.set if not x.startswith("raw_channels")], 0)
+    link = open_link(args.tcp, args.ble, hci=args.hci, keystore=args.keystore, pair=args.pair,
+                     scan_timeout=args.connect_timeout)
     sink = nwb_record.RecordingSink(args, Link.BLE if args.ble else Link.TCP)
-    if args.ble:
-        from host_tools.ble_receiver import record_ble
-        from host_tools.bleak_bumble import BumbleBackend
-
-        backend = BumbleBackend(args.hci, keystore=args.keystore) if args.hci else None
-        s = asyncio.run(record_ble(args.ble, backend, duration=args.duration,
-                                   until_final=args.until_final, settings=args.set,
-                                   pair=args.pair, connect_timeout=args.connect_timeout,
-                                   sink=sink, raw_out=args.raw_out))
-    elif args.tcp:
-        host, port = args.tcp
-        s = asyncio.run(record(host, port, args.duration,
-                               args.until_final, args.set, args.connect_timeout,
-                               sink, args.raw_out))
-    else:
-        raise ValueError("give --tcp HOST:PORT or --ble NAME")
+    observers: list[LinkObserver] = [SinkObserver(sink, _peer(args))]
+    if args.ready_file:
+        observers.append(ReadyFile(args.ready_file, configured=not args.set))
+    try:
+        res = asyncio.run(_record(link, args, observers, sink))
+    except LinkError:                  # HubUnreachable (an OSError): hubctl exits 2
+        sink.nwb = None                # nothing to convert; the packet log is closed
+        sink.finish({})
+        raise
+    s = res.summary
+    if args.raw_out is not None:
+        save_raw(args.raw_out, res.session.receiver)
     nwb = sink.finish(s)
     if nwb is not None:
         s["nwb"] = nwb
-    text = json.dumps(s, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+        args.json.write_text(json.dumps(s, indent=1))
+    if res.failure:
+        print(f"hubctl record: {res.failure}", file=sys.stderr)
+        return 1
     print(json.dumps({k: s[k] for k in ("sessions", "classes", "latency_ms", "link")}, indent=1))
     bad = [k for k, v in s["classes"].items() if v["unaccounted"] != 0]
     if bad and s["final_report_seen"]:
         log.error("unaccounted items in: %s", ", ".join(bad))
         return 1
     return 1 if nwb is not None and "error" in nwb else 0
+
+
+def _peer(args: argparse.Namespace) -> dict[str, Any]:
+    """What the packet log's CONNECT records say about the hub."""
+    if args.ble:
+        return {"name": args.ble}
+    host, port = args.tcp
+    return {"address": f"{host}:{port}"}
+
+
+class SinkObserver(LinkObserver):
+    """The recording sink (packet log, live status; NWB on close) on the facade: every chunk,
+    connection change, command sent and decoded packet of either transport."""
+
+    def __init__(self, sink: nwb_record.RecordingSink, peer: dict[str, Any]) -> None:
+        self.sink, self.peer = sink, peer
+
+    def on_chunk(self, host_time_ns: int, chunk: bytes) -> None:
+        self.sink.on_chunk(chunk, host_time_ns)
+
+    def on_envelope(self, host_time_ns: int, env: pb.Envelope) -> None:
+        self.sink.on_envelope(env, host_time_ns)
+
+    def on_link(self, host_time_ns: int, state: str) -> None:
+        if state == "connected":
+            self.sink.on_connect(self.peer)
+        else:
+            self.sink.on_disconnect()
+
+    def on_command(self, host_time_ns: int, cmd: pb.Command) -> None:
+        self.sink.on_command(cmd)
+
+
+class ReadyFile(LinkObserver):
+    """``--ready-file``: written once connected (and, with ``--set``, configured)."""
+
+    def __init__(self, path: Path, configured: bool) -> None:
+        self.path, self.configured, self.connected = path, configured, False
+
+    def on_link(self, host_time_ns: int, state: str) -> None:
+        if state == "connected" and not self.connected:
+            self.connected = True
+            self._maybe_write()
+
+    def on_envelope(self, host_time_ns: int, env: pb.Envelope) -> None:
+        if not self.configured and env.WhichOneof("payload") == "result" \
+                and env.result.command == "configure" and env.result.code == pb.RESULT_OK:
+            self.configured = True
+            self._maybe_write()
+
+    def _maybe_write(self) -> None:
+        if self.connected and self.configured:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid()}))
+            tmp.replace(self.path)
+
+
+async def _record(link: HubLink, args: argparse.Namespace, observers: list[LinkObserver],
+                  sink: nwb_record.RecordingSink) -> RecordResult:
+    """record() with SIGINT/SIGTERM ending the recording cleanly (the summary is written) and
+    the sink ticked (packet log flushed, live status refreshed) a few times a second."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ticker = asyncio.create_task(_tick(sink))
+    try:
+        return await record(link, duration=args.duration, until_final=args.until_final,
+                            settings=args.set, connect_timeout=args.connect_timeout,
+                            observers=observers, keep_raw=args.raw_out is not None, stop=stop)
+    finally:
+        ticker.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _tick(sink: nwb_record.RecordingSink, period_s: float = 0.2) -> None:
+    while True:
+        sink.tick()
+        await asyncio.sleep(period_s)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hub.dsp.pipeline import PipelineConfig
+from hub.dsp.replay import choose_reference
 from hub.dsp.sorting import SortResult, TemplateSet, sort_recording
 from hub.sources import open_recording
 
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--templates", type=Path, help="templates file from `hubctl calibrate`")
     p.add_argument("--block-ms", type=float, default=PipelineConfig.block_ms)
     p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
+    p.add_argument("--reference", default="auto",
+                   choices=["auto", "robust", "median", "average", "none"],
+                   help="common reference (auto: robust when safe, else none; hub.dsp.replay)")
     p.add_argument("--online-labels", action="store_true",
                    help="labels as first sent, without applying later merges")
     p.add_argument("--json", type=Path, help="write sorter statistics and unit events here")
@@ -56,7 +60,10 @@ def write_sorting(res: SortResult, fs: float, out_dir: Path, online_labels: bool
 def run(args: argparse.Namespace) -> int:
     rec = open_recording(args.recording)
     templates = TemplateSet.load(args.templates) if args.templates else None
-    cfg = PipelineConfig(block_ms=args.block_ms, threshold=args.threshold, sort=True)
+    reference, why = choose_reference(rec, args.reference)
+    log.info("%s", why)
+    cfg = PipelineConfig(block_ms=args.block_ms, threshold=args.threshold, reference=reference,
+                         sort=True)
     res = sort_recording(rec, cfg, templates)
     n_units = write_sorting(res, rec.sampling_frequency, args.out_dir, args.online_labels)
     s = res.stats

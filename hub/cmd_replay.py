@@ -1,4 +1,9 @@
-"""``hub replay RECORDING [--json SUMMARY.json] [--events-out EVENTS.npz]``."""
+"""``hub replay RECORDING [--json SUMMARY.json] [--events-out EVENTS.npz]``.
+
+Streams: memory stays bounded whatever the recording's length (hub.dsp.replay). The reference
+defaults to ``auto`` (none for fewer than 8 channels or a stack of separate WAVs; the pipeline's
+default, robust, otherwise); an explicit ``--reference robust`` (or median) there is honoured
+with a warning."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hub.dsp.pipeline import PipelineConfig
-from hub.dsp.replay import replay, save_events
+from hub.dsp.replay import EventsFile, choose_reference, replay
 from hub.sources import open_recording
 
 
@@ -19,8 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events-out", type=Path, help="write every detected spike here (.npz)")
     p.add_argument("--block-ms", type=float, default=PipelineConfig.block_ms)
     p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
-    p.add_argument("--reference", default=PipelineConfig.reference,
-                   choices=["robust", "median", "average", "none"])
+    p.add_argument("--reference", default="auto",
+                   choices=["auto", "robust", "median", "average", "none"],
+                   help="common reference (auto: the pipeline's robust reference when it is safe, "
+                        "else none)")
     p.add_argument("--sort", action="store_true",
                    help="run the online sorter; the events file's `unit` carries its labels")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -28,16 +35,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rec = open_recording(args.recording)
+    reference, why = choose_reference(rec, args.reference)
     cfg = PipelineConfig(block_ms=args.block_ms, threshold=args.threshold,
-                         reference=args.reference, sort=args.sort)
-    res = replay(rec, cfg, progress=None if args.quiet else sys.stderr)
+                         reference=reference, sort=args.sort)
+    if not args.quiet:
+        print(f"reference: {why}", file=sys.stderr)
+    events = EventsFile(args.events_out, rec.sampling_frequency) if args.events_out else None
+    try:
+        res = replay(rec, cfg, progress=None if args.quiet else sys.stderr,
+                     sink=events if events is not None else (lambda _ev: None))
+    finally:
+        if events is not None:
+            events.close()
     s = res.summary
+    s["reference_choice"] = why
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(s, indent=1))
-    if args.events_out:
-        args.events_out.parent.mkdir(parents=True, exist_ok=True)
-        save_events(args.events_out, res.events, rec.sampling_frequency)
     print(format_summary(s))
     return 0
 
@@ -57,6 +71,7 @@ def format_summary(s: dict[str, object]) -> str:
         f"min {spikes.min():.0f}, max {spikes.max():.0f}",
         f"noise (σ)      per channel median {np.median(noise):.2f}, min {noise.min():.2f}, "
         f"max {noise.max():.2f} (µV, or counts where no gain is known)",
+        f"reference      {s['reference']}",
         f"snippets       {s['snippets']} ({s['snippets_dropped']} dropped); "
         f"feature bins {s['feature_bins']}",
     ])

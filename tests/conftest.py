@@ -20,9 +20,13 @@ def shared_data(sub: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gt_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(recording folder, sorting folder) of the 'tiny' ground-truth setting."""
+def gt_tiny() -> tuple[Path, Path]:
+    """(recording folder, sorting folder) of the 'tiny' ground-truth setting, generated once
+    per checkout and SpikeInterface version into build/ (materialise checks the setting's
+    parameters; tests only read it)."""
+    import spikeinterface
+
     from host_tools.groundtruth import materialise
 
     warnings.filterwarnings("ignore", message="The extractor is not serializable")
-    return materialise("tiny", tmp_path_factory.mktemp("gt"))
+    return materialise("tiny", REPO / "build" / f"gt-si{spikeinterface.__version__}")

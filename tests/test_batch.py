@@ -46,6 +46,7 @@ def client(cluster: tuple[Any, Any]) -> Any:
     return cluster[0]
 
 
+@pytest.mark.slow
 def test_cluster_listens_on_loopback_only(cluster: tuple[Any, Any]) -> None:
     import psutil
 
@@ -73,6 +74,7 @@ def _no_cluster() -> Any:
     raise AssertionError("a batch with everything current must not need the cluster")
 
 
+@pytest.mark.slow
 def test_batch_skips_what_is_current_and_recomputes_what_changed(
         recordings: Path, client: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -166,6 +168,7 @@ def test_a_step_that_fails_fails_its_dependants_not_the_batch(
         assert "needs the output of calibrate" in r["steps"]["sort"]["error"]
 
 
+@pytest.mark.slow
 def test_interrupted_task_is_redone_and_the_rest_skipped(
         recordings: Path, client: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -220,6 +223,7 @@ def test_calibrate_then_seeded_sort(recordings: Path, client: Any, tmp_path: Pat
         **{(n, "calibrate"): "skipped" for n in names}, **{(n, "sort"): "done" for n in names}}
 
 
+@pytest.mark.slow
 def test_report_step_renders_nwb_sessions(recordings: Path, client: Any, tmp_path: Path) -> None:
     pytest.importorskip("host_tools.view_cli", reason="hubctl view (issue 11) is not installed")
     s = _run({"inputs": [str(recordings)], "steps": ["replay", "report"]}, tmp_path / "out",

@@ -18,6 +18,8 @@ import pytest
 
 from host_tools.batch_testdata import make_batch
 
+pytestmark = pytest.mark.slow              # process chains: not in make test-fast
+
 TIMEOUT = 120.0  # generous: the machine may be busy; not a performance criterion
 
 

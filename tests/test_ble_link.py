@@ -6,7 +6,9 @@ Bounded durations; every child runs in its own process group and is killed on ex
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,27 +17,42 @@ from bench import bench_ble
 pytestmark = pytest.mark.slow
 
 
-def test_throughput_2m_saturated(tmp_path: Path) -> None:
+async def until(cond: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Polls ``cond`` (a hang guard, not a pass criterion: the assertions follow)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond() and loop.time() < end:
+        await asyncio.sleep(0.05)
+
+
+def test_saturated_2m_link_carries_the_modelled_throughput(tmp_path: Path) -> None:
+    """The negotiated link (MTU 247, 251-byte PDUs, 2M PHY, encrypted) carries the reference
+    1.30 Mbit/s in the air's simulated time: what every connection event that ended with
+    notifications still queued carried. Wall-clock throughput (how fast these processes kept
+    the radio fed) is a benchmark figure (make bench: bench_ble), not a test."""
     r = asyncio.run(bench_ble.throughput(tmp_path, "2M/7.5", 3.0))
     assert r["mtu"] == 247
     assert r["missing"] == 0
-    assert r["measured_mbps"] == pytest.approx(1.30, rel=0.05)
-    assert r["fill_of_model"] >= 0.90
+    air = r["air"]
+    assert (air["phy"], air["tx_octets"], air["encrypted"]) == ("2M", 251, True)
+    assert air["saturated_events"] >= 10
+    assert air["saturated_mbps"] == pytest.approx(1.30, rel=0.01)
+    assert air["saturated_mbps"] == pytest.approx(r["modelled_mbps"], rel=1e-3)
 
 
-def test_throughput_1m_without_dle(tmp_path: Path) -> None:
+def test_1m_without_dle_carries_one_notification_per_event(tmp_path: Path) -> None:
     r = asyncio.run(bench_ble.throughput(tmp_path, "1M/7.5/noDLE", 3.0))
-    assert r["measured_mbps"] == pytest.approx(0.26, rel=0.05)
+    air = r["air"]
+    assert (air["phy"], air["tx_octets"]) == ("1M", 27)
+    assert air["saturated_events"] >= 10
+    assert air["saturated_mbps"] == pytest.approx(0.26, rel=0.01)
 
 
-def test_latency_unsaturated(tmp_path: Path) -> None:
-    for attempt in range(2):    # one retry: a CPU-starved second on a shared machine is not
-        r = asyncio.run(bench_ble.latency(tmp_path / str(attempt), 400, 3.0))   # the radio
-        assert r["missing"] == 0
-        assert r["latency_ms"]["p50"] < 15
-        if r["latency_ms"]["p99"] < 30:
-            break
-    assert r["latency_ms"]["p99"] < 30
+def test_unsaturated_stream_arrives_complete_and_in_order(tmp_path: Path) -> None:
+    """400 notifications/s: nothing missing or duplicated. (Latency figures: make bench.)"""
+    r = asyncio.run(bench_ble.latency(tmp_path, 400, 3.0))
+    assert r["missing"] == 0 and r["received"] > 0
+    assert r["duplicates"] == 0
 
 
 def test_long_outage_disconnects_both_sides_and_recovers(tmp_path: Path) -> None:
@@ -51,7 +68,7 @@ def test_short_outage_stalls_then_delivers(tmp_path: Path) -> None:
     r = asyncio.run(bench_ble.outage(tmp_path, 0.8, 2.0))
     assert r["host_disconnect_reasons"] == [] and r["hub_disconnect_reasons"] == []
     assert r["missing"] == 0
-    assert r["max_latency_ms"] >= 700
+    assert r["air_silent_events"] > 0            # the radio was out, the link held
 
 
 def test_security(tmp_path: Path) -> None:
@@ -77,7 +94,7 @@ def test_dead_peer_process_times_out_on_the_other_side(tmp_path: Path) -> None:
     from hil.ble_harness import REPO
     from host_tools.ble_receiver import BleReceiver, SynthStats
 
-    async def go() -> tuple[list[int], float, dict[str, object] | None]:
+    async def go() -> tuple[list[int], list[dict[str, Any]], dict[str, object] | None]:
         model = {**bench_ble.MODELS["2M/7.5"], "supervision_timeout_s": 1.0}
         async with bench_ble.Bench(tmp_path, model) as b:
             hub = await b.start_hub("--rate", "100", "--pairing-window", "30")
@@ -86,10 +103,10 @@ def test_dead_peer_process_times_out_on_the_other_side(tmp_path: Path) -> None:
             await rx.connect_once()
             t0 = time.monotonic()
             hub.kill()
-            while not be.disconnect_reasons and time.monotonic() - t0 < 6:
+            while not be.disconnect_reasons and time.monotonic() - t0 < 60:   # hang guard
                 await asyncio.sleep(0.02)
-            dt = time.monotonic() - t0
             reasons = list(be.disconnect_reasons)
+            closed = (await control_request(b.control_port, {"cmd": "stats"}))["closed"]
             await be.close()
             hub2 = await b.start_hub("--rate", "100")        # the bond persisted on the hub
             host = await asyncio.create_subprocess_exec(
@@ -99,7 +116,7 @@ def test_dead_peer_process_times_out_on_the_other_side(tmp_path: Path) -> None:
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True)
             try:
-                for _ in range(100):
+                for _ in range(600):                           # hang guard: 60 s
                     st = await control_request(b.control_port, {"cmd": "stats"})
                     if any(c["encrypted"] for c in st["open"]):
                         break
@@ -108,12 +125,17 @@ def test_dead_peer_process_times_out_on_the_other_side(tmp_path: Path) -> None:
             finally:
                 os.killpg(host.pid, signal.SIGKILL)
                 await host.wait()
-            await asyncio.sleep(2.0)
-            return reasons, dt, await hub2.stop()
+            for _ in range(600):             # until the air timed the connection out
+                if not (await control_request(b.control_port, {"cmd": "stats"}))["open"]:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)         # the hub handles its disconnection event
+            return reasons, closed, await hub2.stop()
 
-    reasons, dt, hub_stats = asyncio.run(go())
+    reasons, closed, hub_stats = asyncio.run(go())
     assert reasons == [0x08]
-    assert 0.9 <= dt < 3.0
+    # in the air's simulated time: never before the supervision timeout (1 s)
+    assert closed and closed[0]["silence_s"] >= 1.0
     assert hub_stats is not None and hub_stats["disconnect_reasons"] == [0x08]
 
 
@@ -129,7 +151,7 @@ def test_hubctl_pair_then_record_without_pairing(tmp_path: Path) -> None:
             got = SynthStats()
             rx = BleReceiver("ihub-01", got, backend=be, pair=False, reconnect=False)
             await rx.connect_once()
-            await asyncio.sleep(0.5)
+            await until(lambda: got.received > 0)
             await rx.close()
             await be.close()
             # the hub loses its bonds (state wiped) and opens its window: the host re-bonds
@@ -141,7 +163,7 @@ def test_hubctl_pair_then_record_without_pairing(tmp_path: Path) -> None:
             again = SynthStats()
             rx = BleReceiver("ihub-01", again, backend=be, pair=True, reconnect=False)
             await rx.connect_once()
-            await asyncio.sleep(0.5)
+            await until(lambda: again.received > 0)
             await rx.close()
             await be.close()
             return status, got.received, again.received
@@ -172,7 +194,7 @@ def test_hub_over_a_serial_port(tmp_path: Path) -> None:
                 got = SynthStats()
                 rx = BleReceiver("ihub-01", got, backend=be, pair=True, reconnect=False)
                 await rx.connect_once()
-                await asyncio.sleep(1.0)
+                await until(lambda: got.received >= 100)
                 mtu = rx.stats.mtu
                 await rx.close()
                 await be.close()

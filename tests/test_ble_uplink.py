@@ -7,20 +7,25 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from hub.uplink.ble import BleConfig, BleUplink, uplink_from_args
 from hub.uplink.gatt import add_ble_arguments
 
 
-def test_pairing_window_and_file(tmp_path: Path) -> None:
+def test_pairing_window_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]                    # the window in simulated seconds, not the machine's
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     flag = tmp_path / "pair-now"
     up = BleUplink(BleConfig(pairing_file=flag))
     assert not up.pairing_open
     flag.touch()
     assert up.pairing_open
     flag.unlink()
-    up.open_pairing_window(0.05)
+    up.open_pairing_window(30)
+    clock[0] += 29.9
     assert up.pairing_open
-    time.sleep(0.08)
+    clock[0] += 0.2
     assert not up.pairing_open
 
 

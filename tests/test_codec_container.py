@@ -112,6 +112,7 @@ def _peak_rss_mb(args: list[str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_decode_streams_with_bounded_memory(tmp_path: Path) -> None:
     """Peak RSS of ``hubctl codec decode`` for a 64 MB WAV vs a 40 kB one, same run: the old
     decoder held the whole output several times over (blocks, concatenation, bytes)."""

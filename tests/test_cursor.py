@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from host_tools.cli import main as hubctl
 from host_tools.decoding.task import CenterOut, GridTask
@@ -73,6 +74,7 @@ class FakeHub:
             self.srv.close()
 
 
+@pytest.mark.slow
 def test_hubctl_cursor_calibrates_decodes_and_saves_the_session(tmp_path: Path,
                                                                 capsys: object) -> None:
     hub = FakeHub()

@@ -75,6 +75,7 @@ class Harness:
         self.w.close()
 
 
+@pytest.mark.slow
 def test_load_templates_does_not_block_the_loop(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The sorter takes long to load templates: the command handler returns at once (the loop
@@ -114,6 +115,7 @@ def test_load_templates_does_not_block_the_loop(tmp_path: Path,
     assert order == ["handler returned", "results before release: 1", "RESULT_OK,RESULT_OK"]
 
 
+@pytest.mark.slow
 def test_wedged_worker_gives_a_fresh_stage_and_one_result(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:

@@ -55,6 +55,7 @@ def fitted(train_test: tuple[np.ndarray, ...]) -> dict[str, object]:
     return out
 
 
+@pytest.mark.slow
 def test_every_decoder_recovers_tuned_velocity(train_test: tuple[np.ndarray, ...],
                                                fitted: dict[str, object]) -> None:
     _, _, Xte, Yte = train_test
@@ -105,6 +106,7 @@ def test_steady_state_matches_full_filter_after_convergence(
     assert ss.macs_per_bin() < full.macs_per_bin()
 
 
+@pytest.mark.slow
 def test_inner_validation_picks_more_smoothing_for_noisier_data() -> None:
     X, Y = synth(3, n_bins=3000, n_units=80)
     few = synth(3, n_bins=600, n_units=80)
@@ -143,6 +145,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, fitted: dict[str, object]) -
         load_decoder(tmp_path / "v99.npz")
 
 
+@pytest.mark.slow
 def test_decode_eval_on_synthetic_npz(tmp_path: Path) -> None:
     X, Y = synth(11, n_bins=2000, n_units=40)
     np.savez(tmp_path / "s.npz", X=X, Y=Y, bin_s=BIN_S)
@@ -160,6 +163,7 @@ def test_decode_eval_on_synthetic_npz(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_decode_eval_real_m1(tmp_path: Path) -> None:
     data = shared_data("stevenson2011_reaching_binned")
     out = tmp_path / "m1.json"

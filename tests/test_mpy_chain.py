@@ -16,6 +16,8 @@ import pytest
 from hil.mpy_hil import main as mpy_hil_main
 from hub.link import FrameParser
 
+pytestmark = pytest.mark.slow              # process chains: not in make test-fast
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -20,6 +20,8 @@ from hil.chain import ChainSpec, run_chain
 from host_tools.packetlog import Kind, PacketLogReader
 from tests.nwb_checks import check_session, inspector_problems
 
+pytestmark = pytest.mark.slow              # process chains: not in make test-fast
+
 REPO = Path(__file__).resolve().parent.parent
 SUBJECT = ["--subject-id", "sim-1", "--species", "Macaca mulatta",
            "--session-description", "simulated implant replaying a ground-truth recording"]

@@ -7,6 +7,7 @@ import asyncio
 from hub.daemon.scheduler import FEATURES, RAW, SNIPPETS, SPIKES, TELEMETRY, Packet, Scheduler
 from hub.uplink.base import CommandHandler, Uplink
 from hub.wire import Reassembler, pb
+from tests.virtual_clock import run as vrun
 
 
 class MemoryUplink(Uplink):
@@ -71,7 +72,7 @@ def test_priority_order_and_sequence_numbers() -> None:
         assert await s.drain(2.0)
         task.cancel()
         return decode(up.chunks)
-    envs = [e for e in asyncio.run(go()) if e.WhichOneof("payload") == "log"]
+    envs = [e for e in vrun(go()) if e.WhichOneof("payload") == "log"]
     assert [e.stream for e in envs] == [TELEMETRY, SPIKES, SPIKES, FEATURES, SNIPPETS, RAW]
     assert [e.seq for e in envs if e.stream == SPIKES] == [0, 1]
 
@@ -94,7 +95,7 @@ def test_outage_buffers_events_and_sheds_raw_with_accounting() -> None:
         assert await s.drain(2.0)
         task.cancel()
         return decode(up.chunks)
-    envs = asyncio.run(go())
+    envs = vrun(go())
     spikes = [e for e in envs if e.stream == SPIKES]
     assert len(spikes) == 50 and [e.sample_index for e in spikes] == sorted(
         e.sample_index for e in spikes)
@@ -123,7 +124,7 @@ def test_budget_sheds_lowest_class_first() -> None:
         assert await s.drain(2.0)
         task.cancel()
         return decode(up.chunks), s
-    envs, _ = asyncio.run(go())
+    envs, _ = vrun(go())
     t = totals(envs)
     got = {st: sum(1 for e in envs if e.stream == st and e.WhichOneof("payload") == "log")
            for st in (SPIKES, SNIPPETS, RAW)}
@@ -152,7 +153,7 @@ def test_shed_reports_stay_small_and_complete_under_many_ranges() -> None:
         assert await s.drain(5.0)
         task.cancel()
         return decode(up.chunks)
-    envs = asyncio.run(go())
+    envs = vrun(go())
     reports = [e.shed for e in envs if e.WhichOneof("payload") == "shed"]
     assert len(reports) > 1 and reports[-1].final and not any(r.final for r in reports[:-1])
     ranges = [r for rep in reports for r in rep.ranges]
@@ -172,9 +173,9 @@ def test_token_bucket_caps_rate_and_schedule_parses() -> None:
         b = TokenBucket(400_000, burst_bytes=500)
         t = time.monotonic()
         for _ in range(100):
-            await b.take(250)                 # 25 kB at 50 kB/s ≈ 0.5 s
+            await b.take(250)                 # 25 kB at 50 kB/s, 500 B of burst
         return time.monotonic() - t
-    assert 0.4 < asyncio.run(go()) < 0.8
+    assert vrun(go()) == pytest.approx(24_500 / 50_000, rel=1e-3)   # simulated seconds
     assert parse_schedule("20:outage=5, 10:rate=260e3") == [(10.0, "rate", 260e3),
                                                             (20.0, "outage", 5.0)]
     with pytest.raises(UplinkError, match="unknown action"):
@@ -216,7 +217,7 @@ def test_budget_survives_a_stall_and_resets_on_reconnect() -> None:
         task.cancel()
         return after_stall, after_reconnect, up.rate or 0.0
 
-    after_stall, after_reconnect, nominal = asyncio.run(main())
+    after_stall, after_reconnect, nominal = vrun(main())
     assert after_stall >= 0.9 * nominal, "a stall must not be taken for the link's capacity"
     assert after_reconnect >= 0.9 * nominal, "a new connection restarts from the nominal rate"
 

@@ -12,6 +12,8 @@ from host_tools.timesync import TimeSyncFit
 from hub.daemon.linkclock import ArrivalClock, Observation
 from hub.wire import pb
 
+pytestmark = pytest.mark.slow              # process chains: not in make test-fast
+
 FS = 30000
 SPF = 30
 

@@ -160,6 +160,7 @@ def test_repeated_warnings_become_a_bounded_number_of_log_packets() -> None:
     assert 1 <= len(sent) <= 20
 
 
+@pytest.mark.slow
 def test_sigterm_with_a_host_that_never_reads_is_bounded(tmp_path: Path) -> None:
     """The daemon's SIGTERM path with a host that said hello and then never reads: on the old
     code ``uplink.stop()`` awaited the socket's drain forever (> 35 s in the adversary's run,

@@ -2,24 +2,26 @@
 every decoded packet handed to a callback with its host receive time, the time-sync fit kept,
 and one Configure sent after the first connection.
 
-This is a thin seam over the receivers the project has (``record_cli.TcpClient``,
-``ble_receiver.BleReceiver``): the tools only see ``on_envelope(env, t_ns)``.
+This is a thin seam over the host link facade (``host_tools.session.HubSession`` over TCP or
+BLE: reconnects, reassembly and the time-sync fit with round trips, the same as ``hubctl
+record``): the tools only see ``on_envelope(env, t_ns)``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from host_tools.hublink import open_link
 from host_tools.receiver import Receiver
+from host_tools.session import CommandRejected, CommandTimeout, HubSession, LinkObserver
 from host_tools.timesync import TimeSyncFit
 from hub.wire import pb
+from hub.wire import settings as wire_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +41,33 @@ def add_link_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=float, default=30.0)
 
 
+class _Forward(LinkObserver):
+    def __init__(self, on_envelope: OnEnvelope) -> None:
+        self.user = on_envelope
+
+    def on_envelope(self, host_time_ns: int, env: pb.Envelope) -> None:
+        self.user(env, host_time_ns)
+
+
 class LiveLink:
-    """Runs until ``stop`` is set; ``timesync`` maps hub samples to host monotonic ns."""
+    """Runs until ``stop`` is set; ``timesync`` maps hub samples to host monotonic ns; ``rx``
+    is the session's receiver (``rx.results``: the Configure's result has request id 1)."""
 
     def __init__(self, args: argparse.Namespace, on_envelope: OnEnvelope) -> None:
         if not args.tcp and not args.ble:
             raise ValueError("give --tcp HOST:PORT or --ble NAME")
         self.args = args
-        self.timesync = TimeSyncFit()
-        self._user = on_envelope
-        self.rx = Receiver(self._on_envelope)
-        self.connected = asyncio.Event()
+        link = open_link(args.tcp, args.ble, hci=args.hci, keystore=args.keystore,
+                         pair=args.pair, scan_timeout=args.connect_timeout)
+        self.session = HubSession(link, observers=[_Forward(on_envelope)],
+                                  connect_timeout=args.connect_timeout)
+        self.rx: Receiver = self.session.receiver
+        self.timesync: TimeSyncFit = self.session.timesync
+        self.connected = self.session.connected
 
-    def _on_envelope(self, env: pb.Envelope, t_ns: int) -> None:
-        if env.WhichOneof("payload") == "time_sync":
-            self.timesync.add_packet(env.time_sync, t_ns)
-        self._user(env, t_ns)
-
-    async def _configure(self, send: Callable[[pb.Command], Any]) -> None:
-        from host_tools.record_cli import configure_command
-
+    async def _configure(self) -> None:
+        """One Configure (request id 1) once the hub reports its channel count (needed for
+        raw_channels); its result lands in ``rx.results`` whatever its code."""
         if not self.args.set:
             return
         t0 = time.monotonic()
@@ -69,62 +78,21 @@ class LiveLink:
             if n is None and not any(s.startswith("raw_channels") for s in self.args.set):
                 break
             await asyncio.sleep(0.1)
-        await send(configure_command(self.args.set, 1, n))
+        cmd = wire_settings.configure_command(self.args.set, 1, n)
+        try:
+            res = await self.session.command(cmd, timeout=self.args.connect_timeout)
+        except CommandTimeout as e:
+            log.error("%s", e)
+            return
+        if res.code != pb.RESULT_OK:
+            log.error("%s", CommandRejected(res))
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self.args.ble:
-            await self._run_ble(stop)
-        else:
-            await self._run_tcp(stop)
-
-    async def _run_tcp(self, stop: asyncio.Event) -> None:
-        from host_tools.record_cli import TcpClient
-
-        host, _, port = self.args.tcp.rpartition(":")
-        client = TcpClient(host or "127.0.0.1", int(port), self.rx)
-        task = asyncio.create_task(client.run(self.args.connect_timeout, False))
+        """Connects (raises HubUnreachable when no hub comes within --connect-timeout),
+        configures, and receives until ``stop``."""
         try:
-            while client.writer is None and not task.done():
-                await asyncio.sleep(0.05)
-            if task.done():
-                task.result()                 # raises: never connected
-            self.connected.set()
-            await self._configure(client.send)
-            stop_wait = asyncio.create_task(stop.wait())
-            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            stop_wait.cancel()
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await task
-
-    async def _run_ble(self, stop: asyncio.Event) -> None:
-        from host_tools.ble_receiver import BleReceiver
-        from host_tools.bleak_bumble import BumbleBackend
-
-        backend = (BumbleBackend(self.args.hci, keystore=self.args.keystore) if self.args.hci
-                   else None)
-
-        def on_chunk(chunk: bytes, t_ns: int) -> None:
-            self.rx.feed_chunk(chunk, t_ns)
-
-        ble = BleReceiver(self.args.ble, on_chunk, backend=backend, pair=self.args.pair,
-                          scan_timeout=self.args.connect_timeout)
-        inner = asyncio.Event()
-        task = asyncio.create_task(ble.run(inner))
-        try:
-            await asyncio.wait_for(ble.subscribed.wait(), self.args.connect_timeout)
-            self.connected.set()
-
-            async def send(cmd: pb.Command) -> None:
-                await ble.send_command(cmd.SerializeToString())
-
-            await self._configure(send)
+            await self.session.start()
+            await self._configure()
             await stop.wait()
         finally:
-            inner.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 10)
-            if backend is not None:
-                with contextlib.suppress(Exception):
-                    await backend.close()
+            await self.session.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,42 @@ MAX_GAIN_UV = 1e4
 
 class RecordingError(ValueError):
     """A recording file is missing, truncated, malformed or contradicts its metadata."""
+
+
+class FileRows:
+    """Rows of fixed size from a region of a file, read with ``preadv`` into the caller's
+    array: nothing is mapped, so resident memory is one block whatever the file's length (a
+    memory map would keep every page read so far resident). The descriptor closes with the
+    object (or ``close``)."""
+
+    def __init__(self, path: Path, offset: int, row_bytes: int, rows: int) -> None:
+        self.path, self.offset, self.row_bytes, self.rows = path, offset, row_bytes, rows
+        self._fd: int | None = os.open(path, os.O_RDONLY)
+
+    def read_into(self, start: int, out: npt.NDArray[Any]) -> None:
+        """Fills ``out`` (C-contiguous, a whole number of rows) from row ``start``."""
+        if self._fd is None:
+            raise RecordingError(f"{self.path}: read after close")
+        want = out.nbytes
+        if want % self.row_bytes or start < 0 or start + want // self.row_bytes > self.rows:
+            raise IndexError(f"{self.path}: rows [{start}, {start + want // self.row_bytes}) "
+                             f"outside 0..{self.rows}")
+        view = memoryview(out.data).cast("B")
+        pos, done = self.offset + start * self.row_bytes, 0
+        while done < want:
+            got = os.preadv(self._fd, [view[done:]], pos + done)
+            if got <= 0:
+                raise RecordingError(f"{self.path}: file shrank while reading (truncated at "
+                                     f"byte {pos + done})")
+            done += got
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 @dataclass
@@ -71,12 +108,15 @@ class Recording:
             raise IndexError(f"rows [{start}, {stop}) outside 0..{self.num_samples}")
         return self.reader(start, stop)
 
-    def blocks(self, block_samples: int) -> Iterator[tuple[int, npt.NDArray[np.int16]]]:
-        """(first_sample, block) over the whole recording; the last block may be shorter."""
+    def blocks(self, block_samples: int, start: int = 0, stop: int | None = None
+               ) -> Iterator[tuple[int, npt.NDArray[np.int16]]]:
+        """(first_sample, block) over rows [start, stop) (default: all), read one block at a
+        time (memory: one block, whatever the length); the last block may be shorter."""
         if block_samples < 1:
             raise ValueError("block_samples must be ≥ 1")
-        for start in range(0, self.num_samples, block_samples):
-            yield start, self.read(start, min(start + block_samples, self.num_samples))
+        stop = self.num_samples if stop is None else stop
+        for first in range(start, stop, block_samples):
+            yield first, self.read(first, min(first + block_samples, stop))
 
 
 def open_recording(path: str | Path) -> Recording:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.sources.base import Recording, RecordingError
+from hub.sources.base import FileRows, Recording, RecordingError
 
 
 def _key(meta: dict[str, Any], key: str, path: Path) -> Any:
@@ -69,11 +69,12 @@ def read_raw(bin_path: Path) -> Recording:
         if pos.shape != (C, 2):
             raise RecordingError(
                 f"{json_path}: key 'channel_positions_um' must hold {C} [x, y] pairs")
-    data = np.memmap(bin_path, dtype="<i2", mode="r", shape=(n, C)) if n else np.zeros(
-        (0, C), np.int16)
+    rows = FileRows(bin_path, 0, 2 * C, n)
 
     def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
-        return np.ascontiguousarray(data[start:stop], dtype=np.int16)
+        out = np.empty((stop - start, C), "<i2")
+        rows.read_into(start, out)
+        return out.astype(np.int16, copy=False)
 
     return Recording(name=bin_path.stem, sampling_frequency=float(fs), num_channels=C,
                      num_samples=n, gain_to_uV=gains, reader=reader, channel_positions_um=pos)

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hub.dsp.geometry import ProbeError, positions_from_probegroup
-from hub.sources.base import Recording, RecordingError
+from hub.sources.base import FileRows, Recording, RecordingError
 
 FLOAT_LSB_UV = 0.195  # Intan RHD2000 ADC step
 
@@ -67,19 +67,24 @@ def read_si_binary_folder(folder: Path) -> Recording:
     if size % frame:
         raise RecordingError(f"{path}: {size} bytes is not a whole number of {C}-channel frames")
     n = size // frame
-    data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n, C)) if n else \
-        np.zeros((0, C), dtype)
+    rows = FileRows(path, offset, frame, n)
+
+    def data(start: int, stop: int) -> npt.NDArray[Any]:
+        out = np.empty((stop - start, C), dtype)
+        rows.read_into(start, out)
+        return out
+
     gains = np.asarray(kw.get("gain_to_uV") or [1.0] * C, dtype=np.float64)
     clipped = [0]
     if dtype == np.int16:
         def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
-            return np.ascontiguousarray(data[start:stop])
+            return data(start, stop).astype(np.int16, copy=False)
         out_gain = gains
     elif dtype.kind == "f":
         scale = gains / FLOAT_LSB_UV
 
         def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
-            x = np.asarray(data[start:stop], dtype=np.float64)
+            x = np.asarray(data(start, stop), dtype=np.float64)
             bad = ~np.isfinite(x)
             if bad.any():          # a missing sample is not a zero: refuse, say where
                 t, c = np.argwhere(bad)[0]
