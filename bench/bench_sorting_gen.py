@@ -130,12 +130,15 @@ def run(quick: bool, split: str = "report", families: list[str] | None = None,
     warnings.filterwarnings("ignore")
     fam_list = [sf.family(n) for n in families] if families else list(sf.FAMILIES)
     results = evaluate_matrix(fam_list, split, quick, offline)
+    from bench import sorting_eval
+
     fams = summarise(results)
     drifting = {f.name for f in fam_list if f.drifting}
     res: dict[str, Any] = {"quick": quick, "split": split,
                            "seeds": list(_seeds(split, quick)),
                            "tune_seeds": list(sf.TUNE_SEEDS),
                            "report_seeds": list(sf.REPORT_SEEDS),
+                           "settings": dict(sorting_eval.OVERRIDES),
                            "families": fams, "headline": headline(fams, drifting),
                            "recordings": results}
     OUT.mkdir(parents=True, exist_ok=True)
@@ -220,6 +223,7 @@ def table(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    global OUT, QUICK_SEEDS
     p = argparse.ArgumentParser(prog="python -m bench.bench_sorting_gen", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="one seed per split, half durations")
@@ -233,14 +237,23 @@ def main() -> int:
     p.add_argument("--offline", action="append", default=[],
                    help="only this offline sorter (repeat; default: all of "
                         "mountainsort5, spykingcircus2, tridesclous2)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="run the hub with this pipeline or sorter setting (repeat)")
+    p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     offline = () if args.no_offline else (tuple(args.offline) or None)
-    global QUICK_SEEDS
     QUICK_SEEDS = args.seeds_per_split
-    if args.cached_only:
-        from bench import sorting_eval
+    from bench import sorting_eval
 
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set {item}: expected NAME=VALUE")
+        sorting_eval.OVERRIDES[name.strip()] = value.strip()
+    sorting_eval.pipeline_config()      # an unknown name fails here, before any work
+    OUT = args.out
+    if args.cached_only:
         sorting_eval.CACHED_ONLY = True
     res = run(args.quick, args.split, args.family or None, offline)
     print(table(res))

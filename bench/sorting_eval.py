@@ -73,6 +73,46 @@ def _load_sorting(path: Path, fs: float) -> tuple[Any, dict[str, Any]] | None:
 
 #: set by the harness's --cached-only: offline sorters are never run, only read from cache
 CACHED_ONLY = False
+#: set by the harness's --set NAME=VALUE: pipeline (PipelineConfig) or sorter (SorterConfig)
+#: settings the hub runs with instead of the defaults (ablations, before/after figures)
+OVERRIDES: dict[str, str] = {}
+
+
+def pipeline_config() -> Any:
+    """PipelineConfig(sort=True) with OVERRIDES applied (ValueError naming an unknown one)."""
+    import dataclasses
+
+    from hub.dsp.pipeline import PipelineConfig
+
+    cfg = PipelineConfig(sort=True)
+    sort_cfg = cfg.sort_settings
+    for name, text in OVERRIDES.items():
+        for obj in (cfg, sort_cfg):
+            if name in {f.name for f in dataclasses.fields(obj)}:
+                kind = type(getattr(obj, name))
+                val: Any = (text.lower() in ("1", "true", "yes", "on")) if kind is bool \
+                    else kind(text)
+                if obj is cfg:
+                    cfg = dataclasses.replace(cfg, **{name: val})
+                else:
+                    sort_cfg = dataclasses.replace(sort_cfg, **{name: val})
+                break
+        else:
+            raise ValueError(f"--set {name}: not a pipeline or sorter setting")
+    return dataclasses.replace(cfg, sort_settings=sort_cfg)
+
+
+def sorter_params(sorter: str) -> dict[str, Any]:
+    """Parameters an offline sorter runs with here (its defaults, except where a default needs
+    what is not installed): SpyKING CIRCUS 2's default motion correction (DREDGE) needs torch,
+    which is not a dependency, so without torch it uses SpikeInterface's torch-free preset
+    ("nonrigid_fast_and_accurate": the decentralised estimate) instead of failing on every
+    probe large enough to be motion-corrected."""
+    import importlib.util
+
+    if sorter == "spykingcircus2" and importlib.util.find_spec("torch") is None:
+        return {"motion_correction": {"preset": "nonrigid_fast_and_accurate"}}
+    return {}
 
 
 def offline(m: Materialised, sorter: str, start_s: float = 0.0,
@@ -97,19 +137,23 @@ def offline(m: Materialised, sorter: str, start_s: float = 0.0,
         a = round(start_s * fs)
         rec = rec.frame_slice(a, min(rec.get_num_samples(), a + round(duration_s * fs)))
     work = Path(tempfile.mkdtemp(prefix=f"sortgen-{sorter}-"))
-    log.info("running %s on %s (%s)", sorter, m.key, tag)
+    params = sorter_params(sorter)
+    log.info("running %s on %s (%s) %s", sorter, m.key, tag, params or "")
     t = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # MS5 prints its progress
             sorting = ss.run_sorter(sorter, rec, folder=work / sorter, verbose=False,
-                                    remove_existing_folder=True)
+                                    remove_existing_folder=True, **params)
         sorting = si.NumpySorting.from_sorting(sorting)
-        meta: dict[str, Any] = {"wall_s": time.perf_counter() - t, "sorter": sorter}
+        meta: dict[str, Any] = {"wall_s": time.perf_counter() - t, "sorter": sorter,
+                                "params": params}
         _save_sorting(path, sorting, meta)
         return sorting, meta
     except Exception as e:  # a sorter failing on one recording is a result, not a crash
         log.warning("%s failed on %s: %s", sorter, m.key, e)
-        meta = {"error": f"{type(e).__name__}: {str(e)[:300]}", "sorter": sorter}
+        # the last lines name the cause (the first only say where it surfaced)
+        meta = {"error": f"{type(e).__name__}: {str(e)[-600:]}", "sorter": sorter,
+                "params": params}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
         return None, meta
     finally:
@@ -121,12 +165,11 @@ def hub_sort(m: Materialised, templates: Any = None) -> tuple[Any, dict[str, Any
     SpikeInterface sorting a host would build (merges applied) and the run's figures."""
     import spikeinterface.core as si
 
-    from hub.dsp.pipeline import PipelineConfig
     from hub.dsp.sorting import sort_recording
     from hub.sources import open_recording
 
     rec = open_recording(m.recording)
-    res = sort_recording(rec, PipelineConfig(sort=True), templates)
+    res = sort_recording(rec, pipeline_config(), templates)
     keep = res.final_units >= 0
     order = np.argsort(res.samples[keep], kind="stable")
     sorting = si.NumpySorting.from_samples_and_labels(
@@ -149,7 +192,6 @@ def calibrate(m: Materialised, duration_s: float) -> tuple[Any, dict[str, Any]]:
     """Templates from the calibration sorter on the first `duration_s` (its sort cached), by
     the same code as `hubctl calibrate`; (TemplateSet or None, info)."""
     from host_tools.calibrate import templates_from_sorting
-    from hub.dsp.pipeline import PipelineConfig
     from hub.sources import open_recording
 
     sorting, meta = offline(m, CALIBRATION_SORTER, 0.0, duration_s)
@@ -157,7 +199,7 @@ def calibrate(m: Materialised, duration_s: float) -> tuple[Any, dict[str, Any]]:
         return None, meta
     rec = open_recording(m.recording)
     last = min(rec.num_samples, round(duration_s * rec.sampling_frequency))
-    ts, info = templates_from_sorting(rec, sorting, PipelineConfig(), 0, last,
+    ts, info = templates_from_sorting(rec, sorting, pipeline_config(), 0, last,
                                       sorter=CALIBRATION_SORTER)
     info["sorter_seconds"] = meta.get("wall_s")
     return ts, info

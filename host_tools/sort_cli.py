@@ -34,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--templates", type=Path, help="templates file from `hubctl calibrate`")
     p.add_argument("--block-ms", type=float, default=PipelineConfig.block_ms)
     p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
-    p.add_argument("--reference", default="auto", choices=["auto", "median", "average", "none"],
-                   help="common reference (auto: median when safe, else none; hub.dsp.replay)")
+    p.add_argument("--reference", default="auto",
+                   choices=["auto", "robust", "median", "average", "none"],
+                   help="common reference (auto: robust when safe, else none; hub.dsp.replay)")
     p.add_argument("--online-labels", action="store_true",
                    help="labels as first sent, without applying later merges")
     p.add_argument("--json", type=Path, help="write sorter statistics and unit events here")

@@ -1,8 +1,9 @@
 """``hub replay RECORDING [--json SUMMARY.json] [--events-out EVENTS.npz]``.
 
 Streams: memory stays bounded whatever the recording's length (hub.dsp.replay). The reference
-defaults to ``auto`` (none for fewer than 8 channels or a stack of separate WAVs; median
-otherwise); an explicit ``--reference median`` there is honoured with a warning."""
+defaults to ``auto`` (none for fewer than 8 channels or a stack of separate WAVs; the pipeline's
+default, robust, otherwise); an explicit ``--reference robust`` (or median) there is honoured
+with a warning."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events-out", type=Path, help="write every detected spike here (.npz)")
     p.add_argument("--block-ms", type=float, default=PipelineConfig.block_ms)
     p.add_argument("--threshold", type=float, default=PipelineConfig.threshold)
-    p.add_argument("--reference", default="auto", choices=["auto", "median", "average", "none"],
-                   help="common reference (auto: median when it is safe, else none)")
+    p.add_argument("--reference", default="auto",
+                   choices=["auto", "robust", "median", "average", "none"],
+                   help="common reference (auto: the pipeline's robust reference when it is safe, "
+                        "else none)")
     p.add_argument("--sort", action="store_true",
                    help="run the online sorter; the events file's `unit` carries its labels")
     p.add_argument("--quiet", action="store_true", help="no progress line")

@@ -146,6 +146,27 @@ def test_spikes_labelled_in_the_block_that_completes_their_snippet(
     assert no_sort.process(rec.read(0, 300)).sort_events is None
 
 
+def test_sorter_sees_more_channels_than_the_uplink(gt_tiny: tuple[Path, Path]) -> None:
+    """The sorter's snippet has SorterConfig.channels (6) channels; the snippets a block
+    result carries (the uplink's) keep snippet_channels and are the same as without sorting."""
+    rec = open_recording(gt_tiny[0])
+    args = (rec.num_channels, rec.sampling_frequency, rec.channel_positions_um)
+    sort, plain = Pipeline(PipelineConfig(sort=True), *args), Pipeline(PipelineConfig(), *args)
+    assert sort.sorter is not None and sort.sorter.k == 6 and sort.snippet_k == 4
+    n = int(2 * rec.sampling_frequency)
+    seen = 0
+    for start in range(0, n, sort.block_samples):
+        block = rec.read(start, min(start + sort.block_samples, n))
+        a, b = sort.process(block), plain.process(block)
+        assert a.snippets.shape[1] == 4 and a.snippets.flags.c_contiguous
+        assert np.array_equal(a.snippet_events["sample"], b.snippet_events["sample"])
+        assert np.array_equal(a.snippets, b.snippets)
+        seen += a.snippets.shape[0]
+    assert seen > 10
+    two = Pipeline(PipelineConfig(sort=True, sort_settings=SorterConfig(channels=2)), *args)
+    assert two.sorter is not None and two.sorter.k == 4     # never fewer than the uplink's
+
+
 def test_recording_sort_is_deterministic(gt_tiny: tuple[Path, Path]) -> None:
     rec = open_recording(gt_tiny[0])
     a = sort_recording(rec, max_seconds=10.0)

@@ -1,5 +1,6 @@
 /* frontend_bench — the hub front-end in C alone, for instruction counts under valgrind:
  *   valgrind --tool=callgrind --toggle-collect=run_frontend frontend_bench CHANNELS SAMPLES
+ *            [1 | 0 (set up only)] [median | robust | none (the reference)]
  * Same chain and defaults as hub/pipeline.py: 1st-order 300–6000 Hz band-pass, global common
  * median reference, MAD noise + locally exclusive detection (5σ, ±0.4 ms, 1 ms refractory),
  * 48-sample snippets on 4 channels, 20 ms feature bins; 10 ms blocks at 30 kHz. The input is
@@ -65,7 +66,11 @@ int main(int argc, char **argv) {
     nk_bandpass_new(C, sos, ns, &bp);
     int32_t *groups = calloc((size_t)C, sizeof(int32_t));
     nk_reference *ref = NULL;
-    nk_reference_new(C, groups, NK_REF_MEDIAN, &ref);
+    /* a fourth argument picks the reference: "median" (default), "robust" or "none" */
+    const char *mode = argc > 4 ? argv[4] : "median";
+    nk_reference_new(C, groups, mode[0] == 'r' ? NK_REF_ROBUST : NK_REF_MEDIAN, &ref);
+    if (mode[0] == 'n') { for (int32_t c = 0; c < C; c++) groups[c] = -1;
+                          nk_reference_free(ref); nk_reference_new(C, groups, NK_REF_MEDIAN, &ref); }
     int32_t *off = malloc(sizeof(int32_t) * ((size_t)C + 1)), *idx = malloc(sizeof(int32_t) * (size_t)C * 4);
     int32_t k = 0;
     for (int32_t c = 0; c < C; c++) { /* linear probe, neighbours within 2 contacts */
@@ -94,7 +99,9 @@ int main(int argc, char **argv) {
     /* a third argument "0": set up only (the baseline an instruction count subtracts) */
     long n = argc > 3 && argv[3][0] == '0' ? 0
              : run_frontend(C, T, x, y, bp, ref, det, sn, ft, ev, cap, sev, wf, bi, bs, bc, bpw);
-    printf("channels %d samples %d events %ld\n", C, T, n);
+    float share = 0.0f;
+    nk_reference_get_share(ref, &share);
+    printf("channels %d samples %d events %ld share %.3f\n", C, T, n, (double)share);
     nk_bandpass_free(bp); nk_reference_free(ref); nk_detect_free(det); nk_snippet_free(sn);
     nk_features_free(ft);
     free(x); free(groups); free(off); free(idx); free(nb); free(ev); free(sev); free(y); free(wf);

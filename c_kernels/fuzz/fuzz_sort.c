@@ -35,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg.relative_tolerance = (float)(data[15] % 4) * 0.1f;
     cfg.scale_range = (float)((data[15] / 4) % 4) * 0.2f;
     cfg.scale_prior = (float)(data[15] / 16);
+    cfg.burst_samples = data[14] / 32;
     const int32_t C = cfg.n_channels, K = cfg.n_neighbors, L = cfg.n_samples;
     int32_t *nb = malloc(sizeof(int32_t) * (size_t)(C * K));
     for (int32_t c = 0; c < C; c++)

@@ -47,6 +47,13 @@
  * its mean intervals, continues that unit (no BIRTH; counted in links and successions): the
  * neuron whose spikes stopped fitting its templates when the probe moved. Calibrated units
  * follow the probe the same way.
+ * Bursts: a neuron's spikes late in a burst are smaller (×0.6–0.8), too small for its template
+ * and its scale prior, so they seed a candidate of their own. A candidate about to be born
+ * whose spikes came, at least 2 in 3, within burst_samples after a spike of the same unit
+ * cluster on its channel, and whose template is that cluster's shape at some scale within
+ * 1 ± scale_range (δ with no scale prior ≤ merge_distance + the young-template allowance),
+ * joins that unit instead (a link; its template stays apart, for the burst's smaller spikes).
+ * Two neurons that merely share a channel follow each other that often only by chance.
  * Retire: a candidate silent for candidate_samples is freed quietly; a unit cluster silent for
  * retire_samples is freed, and when a unit's last cluster goes the unit retires
  * (NK_SORT_RETIRE). When a channel's U slots are full the oldest silent candidate is recycled;
@@ -112,6 +119,9 @@ typedef struct {
     float scale_range;          /* r: a spike may match a·template, a ∈ [1 − r, 1 + r], at a
                                    cost of scale_prior·(a − 1)² in δ; 0: no scaling */
     float scale_prior;
+    int64_t burst_samples;      /* bursts: a candidate whose spikes mostly follow a unit's spike
+                                   on its channel within this many samples, with that unit's
+                                   shape at a smaller or larger scale, joins it (0: off) */
 } nk_sort_config;
 
 typedef struct {

@@ -5,23 +5,44 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Robust mode (see nk_reference.h). */
+#define ROBUST_QUIET 4.4478f   /* quiet: |x| < 3σ = 3 / 0.6745 × the median of |x| */
+#define ROBUST_ETA_FAST 0.1f   /* first step of the running medians (as nk_detect's) */
+#define ROBUST_TAU 60000.0f    /* default time constant, samples (2 s at 30 kHz) */
+#define ROBUST_STRIDE 32       /* rows between updates of σ and of the common-mode share */
+#define ROBUST_WARMUP 64       /* updates before the share may leave 0 (2048 rows) */
+
 struct nk_reference {
     int32_t n_channels, n_groups, mode;
     int32_t *members;      /* channel indices grouped: members[start[g] .. start[g+1]) */
     int32_t *start;        /* n_groups + 1 */
+    int32_t *lo;           /* n_groups: first channel of a contiguous group, else −1 */
     float *scratch;        /* n_channels */
     float *inside;         /* n_channels: values inside a bracket */
     float *prev_median;    /* n_groups: last row's median, the next row's bracket centre */
     float *delta;          /* n_groups: bracket half-width (0 = not yet known) */
     float *prev_mean;      /* n_groups: last row's mean (tracks common-mode jumps) */
+    /* NK_REF_ROBUST */
+    int32_t *halves;       /* n_channels: per group (from start[g]) its half-0 channels, then
+                              its half-1 channels */
+    int32_t *half;         /* n_groups: channels in half 0 */
+    float *mad;            /* n_groups: running median of |x| over the group's channels */
+    float *sr, *sd;        /* n_groups: running medians of |(m0 + m1)/2| and |m0 − m1| */
+    float *share;          /* n_groups: β, the common-mode share subtracted */
+    int64_t rows;          /* rows processed */
+    int64_t updates;       /* stride rows processed (the running medians' step schedule) */
+    float eta_slow;        /* final step of the running medians per row (1 / time constant) */
 };
+
+static void robust_reset(nk_reference *r);
 
 int nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_t mode,
                      nk_reference **out) {
     if (!out) return NK_ERR_ARG;
     *out = NULL;
     if (n_channels < 1 || !group_of_channel) return NK_ERR_ARG;
-    if (mode != NK_REF_MEDIAN && mode != NK_REF_AVERAGE) return NK_ERR_ARG;
+    if (mode != NK_REF_MEDIAN && mode != NK_REF_AVERAGE && mode != NK_REF_ROBUST)
+        return NK_ERR_ARG;
     int32_t n_groups = 0;
     for (int32_t c = 0; c < n_channels; c++) {
         int32_t g = group_of_channel[c];
@@ -33,15 +54,24 @@ int nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_
     r->n_channels = n_channels;
     r->n_groups = n_groups;
     r->mode = mode;
-    r->members = calloc((size_t)n_channels, sizeof(int32_t));
-    r->start = calloc((size_t)n_groups + 1, sizeof(int32_t));
-    r->scratch = calloc((size_t)n_channels, sizeof(float));
-    r->inside = calloc((size_t)n_channels, sizeof(float));
-    r->prev_median = calloc((size_t)n_groups + 1, sizeof(float));
-    r->delta = calloc((size_t)n_groups + 1, sizeof(float));
-    r->prev_mean = calloc((size_t)n_groups + 1, sizeof(float));
-    if (!r->members || !r->start || !r->scratch || !r->inside || !r->prev_median || !r->delta ||
-        !r->prev_mean) {
+    const size_t C = (size_t)n_channels, G = (size_t)n_groups + 1;
+    r->members = calloc(C, sizeof(int32_t));
+    r->start = calloc(G, sizeof(int32_t));
+    r->lo = calloc(G, sizeof(int32_t));
+    r->scratch = calloc(C, sizeof(float));
+    r->inside = calloc(C, sizeof(float));
+    r->prev_median = calloc(G, sizeof(float));
+    r->delta = calloc(G, sizeof(float));
+    r->prev_mean = calloc(G, sizeof(float));
+    r->halves = calloc(C, sizeof(int32_t));
+    r->half = calloc(G, sizeof(int32_t));
+    r->mad = calloc(G, sizeof(float));
+    r->sr = calloc(G, sizeof(float));
+    r->sd = calloc(G, sizeof(float));
+    r->share = calloc(G, sizeof(float));
+    if (!r->members || !r->start || !r->lo || !r->scratch || !r->inside || !r->prev_median
+        || !r->delta || !r->prev_mean || !r->halves || !r->half || !r->mad || !r->sr || !r->sd
+        || !r->share) {
         nk_reference_free(r);
         return NK_ERR_NOMEM;
     }
@@ -52,9 +82,51 @@ int nk_reference_new(int32_t n_channels, const int32_t *group_of_channel, int32_
             if (group_of_channel[c] == g) r->members[k++] = c;
     }
     r->start[n_groups] = k;
+    for (int32_t g = 0; g < n_groups; g++) {
+        const int32_t n = r->start[g + 1] - r->start[g];
+        const int32_t *m = r->members + r->start[g];
+        /* members are distinct and ascending: contiguous iff last − first = n − 1 */
+        r->lo[g] = (n > 0 && m[n - 1] - m[0] == n - 1) ? m[0] : -1;
+        r->half[g] = n / 2;   /* default halves: the first and second half in channel order */
+    }
+    memcpy(r->halves, r->members, C * sizeof(int32_t));
+    r->eta_slow = 1.0f / ROBUST_TAU;
+    robust_reset(r);
     *out = r;
     return NK_OK;
 }
+
+int nk_reference_set_robust(nk_reference *r, const int32_t *half_of_channel, float tau_samples) {
+    if (!r || r->mode != NK_REF_ROBUST) return NK_ERR_ARG;
+    if (!(tau_samples >= 1.0f && tau_samples < 1.0e12f)) return NK_ERR_ARG;
+    if (half_of_channel) {
+        for (int32_t c = 0; c < r->n_channels; c++)
+            if (half_of_channel[c] != 0 && half_of_channel[c] != 1) return NK_ERR_ARG;
+        for (int32_t g = 0; g < r->n_groups; g++) {
+            const int32_t *m = r->members + r->start[g];
+            int32_t *hv = r->halves + r->start[g];
+            const int32_t n = r->start[g + 1] - r->start[g];
+            int32_t k = 0;
+            for (int32_t h = 0; h <= 1; h++) {
+                for (int32_t i = 0; i < n; i++)
+                    if (half_of_channel[m[i]] == h) hv[k++] = m[i];
+                if (h == 0) r->half[g] = k;
+            }
+        }
+    }
+    r->eta_slow = 1.0f / tau_samples;
+    robust_reset(r);
+    return NK_OK;
+}
+
+int nk_reference_get_share(const nk_reference *r, float *share_out) {
+    if (!r || !share_out) return NK_ERR_ARG;
+    for (int32_t g = 0; g < r->n_groups; g++)
+        share_out[g] = r->mode == NK_REF_ROBUST ? r->share[g] : 1.0f;
+    return NK_OK;
+}
+
+int32_t nk_reference_groups(const nk_reference *r) { return r ? r->n_groups : 0; }
 
 static inline void swapf(float *a, float *b) {
     float t = *a;
@@ -154,19 +226,67 @@ static float median_sampled(const float *v, int32_t n, float *scratch, float *in
     return median_from_inside(scratch, n, 0, n);
 }
 
-/* Exact median of group g in this row. The last median, moved by the change of the row mean
- * (a common-mode step moves every channel alike), ± δ usually brackets this one: δ adapts so
- * that 1/64 … 1/16 of the values fall inside. A miss
- * retries with 4δ, then falls back to the sample bracket. The state only changes the speed,
- * never the result. */
-NK_HOT static float group_median(nk_reference *r, int32_t g, const float *row) {
-    const int32_t *m = r->members + r->start[g];
-    const int32_t n = r->start[g + 1] - r->start[g];
-    const float *v = row + m[0];
-    if (m[n - 1] - m[0] != n - 1) { /* non-contiguous group: gather once */
-        for (int32_t i = 0; i < n; i++) r->scratch[i] = row[m[i]];
-        v = r->scratch;
+/* Do both middle ranks of the nq values from rank nb on lie in [below, upto)? */
+static inline int ranks_inside(int32_t nb, int32_t nq, int32_t below, int32_t upto) {
+    const int32_t h = nq / 2, need_lo = nb + ((nq % 2) ? h : h - 1);
+    return need_lo >= below && nb + h < upto;
+}
+
+/* Median of the quiet values of v[0..n) (|x| < lim; all of them when fewer than a quarter are
+ * quiet) by a value bracket [p1, p2], as median_in_bracket: the quiet values are those of
+ * ranks nb … n − na − 1, so their median is an order statistic of all n, found by one fused
+ * counting pass and a copy of the values inside. Returns 0 when its ranks are not inside. */
+NK_HOT static int quiet_median_in_bracket(const float *v, int32_t n, float lim, float p1,
+                                          float p2, float *inside, float *med,
+                                          int32_t *n_inside) {
+    int32_t nb = 0, na = 0, below = 0, upto = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const float x = v[i];
+        nb += x <= -lim;
+        na += x >= lim;
+        below += x < p1;
+        upto += x <= p2;
     }
+    int32_t nq = n - nb - na;
+    if (4 * nq < n || nq == 0) { nb = 0; nq = n; }
+    *n_inside = upto - below;
+    if (!ranks_inside(nb, nq, below, upto)) return 0;
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const float x = v[i];
+        inside[k] = x;
+        k += (int32_t)(x >= p1) & (int32_t)(x <= p2);
+    }
+    *med = median_from_inside(inside, k, below - nb, nq);
+    return 1;
+}
+
+/* Exact median of the quiet values of v[0..n) (see quiet_median_in_bracket) without a guess:
+ * they are copied to work (which may be v itself) and selected. */
+static float quiet_median_direct(const float *v, int32_t n, float lim, float *work) {
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++) k += (int32_t)(v[i] > -lim) & (int32_t)(v[i] < lim);
+    if (4 * k < n || k == 0) {
+        if (work != v) memcpy(work, v, (size_t)n * sizeof(float));
+        k = n;
+    } else {
+        int32_t j = 0;     /* j ≤ i: safe in place */
+        for (int32_t i = 0; i < n; i++) {
+            const float x = v[i];
+            work[j] = x;
+            j += (int32_t)(x > -lim) & (int32_t)(x < lim);
+        }
+    }
+    return median_from_inside(work, k, 0, k);
+}
+
+/* Exact median of v[0..n) for group g — of its quiet values (|x| < lim) when lim > 0. The last
+ * median, moved by the change of the row mean (a common-mode step moves every channel alike),
+ * ± δ usually brackets this one: δ adapts so that 1/64 … 1/16 of the values fall inside. A
+ * miss retries with 4δ, then falls back to the sample bracket (to a selection over the quiet
+ * values). The state only changes the speed, never the result. */
+NK_HOT static float tracked_median(nk_reference *r, int32_t g, const float *v, int32_t n,
+                                   float lim) {
     float med, lanes[8] = {0}, sum = 0.0f;
     int32_t k, i8 = 0;
     for (; i8 + 8 <= n; i8 += 8) /* eight running sums: vectorises, fixed order */
@@ -176,14 +296,22 @@ NK_HOT static float group_median(nk_reference *r, int32_t g, const float *row) {
     const float mean = sum / (float)n;
     const float c = r->prev_median[g] + (mean - r->prev_mean[g]), d = r->delta[g];
     r->prev_mean[g] = mean;
-    if (d > 0.0f && median_in_bracket(v, n, c - d, c + d, r->inside, &med, &k)) {
-        if (k > n / 16) r->delta[g] = d * 0.75f;
-        else if (k < n / 64) r->delta[g] = d * 1.25f;
-    } else if (d > 0.0f && median_in_bracket(v, n, c - 4.0f * d, c + 4.0f * d, r->inside, &med,
-                                             &k)) {
-        r->delta[g] = d * 2.0f;
-    } else {
-        med = median_sampled(v, n, r->scratch, r->inside);
+    int hit = 0;
+    if (d > 0.0f) {
+        hit = lim > 0.0f ? quiet_median_in_bracket(v, n, lim, c - d, c + d, r->inside, &med, &k)
+                         : median_in_bracket(v, n, c - d, c + d, r->inside, &med, &k);
+        if (hit && k > n / 16) r->delta[g] = d * 0.75f;
+        else if (hit && k < n / 64) r->delta[g] = d * 1.25f;
+    }
+    if (!hit && d > 0.0f) {
+        const float d4 = 4.0f * d;
+        hit = lim > 0.0f ? quiet_median_in_bracket(v, n, lim, c - d4, c + d4, r->inside, &med, &k)
+                         : median_in_bracket(v, n, c - d4, c + d4, r->inside, &med, &k);
+        if (hit) r->delta[g] = d * 2.0f;
+    }
+    if (!hit) {
+        med = lim > 0.0f ? quiet_median_direct(v, n, lim, r->inside)
+                         : median_sampled(v, n, r->scratch, r->inside);
         /* (re)seed δ from the spread of a few values around the median */
         float spread = 0.0f;
         for (int32_t u = 0; u < n; u += (n >= 64 ? n / 64 : 1)) {
@@ -197,11 +325,75 @@ NK_HOT static float group_median(nk_reference *r, int32_t g, const float *row) {
     return med;
 }
 
+/* Group g's values in this row: in place when contiguous, else gathered into scratch. */
+static const float *group_values(nk_reference *r, int32_t g, const float *row) {
+    if (r->lo[g] >= 0) return row + r->lo[g];
+    const int32_t *m = r->members + r->start[g];
+    const int32_t n = r->start[g + 1] - r->start[g];
+    for (int32_t i = 0; i < n; i++) r->scratch[i] = row[m[i]];
+    return r->scratch;
+}
+
+/* ------------------------------------------------------------------ robust mode */
+
+static void robust_reset(nk_reference *r) {
+    for (int32_t g = 0; g < r->n_groups; g++) {
+        r->mad[g] = 1.0f;
+        r->sr[g] = 1.0f;
+        r->sd[g] = 1.0f;
+        r->share[g] = 0.0f;
+    }
+    r->rows = 0;
+    r->updates = 0;
+}
+
+/* Robbins–Monro step after t updates: η_fast at first, decaying as 2/t, never below slow. */
+static float rm_step(int64_t t, float slow) {
+    const float eta = ROBUST_ETA_FAST / (1.0f + (float)t * ROBUST_ETA_FAST * 0.5f);
+    return eta < slow ? slow : eta;
+}
+
+/* Quiet median of the n channels ch[0..n) of row (a selection on a copy in r->inside). */
+static float half_median(nk_reference *r, const int32_t *ch, int32_t n, const float *row,
+                         float lim) {
+    for (int32_t i = 0; i < n; i++) r->inside[i] = row[ch[i]];
+    return quiet_median_direct(r->inside, n, lim, r->inside);   /* v stays intact */
+}
+
+/* Every ROBUST_STRIDE rows: the group's σ (a running median of |x| pooled over its channels,
+ * moved by how many exceed it) and its common-mode share β from the halves' quiet medians. */
+static void robust_update(nk_reference *r, int32_t g, const float *row, const float *v,
+                          int32_t n) {
+    const float e = rm_step(r->updates, r->eta_slow * (float)ROBUST_STRIDE);
+    const float m = r->mad[g];
+    int32_t over = 0;
+    for (int32_t i = 0; i < n; i++) over += (v[i] < 0.0f ? -v[i] : v[i]) > m;
+    /* m ← m·(1 + e·(2·over/n − 1)): fixed point where half the values exceed m */
+    r->mad[g] = m * (1.0f + e * ((float)(2 * over - n) / (float)n));
+    const int32_t h = r->half[g];
+    if (h == 0 || h == n) return;
+    const float lim = ROBUST_QUIET * m;
+    const int32_t *hv = r->halves + r->start[g];
+    const float m0 = half_median(r, hv, h, row, lim);
+    const float m1 = half_median(r, hv + h, n - h, row, lim);
+    const float mean = 0.5f * (m0 + m1), diff = m0 - m1;
+    const float am = mean < 0.0f ? -mean : mean, ad = diff < 0.0f ? -diff : diff;
+    r->sr[g] *= am > r->sr[g] ? 1.0f + e : 1.0f - e;
+    r->sd[g] *= ad > r->sd[g] ? 1.0f + e : 1.0f - e;
+    /* β = 1 − var(noise part) / var(reference): the halves' difference holds their noise but
+     * no common mode; the noise of their mean is a quarter of it */
+    float b = 0.0f;
+    if (r->sr[g] > 0.0f && r->updates >= ROBUST_WARMUP)
+        b = 1.0f - (r->sd[g] * r->sd[g]) / (4.0f * r->sr[g] * r->sr[g]);
+    r->share[g] = b > 0.0f ? (b < 1.0f ? b : 1.0f) : 0.0f;
+}
+
 NK_HOT int nk_reference_process(nk_reference *r, float *data, int32_t n_samples) {
     if (!r || !data || n_samples < 0) return NK_ERR_ARG;
     const int32_t C = r->n_channels;
     for (int32_t t = 0; t < n_samples; t++) {
         float *row = data + (size_t)t * (size_t)C;
+        const int stride_row = r->mode == NK_REF_ROBUST && r->rows % ROBUST_STRIDE == 0;
         for (int32_t g = 0; g < r->n_groups; g++) {
             const int32_t *m = r->members + r->start[g];
             const int32_t n = r->start[g + 1] - r->start[g];
@@ -211,16 +403,24 @@ NK_HOT int nk_reference_process(nk_reference *r, float *data, int32_t n_samples)
                 float sum = 0.0f;
                 for (int32_t i = 0; i < n; i++) sum += row[m[i]];
                 ref = sum / (float)n;
+            } else if (r->mode == NK_REF_ROBUST) {
+                if (!stride_row && r->share[g] == 0.0f) continue;   /* nothing to subtract */
+                const float *v = group_values(r, g, row);
+                if (stride_row) robust_update(r, g, row, v, n);
+                if (r->share[g] == 0.0f) continue;
+                ref = r->share[g] * tracked_median(r, g, v, n, ROBUST_QUIET * r->mad[g]);
             } else {
-                ref = group_median(r, g, row);
+                ref = tracked_median(r, g, group_values(r, g, row), n, 0.0f);
             }
-            if (m[n - 1] - m[0] == n - 1) { /* contiguous: vectorises */
-                float *restrict grp = row + m[0];
+            if (r->lo[g] >= 0) { /* contiguous: vectorises */
+                float *restrict grp = row + r->lo[g];
                 for (int32_t i = 0; i < n; i++) grp[i] -= ref;
             } else {
                 for (int32_t i = 0; i < n; i++) row[m[i]] -= ref;
             }
         }
+        r->updates += stride_row;
+        r->rows++;
     }
     return NK_OK;
 }
@@ -234,5 +434,12 @@ void nk_reference_free(nk_reference *r) {
     free(r->prev_median);
     free(r->delta);
     free(r->prev_mean);
+    free(r->lo);
+    free(r->halves);
+    free(r->half);
+    free(r->mad);
+    free(r->sr);
+    free(r->sd);
+    free(r->share);
     free(r);
 }

@@ -291,6 +291,18 @@ int main(void) {
                                (long long)str.births, (long long)stp.births);
     nk_sort_free(sp);
 
+    /* the burst link on (a candidate that follows a unit's spikes closely may join it): the
+     * same data keeps one unit per neuron */
+    nk_sort_config bur = rob;
+    bur.burst_samples = 600;
+    nk_sort *sbu = NULL;
+    nk_sort_new(&bur, nbrs, NULL, 0, &sbu);
+    static int32_t labb[NSPK];
+    int32_t nbu = 0;
+    const uint64_t hb = sbu ? run(sbu, 50, labb, &nbu) : 0;
+    report("sort_bursts", hb, sbu && purity(labb, 300, major) > 0.93);
+    nk_sort_free(sbu);
+
     /* a step of the probe: the neurons keep their ids (successions, no new births) */
     make_data_mode(2);
     nk_sort_reset(sr);

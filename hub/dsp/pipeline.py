@@ -63,7 +63,7 @@ class PipelineConfig:
     band_low_hz: float = _D["band_low_hz"]
     band_high_hz: float = _D["band_high_hz"]
     filter_order: int = _D["filter_order"]
-    reference: str = _D["reference"]               # "median" | "average" | "none"
+    reference: str = _D["reference"]               # "robust" | "median" | "average" | "none"
     reference_group_size: int = _D["reference_group_size"]   # 0: one group of all channels
     polarity: str = _D["polarity"]                 # "neg" | "pos" | "both"
     threshold: float = _D["threshold"]             # × MAD σ
@@ -150,7 +150,11 @@ class Pipeline:
             self.reference: Reference | None = None
         else:
             size = cfg.reference_group_size or n_channels
-            self.reference = Reference(np.arange(n_channels) // size, cfg.reference)
+            groups = np.arange(n_channels) // size
+            halves = reference_halves(groups, positions_um) if cfg.reference == "robust" \
+                else None
+            self.reference = Reference(groups, cfg.reference, halves,
+                                       tau_samples=cfg.noise_tau_s * fs)
         ms = fs / 1000.0
         dcfg = DetectorConfig(
             polarity=cfg.polarity, threshold=cfg.threshold,
@@ -160,8 +164,12 @@ class Pipeline:
         self.adjacency = adjacency(positions_um, n_channels, cfg.neighbor_radius_um)
         self.detector = Detector(n_channels, dcfg, self.adjacency)
         max_block = max(self.block_samples, round(50 * ms))
-        neighbors = snippet_neighbors(positions_um, n_channels, cfg.snippet_channels,
-                                      cfg.neighbor_radius_um)
+        # the sorter may see more channels than the uplink sends (the first snippet_channels
+        # of each row are the same: nearest first); results carry the uplink's
+        k_sort = max(cfg.snippet_channels, cfg.sort_settings.channels) if cfg.sort else 0
+        neighbors = snippet_neighbors(positions_um, n_channels,
+                                      max(cfg.snippet_channels, k_sort), cfg.neighbor_radius_um)
+        self.snippet_k = min(cfg.snippet_channels, neighbors.shape[1])
         self.snippets = SnippetExtractor(neighbors, cfg.snippet_pre, cfg.snippet_post,
                                          max_block=max_block, max_pending=MAX_PENDING)
         self.sorter: Sorter | None = None
@@ -264,7 +272,8 @@ class Pipeline:
             self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
         hg = self.hg.take(bins.index) if self.hg is not None and bins.index.size else None
-        return BlockResult(t0, n, events, sev, wf.copy(), bins, lfp, sort_events, hg)
+        return BlockResult(t0, n, events, sev, wf[:, :self.snippet_k].copy(), bins, lfp,
+                           sort_events, hg)
 
     def _decided(self, events: npt.NDArray[Any], last: int) -> npt.NDArray[Any]:
         """The events with ``sample`` moved to where each was decided (peak + look-ahead; at
@@ -312,6 +321,23 @@ class Pipeline:
 
     def noise_counts(self) -> npt.NDArray[np.float32]:
         return self.detector.noise()
+
+
+def reference_halves(groups: npt.NDArray[Any],
+                     positions_um: npt.NDArray[np.float64] | None) -> npt.NDArray[np.int32] | None:
+    """For the robust reference: each group split in two along its longer side (upper and lower
+    half of the probe), so that what the halves share is common mode, not one neuron or local
+    noise; None (each group's first and second half in channel order) without positions."""
+    if positions_um is None:
+        return None
+    halves = np.zeros(groups.size, np.int32)
+    for g in np.unique(groups[groups >= 0]):
+        idx = np.flatnonzero(groups == g)
+        p = positions_um[idx]
+        axis = int(np.argmax(np.ptp(p, axis=0))) if idx.size > 1 else 0
+        order = idx[np.lexsort((idx, p[:, axis]))]
+        halves[order[idx.size // 2:]] = 1
+    return halves
 
 
 def empty_events() -> npt.NDArray[Any]:

@@ -43,9 +43,9 @@ T = TypeVar("T")
 
 
 def choose_reference(rec: Recording, requested: str = "auto") -> tuple[str, str]:
-    """(reference to use, why): ``auto`` → "median" for a simultaneous recording of at least
-    MIN_REFERENCE_CHANNELS channels, else "none". An explicit median/average where auto would
-    say none is honoured with a warning."""
+    """(reference to use, why): ``auto`` → the pipeline's default reference (robust) for a
+    simultaneous recording of at least MIN_REFERENCE_CHANNELS channels, else "none". An
+    explicit robust/median/average where auto would say none is honoured with a warning."""
     files = rec.info.get("files") or []
     if rec.num_channels < MIN_REFERENCE_CHANNELS:
         unsafe = (f"{rec.num_channels} channel(s) (a common reference needs ≥ "
@@ -57,8 +57,9 @@ def choose_reference(rec: Recording, requested: str = "auto") -> tuple[str, str]
         unsafe = ""
     if requested == "auto":
         if unsafe:
-            return "none", f"no common reference: {unsafe}; --reference median forces one"
-        return "median", f"median reference over {rec.num_channels} channels"
+            return "none", f"no common reference: {unsafe}; --reference robust forces one"
+        ref = PipelineConfig.reference
+        return ref, f"{ref} reference over {rec.num_channels} channels"
     if unsafe and requested != "none":
         log.warning("%s reference forced on %s", requested, unsafe)
         return requested, f"{requested} reference forced on {unsafe}"

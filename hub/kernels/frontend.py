@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -166,23 +166,46 @@ class LfpFilter:
 
 
 class Reference:
-    """Common median ("median") or average ("average") reference over channel groups."""
+    """Common reference over channel groups: "median", "average", or "robust" (the median of
+    the channels not carrying a spike, scaled by the measured common-mode share; nk_reference.h).
 
-    def __init__(self, groups: npt.ArrayLike, mode: str = "median") -> None:
+    For "robust", ``halves`` (0/1 per channel) splits every group in two for the common-mode
+    estimate (None: each group's first and second half in channel order) and ``tau_samples``
+    is the time constant of its running statistics."""
+
+    MODES: ClassVar[dict[str, int]] = {"median": lib.NK_REF_MEDIAN,
+                                       "average": lib.NK_REF_AVERAGE,
+                                       "robust": lib.NK_REF_ROBUST}
+
+    def __init__(self, groups: npt.ArrayLike, mode: str = "median",
+                 halves: npt.ArrayLike | None = None, tau_samples: float = 60000.0) -> None:
         g = np.ascontiguousarray(groups, dtype=np.int32)
         if g.ndim != 1 or g.size == 0:
             raise InvalidInput("groups must be a non-empty 1-D array: one group id per channel")
-        modes = {"median": lib.NK_REF_MEDIAN, "average": lib.NK_REF_AVERAGE}
-        if mode not in modes:
-            raise InvalidInput(f"reference mode must be 'median' or 'average', got {mode!r}")
+        if mode not in self.MODES:
+            raise InvalidInput(f"reference mode must be one of {sorted(self.MODES)}, got {mode!r}")
         if g.min() < -1 or g.max() >= g.size:
             raise InvalidInput("group ids must lie in [-1, n_channels)")
         self.n_channels = int(g.size)
+        self.mode = mode
         self._groups = g
         out = ffi.new("nk_reference **")
         self._st = new_state(
-            lib.nk_reference_new(self.n_channels, buf_in("int32_t *", g), modes[mode], out), out,
-            lib.nk_reference_free, "nk_reference_new")
+            lib.nk_reference_new(self.n_channels, buf_in("int32_t *", g), self.MODES[mode], out),
+            out, lib.nk_reference_free, "nk_reference_new")
+        if mode == "robust":
+            h = None
+            if halves is not None:
+                h = np.ascontiguousarray(halves, dtype=np.int32)
+                if h.shape != g.shape or not np.isin(h, (0, 1)).all():
+                    raise InvalidInput("halves must hold 0 or 1 for every channel")
+            if not (1.0 <= tau_samples < 1e12):
+                raise InvalidInput(f"tau_samples={tau_samples}: need 1 ≤ τ < 1e12")
+            check(lib.nk_reference_set_robust(
+                self._st, ffi.NULL if h is None else buf_in("int32_t *", h), tau_samples),
+                "nk_reference_set_robust")
+        elif halves is not None:
+            raise InvalidInput("halves are for the robust mode only")
 
     def process(self, block: F32) -> F32:
         """In place; returns the same array (which must be writable)."""
@@ -190,6 +213,14 @@ class Reference:
         check(lib.nk_reference_process(self._st, buf_out("float *", block), block.shape[0]),
               "nk_reference_process")
         return block
+
+    def share(self) -> npt.NDArray[np.float32]:
+        """Per group, the share of the reference subtracted (β; 1 in the median and average
+        modes)."""
+        out = np.zeros(max(1, int(lib.nk_reference_groups(self._st))), np.float32)
+        check(lib.nk_reference_get_share(self._st, buf_out("float *", out)),
+              "nk_reference_get_share")
+        return out
 
 
 @dataclass(frozen=True)

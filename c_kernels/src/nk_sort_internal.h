@@ -1,0 +1,139 @@
+/* nk_sort_internal.h — the online sorter's state and the helpers its sources share (not part of
+ * the API; see nk_sort.h for the model). Sources: nk_sort.c (state, process), nk_sort_model.c
+ * (distances, templates), nk_sort_units.c (merge, link, succession, birth, retirement),
+ * nk_sort_calib.c (loaded templates and their fit). */
+#ifndef NK_SORT_INTERNAL_H
+#define NK_SORT_INTERNAL_H
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nk_common.h"
+#include "nk_sort.h"
+
+/* Updates between re-link checks of an established unit cluster; 0: never. Measured on dense
+ * probes: re-linking established units chained distinct neurons into one, so it is off and
+ * links happen only while a candidate grows. */
+#define LINK_EVERY 0
+#define LINK_FIRST 1        /* candidate spikes before it may join a unit on a neighbour */
+#define SPREAD_MEMORY 64    /* spikes in the running mean of a cluster's δ */
+#define SPREAD_PRIOR 16     /* pseudo-members at δ = 1 a cluster starts with */
+#define FLT_BIG 3.0e38f
+#define SPREAD_MAX 2.5f
+#define CORE_PRE 4          /* core_match window around the peak, samples */
+#define CORE_POST 8
+#define CORE_LIMIT 3.0f
+#define SD_MAX 0.6f         /* cap on a cluster's δ deviation in its acceptance limit */
+/* Successor test (a unit that moved): a new unit's peak-channel waveform must correlate with
+ * the silent unit's by at least SUCC_CORR, their peak amplitudes differ by at most a factor
+ * SUCC_AMP, and the old unit must have been silent for SUCC_ISI of its mean intervals. */
+#define SUCC_CORR 0.97f
+#define SUCC_AMP 1.4f
+#define SUCC_ISI 2
+/* A candidate becomes a unit only when its template looks like a spike: after the peak, its
+ * own-channel waveform swings to the other sign by at least LOBE_MIN of the peak (the
+ * band-passed action potential's repolarisation). Slow one-signed waves that cross the
+ * threshold (reference artefacts, low-frequency noise) never do. */
+#define LOBE_MIN 0.1f
+/* Merges charge a template scale MERGE_PRIOR × scale_prior. Measured on the tuning seeds: 0.25
+ * folded bursts' split-off clusters back (noisy_bursts32 0.83 -> 0.89) but merged distinct
+ * tetrode neurons (tetrode16 mean accuracy 0.83 -> 0.59), so merges charge it in full. */
+#define MERGE_PRIOR 1.0f
+/* Burst test: at least BURST_NUM / BURST_DEN of a candidate's members followed its lead. */
+#define BURST_NUM 2
+#define BURST_DEN 3
+
+typedef struct {
+    int64_t last;           /* sample of the newest member */
+    int64_t count;          /* members so far */
+    int32_t channel;        /* −1: free slot */
+    int32_t unit;           /* −1: candidate */
+    int32_t since_link;
+    int32_t given;          /* loaded from the host: never merged with another given unit */
+    float spread;           /* running mean δ of members */
+    float spread2;          /* running mean δ² of members */
+    float sigma2;           /* running mean σ² of members (0: unknown yet) */
+    float energy;           /* ‖template‖² over the compared samples (counts²) */
+    float fit_sum;          /* loaded clusters: Σ δ of the spikes accepted since the load */
+    int64_t fit_n;          /* … and their number */
+    int64_t first;          /* sample of the first spike it accepted (with seen ≥ 1) */
+    int64_t seen;           /* spikes it accepted (count also holds a loaded prior) */
+    int64_t follow;         /* candidates: members that came within burst_samples after a
+                               spike of cluster `lead` (then of unit `lead_unit`) */
+    int32_t lead, lead_unit;
+} cluster;
+
+struct nk_sort {
+    nk_sort_config cfg;
+    int32_t D;              /* features per neighbour slot (L without a basis) */
+    int32_t has_basis;
+    int32_t M;              /* per-slot dimensions a distance sums over (D, or L − 2 with shifts) */
+    int32_t *nb;            /* [C][K] */
+    int32_t *kvalid;        /* [C] valid neighbour slots */
+    int32_t *scratch;       /* [C] */
+    float *basis;           /* [L][L] capacity, [D][L] used */
+    cluster *cl;            /* [C·U] */
+    float *raw;             /* [C·U][K·L] templates in counts */
+    float *feat;            /* [C·U][K·L] capacity, [K][D] used (with a basis) */
+    float *f;               /* [K·L] scratch: features of the current spike */
+    float *sig2c;           /* [C] σ² of the newest spike per channel (0: none yet) */
+    int64_t *chan_spikes;   /* [C] spikes per channel since the last load or reset */
+    int32_t *given_id;      /* [max_units] loaded unit ids in load order */
+    int32_t *given_ch;      /* [max_units] their templates' peak channels */
+    float *given_peak;      /* [max_units] and peak amplitudes (counts) */
+    int32_t n_given;
+    int64_t *lead_t;        /* [C] sample of the newest spike a unit's cluster accepted */
+    int32_t *lead_i;        /* [C] and that cluster (−1: none yet) */
+    nk_sort_stats st;
+};
+
+
+typedef struct {
+    nk_sort_event *out;
+    int32_t n, capacity;
+} sink;
+
+static inline size_t nks_KL(const nk_sort *s) {
+    return (size_t)s->cfg.n_neighbors * (size_t)s->cfg.n_samples;
+}
+static inline float *nks_raw(nk_sort *s, int32_t i) { return s->raw + (size_t)i * nks_KL(s); }
+static inline const float *nks_feat_of(const nk_sort *s, int32_t i) {
+    return (s->has_basis ? s->feat : s->raw) + (size_t)i * nks_KL(s);
+}
+static inline int32_t nks_dims(const nk_sort *s) { return s->cfg.n_neighbors * s->D; }
+
+void nks_project(const nk_sort *s, const float *x, float *out);
+float nks_sqdist(const float *a, const float *b, int32_t n);
+float nks_scaled_dist(const float *x, const float *t, int32_t n, float lo, float hi,
+                      float *a);
+float nks_match(const nk_sort *s, const float *x, const float *t, float den, float prior,
+                int32_t *shift);
+float nks_budget(const nk_sort *s, float sig2, int32_t n_slots, float energy);
+void nks_refresh(nk_sort *s, int32_t i);
+void nks_blend(const nk_sort *s, float *dst, const float *src, int32_t sh, float a, float b);
+int32_t nks_slot_of(const nk_sort *s, int32_t c, int32_t ch);
+float nks_amp(const float *w, int32_t L);
+int32_t nks_argmax_abs(const float *w, int32_t L);
+float nks_limit_of(const nk_sort *s, const cluster *cj, int32_t c);
+int32_t nks_core_match(const nk_sort *s, const float *x, int32_t c, float inv_sig2);
+void nks_recentre(nk_sort *s, int32_t i);
+float nks_shape_corr(const nk_sort *s, const float *a, const float *b, float *ratio);
+void nks_emit(sink *k, int32_t kind, int32_t unit, int32_t other, int32_t channel,
+              int64_t sample);
+void nks_merge_units(nk_sort *s, int32_t keep, int32_t gone, int32_t channel, int64_t sample,
+                     sink *k);
+int32_t nks_merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int64_t sample,
+                           sink *k);
+int32_t nks_find_link(const nk_sort *s, int32_t i);
+int32_t nks_find_successor(const nk_sort *s, int32_t i);
+int nks_spike_like(const nk_sort *s, int32_t i);
+int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k);
+int32_t nks_free_slot(const nk_sort *s, int32_t c);
+void nks_retire(nk_sort *s, int64_t now, sink *k);
+int nks_basis_ok(const float *basis, int32_t D, int32_t L);
+int32_t nks_peak_channel(const float *T, int32_t C, int32_t L, float *peak);
+void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit);
+void nks_follow(nk_sort *s, int32_t i, int64_t sample);
+int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
+
+#endif
