@@ -15,9 +15,16 @@ BITRATE_NOTE = ("bits/s = log2(N−1)·max(Sc−Si, 0)/t, the achieved bitrate o
                 "give ~7–9.5 bps for the best intracortical systems")
 
 
+LATENCY_NOTE = ("sample → cursor: from the bin's last sample reaching the hub to the cursor "
+                "update (the BCI literature's definition; from the bin's first sample add the "
+                "20 ms bin); parts: block = last sample → its hub block complete, hub+link = "
+                "→ packet at the host, host = → cursor update")
+
+
 def table(res: dict[str, Any]) -> list[str]:
     rows = ["| block | success | time to target (median s) | bits/s | sample→cursor p50 / p99 "
-            "ms | decode µs/bin |", "|---|---|---|---|---|---|"]
+            "ms | block / hub+link / host p50 (p99) ms | decode µs/bin |",
+            "|---|---|---|---|---|---|---|"]
     for b in res.get("blocks", []):
         lat = b.get("latency_ms", {})
         if b["task"] == "grid":
@@ -29,9 +36,13 @@ def table(res: dict[str, Any]) -> list[str]:
                     if b["trials"] else "–")
             ttt = b["time_to_target_s"]["median"]
             bps = "–"
+        parts = lat.get("parts") or {}
+        split = " / ".join(f"{parts[k]['p50']:.1f} ({parts[k]['p99']:.1f})"
+                           for k in ("block", "hub_link", "host") if k in parts) or "–"
         rows.append(f"| {b['name']} ({b['mode']}) | {succ} | "
                     f"{'–' if ttt is None else f'{ttt:.2f}'} | {bps} | "
-                    f"{lat.get('p50')} / {lat.get('p99')} | {b.get('decode_us_p50')} |")
+                    f"{lat.get('p50')} / {lat.get('p99')} | {split} | "
+                    f"{b.get('decode_us_p50')} |")
     return rows
 
 
@@ -84,17 +95,22 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     report["bitrate"] = BITRATE_NOTE
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     md = ["# Closed-loop BCI (HIL: tuned implant → hub → virtual BLE 2M → host decoder → "
-          "cursor)", "", BITRATE_NOTE, ""]
+          "cursor)", "", BITRATE_NOTE, "", LATENCY_NOTE, ""]
     for name, res in report["scenarios"].items():
         md += [f"## {name}", ""]
         if "error" in res:
             md += [f"FAILED: {res['error']}", ""]
             continue
         sc = res["scenario"]
+        u = sc["user"]
         md += [f"implant `{sc['implant']}`, features `{sc['features']}`, hub "
-               f"`{' '.join(sc['settings'])}`, best decoder `{res.get('best_decoder')}`, "
-               f"wall {res.get('wall_s')} s; bins {res['assembler']['bins']}, missing "
-               f"{res['assembler']['missing_bins']}", ""]
+               f"`{' '.join(sc['settings'])} block_ms={sc['block_ms']:g}`, grid decoder "
+               f"`{res.get('grid_decoder')}`, wall {res.get('wall_s')} s; bins "
+               f"{res['assembler']['bins']}, missing {res['assembler']['missing_bins']}", "",
+               f"user: delay {u['delay_s']} s, saturation {u['sat']}, forward model "
+               f"{u['forward']}, noise σ {u['noise']} (τ {u['noise_tau_s']} s); cursor gain "
+               f"{sc['speed']} units/s, smoothing {sc['smooth']}; grid 6×6, dwell "
+               f"{sc['dwell_s']} s; task seed {sc['seed']}", ""]
         md += table(res)
         png = figure(out, name)
         if png is not None:

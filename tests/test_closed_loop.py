@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hil.closed_loop_sim import SimSpec, session
+from hil.closed_loop_user import Intent, UserModel
 from hil.implant_ctl import encode_velocity
 from hil.implant_tuned import VelocityControl, tuned_recording
 from host_tools.decoding.features import BinAssembler
@@ -65,11 +66,12 @@ def test_refit_label_points_at_the_target_with_the_decoded_speed() -> None:
 
 
 def _features_env(first_bin: int, n: int, c: int, bs: int, sample_index: int,
-                  hub_ns: int, counts: list[int], hg: list[int] | None = None) -> pb.Envelope:
+                  hub_ns: int, counts: list[int], hg: list[int] | None = None,
+                  base: int = 0) -> pb.Envelope:
     env = pb.Envelope(stream=pb.STREAM_FEATURES, sample_index=sample_index, hub_time_ns=hub_ns)
     fb = env.features
     fb.first_bin, fb.n_bins, fb.n_channels, fb.bin_samples = first_bin, n, c, bs
-    fb.first_sample = first_bin * bs
+    fb.first_sample = base + first_bin * bs
     fb.counts.extend(counts)
     if hg is not None:
         fb.hg_rms_q4.extend(hg)
@@ -107,6 +109,46 @@ def test_bin_assembler_units_resolves_merges_and_waits_for_late_spikes() -> None
     assert [b.index for b in out] == [1]
     assert list(out[0].x) == [0, 2, 0, 0, 1]      # unit 3 merged into 1, one unsorted
     assert a.unmodelled_spikes == 1                  # unit 9 ≥ max_units
+
+
+def test_bin_assembler_units_bins_from_the_pipeline_base_and_leaves_with_the_spikes() -> None:
+    """A hub configured after the stream started bins from where the configuration took
+    effect (here sample 1013): a unit's spike lands in the bin the feature packets call by
+    that index, not ``sample // bin_samples`` (which put every spike 50 bins late and left the
+    sorted-units closed loop with nothing to decode); and a bin whose spikes are all in
+    leaves with the spikes packet that says so, not a feature packet later."""
+    base = 1013
+    a = BinAssembler("units", max_units=4, margin_s=0.004)
+    a.feed(pb.Envelope(time_sync=pb.TimeSync(sampling_frequency=1000.0)))
+    assert a.feed(_features_env(0, 1, 2, 20, base + 20, 1, [0, 0], base=base)) == []
+    sb = pb.Envelope(stream=pb.STREAM_SPIKES, sample_index=base + 30)
+    sb.spikes.first_sample = base + 20
+    sb.spikes.offset.extend([0, 5, 19])               # bin 1: samples base+20 … base+39
+    sb.spikes.unit.extend([2, 2, 0])
+    assert [b.index for b in a.feed(sb)] == [0]       # bin 0 ended at base+20 ≤ 30 − 4
+    assert a.feed(_features_env(1, 1, 2, 20, base + 40, 2, [0, 0], base=base)) == []
+    sb = pb.Envelope(stream=pb.STREAM_SPIKES, sample_index=base + 50)
+    sb.spikes.first_sample = base + 40
+    out = a.feed(sb)
+    assert [b.index for b in out] == [1] and list(out[0].x) == [1, 0, 2, 0, 0]
+    assert a.missing_bins == 0 and a.bins_seen == 2
+
+
+def test_bin_assembler_units_leave_with_their_block_and_late_labels_count_next() -> None:
+    """By default a unit bin leaves with the feature packet of the block that ends it (no
+    extra block of latency); a spike whose label arrives after its bin left (its snippet
+    completed in the next block) counts in the next bin, where it was labelled."""
+    a = BinAssembler("units", max_units=4)
+    a.feed(pb.Envelope(time_sync=pb.TimeSync(sampling_frequency=1000.0)))
+    out = a.feed(_features_env(0, 1, 2, 20, 20, 1, [0, 0]))
+    assert [b.index for b in out] == [0] and not out[0].x.any()
+    sb = pb.Envelope(stream=pb.STREAM_SPIKES, sample_index=40)
+    sb.spikes.first_sample = 19
+    sb.spikes.offset.extend([0, 2])                  # peaks at 19 (bin 0, gone) and 21
+    sb.spikes.unit.extend([1, 2])
+    a.feed(sb)
+    out = a.feed(_features_env(1, 1, 2, 20, 40, 2, [0, 0]))
+    assert [b.index for b in out] == [1] and list(out[0].x) == [0, 1, 1, 0, 0]
 
 
 def test_bin_assembler_hg_needs_the_lfp_field() -> None:
@@ -158,9 +200,10 @@ def test_tuned_implant_follows_the_velocity() -> None:
 
 
 def test_simulated_session_is_deterministic_and_controls_the_cursor() -> None:
-    spec = SimSpec(n_units=48, seed=4)
-    a = session(spec, calibration_s=40, block_s=30, grid_s=30)
-    b = session(spec, calibration_s=40, block_s=30, grid_s=30)
+    # the user and readout hil.closed_loop_calibrate chose for sorted units on seeds 1, 2
+    spec = SimSpec(n_units=48, seed=4, user=UserModel(sat=0.5, forward=1.0), speed=2.0)
+    a = session(spec, calibration_s=40, block_s=30, grid_s=30, dwell_s=0.6)
+    b = session(spec, calibration_s=40, block_s=30, grid_s=30, dwell_s=0.6)
     assert a == b
     co = a["center_out/kalman_ss"]
     assert co["trials"] >= 15 and co["success_rate"] >= 0.9, co
@@ -169,3 +212,51 @@ def test_simulated_session_is_deterministic_and_controls_the_cursor() -> None:
     # a decoder fitted on noise does not control the cursor: the task notices
     weak = session(SimSpec(n_units=2, seed=4), calibration_s=20, block_s=20, grid_s=20)
     assert weak["center_out/kalman_ss"]["success_rate"] < co["success_rate"]
+
+
+def test_a_feature_bin_leaves_with_the_block_that_ends_it() -> None:
+    """Sample → cursor latency: bin b is final once its own last sample is processed (spikes
+    are counted in the bin where they were decided: peak + the detector's look-ahead), not one
+    block later; the bins are the same whatever the block size."""
+    from hub.dsp.pipeline import Pipeline, PipelineConfig
+
+    fs, c = 30000.0, 4
+    x = np.random.default_rng(5).normal(0, 10, (30000, c))
+    for s in range(1500, 30000, 997):            # spikes everywhere, some at bin edges
+        x[s, s % c] -= 400
+    x[6599, 1] = x[7199, 2] = -400               # peaks on a bin's last sample (after warm-up)
+    x = x.astype(np.int16)
+    got: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    for block_ms in (10.0, 20.0, 7.0):
+        pipe = Pipeline(PipelineConfig(block_ms=block_ms, bin_ms=20.0), c, fs)
+        bs, n = pipe.block_samples, pipe.bin_samples
+        rows, events = [], []
+        for a in range(0, len(x), bs):
+            r = pipe.process(x[a:a + bs])
+            assert list(r.bins.index) == list(range(a // n, (a + r.n_samples) // n))
+            rows.append(r.bins.counts)
+            events.append(r.events)
+        got[block_ms] = np.concatenate(rows), np.concatenate(events)
+    counts, ev = got[10.0]
+    for k in (20.0, 7.0):
+        assert np.array_equal(got[k][0], counts)
+    expect = np.zeros_like(counts)
+    np.add.at(expect, ((ev["sample"] + pipe.latency_samples) // n, ev["channel"]), 1)
+    assert np.array_equal(expect, counts)
+    edge = ev[(ev["channel"] == 1) & (np.abs(ev["sample"] - 6599) <= 2)]
+    assert edge.size == 1 and (edge["sample"][0] + pipe.latency_samples) // n == 11   # not 10
+
+
+def test_the_simulated_user_sees_the_cursor_late_and_pushes_harder_when_far() -> None:
+    """The user model (hil.closed_loop_user): the aim is answered ``delay_s`` after it
+    appears (10 bins of 20 ms), at full speed from ``sat`` away, proportionally closer in."""
+    user = Intent(UserModel(delay_s=0.2, sat=0.5, noise=0.0), bin_s=0.02)
+    here, east, north = np.zeros(2), np.array([1.0, 0.0]), np.array([0.0, 0.25])
+    for _ in range(20):
+        u = user.step(here, east)
+    assert np.allclose(u, [1.0, 0.0])
+    steps = [user.step(here, north) for _ in range(12)]
+    assert all(np.allclose(s, [1.0, 0.0]) for s in steps[:10])      # still the old view
+    assert np.allclose(steps[10], [0.0, 0.5])                        # 0.25 of sat 0.5 away
+    user.reset()
+    assert np.allclose(user.step(here, here), 0.0)

@@ -60,7 +60,7 @@ class CursorSession:
     # ------------------------------------------------------------------ packets
     def on_envelope(self, env: pb.Envelope, t_ns: int) -> None:
         self.hub_session = env.session_id or self.hub_session
-        for b in self.assembler.feed(env):
+        for b in self.assembler.feed(env, t_ns):
             if self.bin_s is None and self.assembler.fs:
                 self.bin_s = env.features.bin_samples / self.assembler.fs
                 self.loop.bin_s = self.bin_s
@@ -73,6 +73,13 @@ class CursorSession:
             self._user_step(pos, target, v)
         if self.view is not None:
             self.view.draw(pos, target, self.task, self.status)
+
+    def set_readout(self, speed: float, smooth: float = 0.0) -> None:
+        """The cursor's gain (workspace units/s at full speed) and smoothing α from the next
+        bin on (``host_tools.decoding.loop``)."""
+        if not 0.0 <= smooth < 1.0 or speed <= 0:
+            raise ValueError(f"want 0 ≤ smooth < 1 ({smooth}) and speed > 0 ({speed})")
+        self.loop.cursor.speed, self.loop.smooth = speed, smooth
 
     # ------------------------------------------------------------------ blocks
     def start(self, name: str, task: Task, decoder: Decoder | None) -> None:

@@ -3,7 +3,9 @@
 ``TerminalView`` redraws a character grid (ANSI home + clear) at most every ``interval`` s;
 ``FigureView`` draws with matplotlib — in a window (``interactive``) or off-screen (Agg),
 and ``snapshot(path)`` writes the current picture as PNG. Both are throttled: the loop steps
-every bin, a screen needs ~20 frames a second.
+every bin, a screen needs ~20 frames a second. Off-screen, ``draw`` only keeps the state and
+the picture is made when a snapshot asks for it: drawing runs on the loop that receives the
+hub's packets, and every millisecond spent there is sample → cursor latency.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class FigureView:
         self.trail_len = trail
         self._last = -1e9
         self.frames = 0
+        self._state: tuple[F64, F64, Task, str] | None = None
 
     def _task_artists(self, task: Task, target: F64) -> None:
         from matplotlib.patches import Circle, Rectangle
@@ -113,10 +116,17 @@ class FigureView:
     def draw(self, pos: F64, target: F64, task: Task, status: str) -> None:
         self.trail.append(pos.copy())
         del self.trail[:-self.trail_len]
+        self._state = (pos.copy(), target.copy(), task, status)
         now = time.monotonic()
-        if now - self._last < self.interval:
+        if not self.interactive or now - self._last < self.interval:
             return
         self._last = now
+        self._render()
+
+    def _render(self) -> None:
+        if self._state is None:
+            return
+        pos, target, task, status = self._state
         self.frames += 1
         self._task_artists(task, target)
         t = np.asarray(self.trail)
@@ -132,6 +142,7 @@ class FigureView:
             self.plt.pause(0.001)
 
     def snapshot(self, path: Path) -> Path:
+        self._render()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fig.savefig(path, dpi=100)
         return path

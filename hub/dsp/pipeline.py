@@ -10,6 +10,12 @@ steady state for the block's first sample (no step), σ is held, nothing is deci
 ``hold_off`` samples (the filter's settling time, at least the detector's window and the
 snippet's pre samples), snippets that would reach across are dropped and counted, and feature
 bins report only the samples they saw.
+
+Feature bins count a spike in the bin where it was *decided* (its peak + the detector's
+look-ahead, ``latency_samples``, 0.4 ms by default), not where it peaked: a bin is then final
+with its own last sample and leaves with the block that holds it, instead of waiting for the
+next block to see the look-ahead (a whole block of sample → cursor latency in a BCI loop).
+Power is per sample as before; bins are the same whatever the block size.
 """
 
 from __future__ import annotations
@@ -171,8 +177,7 @@ class Pipeline:
             self.sorter = Sorter(neighbors, cfg.snippet_pre, cfg.snippet_post, fs, cfg.threshold,
                                  cfg.sort_settings, max_spikes=MAX_PENDING)
         self.bin_samples = max(1, round(cfg.bin_ms * ms))
-        self.features = FeatureBinner(n_channels, self.bin_samples, self.detector.latency,
-                                      max_block)
+        self.features = FeatureBinner(n_channels, self.bin_samples, 0, max_block)
         self.lfp: LfpFilter | None = None
         if cfg.lfp:
             q = max(1, round(fs / cfg.lfp_rate_hz))
@@ -245,7 +250,7 @@ class Pipeline:
         sev, wf = self.snippets.process(y, t0, events[edge.size:])
         e = clock()
         self.times.add("snippets", e - d)
-        bins = self.features.process(y, t0, events[edge.size:])
+        bins = self.features.process(y, t0, self._decided(events[edge.size:], t0 + n - 1))
         if edge_bins is not None and edge_bins.index.size:
             bins = FeatureBins(*(np.concatenate([u, v]) for u, v in zip(
                 (edge_bins.index, edge_bins.samples, edge_bins.counts, edge_bins.power),
@@ -270,13 +275,23 @@ class Pipeline:
         return BlockResult(t0, n, events, sev, wf[:, :self.snippet_k].copy(), bins, lfp,
                            sort_events, hg)
 
+    def _decided(self, events: npt.NDArray[Any], last: int) -> npt.NDArray[Any]:
+        """The events with ``sample`` moved to where each was decided (peak + look-ahead; at
+        most ``last``, the last sample processed: a gap decides the spikes at its edge early),
+        for the feature bins (module docstring)."""
+        if not events.size:
+            return events
+        out = events.copy()
+        out["sample"] = np.minimum(out["sample"] + self.detector.latency, last)
+        return out
+
     def _resume(self, at: int, x0: npt.NDArray[np.int16]) -> tuple[npt.NDArray[Any],
                                                                       FeatureBins]:
         """The input resumes at ``at`` with the row ``x0``: see the module docstring."""
         self.gaps += 1
         edge = self.detector.resume(at, self.hold_off)
         self.snippets.resume(at, edge)
-        bins = self.features.resume(edge, at)
+        bins = self.features.resume(self._decided(edge, self.next_sample - 1), at)
         self.bandpass.settle(x0)
         if self.lfp is not None:
             self.lfp.settle(x0)
