@@ -143,4 +143,7 @@ def test_another_sessions_recording_is_refused_and_left_alone(session: Path,
     bad = tmp_path / "bad.npz"
     np.savez(bad, meta=np.array(json.dumps({"format": "something else", "blocks": []})))
     assert main([str(bad), str(tmp_path / "x.nwb")]) == 1
+    cut = tmp_path / "cut.npz"                            # a truncated session file
+    cut.write_bytes(session.read_bytes()[: session.stat().st_size // 2])
+    assert main([str(cut), str(tmp_path / "x.nwb")]) == 1
     assert not (tmp_path / "x.nwb").exists()

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,13 +61,18 @@ class SessionNwbError(ValueError):
 
 def load_session(npz: Path) -> tuple[dict[str, Any], list[dict[str, F64]]]:
     """(meta, per-block arrays) of a session file (``host_tools.decoding.session``)."""
-    with np.load(npz, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        if meta.get("format") != SESSION_FORMAT or "end_sample" not in "".join(z.files):
-            raise SessionNwbError(f"{npz}: not a v1 cursor session with end samples")
-        blocks = [{k: z[f"b{i}_{k}"] for k in ("bins", "end_sample", "x", "velocity", "label",
-                                               "cursor", "target", "latency_ms", "latency_bins")}
-                  for i in range(len(meta["blocks"]))]
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != SESSION_FORMAT or "end_sample" not in "".join(z.files):
+                raise SessionNwbError(f"{npz}: not a v1 cursor session with end samples")
+            blocks = [{k: z[f"b{i}_{k}"] for k in (
+                "bins", "end_sample", "x", "velocity", "label", "cursor", "target",
+                "latency_ms", "latency_bins")} for i in range(len(meta["blocks"]))]
+    except (KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, SessionNwbError):
+            raise
+        raise SessionNwbError(f"{npz}: not a readable cursor session ({e!r})") from e
     return meta, blocks
 
 
