@@ -55,6 +55,17 @@ def simulated_session(path: Path) -> Path:
     return s.save(path)
 
 
+def session_at(path: Path, hub_session: int, end_samples: np.ndarray) -> Path:
+    """A calibration block whose bins end on ``end_samples`` (hub session ``hub_session``)."""
+    s = CursorSession("tc")
+    s.bin_s, s.loop.bin_s, s.assembler.fs, s.hub_session = BS / FS, BS / FS, FS, hub_session
+    s.start("calibration", CenterOut(0), None)
+    for i, e in enumerate(end_samples):
+        s.loop.on_bin(Bin(i, int(e), np.ones(C), None))
+    s.stop()
+    return s.save(path)
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulated_session(tmp_path_factory.mktemp("cursor_nwb") / "s.npz")
