@@ -82,7 +82,7 @@ class ChainSpec:
     #: a foreign-architecture root: ["chroot", ROOT, "/opt/implant-hub/bin/hub"] (make hil-arm)
     hub_cmd: list[str] | None = None
     hub_root: Path | None = None           # that root: the hub's files live inside it
-    hub_start_s: float = 20.0              # time allowed until the hub is ready
+    hub_start_s: float = 60.0              # time allowed until the hub is ready (a hang guard)
     nwb: Path | None = None                # the receiver writes this NWB file on close
     record_args: list[str] = field(default_factory=list)   # more hubctl record options
     kill_receiver_at: float | None = None  # SIGKILL hubctl record this many s into the stream
@@ -146,7 +146,7 @@ class Chain:
         air = self._start([PY, "-m", "hil.air", "--devices", devices, "--ports-file",
                            str(ports), "--model-json", json.dumps(self.spec.link_model or {})],
                           "air.log")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:         # the file may exist before it is whole: read until it parses
             if air.poll() is not None or time.monotonic() > deadline:
                 raise ChainError(f"air did not start:\n{_tail(self.out / 'air.log')}")
