@@ -61,33 +61,10 @@ def _fields(msg: Message, prefix: str = "") -> list[tuple[str, str]]:
 
 class _ScanReceiver(Receiver):
     """The live receiver without its per-spike latency lists (the scan keeps a packet table
-    instead) and with the hub's shed ranges merged as they come (an hour of per-block raw
-    shed ranges would otherwise stay in memory one message each)."""
+    instead)."""
 
     def _latency(self, env: pb.Envelope, kind: str, s: Any, t_ns: int) -> None:
         return None
-
-    compact_at = 2048
-
-    def compact_shed_ranges(self) -> None:
-        for s in self.sessions.values():
-            if len(s.shed_ranges) < self.compact_at:
-                continue
-            merged: dict[tuple[int, int, tuple[int, ...]], pb.ShedRange] = {}
-            out: list[pb.ShedRange] = []
-            for r in s.shed_ranges:
-                key = (r.stream, r.reason, tuple(r.channels))
-                m = merged.get(key)
-                if m is not None and m.first_sample <= r.first_sample <= m.end_sample:
-                    m.end_sample = max(m.end_sample, r.end_sample)
-                    m.items += r.items
-                    m.packets += r.packets
-                    continue
-                m = merged[key] = pb.ShedRange()
-                m.CopyFrom(r)
-                out.append(m)
-            s.shed_ranges[:] = out
-            self.compact_at = max(self.compact_at, 2 * len(out))
 
 
 class _CapturingRawDecoder(RawDecoder):

@@ -244,6 +244,7 @@ class Receiver:
             for c in env.shed.totals:
                 s.totals[c.stream] = c
             s.shed_ranges.extend(env.shed.ranges)
+            self.compact_shed_ranges()
             s.final = s.final or env.shed.final
         elif kind == "telemetry":
             self.last_telemetry = env.telemetry
@@ -308,6 +309,32 @@ class Receiver:
                     row["unclosed"] += known - delivered - shed
             out[name] = row
         return out
+
+    #: merge a session's shed ranges once it holds this many (an hour of per-block raw shed
+    #: ranges would otherwise stay in memory one message each: the soak's host growth)
+    compact_at = 2048
+
+    def compact_shed_ranges(self) -> None:
+        """Merges each session's overlapping or touching shed ranges of one class, reason and
+        channel set, once the session holds ``compact_at`` of them (totals are kept)."""
+        for s in self.sessions.values():
+            if len(s.shed_ranges) < self.compact_at:
+                continue
+            merged: dict[tuple[int, int, tuple[int, ...]], pb.ShedRange] = {}
+            out: list[pb.ShedRange] = []
+            for r in s.shed_ranges:
+                key = (r.stream, r.reason, tuple(r.channels))
+                m = merged.get(key)
+                if m is not None and m.first_sample <= r.first_sample <= m.end_sample:
+                    m.end_sample = max(m.end_sample, r.end_sample)
+                    m.items += r.items
+                    m.packets += r.packets
+                    continue
+                m = merged[key] = pb.ShedRange()
+                m.CopyFrom(r)
+                out.append(m)
+            s.shed_ranges[:] = out
+            self.compact_at = max(self.compact_at, 2 * len(out))
 
     def gaps(self) -> list[dict[str, Any]]:
         """Sample ranges the host knows it never got data for: hub restarts (seen by the host

@@ -60,3 +60,23 @@ def test_closed_session_balance_unchanged() -> None:
     _feed(rx, ch, _report(produced=6, sent=6, queued=0, final=True))
     row = rx.accounting()["events"]
     assert (row["produced"], row["delivered"], row["unaccounted"], row["unclosed"]) == (6, 6, 0, 0)
+
+
+def test_shed_ranges_of_a_long_session_stay_bounded_and_keep_their_totals() -> None:
+    """A shed report a second, each with the block's raw shed range: an hour of them used to stay
+    in the receiver one protobuf message each (the soak's growing host)."""
+    rx, ch = Receiver(), Chunker()
+    for k in range(5000):
+        env = pb.Envelope(schema_version=SCHEMA_VERSION, stream=pb.STREAM_TELEMETRY, seq=k,
+                          session_id=7)
+        env.shed.ranges.add(stream=pb.STREAM_RAW, reason=pb.SHED_BUDGET, first_sample=300 * k,
+                            end_sample=300 * k + 300, items=300, packets=1)
+        if k % 1000 == 0:      # an implant gap now and then: a gap stays a gap of its own
+            env.shed.ranges.add(stream=pb.STREAM_UNSPECIFIED, reason=pb.SHED_IMPLANT_GAP,
+                                first_sample=300 * k + 10, end_sample=300 * k + 40)
+        _feed(rx, ch, env)
+    assert len(rx.sessions[7].shed_ranges) < 2048
+    assert rx.shed_summary()["raw"]["SHED_BUDGET"] == 5000 * 300
+    assert rx.shed_ranges()["raw"]["SHED_BUDGET"] == [[0, 5000 * 300]]
+    assert [(g["first_sample"], g["end_sample"]) for g in rx.gaps()] == [
+        (300 * k + 10, 300 * k + 40) for k in range(0, 5000, 1000)]
