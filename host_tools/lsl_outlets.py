@@ -50,6 +50,19 @@ def _channels(info: Any, labels: list[str], unit: str, kind: str) -> None:
         ch.append_child_value("type", kind)
 
 
+def clock_offset_s(local_clock: Callable[[], float], tries: int = 25) -> float:
+    """``local_clock() − time.monotonic()``, read between two monotonic readings; of
+    ``tries`` the tightest bracket wins, so a preemption between the reads (ms on a loaded
+    machine) does not become an offset on every timestamp."""
+    best = (float("inf"), 0.0)
+    for _ in range(tries):
+        a = time.monotonic()
+        t = float(local_clock())
+        b = time.monotonic()
+        best = min(best, (b - a, t - (a + b) / 2))
+    return best[1]
+
+
 class LslPublisher:
     """``on_envelope(env, t_ns)`` per hub packet; ``to_host_ns(sample)`` maps hub samples to the
     host's monotonic clock (the session's time-sync fit)."""
@@ -65,7 +78,7 @@ class LslPublisher:
         self.decoder = decoder
         self.assembler = BinAssembler(features) if decoder is not None else None
         self.cursor = Cursor(speed)
-        self.offset_s = float(pylsl.local_clock()) - time.monotonic()
+        self.offset_s = clock_offset_s(pylsl.local_clock)
         self.outlets: dict[str, Any] = {}
         self.session = 0
         self.fs = 0.0

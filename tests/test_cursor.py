@@ -83,7 +83,8 @@ def test_hubctl_cursor_calibrates_decodes_and_saves_the_session(tmp_path: Path,
         rc = hubctl(["cursor", "--tcp", f"127.0.0.1:{hub.port}", "--calibrate", "1.5",
                      "--decoder", "ridge", "--blocks", "1", "--block-s", "1.0", "--task",
                      "grid", "--display", "none", "--snapshot", str(tmp_path / "view.png"),
-                     "--session", str(session), "--save-decoder", str(tmp_path / "d.npz")])
+                     "--session", str(session), "--save-decoder", str(tmp_path / "d.npz"),
+                     "--nwb", str(tmp_path / "s.nwb"), "--species", "Homo sapiens"])
     finally:
         hub.stop.set()
     assert rc == 0
@@ -99,6 +100,13 @@ def test_hubctl_cursor_calibrates_decodes_and_saves_the_session(tmp_path: Path,
         assert len(z["b1_latency_ms"]) == len(z["b1_bins"]) > 0
         assert np.all(np.abs(z["b1_cursor"]) <= 1.0)
     assert (tmp_path / "d.npz").exists() and (tmp_path / "view.png").stat().st_size > 5000
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(tmp_path / "s.nwb"), "r") as io, np.load(session) as z:
+        bci = io.read().processing["bci"]                 # details: tests/test_cursor_nwb.py
+        np.testing.assert_array_equal(bci["cursor"].data[:],
+                                      np.concatenate([z["b0_cursor"], z["b1_cursor"]]))
+        assert bci["blocks"].to_dataframe()["block_name"].tolist() == ["calibration", "grid/1"]
     grid = meta["blocks"][1]
     assert grid["task"] == "grid" and "bits_per_s" in grid
 

@@ -19,7 +19,7 @@ os.environ["LSLAPICFG"] = str(LSL_CONFIG)      # before anything in this process
 pylsl = pytest.importorskip("pylsl")
 
 from host_tools.decoding import WienerDecoder  # noqa: E402
-from host_tools.lsl_outlets import LslPublisher  # noqa: E402
+from host_tools.lsl_outlets import LslPublisher, clock_offset_s  # noqa: E402
 from host_tools.timesync import TimeSyncFit  # noqa: E402
 from hub.wire import pb  # noqa: E402
 
@@ -93,7 +93,7 @@ def test_outlets_carry_features_spikes_cursor_with_fitted_timestamps() -> None:
         got.append(s)
         ts.append(t)
     assert got[0] == [4, 5, 6, 5, 6, 7] and got[1][:3] == [7, 8, 9]
-    offset = pylsl.local_clock() - time.monotonic()
+    offset = clock_offset_s(pylsl.local_clock)
     for i, t in enumerate(ts):                 # bin end → host clock → local_clock terms
         expect = fit.to_host_ns((2 + i) * 600) / 1e9 + offset
         assert t == pytest.approx(expect, abs=2e-3)

@@ -162,3 +162,29 @@ def test_ctrl_c_closes_the_recording_into_nwb(tmp_path: Path,
     assert sum(r.kind == Kind.CHUNK for r in reader) > 0 and reader.stats.clean_end
     assert not inspector_problems(nwb)
     check_session(nwb, log, str(gt_tiny[0]))
+
+
+def test_cursor_session_appends_on_the_recordings_clock(short_session: tuple[Path, Path, Path],
+                                                        tmp_path: Path) -> None:
+    """``hubctl cursor --nwb`` onto this recording (host_tools/decoding/session_nwb.py): bins
+    ending on the recording's spike samples land on those spikes' times."""
+    import numpy as np
+    from pynwb import NWBHDF5IO
+
+    from host_tools.decoding.session_nwb import write_session_nwb
+    from tests.test_cursor_nwb import session_at
+
+    nwb = tmp_path / "rec.nwb"
+    shutil.copy(short_session[0], nwb)
+    with NWBHDF5IO(str(nwb), "r") as io:
+        f = io.read()
+        sid = f.processing["hub"]["time_sync_fits"]["hub_session_id"][0]
+        u = f.units.to_dataframe()
+    row = u.loc[u["spike_samples"].map(len).idxmax()]
+    samples, keep = np.unique(np.asarray(row["spike_samples"], np.int64), return_index=True)
+    npz = session_at(tmp_path / "s.npz", int(sid, 16), samples)
+    write_session_nwb(npz, nwb)
+    with NWBHDF5IO(str(nwb), "r") as io:
+        t = io.read().processing["bci"]["features"].timestamps[:]
+    np.testing.assert_allclose(t, np.asarray(row["spike_times"])[keep], atol=1e-6)
+    assert inspector_problems(nwb) == []

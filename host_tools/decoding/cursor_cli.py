@@ -3,7 +3,8 @@
     hubctl cursor --tcp HOST:PORT | --ble NAME [--hci T] [--features tc|units|hg] [--set …]
         [--calibrate 60 | --load DECODER.npz] [--decoder kalman_ss] [--task center_out|grid]
         [--blocks 2] [--block-s 60] [--refit] [--display window|terminal|none]
-        [--snapshot VIEW.png] [--session SESSION.npz] [--save-decoder DECODER.npz]
+        [--snapshot VIEW.png] [--session SESSION.npz] [--nwb SESSION.nwb]
+        [--save-decoder DECODER.npz]
 
 1. Calibration (open loop, ``--calibrate`` seconds): the cursor flies to each target by itself
    — follow it (attempt or imagine the movement); the features and that velocity are the
@@ -14,7 +15,10 @@
    control. ``--refit`` refits it after the first block on that block's ReFIT intention labels
    (Gilja et al. 2012).
 4. The session (every bin of every block) goes to ``--session`` (``.npz``, layout in
-   ``host_tools/decoding/session.py``); a summary is printed.
+   ``host_tools/decoding/session.py``) and, with ``--nwb``, into an NWB file as
+   ``processing/bci`` — appended to that file if it is the recording of the same hub session
+   (``hubctl record --nwb``), a new file otherwise (``host_tools/decoding/session_nwb.py``);
+   a summary is printed.
 
 Displays: ``window`` (matplotlib), ``terminal`` (characters, redrawn in place), ``none``.
 """
@@ -34,6 +38,7 @@ from host_tools.decoding.live import LiveLink, add_link_arguments
 from host_tools.decoding.registry import DECODERS
 from host_tools.decoding.session import CursorSession, View
 from host_tools.decoding.task import CenterOut, make_task
+from host_tools.nwb_record import add_subject_arguments
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--display", default="window", choices=("window", "terminal", "none"))
     p.add_argument("--snapshot", type=Path, help="save the view here (PNG) at the end")
     p.add_argument("--session", type=Path, default=Path("cursor_session.npz"))
+    p.add_argument("--nwb", type=Path, help="also write the session into this NWB file "
+                   "(appended to it if it is a recording of the same hub session)")
+    add_subject_arguments(p, "with --nwb (a new file): ")
     p.add_argument("--save-decoder", type=Path)
     p.add_argument("--seed", type=int, default=0, help="target order")
 
@@ -112,5 +120,15 @@ def run(args: argparse.Namespace) -> int:
             view.close()
     path = s.save(args.session)
     result["session_file"] = str(path)
+    rc = 0
+    if args.nwb is not None:
+        from host_tools.decoding.session_nwb import SessionNwbError, write_session_nwb
+        from host_tools.nwb_writer import NwbOptions
+
+        try:
+            result["nwb"] = write_session_nwb(path, args.nwb, NwbOptions.from_args(args))
+        except (SessionNwbError, OSError) as e:
+            log.error("cursor: the session is in %s but not in %s: %s", path, args.nwb, e)
+            result["nwb_error"], rc = str(e), 1
     print(json.dumps(result, indent=1, default=str))
-    return 0
+    return rc

@@ -57,13 +57,16 @@ class BlockLog:
     name: str
     mode: str                               # "calibration" | "closed"
     bin_s: float
+    decoder: str | None = None              # the decoder's kind in closed loop
     bins: list[int] = field(default_factory=list)
+    end_samples: list[int] = field(default_factory=list)  # hub sample index ending each bin
     x: list[F64] = field(default_factory=list)
     velocity: list[F64] = field(default_factory=list)   # what moved the cursor
     label: list[F64] = field(default_factory=list)      # intention (ideal or ReFIT)
     cursor: list[F64] = field(default_factory=list)
     target: list[F64] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
+    latency_bins: list[int] = field(default_factory=list)  # the bins latency_ms belongs to
     #: per bin with full timestamps: (block, hub_link, host) ms (module docstring)
     latency_parts_ms: list[tuple[float, float, float]] = field(default_factory=list)
     decode_us: list[float] = field(default_factory=list)
@@ -74,10 +77,12 @@ class BlockLog:
         def a(v: list[Any], k: int) -> F64:
             return np.asarray(v, np.float64).reshape(len(v), k) if v else np.zeros((0, k))
         nx = len(self.x[0]) if self.x else 0
-        return {"bins": np.asarray(self.bins, np.float64), "x": a(self.x, nx),
+        return {"bins": np.asarray(self.bins, np.float64),
+                "end_sample": np.asarray(self.end_samples, np.float64), "x": a(self.x, nx),
                 "velocity": a(self.velocity, 2), "label": a(self.label, 2),
                 "cursor": a(self.cursor, 2), "target": a(self.target, 2),
-                "latency_ms": np.asarray(self.latency_ms, np.float64)}
+                "latency_ms": np.asarray(self.latency_ms, np.float64),
+                "latency_bins": np.asarray(self.latency_bins, np.float64)}
 
     def latency_summary(self) -> dict[str, Any]:
         """p50/p99/max of sample → cursor (from the bin's last sample), the same from its
@@ -128,7 +133,8 @@ class CursorLoop:
             decoder.reset()
         self.cursor.pos = np.zeros(2)
         self._u = np.zeros(2)
-        self.block = BlockLog(name, "calibration" if decoder is None else "closed", self.bin_s)
+        self.block = BlockLog(name, "calibration" if decoder is None else "closed", self.bin_s,
+                              decoder=None if decoder is None else decoder.kind)
         return self.block
 
     def finish_block(self) -> BlockLog | None:
@@ -159,6 +165,7 @@ class CursorLoop:
         event = self.task.update(new, self.bin_s)
         now = self.clock_ns()
         blk.bins.append(b.index)
+        blk.end_samples.append(b.end_sample)
         blk.x.append(b.x)
         blk.velocity.append(np.asarray(v, np.float64))
         blk.label.append(label)
@@ -166,6 +173,7 @@ class CursorLoop:
         blk.target.append(target)
         if b.t_sample_ns is not None:
             blk.latency_ms.append((now - b.t_sample_ns) / 1e6)
+            blk.latency_bins.append(b.index)
             if b.t_block_ns is not None and b.t_rx_ns is not None:
                 blk.latency_parts_ms.append(((b.t_block_ns - b.t_sample_ns) / 1e6,
                                              (b.t_rx_ns - b.t_block_ns) / 1e6,

@@ -6,18 +6,24 @@ in real time); decoders are fitted in a worker thread while packets keep arrivin
 
 The session file (``save``) is a ``.npz`` read with ``allow_pickle=False``:
 
-- ``meta``: JSON — format ``implant-hub-bci-session`` v1, feature kind, bin width (s), hub
-  session id, and per block its name, mode (calibration | closed), decoder kind and task
-  summary (success, time to target, bits/s, latency percentiles);
-- per block i: ``b{i}_bins`` (hub bin indices), ``b{i}_x`` (features, bins × N),
-  ``b{i}_velocity`` (what moved the cursor), ``b{i}_label`` (intended velocity: the
-  autopilot's, or ReFIT's estimate in closed loop), ``b{i}_cursor``, ``b{i}_target``,
-  ``b{i}_latency_ms`` (sample → cursor update).
+- ``meta``: JSON — format ``implant-hub-bci-session`` v1, feature kind, bin width (s), the
+  hub's sampling rate ``fs``, hub session id, ``started_utc`` (wall clock when the first block
+  started), and per block its name, mode (calibration | closed), decoder kind, task summary
+  (success, time to target, bits/s, latency percentiles) and ``events`` (``[bin, outcome]`` per
+  trial or selection ended);
+- per block i: ``b{i}_bins`` (hub bin indices), ``b{i}_end_sample`` (the hub sample index
+  ending each bin), ``b{i}_x`` (features, bins × N), ``b{i}_velocity`` (what moved the
+  cursor), ``b{i}_label`` (intended velocity: the autopilot's, or ReFIT's estimate in closed
+  loop), ``b{i}_cursor``, ``b{i}_target``, ``b{i}_latency_ms`` (sample → cursor update) and
+  ``b{i}_latency_bins`` (the bins those latencies belong to).
+
+``host_tools.decoding.session_nwb`` writes the same session into an NWB file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable
@@ -56,6 +62,7 @@ class CursorSession:
         self.hub_session = 0
         self.decoders: dict[str, Decoder] = {}
         self.status = "waiting for the hub"
+        self.started_utc: dt.datetime | None = None
 
     # ------------------------------------------------------------------ packets
     def on_envelope(self, env: pb.Envelope, t_ns: int) -> None:
@@ -84,6 +91,7 @@ class CursorSession:
     # ------------------------------------------------------------------ blocks
     def start(self, name: str, task: Task, decoder: Decoder | None) -> None:
         self.task = task
+        self.started_utc = self.started_utc or dt.datetime.now(dt.UTC)
         self.loop.start_block(name, task, decoder)
         self.status = (f"{name}: " + ("follow the cursor" if decoder is None
                                       else f"{decoder.kind} in control"))
@@ -116,15 +124,18 @@ class CursorSession:
 
     # ------------------------------------------------------------------ results
     def summary(self) -> list[dict[str, Any]]:
-        return [{"name": b.name, "mode": b.mode, "bins": len(b.bins),
+        return [{"name": b.name, "mode": b.mode, "decoder": b.decoder, "bins": len(b.bins),
                  "decode_us_p50": round(float(np.median(b.decode_us)), 1) if b.decode_us
                  else None, **b.task} for b in self.loop.blocks]
 
     def save(self, path: Path) -> Path:
         """The session ``.npz`` (module docstring)."""
         meta = {"format": SESSION_FORMAT, "version": 1, "features": self.assembler.kind,
-                "bin_s": self.bin_s, "hub_session": f"{self.hub_session:08x}",
-                "blocks": self.summary()}
+                "bin_s": self.bin_s, "fs": self.assembler.fs,
+                "hub_session": f"{self.hub_session:08x}",
+                "started_utc": self.started_utc.isoformat() if self.started_utc else None,
+                "blocks": [{**s, "events": [[int(i), e] for i, e in b.events]}
+                           for s, b in zip(self.summary(), self.loop.blocks, strict=True)]}
         arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta, default=str))}
         for i, b in enumerate(self.loop.blocks):
             for k, v in b.arrays().items():
