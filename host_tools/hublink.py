@@ -33,13 +33,16 @@ their results, observers — is ``host_tools.session`` (``HubSession`` and ``rec
 from __future__ import annotations
 
 import abc
+import argparse
 import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+from hub.argtypes import host_port
 from hub.wire import DEFAULT_PAYLOAD_SIZE
 from hub.wire.backoff import Backoff
 
@@ -268,6 +271,18 @@ async def stay_connected(link: HubLink, on_chunk: ChunkHandler, stop: asyncio.Ev
         await link.disconnect()
 
 
+def add_link_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose a link (``open_link``'s arguments), the same for every hubctl
+    command that talks to a hub."""
+    p.add_argument("--tcp", metavar="HOST:PORT", type=host_port, help="the hub's TCP uplink")
+    p.add_argument("--ble", metavar="NAME", help="the hub's BLE name (instead of --tcp)")
+    p.add_argument("--hci", metavar="TRANSPORT",
+                   help="with --ble: Bumble HCI transport (virtual radio) instead of the OS one")
+    p.add_argument("--keystore", type=Path, default=Path("host_bonds.json"),
+                   help="with --ble --hci: this host's bond keys")
+    p.add_argument("--pair", action="store_true", help="with --ble: pair if not bonded")
+
+
 def open_link(tcp: str | tuple[str, int] | None = None, ble: str | None = None, *,
               hci: str | None = None, keystore: Any = None, pair: bool = False,
               scan_timeout: float = 10.0) -> HubLink:
@@ -277,12 +292,12 @@ def open_link(tcp: str | tuple[str, int] | None = None, ble: str | None = None, 
     if tcp and ble:
         raise ValueError("give --tcp or --ble, not both")
     if tcp:
-        if isinstance(tcp, tuple):
-            return TcpLink(*tcp)
-        host, sep, port = tcp.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"--tcp {tcp!r}: want HOST:PORT")
-        return TcpLink(host or "127.0.0.1", int(port))
+        if isinstance(tcp, str):
+            try:
+                tcp = host_port(tcp)
+            except argparse.ArgumentTypeError as e:
+                raise ValueError(f"--tcp {e}") from e
+        return TcpLink(*tcp)
     if ble:
         from host_tools.ble_receiver import BleLink
 

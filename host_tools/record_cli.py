@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import nwb_record
-from host_tools.hublink import HubLink, LinkError, open_link
+from host_tools.hublink import HubLink, LinkError, add_link_arguments, open_link
 from host_tools.packetlog import Link
 from host_tools.receiver import Receiver
 from host_tools.session import LinkObserver, RecordResult, record
-from hub.argtypes import host_port, positive
+from hub.argtypes import positive
 from hub.wire import pb
 from hub.wire import settings as wire_settings
 
@@ -40,13 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", metavar="HOST:PORT", type=host_port, help="the hub's TCP uplink")
-    p.add_argument("--ble", metavar="NAME", help="the hub's BLE name (instead of --tcp)")
-    p.add_argument("--hci", metavar="TRANSPORT",
-                   help="with --ble: Bumble HCI transport (virtual radio) instead of the OS one")
-    p.add_argument("--keystore", type=Path, default=Path("host_bonds.json"),
-                   help="with --ble --hci: this host's bond keys")
-    p.add_argument("--pair", action="store_true", help="with --ble: pair if not bonded")
+    add_link_arguments(p)
     p.add_argument("--duration", type=positive, help="stop after this many seconds")
     p.add_argument("--until-final", action="store_true",
                    help="stop when the hub closes the link after its final report")

@@ -14,8 +14,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from host_tools import hublink
 from host_tools.hublink import open_link
 from host_tools.receiver import Receiver
 from host_tools.session import CommandRejected, CommandTimeout, HubSession, LinkObserver
@@ -29,13 +29,8 @@ OnEnvelope = Callable[[pb.Envelope, int], None]
 
 
 def add_link_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", metavar="HOST:PORT", help="the hub's TCP uplink")
-    p.add_argument("--ble", metavar="NAME", help="the hub's BLE name (instead of --tcp)")
-    p.add_argument("--hci", metavar="TRANSPORT",
-                   help="with --ble: Bumble HCI transport (virtual radio) instead of the OS one")
-    p.add_argument("--keystore", type=Path, default=Path("host_bonds.json"),
-                   help="with --ble --hci: this host's bond keys")
-    p.add_argument("--pair", action="store_true", help="with --ble: pair if not bonded")
+    """The link options (host_tools.hublink) plus the live loop's configuration options."""
+    hublink.add_link_arguments(p)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="configure the hub after connecting (repeatable)")
     p.add_argument("--connect-timeout", type=float, default=30.0)
