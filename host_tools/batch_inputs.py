@@ -216,7 +216,7 @@ def _wav_data_offset(path: Path) -> int:
 def recording_from_si(si_rec: Any, name: str) -> Recording:
     """A hub Recording over any SpikeInterface recording: int16 data as is; float data (µV)
     quantised at hub.sources.si_folder.FLOAT_LSB_UV per count, clipped samples counted."""
-    from hub.sources.si_folder import FLOAT_LSB_UV
+    from hub.sources.si_folder import FLOAT_LSB_UV, quantise_float_rows
 
     if si_rec.get_num_segments() != 1:
         raise RecordingError(f"{name}: {si_rec.get_num_segments()} segments; one is supported")
@@ -233,18 +233,8 @@ def recording_from_si(si_rec: Any, name: str) -> Recording:
         scale = (gains if si_rec.has_scaleable_traces() else np.ones(C)) / FLOAT_LSB_UV
 
         def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
-            x = si_rec.get_traces(start_frame=start, end_frame=stop).astype(np.float64)
-            bad = ~np.isfinite(x)
-            if bad.any():  # as hub.sources.si_folder: a missing sample is not a zero
-                t, c = np.argwhere(bad)[0]
-                raise RecordingError(f"{name}: sample {start + int(t)} of channel {int(c)} is "
-                                     f"{x[t, c]}; the hub reads only finite samples")
-            q = np.rint(x * scale)
-            over = np.abs(q) > 32767
-            if over.any():
-                clipped[0] += int(over.sum())
-                np.clip(q, -32768, 32767, out=q)
-            return np.ascontiguousarray(q.astype(np.int16))
+            return quantise_float_rows(si_rec.get_traces(start_frame=start, end_frame=stop),
+                                       scale, start, name, clipped)
         gains = np.full(C, FLOAT_LSB_UV)
     pos = None
     if si_rec.has_probe() or "location" in si_rec.get_property_keys():

@@ -22,6 +22,28 @@ from hub.sources.base import FileRows, Recording, RecordingError
 FLOAT_LSB_UV = 0.195  # Intan RHD2000 ADC step
 
 
+
+def quantise_float_rows(rows: npt.ArrayLike, scale: npt.NDArray[np.float64], start: int,
+                        where: str, clipped: list[int]) -> npt.NDArray[np.int16]:
+    """Float rows (samples × channels, from row ``start``) → int16 at ``scale`` counts per
+    unit: a non-finite sample is refused with its place (a missing sample is not a zero);
+    values beyond int16 are clipped and counted in ``clipped[0]``."""
+    x = np.asarray(rows, dtype=np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        t, c = np.argwhere(bad)[0]
+        raise RecordingError(
+            f"{where}: sample {start + int(t)} of channel {int(c)} is {x[t, c]} "
+            f"({int(bad.sum())} non-finite value(s) in rows {start}–{start + len(x)}); the hub "
+            "reads only finite samples")
+    q = np.rint(x * scale)
+    over = np.abs(q) > 32767
+    if over.any():
+        clipped[0] += int(over.sum())
+        np.clip(q, -32768, 32767, out=q)
+    return np.ascontiguousarray(q.astype(np.int16))
+
+
 def _load_json(path: Path) -> dict[str, Any]:
     try:
         d = json.loads(path.read_text())
@@ -84,20 +106,7 @@ def read_si_binary_folder(folder: Path) -> Recording:
         scale = gains / FLOAT_LSB_UV
 
         def reader(start: int, stop: int) -> npt.NDArray[np.int16]:
-            x = np.asarray(data(start, stop), dtype=np.float64)
-            bad = ~np.isfinite(x)
-            if bad.any():          # a missing sample is not a zero: refuse, say where
-                t, c = np.argwhere(bad)[0]
-                raise RecordingError(
-                    f"{path}: sample {start + int(t)} of channel {int(c)} is {x[t, c]} "
-                    f"({int(bad.sum())} non-finite value(s) in rows {start}–{stop}); the hub "
-                    "reads only finite samples")
-            q = np.rint(x * scale)
-            over = np.abs(q) > 32767
-            if over.any():
-                clipped[0] += int(over.sum())
-                np.clip(q, -32768, 32767, out=q)
-            return np.ascontiguousarray(q.astype(np.int16))
+            return quantise_float_rows(data(start, stop), scale, start, str(path), clipped)
         out_gain = np.full(C, FLOAT_LSB_UV)
     else:
         raise RecordingError(f"{meta_path}: dtype {dtype} not supported (int16 or float)")
