@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.sorting_families import Materialised
+from bench.sorting_families import Family, Materialised
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,11 @@ def hub_sort(m: Materialised, templates: Any = None) -> tuple[Any, dict[str, Any
     return sorting, fig
 
 
+def calibration_seconds(f: Family) -> float:
+    """What the calibrated run sorts offline first: half the recording, at most 60 s."""
+    return min(60.0, f.duration_s / 2)
+
+
 def calibrate(m: Materialised, duration_s: float) -> tuple[Any, dict[str, Any]]:
     """Templates from the calibration sorter on the first `duration_s` (its sort cached), by
     the same code as `hubctl calibrate`; (TemplateSet or None, info)."""
@@ -233,7 +238,7 @@ def evaluate(m: Materialised, offline_sorters: tuple[str, ...] = OFFLINE,
     if hub:
         sorting, fig = hub_sort(m)
         runs["hub cold"] = {**score_run(m, sorting, snrs), **fig}
-        cal_s = min(60.0, m.family.duration_s / 2)
+        cal_s = calibration_seconds(m.family)
         ts, info = calibrate(m, cal_s)
         if ts is None and info.get("not_cached"):
             pass

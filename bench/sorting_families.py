@@ -68,6 +68,11 @@ class Family:
     drift_period_s: float = 60.0
     drift_start_s: float = 10.0
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: "" (the harness's own generator) or a SpikeInterface stock generator run at its defaults
+    #: except size: "ground_truth" (generate_ground_truth_recording) | "drifting"
+    #: (generate_drifting_recording). Only name, channels, units, duration (and the probe for
+    #: "drifting") apply to them; the other fields describe what the stock generator does.
+    stock: str = ""
 
     @property
     def drifting(self) -> bool:
@@ -98,6 +103,20 @@ FAMILIES: tuple[Family, ...] = (
            drift="nonrigid", drift_um=30.0, drift_period_s=60.0),
     Family("drift_step32", "multicolumn", 32, 20, 90.0, alpha=(150.0, 450.0), drift="step",
            drift_um=20.0),
+    # a true zigzag: 30 µm peak to peak, up and down every 30 s (drift_rigid64 is one ramp)
+    Family("drift_zigzag32", "multicolumn", 32, 20, 90.0, alpha=(150.0, 450.0),
+           drift="zigzag", drift_um=30.0, drift_period_s=30.0, drift_start_s=5.0),
+    # the outside check (issue 13's table): SpikeInterface's stock generators at their
+    # defaults except size, at full size even with --quick
+    Family("si_static32", "multicolumn", 32, 20, 120.0, alpha=(50.0, 500.0),
+           noise_uV=(5.0, 5.0), firing_rates=(15.0, 15.0), min_distance_um=20.0,
+           stock="ground_truth"),
+    # SpikeInterface's default drifting probe is Neuropixels 1.0 (probeinterface.get_probe,
+    # which needs the network): its geometry rebuilt here, 64 contacts
+    Family("si_drift64", "neuropixels", 64, 48, 180.0, columns=4, xpitch=16.0, ypitch=40.0,
+           stagger=20.0, alpha=(100.0, 500.0), spatial_decay=(10.0, 45.0), noise_uV=(6.0, 8.0),
+           noise_spatial_decay=25.0, drift="zigzag", drift_um=40.0, drift_period_s=200.0,
+           drift_start_s=60.0, stock="drifting"),
 )
 
 
@@ -109,7 +128,10 @@ def family(name: str) -> Family:
 
 
 def quick(f: Family) -> Family:
-    """The --quick version: half the duration (at least 30 s)."""
+    """The --quick version: half the duration (at least 30 s); the stock families keep the size
+    an outside evaluation runs them at."""
+    if f.stock:
+        return f
     return replace(f, duration_s=max(30.0, f.duration_s / 2))
 
 
@@ -217,10 +239,30 @@ def _motion(f: Family) -> dict[str, Any]:
                 drift_stop_um=[0, -half], drift_step_um=1, motion_list=[motion])
 
 
+def _generate_stock(f: Family, seed: int) -> tuple[Any, Any]:
+    """The outside check: SpikeInterface's stock generator at its defaults except size (and
+    the probe of the drifting one, whose default needs the network)."""
+    import spikeinterface.core as si
+    from spikeinterface.generation import generate_drifting_recording
+
+    if f.stock == "ground_truth":
+        rec, gt = si.generate_ground_truth_recording(
+            num_channels=f.num_channels, num_units=f.num_units, durations=[f.duration_s],
+            seed=seed)
+        return rec, gt
+    if f.stock == "drifting":
+        _, drifting, gt = generate_drifting_recording(
+            num_units=f.num_units, duration=f.duration_s, probe=make_probe(f), seed=seed)
+        return drifting, gt
+    raise ValueError(f"{f.name}: unknown stock generator {f.stock!r}")
+
+
 def generate(f: Family, seed: int) -> tuple[Any, Any]:
     """(recording in µV, ground-truth sorting) for family `f`, seed `seed` (deterministic)."""
     from spikeinterface.generation import generate_drifting_recording
 
+    if f.stock:
+        return _generate_stock(f, seed)
     probe = make_probe(f)
     rng = np.random.default_rng(seed + 104729)
     sorting, factor = _sorting(f, seed)
@@ -248,11 +290,19 @@ def generate(f: Family, seed: int) -> tuple[Any, Any]:
     return (drifting if f.drifting else static), gt
 
 
+#: fields added after the first recordings were cached, with their defaults
+_ADDED_FIELDS: dict[str, Any] = {"stock": ""}
+
+
 def key(f: Family, seed: int) -> str:
     """Recording hash: the family's parameters, the seed and the generator's version."""
     import spikeinterface
 
-    spec = json.dumps({"family": asdict(f), "seed": seed, "si": spikeinterface.__version__,
+    fam = asdict(f)
+    for name, default in _ADDED_FIELDS.items():    # keys of the families before them unchanged
+        if fam[name] == default:
+            del fam[name]
+    spec = json.dumps({"family": fam, "seed": seed, "si": spikeinterface.__version__,
                        "lsb_uV": LSB_UV, "v": 1}, sort_keys=True)
     return f"{f.name}-s{seed}-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
 
