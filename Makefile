@@ -20,7 +20,8 @@ NATIVE_DIR := hub/kernels/_native
 
 .PHONY: all setup sysdeps kernels cross test test-all test-build test-fast test-c test-cross \
         test-py lint fuzz fuzz-ci bench run clean proto proto-check hil hil-bci hil-faults bundle \
-        hil-arm sysdeps-arm hil-mpy hil-timesync hil-soak flash-emulator hil-nwb
+        hil-arm sysdeps-arm hil-mpy hil-timesync hil-soak flash-emulator hil-nwb \
+        sorting-report
 
 all: kernels
 
@@ -195,6 +196,11 @@ test-fast: setup
 bench: setup sysdeps build/native/bench/frontend_bench
 	@mkdir -p out
 	$(PY) -m bench --out out/bench.json $(BENCH_ARGS)
+
+# docs/sorting.md from the hub re-run on every cached sorting recording (offline sorts cached;
+# fill the cache with `nice -n 10 .venv/bin/python -m bench.sorting_fill`)
+sorting-report: setup
+	$(PY) -m bench.sorting_report --run
 
 run: setup
 	$(PY) -m hil.demo $(RUN_ARGS)

@@ -277,7 +277,7 @@ def plot(res: dict[str, Any], path: Path) -> Path:
     ax.set_yticklabels([f"{r['recording']}: {r['sorter']} vs {r['against']}" for r in rs],
                        fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlim(MATCH - 0.02, 1.0)
+    ax.set_xlim(MATCH - 0.02, 1.02)
     ax.set_xlabel("agreement of a matched unit pair (one-to-one, ≥ 0.5)")
     ax.grid(axis="x", lw=0.4)
     ax.set_title("locust tetrodes: hub units against offline sorters (no ground truth)")

@@ -17,6 +17,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def family_line(name: str) -> str:
     drift = "static" if not f.drifting else (
         f"{f.drift} drift {f.drift_um:g} µm" + (f", period {f.drift_period_s:g} s"
                                                 if f.drift in ("zigzag", "rigid") else ""))
-    gen = {"ground_truth": "SpikeInterface generate_ground_truth_recording defaults",
+    gen = {"ground_truth": "SpikeInterface generate_ground_truth_recording defaults (25 kHz)",
            "drifting": "SpikeInterface generate_drifting_recording defaults"}.get(f.stock, "")
     return (f"{f.probe}, {f.num_channels} ch, {f.num_units} units, {q.duration_s:g} s, "
             f"{drift}" + (f"; {gen}" if gen else ""))
@@ -171,17 +172,21 @@ def real_lines(real: dict[str, Any] | None) -> list[str]:
     from bench.bench_sorting_real import rows
 
     lines = ["| recording | sorter | against | units | their units | matched pairs | "
-             "median pair agreement | spikes in agreeing units |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "median pair agreement | spikes in agreeing units | every pair's agreement |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows(real):
         lines.append(f"| {r['recording']} | {r['sorter']} | {SHORT.get(r['against'], r['against'])}"
                      f" | {r['units']} | {r['against_units']} | {r['matched_pairs']} | "
                      f"{_f(r['median_pair_agreement'], '.2f')} | "
-                     f"{_f(100 * r['spike_share_agreeing'], '.0f')} % |")
+                     f"{_f(100 * r['spike_share_agreeing'], '.0f')} % | "
+                     f"{', '.join(f'{a:.2f}' for a in r['pair_agreements'])} |")
     for name, rec in real["recordings"].items():
         for s, v in rec["offline"].items():
             if "error" in v:
                 lines.append(f"\n{name}: {s} failed: `{v['error']}`")
+        if "calibration_units" in rec:
+            lines.append(f"\n{name}: calibration (MS5 on the first half) kept "
+                         f"{rec['calibration_units']} templates (the others did not fit).")
         if "calibration_error" in rec:
             lines.append(f"\n{name}: calibration failed: `{rec['calibration_error']}`")
     return lines
@@ -212,6 +217,8 @@ def render(res: dict[str, Any], real: dict[str, Any] | None, doc: Path = DOC) ->
              "front end's time in the same run (contended machine); memory is the sorter's "
              "state per channel.",
              ""]
+    lines += [f"Rendered {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} at commit "
+              f"`{_commit()}`.", ""]
     if res.get("settings"):
         lines += [f"Hub settings changed for this run: `{res['settings']}`.", ""]
     lines += ["## Headline", "", *headline_lines({"headline": _headline(res, matrix)}), "",
@@ -251,6 +258,15 @@ def render(res: dict[str, Any], real: dict[str, Any] | None, doc: Path = DOC) ->
               "cache first with `nice -n 10 python -m bench.sorting_fill`, "
               "`--list` shows what is missing and an estimate)", ""]
     return "\n".join(lines)
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _headline(res: dict[str, Any], names: list[str]) -> dict[str, Any]:
