@@ -229,7 +229,9 @@ def render(res: dict[str, Any], real: dict[str, Any] | None, doc: Path = DOC) ->
                   "SpikeInterface's stock generators at their defaults except size, run "
                   "through the same code as `hubctl sort` / `hubctl calibrate` — the figure an "
                   "outside evaluation reproduces. Beside it, the issue's figures (its own "
-                  "seeds, before this round).", ""]
+                  "seeds, before this round). The harness path is the outsider's: `hubctl sort` "
+                  "on the float32 folder SpikeInterface saves gave the harness's figure on "
+                  "si_static32 seed 2 (0.846, 19 units, 1 FP, checked once by hand).", ""]
         for n in outside:
             lines.append(f"- **{n}**: {family_line(n)}")
         lines += ["", *family_rows(res, outside), "", "| family | sorter | issue 13 |",
