@@ -154,14 +154,36 @@ def targets(res: dict[str, Any], names: list[str]) -> list[str]:
     fpv = fams[fp].get("hub cold", {}).get("fp_fraction", float("nan"))
     out.append(f"- false-positive units ≤ 10 % of found (hub cold): largest {fp} "
                f"{100 * fpv:.0f} % — {'met' if fpv <= 0.1 else 'missed'}")
+    out.append("- drifting families, each other run against the hub cold on the same seeds:")
     for n in drifting:
-        c, k, ms5 = acc(n, "hub cold"), acc(n, "hub calibrated"), acc(n, "mountainsort5")
-        best = max((acc(n, r) for r in ("mountainsort5", "spykingcircus2", "tridesclous2")
-                    if acc(n, r) == acc(n, r)), default=float("nan"))
-        out.append(f"- {n}: calibrated {_f(k)} vs cold {_f(c)} "
-                   f"({'>' if k > c else '≤' if k == k else '?'}); vs MS5 {_f(ms5)}; "
-                   f"best offline {_f(best)}")
+        parts = []
+        for other in ("hub calibrated", "mountainsort5", "spykingcircus2", "tridesclous2"):
+            a, b, seeds = paired(res, n, "hub cold", other)
+            if seeds:
+                parts.append(f"{SHORT[other]} {b:.3f} vs cold {a:.3f} "
+                             f"({'>' if b > a else '≤'}; seeds {','.join(map(str, seeds))})")
+        out.append(f"  - {n}: " + ("; ".join(parts) if parts else "no second run"))
     return out
+
+
+def paired(res: dict[str, Any], family: str, run_a: str,
+           run_b: str) -> tuple[float, float, list[int]]:
+    """Median accuracy (SNR ≥ 5, pooled) of two runs over the seeds where both were scored,
+    so that a comparison is never between different recordings."""
+    import numpy as np
+
+    acc_a: list[float] = []
+    acc_b: list[float] = []
+    seeds = []
+    for r in res["recordings"]:
+        x, y = r["runs"].get(run_a, {}), r["runs"].get(run_b, {})
+        if r["family"] == family and "accuracies" in x and "accuracies" in y:
+            acc_a += x["accuracies"]
+            acc_b += y["accuracies"]
+            seeds.append(r["seed"])
+    if not seeds:
+        return float("nan"), float("nan"), []
+    return float(np.median(acc_a)), float(np.median(acc_b)), seeds
 
 
 def real_lines(real: dict[str, Any] | None) -> list[str]:
