@@ -173,7 +173,8 @@ def plot(fams: dict[str, Any], drifting: set[str], path: Path) -> Path:
     axes[0].axhline(0.9, color="k", lw=0.8, ls="--")
     axes[0].set_ylabel("median accuracy (SNR ≥ 5)")
     axes[0].set_ylim(0, 1.02)
-    axes[0].legend(fontsize=8, ncol=len(runs))
+    axes[0].legend(fontsize=8, ncol=len(runs), loc="lower left", bbox_to_anchor=(0.0, 1.0),
+                   frameon=False)
     axes[1].axhline(0.1, color="k", lw=0.8, ls="--")
     axes[1].set_ylabel("false-positive units / found")
     axes[1].set_xticks(x + w * (len(runs) - 1) / 2)
