@@ -87,6 +87,7 @@ NK_API_BEGIN
 #define NK_SORT_BIRTH 1
 #define NK_SORT_MERGE 2
 #define NK_SORT_RETIRE 3
+#define NK_SORT_PEELED 4   /* a second spike found under another's snippet (peel > 0) */
 
 typedef struct {
     int64_t sample;    /* sample index of the spike (or block end) that caused it */
@@ -122,6 +123,9 @@ typedef struct {
     int64_t burst_samples;      /* bursts: a candidate whose spikes mostly follow a unit's spike
                                    on its channel within this many samples, with that unit's
                                    shape at a smaller or larger scale, joins it (0: off) */
+    int32_t peel;               /* overlaps: after a spike is sorted, its template is
+                                   subtracted from the snippet and a second unit's spike left
+                                   in the residual is reported (NK_SORT_PEELED); 0: off */
 } nk_sort_config;
 
 typedef struct {
@@ -135,6 +139,7 @@ typedef struct {
     int32_t active_clusters;
     int32_t next_unit;          /* the id the next birth gets */
     int32_t n_features;         /* D in use */
+    int64_t peeled;             /* second spikes found under another's snippet (peel) */
 } nk_sort_stats;
 
 /* How well one loaded (calibrated) unit fits the signal since the load. */

@@ -85,6 +85,8 @@ struct nk_sort {
     int64_t *lead_t;        /* [C] sample of the newest spike a unit's cluster accepted */
     int32_t *lead_i;        /* [C] and that cluster (−1: none yet) */
     nk_sort_stats st;
+    float *res;             /* [K·L] scratch: a snippet's residual (nk_sort_peel.c) */
+    int64_t *det_t;         /* [C] sample of the newest detected spike per channel */
 };
 
 
@@ -135,5 +137,7 @@ int32_t nks_peak_channel(const float *T, int32_t C, int32_t L, float *peak);
 void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit);
 void nks_follow(nk_sort *s, int32_t i, int64_t sample);
 int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
+int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
+             int32_t j1, int32_t sh1, int32_t check, sink *k);
 
 #endif

@@ -43,7 +43,7 @@ from hub.kernels import (
     butter_sos,
 )
 from hub.kernels.frontend import settle_samples
-from hub.kernels.sorter import Sorter, SorterConfig
+from hub.kernels.sorter import Sorter, SorterConfig, split_peeled
 from hub.wire import settings
 from hub.wire.settings import ConfigError as ConfigError  # re-exported
 
@@ -122,6 +122,9 @@ class BlockResult:
     sort_events: npt.NDArray[Any] | None = None
     #: ECoG mode (lfp=True; decoding, issue 15): high-gamma mean x² per row of ``bins``
     hg_power: npt.NDArray[np.float32] | None = None
+    #: sorting: spikes found under another spike's snippet (EVENT_DTYPE, unit set, amplitude
+    #: and threshold 0: they have no snippet of their own; nk_sort_peel.c)
+    peeled: npt.NDArray[Any] | None = None
 
 
 @dataclass
@@ -265,15 +268,15 @@ class Pipeline:
                 self.hg.process(lfp, -(-t0 // q))
             self.times.add("lfp", clock() - f)
         sev = sev.copy()
-        sort_events = None
+        sort_events = peeled = None
         if self.sorter is not None:
             g = clock()
-            sort_events = self._sort(sev, wf, t0 + n)
+            sort_events, peeled = split_peeled(self._sort(sev, wf, t0 + n))
             self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
         hg = self.hg.take(bins.index) if self.hg is not None and bins.index.size else None
         return BlockResult(t0, n, events, sev, wf[:, :self.snippet_k].copy(), bins, lfp,
-                           sort_events, hg)
+                           sort_events, hg, peeled)
 
     def _decided(self, events: npt.NDArray[Any], last: int) -> npt.NDArray[Any]:
         """The events with ``sample`` moved to where each was decided (peak + look-ahead; at

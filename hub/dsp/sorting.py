@@ -244,6 +244,8 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
         r = pipe.process(block)
         wall += time.perf_counter() - t
         evs.append(r.snippet_events)
+        if r.peeled is not None and r.peeled.size:
+            evs.append(r.peeled)
         if r.sort_events is not None and r.sort_events.size:
             ses.append(r.sort_events)
     ev = np.concatenate(evs) if evs else np.zeros(0, dtype=np.dtype([]))

@@ -27,12 +27,26 @@ if ffi.sizeof("nk_sort_event") != SORT_EVENT_DTYPE.itemsize:
                       f"{SORT_EVENT_DTYPE.itemsize} in numpy")
 
 BIRTH, MERGE, RETIRE = int(lib.NK_SORT_BIRTH), int(lib.NK_SORT_MERGE), int(lib.NK_SORT_RETIRE)
-KIND_NAMES = {BIRTH: "birth", MERGE: "merge", RETIRE: "retire"}
+PEELED = int(lib.NK_SORT_PEELED)
+KIND_NAMES = {BIRTH: "birth", MERGE: "merge", RETIRE: "retire", PEELED: "peeled"}
 
 F32 = npt.NDArray[np.float32]
 
 
 _ptr = buf_in          # buffers C only reads; those it writes go through buf_out
+
+
+def split_peeled(sort_events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """(life-cycle events, peeled spikes) from :meth:`Sorter.process`'s output: the
+    NK_SORT_PEELED records become spikes (EVENT_DTYPE: sample, channel, unit; amplitude and
+    threshold 0, for they have no snippet of their own), in sample order."""
+    pk = sort_events["kind"] == PEELED
+    rows = sort_events[pk]
+    spikes = np.zeros(rows.size, EVENT_DTYPE)
+    spikes["sample"], spikes["channel"], spikes["unit"] = rows["sample"], rows["channel"], \
+        rows["unit"]
+    order = np.argsort(spikes["sample"], kind="stable")
+    return sort_events[~pk], spikes[order]
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,9 @@ class SorterConfig:
     scale_range: float = 0.4         # spikes match a·template, a within 1 ± this
     scale_prior: float = 10.0        # δ charged per (a − 1)²
     burst_s: float = 0.02            # a candidate following a unit's spikes this closely: bursts
+    #: overlaps: subtract a sorted spike's template from its snippet and report a second
+    #: unit's spike left in the residual (NK_SORT_PEELED, nk_sort_peel.c)
+    peel: bool = True
 
 
 class Sorter:
@@ -91,7 +108,7 @@ class Sorter:
             "candidate_samples": max(1, round(cfg.candidate_s * fs)),
             "relative_tolerance": cfg.relative_tolerance, "scale_range": cfg.scale_range,
             "scale_prior": cfg.scale_prior,
-            "burst_samples": max(0, round(cfg.burst_s * fs))})
+            "burst_samples": max(0, round(cfg.burst_s * fs)), "peel": int(cfg.peel)})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -171,7 +188,7 @@ class Sorter:
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
             "retirements", "successions", "live_units", "active_clusters", "next_unit",
-            "n_features")}
+            "n_features", "peeled")}
 
     def clusters(self) -> dict[str, npt.NDArray[Any]]:
         """Cluster table: channel (−1 empty), unit, count, template (N, K, L)."""
