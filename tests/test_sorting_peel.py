@@ -60,3 +60,16 @@ def test_peeled_spikes_are_real_and_add_to_the_found(gt_tiny: tuple[Path, Path])
     # most peeled spikes are ground-truth spikes the detector's events did not carry
     assert hits_on - hits_off >= 0.6 * n_on
     assert real_on.sum() >= 0.95 * hits_on
+
+
+def test_exclusion_narrows_but_keeps_the_nearest_contacts() -> None:
+    """While sorting the detector excludes within 50 µm, but never less than 1.5 × a
+    channel's nearest contact (a sparse probe keeps its neighbours); 0 keeps the radius."""
+    from hub.dsp.geometry import adjacency, exclusion_adjacency
+
+    dense = np.stack([np.zeros(8), np.arange(8) * 20.0], axis=1)
+    sparse = np.stack([np.zeros(8), np.arange(8) * 60.0], axis=1)
+    assert exclusion_adjacency(dense, 8, 100.0, 50.0)[3] == [2, 4, 1, 5]
+    assert exclusion_adjacency(sparse, 8, 100.0, 50.0)[3] == [2, 4]
+    assert exclusion_adjacency(dense, 8, 100.0, 0.0) == adjacency(dense, 8, 100.0)
+    assert exclusion_adjacency(dense, 8, 30.0, 50.0) == adjacency(dense, 8, 30.0)

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hub.dsp.bandpower import HighGammaBins
-from hub.dsp.geometry import adjacency, snippet_neighbors
+from hub.dsp.geometry import adjacency, exclusion_adjacency, snippet_neighbors
 from hub.kernels import (
     EVENT_DTYPE,
     Bandpass,
@@ -165,7 +165,12 @@ class Pipeline:
             warmup=round(cfg.warmup_s * fs), eta_fast=0.1,
             eta_slow=1.0 / (cfg.noise_tau_s * fs))
         self.adjacency = adjacency(positions_um, n_channels, cfg.neighbor_radius_um)
-        self.detector = Detector(n_channels, dcfg, self.adjacency)
+        # sorting: the detector's exclusion spares the spikes of neurons a few contacts apart
+        # (SorterConfig.exclusion_radius_um); the sorter peels those of nearer ones
+        det_adj = exclusion_adjacency(positions_um, n_channels, cfg.neighbor_radius_um,
+                                      cfg.sort_settings.exclusion_radius_um) \
+            if cfg.sort else self.adjacency
+        self.detector = Detector(n_channels, dcfg, det_adj)
         max_block = max(self.block_samples, round(50 * ms))
         # the sorter may see more channels than the uplink sends (the first snippet_channels
         # of each row are the same: nearest first); results carry the uplink's
