@@ -64,6 +64,19 @@
  * unit's template. Clusters loaded from the host are never merged or linked with another
  * loaded unit (the host's sorter already decided they differ).
  *
+ * Overlaps (peel = 1, nk_sort_peel.c): the detector reports one event for two spikes of
+ * neighbouring neurons closer than its exclusion window. After a spike is labelled by a unit
+ * cluster (accepted, or within label_distance), that template is subtracted from the snippet
+ * (its slide, least-squares scale); where the residual still crosses k·σ of a channel (≥ 2
+ * samples from the first peak, ≥ 8 samples before the window's end), the unit clusters of that
+ * channel are fitted to the residual at that time (±1 sample, over the channels and samples the
+ * two windows share, noise budget σ²·n + ε²·‖T₂‖² + 3·ε²·a²·‖T₁‖²) and the best one within
+ * its acceptance limit is reported as a second spike (NK_SORT_PEELED: sample, unit, channel,
+ * other = the first spike's unit) unless a detected event lies within 3 samples of it on that
+ * channel. A snippet no unit cluster accepts is first tried as such a pair: when the nearest
+ * unit's template fits once the second spike is removed, both are labelled and the snippet
+ * seeds no candidate. Peeled spikes never move templates.
+ *
  * Calibration (nk_sort_load_templates): full-probe templates T[n_units][C][L] in filtered
  * counts, aligned so that the peak of the unit's largest channel is at `pre`, plus an optional
  * basis. Everything is validated first; a bad set is refused whole and the state is untouched.
