@@ -77,6 +77,15 @@
  * unit's template fits once the second spike is removed, both are labelled and the snippet
  * seeds no candidate. Peeled spikes never move templates.
  *
+ * Splits (split = 1, nk_sort_split.c): two similar neurons on one channel (template difference
+ * within the merge distance) end up in one cluster, whose limit then follows their joint spread.
+ * Each cluster tracks the principal axis of its members' residuals (x − a·T, a stochastic power
+ * iteration) and a 1-D 2-means of the members along it; when the two modes are ≥ 8 noise σ and
+ * ≥ 4 within-mode deviations apart and the smaller holds ≥ birth_spikes and 15 % of the
+ * members, T + m_k·axis become two templates: the cluster keeps the larger mode and its id, the
+ * other is born at once as a new unit (NK_SORT_BIRTH), and the two are never merged again.
+ * Spikes sorted before the split keep their labels (causal). Loaded clusters are not split.
+ *
  * Calibration (nk_sort_load_templates): full-probe templates T[n_units][C][L] in filtered
  * counts, aligned so that the peak of the unit's largest channel is at `pre`, plus an optional
  * basis. Everything is validated first; a bad set is refused whole and the state is untouched.
@@ -139,6 +148,8 @@ typedef struct {
     int32_t peel;               /* overlaps: after a spike is sorted, its template is
                                    subtracted from the snippet and a second unit's spike left
                                    in the residual is reported (NK_SORT_PEELED); 0: off */
+    int32_t split;              /* a cluster whose members are bimodal along their residuals'
+                                   principal axis splits in two (nk_sort_split.c); 0: off */
 } nk_sort_config;
 
 typedef struct {
@@ -153,6 +164,7 @@ typedef struct {
     int32_t next_unit;          /* the id the next birth gets */
     int32_t n_features;         /* D in use */
     int64_t peeled;             /* second spikes found under another's snippet (peel) */
+    int64_t splits;             /* clusters split in two (split) */
 } nk_sort_stats;
 
 /* How well one loaded (calibrated) unit fits the signal since the load. */

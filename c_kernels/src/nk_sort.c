@@ -19,6 +19,7 @@ static int config_ok(const nk_sort_config *c) {
     if (!(c->scale_prior >= 0.0f && c->scale_prior < 1.0e6f)) return 0;
     if (c->burst_samples < 0) return 0;
     if (c->peel < 0 || c->peel > 1) return 0;
+    if (c->split < 0 || c->split > 1) return 0;
     return 1;
 }
 
@@ -28,7 +29,8 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
     const int64_t N = C * cfg->max_clusters;
     return (int64_t)sizeof(nk_sort) + C * K * 4 + 2 * C * 4 + L * L * 4
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
-           + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 8;
+           + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 8
+           + N * K * L * 4 + K * L * 4;
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -69,9 +71,12 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->lead_i = calloc((size_t)C, sizeof(int32_t));
     s->res = calloc(KL, sizeof(float));
     s->det_t = calloc((size_t)C, sizeof(int64_t));
+    s->axis = calloc(N * KL, sizeof(float));
+    s->res2 = calloc(KL, sizeof(float));
     if (!s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
-        || !s->lead_t || !s->lead_i || !s->res || !s->det_t) {
+        || !s->lead_t || !s->lead_i || !s->res || !s->det_t
+        || !s->axis || !s->res2) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }
@@ -101,6 +106,7 @@ void nk_sort_reset(nk_sort *s) {
         memset(&s->cl[i], 0, sizeof(cluster));
         s->cl[i].channel = -1;
         s->cl[i].unit = -1;
+        s->cl[i].sib = -1;
     }
     memset(&s->st, 0, sizeof s->st);
     s->st.n_features = s->D;
@@ -119,6 +125,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->cl); free(s->raw); free(s->feat); free(s->f);
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t);
+    free(s->axis); free(s->res2);
     free(s);
 }
 
@@ -189,6 +196,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         int32_t i = best;
         if (i >= 0) {
             cluster *ci = &s->cl[i];
+            nks_split_observe(s, i, x, best_shift);
             ci->count++;
             if (ci->seen++ == 0) ci->first = ev->sample;
             const int64_t m = ci->count < s->cfg.adapt_spikes ? ci->count : s->cfg.adapt_spikes;
@@ -225,10 +233,12 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             memcpy(nks_raw(s, i), x, KL * sizeof(float));
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)nks_dims(s) * sizeof(float));
             nks_refresh(s, i);
+            nks_split_reset(s, i);
             s->st.candidates++;
         }
         nks_follow(s, i, ev->sample);
         i = nks_after_update(s, i, ev->sample, &k);
+        if (best >= 0) i = nks_split(s, i, ev->sample, &k);
         ev->unit = s->cl[i].unit;
         /* the cluster (and slide) that explains the spike, for peeling */
         int32_t pj = ev->unit >= 0 && best >= 0 ? i : -1, psh = best_shift;

@@ -187,6 +187,7 @@ int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
             const int32_t j = c * U + u;
             if (j == i || s->cl[j].channel < 0) continue;
             if (s->cl[i].given && s->cl[j].given && s->cl[i].unit != s->cl[j].unit) continue;
+            if (s->cl[i].sib == j && s->cl[j].sib == i) continue;   /* split apart */
             int32_t sh;
             /* allowance for the noise left in templates of few spikes (at most 0.5) */
             float young = 1.0f / (float)s->cl[i].count + 1.0f / (float)s->cl[j].count;

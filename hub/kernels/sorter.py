@@ -82,6 +82,9 @@ class SorterConfig:
     #: overlaps: subtract a sorted spike's template from its snippet and report a second
     #: unit's spike left in the residual (NK_SORT_PEELED, nk_sort_peel.c)
     peel: bool = True
+    #: a cluster whose members are bimodal along their residuals' principal axis (two similar
+    #: neurons in one cluster) splits in two (nk_sort_split.c)
+    split: bool = True
     #: while sorting, the detector's spatial exclusion (one event per spike among the contacts
     #: this close, at least 1.5 × the nearest contact's distance) instead of the pipeline's
     #: neighbor_radius_um: two neurons' near-simultaneous spikes further apart are both
@@ -114,7 +117,8 @@ class Sorter:
             "candidate_samples": max(1, round(cfg.candidate_s * fs)),
             "relative_tolerance": cfg.relative_tolerance, "scale_range": cfg.scale_range,
             "scale_prior": cfg.scale_prior,
-            "burst_samples": max(0, round(cfg.burst_s * fs)), "peel": int(cfg.peel)})
+            "burst_samples": max(0, round(cfg.burst_s * fs)), "peel": int(cfg.peel),
+            "split": int(cfg.split)})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -194,7 +198,7 @@ class Sorter:
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
             "retirements", "successions", "live_units", "active_clusters", "next_unit",
-            "n_features", "peeled")}
+            "n_features", "peeled", "splits")}
 
     def clusters(self) -> dict[str, npt.NDArray[Any]]:
         """Cluster table: channel (−1 empty), unit, count, template (N, K, L)."""
