@@ -82,7 +82,9 @@
  * Each cluster tracks the principal axis of its members' residuals (x − a·T, a stochastic power
  * iteration) and a 1-D 2-means of the members along it; when the two modes are ≥ 8 noise σ and
  * ≥ 4 within-mode deviations apart and the smaller holds ≥ birth_spikes and 15 % of the
- * members, T + m_k·axis become two templates: the cluster keeps the larger mode and its id, the
+ * members, and consecutive members switch modes at ≥ half the rate 2p(1 − p) of two
+ * independently firing neurons (not a drifting neuron's old then new shape), T + m_k·axis
+ * become two templates: the cluster keeps the larger mode and its id, the
  * other is born at once as a new unit (NK_SORT_BIRTH), and the two are never merged again.
  * Spikes sorted before the split keep their labels (causal). Loaded clusters are not split.
  *

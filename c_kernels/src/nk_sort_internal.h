@@ -68,6 +68,8 @@ typedef struct {
     float sp_norm;
     float sp_m[2], sp_v[2]; /* mode centres and within-mode variances (counts, counts²) */
     int32_t sib;            /* the cluster it was split from / into (never merged), or −1 */
+    int32_t sp_last;        /* mode of the previous member (−1: none) */
+    float sp_switch;        /* running mean of "this member's mode differs from the last's" */
 } cluster;
 
 struct nk_sort {

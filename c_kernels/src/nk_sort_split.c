@@ -17,7 +17,9 @@
  *                  and counts.
  * The cluster splits when the two modes are SPLIT_SEP noise σ apart and SPLIT_RATIO within-
  * group deviations apart (a single Gaussian's 2-means gives 2.65) and the smaller holds at
- * least birth_spikes and SPLIT_SHARE of the members. Then T + m_k·u/‖u‖ are the two
+ * least birth_spikes and SPLIT_SHARE of the members, and consecutive members change mode
+ * about as often as two independently firing neurons would (a drifting neuron's old and new
+ * shapes are bimodal too, but one follows the other in time). Then T + m_k·u/‖u‖ are the two
  * templates: the cluster keeps the larger mode (and its unit id); the other starts a new
  * cluster with that mode's members counted, which goes through the birth checks at once. The
  * two are siblings: never merged with each other (they were split on evidence a template
@@ -34,6 +36,9 @@
                                4 and 6 split real single units of dense32 too) */
 #define SPLIT_RATIO 4.0f    /* … and this many within-mode deviations */
 #define SPLIT_SHARE 0.15f   /* the smaller mode's share of the members */
+#define SPLIT_MIX 0.5f      /* mode switches between consecutive members, × the 2p(1 − p) of
+                               two independent neurons (tune seeds: without it, drift_nonrigid64
+                               split drifting units, FP share 0.03 → 0.11) */
 
 static float *axis_of(nk_sort *s, int32_t i) { return s->axis + (size_t)i * nks_KL(s); }
 
@@ -45,6 +50,8 @@ void nks_split_reset(nk_sort *s, int32_t i) {
     ci->sp_k[0] = ci->sp_k[1] = 0;
     ci->sp_m[0] = ci->sp_m[1] = 0.0f;
     ci->sp_v[0] = ci->sp_v[1] = 0.0f;
+    ci->sp_last = -1;
+    ci->sp_switch = 0.0f;
     memset(axis_of(s, i), 0, nks_KL(s) * sizeof(float));
 }
 
@@ -93,6 +100,12 @@ void nks_split_observe(nk_sort *s, int32_t i, const float *x, int32_t sh) {
         ci->sp_v[0] = ci->sp_v[1] = 0.0f;
     }
     const int32_t h = (y - ci->sp_m[0]) * (y - ci->sp_m[0]) > (y - ci->sp_m[1]) * (y - ci->sp_m[1]);
+    if (ci->sp_last >= 0) {
+        const int64_t ns = ci->sp_k[0] + ci->sp_k[1];
+        const float wsw = 1.0f / (float)(ns < SPLIT_MEMORY ? ns : SPLIT_MEMORY);
+        ci->sp_switch += wsw * ((float)(h != ci->sp_last) - ci->sp_switch);
+    }
+    ci->sp_last = h;
     const int64_t nk = ++ci->sp_k[h];
     const float wk = 1.0f / (float)(nk < SPLIT_MEMORY ? nk : SPLIT_MEMORY);
     ci->sp_m[h] += wk * (y - ci->sp_m[h]);
@@ -112,6 +125,10 @@ int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k) {
     const float within2 = ((float)n0 * ci->sp_v[0] + (float)n1 * ci->sp_v[1]) / (float)n;
     if (!(sep * sep >= SPLIT_SEP * SPLIT_SEP * ci->sigma2)) return i;
     if (!(sep * sep >= SPLIT_RATIO * SPLIT_RATIO * within2)) return i;
+    /* two neurons fire interleaved: consecutive members change mode at a rate near 2p(1 − p);
+     * a drifting neuron's old and new shapes follow each other in time (rate ≈ 0) */
+    const float p = (float)least / (float)n;
+    if (!(ci->sp_switch >= SPLIT_MIX * 2.0f * p * (1.0f - p))) return i;
     const int32_t j = nks_free_slot(s, ci->channel);
     if (j < 0 || j == i) return i;
     const int32_t keep = n0 >= n1 ? 0 : 1;
