@@ -30,7 +30,7 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
     return (int64_t)sizeof(nk_sort) + C * K * 4 + 2 * C * 4 + L * L * 4
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
            + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 8
-           + N * K * L * 4 + K * L * 4;
+           + (cfg->split ? N * K * L * 4 + K * L * 4 : 0);
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -71,12 +71,14 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->lead_i = calloc((size_t)C, sizeof(int32_t));
     s->res = calloc(KL, sizeof(float));
     s->det_t = calloc((size_t)C, sizeof(int64_t));
-    s->axis = calloc(N * KL, sizeof(float));
-    s->res2 = calloc(KL, sizeof(float));
+    if (cfg->split) {   /* the split test's state, only when it runs */
+        s->axis = calloc(N * KL, sizeof(float));
+        s->res2 = calloc(KL, sizeof(float));
+    }
     if (!s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t
-        || !s->axis || !s->res2) {
+        || (cfg->split && (!s->axis || !s->res2))) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }

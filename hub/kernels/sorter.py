@@ -83,8 +83,11 @@ class SorterConfig:
     #: unit's spike left in the residual (NK_SORT_PEELED, nk_sort_peel.c)
     peel: bool = True
     #: a cluster whose members are bimodal along their residuals' principal axis (two similar
-    #: neurons in one cluster) splits in two (nk_sort_split.c)
-    split: bool = True
+    #: neurons in one cluster) splits in two (nk_sort_split.c). Off: on the tune seeds it
+    #: recovers merged dense32 neurons (mean accuracy 0.727/0.735 → 0.750/0.780 per seed) but
+    #: on the held-out seeds it adds unmatched units (dense32 FP share 0.092 → 0.113,
+    #: noisy_bursts32 0.057 → 0.091) without lifting the median (0.868 → 0.867)
+    split: bool = False
     #: while sorting, the detector's spatial exclusion (one event per spike among the contacts
     #: this close, at least 1.5 × the nearest contact's distance) instead of the pipeline's
     #: neighbor_radius_um: two neurons' near-simultaneous spikes further apart are both
