@@ -270,6 +270,37 @@ int main(void) {
     report("sort_fit", (uint64_t)fit[0].channel_spikes, fit_ok);
     nk_sort_free(s);
 
+    /* calibration leaves room for the neurons it did not list: two loaded units whose
+     * footprints reach channel 2 (peaks on 1 and 3) may not fill its slots, so neurons 0 and
+     * 1, which the loaded set lacks, still get units of their own there (without the
+     * reserve: no birth, both neurons' spikes go to the loaded units) */
+    nk_sort_config cr = cfg;
+    cr.max_clusters = 3;
+    nk_sort *sres = NULL;
+    nk_sort_new(&cr, nbrs, NULL, 0, &sres);
+    static float side[3][C][L];
+    memset(side, 0, sizeof side);
+    for (int l = 0; l < L; l++) {
+        const float w = tpl[0][2][l] / 150.0f;     /* the biphasic shape */
+        side[0][1][l] = 150.0f * w; side[0][2][l] = 130.0f * w;
+        side[1][3][l] = 150.0f * w; side[1][2][l] = 130.0f * w;
+        for (int c = 0; c < C; c++) side[2][c][l] = tpl[2][c][l];
+    }
+    const int32_t sids[3] = {200, 201, 202};
+    int lr = nk_sort_load_templates(sres, 3, sids, &side[0][0][0], C, L, NULL, 0);
+    static int32_t labres[NSPK];
+    int32_t neres = 0;
+    nk_sort_stats stres;
+    uint64_t hres = run(sres, 50, labres, &neres);
+    nk_sort_get_stats(sres, &stres);
+    const double purres = purity(labres, NSPK / 2, major);
+    report("sort_calib_reserve", hres, lr == NK_OK && stres.births >= 1 && purres > 0.9 &&
+           major[2] == 202 && stres.unsorted_full < NSPK / 100);
+    if (!(stres.births >= 1 && purres > 0.9 && major[2] == 202 && stres.unsorted_full < NSPK / 100))
+        printf("  births %lld, purity %.3f, unsorted_full %lld, unit of neuron 2 %d\n", (long long)stres.births,
+               purres, (long long)stres.unsorted_full, (int)major[2]);
+    nk_sort_free(sres);
+
     /* robust amplitudes (template scaling, relative tolerance): ±30 % amplitude variation
      * stays one unit per neuron */
     make_data_mode(1);
