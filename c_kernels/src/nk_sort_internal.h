@@ -1,7 +1,7 @@
 /* nk_sort_internal.h — the online sorter's state and the helpers its sources share (not part of
  * the API; see nk_sort.h for the model). Sources: nk_sort.c (state, process), nk_sort_model.c
  * (distances, templates), nk_sort_units.c (merge, link, succession, birth, retirement),
- * nk_sort_calib.c (loaded templates and their fit). */
+ * nk_sort_calib.c (loaded templates and their fit), nk_sort_motion.c (probe motion). */
 #ifndef NK_SORT_INTERNAL_H
 #define NK_SORT_INTERNAL_H
 #include <math.h>
@@ -85,6 +85,13 @@ struct nk_sort {
     int64_t *lead_t;        /* [C] sample of the newest spike a unit's cluster accepted */
     int32_t *lead_i;        /* [C] and that cluster (−1: none yet) */
     nk_sort_stats st;
+    float *pos;             /* [C][2] contact positions, µm (motion; valid when has_pos) */
+    int32_t has_pos;
+    float *frozen;          /* [C·U][K·L] loaded clusters' templates as loaded */
+    float *f2;              /* [3·K·L] scratch */
+    float motion;           /* rigid motion estimate along depth, µm (since the load) */
+    float motion_applied;   /* the motion the loaded templates are moved to */
+    int64_t motion_spikes;  /* spikes that voted */
 };
 
 
@@ -135,5 +142,7 @@ int32_t nks_peak_channel(const float *T, int32_t C, int32_t L, float *peak);
 void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit);
 void nks_follow(nk_sort *s, int32_t i, int64_t sample);
 int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
+void nks_motion_place(nk_sort *s, int32_t i);
+void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, float sig2);
 
 #endif

@@ -65,6 +65,9 @@ class SorterConfig:
     scale_range: float = 0.4         # spikes match a·template, a within 1 ± this
     scale_prior: float = 10.0        # δ charged per (a − 1)²
     burst_s: float = 0.02            # a candidate following a unit's spikes this closely: bursts
+    #: online rigid motion estimate from the spikes loaded units accept, with their templates
+    #: moved along (needs contact positions; nk_sort.h "Motion")
+    motion: bool = True
 
 
 class Sorter:
@@ -198,6 +201,26 @@ class Sorter:
                  "channel_spikes": int(r.channel_spikes), "mean_delta": float(r.mean_delta),
                  "snr": float(r.snr)}
                 for r in (out[i] for i in range(n[0]))]
+
+    def set_positions(self, positions_um: npt.ArrayLike | None) -> None:
+        """Contact positions (n_channels, 2) in µm, y along the probe's depth: turns on the
+        online motion estimate (None turns it off)."""
+        if positions_um is None:
+            check(lib.nk_sort_set_positions(self._st, ffi.NULL, self.n_channels),
+                  "nk_sort_set_positions")
+            return
+        xy = np.ascontiguousarray(positions_um, dtype=np.float32)
+        if xy.shape != (self.n_channels, 2):
+            raise ValueError(f"positions must be ({self.n_channels}, 2), got {xy.shape}")
+        check(lib.nk_sort_set_positions(self._st, _ptr("float *", xy), self.n_channels),
+              "nk_sort_set_positions (positions must be finite)")
+
+    def motion(self) -> tuple[float, int]:
+        """(rigid motion estimate in µm along y since the load, spikes that voted for it)."""
+        um = ffi.new("float *")
+        n = ffi.new("int64_t *")
+        check(lib.nk_sort_get_motion(self._st, um, n), "nk_sort_get_motion")
+        return float(um[0]), int(n[0])
 
     def reset(self) -> None:
         lib.nk_sort_reset(self._st)
