@@ -113,21 +113,30 @@ void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, fl
     moved(s, i, s->motion_applied, m);
     moved(s, i, s->motion_applied + MOTION_DD, up);
     moved(s, i, s->motion_applied - MOTION_DD, dn);
-    /* x[l] ≈ a·m[l + shift] + (D − D_a)·a·m'[l + shift], over the inner samples */
-    float xm = 0.0f, mm = 0.0f, xd = 0.0f, md = 0.0f, dd = 0.0f;
+    /* x[l] ≈ a·m[l + shift] + (D − D_a)·a·m'[l + shift] over the inner samples, with the slope
+     * m' taken on the side the spike lies (the interpolation bends at the contact depths) */
+    float xm = 0.0f, mm = 0.0f, xu = 0.0f, mu = 0.0f, uu = 0.0f, xn = 0.0f, mn = 0.0f, nn = 0.0f;
     for (int32_t p = 0; p < K; p++)
         for (int32_t l = 1; l < L - 1; l++) {
             const size_t o = (size_t)p * (size_t)L, t = o + (size_t)(l + shift);
             const float xv = x[o + (size_t)l], mv = m[t];
-            const float dv = (up[t] - dn[t]) / (2.0f * MOTION_DD);
-            xm += xv * mv; mm += mv * mv; xd += xv * dv; md += mv * dv; dd += dv * dv;
+            const float uv = (up[t] - mv) / MOTION_DD, nv = (mv - dn[t]) / MOTION_DD;
+            xm += xv * mv; mm += mv * mv;
+            xu += xv * uv; mu += mv * uv; uu += uv * uv;
+            xn += xv * nv; mn += mv * nv; nn += nv * nv;
         }
-    if (!(mm > 0.0f) || !(dd > 0.0f)) return;
+    if (!(mm > 0.0f)) return;
     const float a = xm / mm;
     if (!(a > 0.5f && a < 2.0f)) return;
-    /* least squares for the displacement step given the scale: ⟨x − a·m, a·m'⟩ / (a²‖m'‖²) */
+    /* least squares for the step given the scale, ⟨x − a·m, a·m'⟩ / (a²‖m'‖²), on each side;
+     * the side whose step points its way and explains more of the residual wins */
+    const float su = uu > 0.0f ? (xu - a * mu) / (a * uu) : 0.0f;
+    const float sn = nn > 0.0f ? (xn - a * mn) / (a * nn) : 0.0f;
+    const float gu = su > 0.0f ? su * su * uu : -1.0f, gn = sn < 0.0f ? sn * sn * nn : -1.0f;
+    if (gu < 0.0f && gn < 0.0f) return;
+    const float step = gu >= gn ? su : sn, dd = gu >= gn ? uu : nn;
     const float info = a * a * dd / sig2;            /* 1 / variance of the step, 1/µm² */
-    float d = (xd - a * md) / (a * dd) + (s->motion_applied - s->motion);
+    float d = step + (s->motion_applied - s->motion);
     if (d > MOTION_CLIP) d = MOTION_CLIP;
     if (d < -MOTION_CLIP) d = -MOTION_CLIP;
     const float w = info / (info + MOTION_INFO0);   /* a spike with a vague step says less */
