@@ -11,7 +11,8 @@ import numpy as np
 from bench import sorting_families as sf
 from bench.motion_truth import ground_truth_motion, motion_error
 
-#: 16 contacts in two columns, 8 units, 24 s, rigid drift of 20 µm (a zigzag of 40 µm peak to peak, 48 s period: its first leg)
+#: 16 contacts in two columns, 8 units, 24 s; a rigid drift of 20 µm (the first leg of a
+#: zigzag of 40 µm peak to peak, 48 s period)
 FAMILY = sf.Family("motion_test16", "multicolumn", 16, 8, 24.0, alpha=(200.0, 450.0),
                    drift="rigid", drift_um=40.0, drift_period_s=48.0, drift_start_s=4.0)
 
