@@ -33,7 +33,7 @@ def test_motion_estimate_follows_the_generated_drift(tmp_path: Path) -> None:
     cfg = ev.pipeline_config()
     ts, _ = templates_from_sorting(rec, gt, cfg, 0, last, validate=False)
     res = sort_recording(rec, cfg, ts)
-    assert res.stats["motion_spikes"] > 500
+    assert res.stats["motion_spikes"] > 200
     t_gt, disp = ground_truth_motion(FAMILY, 3)
     err = motion_error(res.stats["motion_trace"], rec.sampling_frequency, t_gt, disp, cal_s)
     # the probe moves 20 µm here: assuming it still is 8 µm RMS off; the estimate (measured

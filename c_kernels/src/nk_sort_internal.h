@@ -92,6 +92,7 @@ struct nk_sort {
     float motion;           /* rigid motion estimate along depth, µm (since the load) */
     float motion_applied;   /* the motion the loaded templates are moved to */
     int64_t motion_spikes;  /* spikes that voted */
+    int32_t motion_move;    /* move the loaded templates with the estimate */
 };
 
 

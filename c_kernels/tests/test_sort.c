@@ -373,7 +373,7 @@ int main(void) {
     nk_sort *sm = NULL, *sn = NULL;
     nk_sort_new(&cfg, nbrs, NULL, 0, &sm);
     nk_sort_new(&cfg, nbrs, NULL, 0, &sn);
-    int ps = nk_sort_set_positions(sm, &xy[0][0], C);
+    int ps = nk_sort_set_positions(sm, &xy[0][0], C, 1);
     int l1 = nk_sort_load_templates(sm, 3, ids, &tpl[0][0][0], C, L, NULL, 0);
     int l2 = nk_sort_load_templates(sn, 3, ids, &tpl[0][0][0], C, L, NULL, 0);
     static int32_t labm[NSPK], labn[NSPK];
@@ -399,7 +399,8 @@ int main(void) {
            ps == NK_OK && l1 == NK_OK && l2 == NK_OK && um > 8.0f && um < 12.0f &&
            votes > NSPK / 2 && um_off == 0.0f && votes_off == 0 && pm >= pn && pm > 0.9 &&
            dm < dn &&
-           nk_sort_set_positions(sm, &xy[0][0], C - 1) == NK_ERR_ARG &&
+           nk_sort_set_positions(sm, &xy[0][0], C - 1, 1) == NK_ERR_ARG &&
+           nk_sort_set_positions(sm, &xy[0][0], C, 2) == NK_ERR_ARG &&
            nk_sort_get_motion(sm, NULL, &votes) == NK_ERR_ARG);
     if (!(um > 8.0f && um < 12.0f && dm < dn && pm >= pn))
         printf("  motion %.2f µm (%lld votes), mean δ %.4f (without positions %.4f), last-third "

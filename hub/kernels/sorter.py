@@ -65,9 +65,12 @@ class SorterConfig:
     scale_range: float = 0.4         # spikes match a·template, a within 1 ± this
     scale_prior: float = 10.0        # δ charged per (a − 1)²
     burst_s: float = 0.02            # a candidate following a unit's spikes this closely: bursts
-    #: online rigid motion estimate from the spikes loaded units accept, with their templates
-    #: moved along (needs contact positions; nk_sort.h "Motion")
+    #: online rigid motion estimate from the spikes loaded units accept (needs contact
+    #: positions; nk_sort.h "Motion"): reported, ~1 µm RMS on smooth drift (tune seeds)
     motion: bool = True
+    #: … and the loaded templates moved with it. Off: on the tune seeds moving them changed
+    #: drifting families' calibrated accuracy by −0.009 … +0.008 (adaptation tracks as well)
+    motion_move: bool = False
 
 
 class Sorter:
@@ -202,17 +205,20 @@ class Sorter:
                  "snr": float(r.snr)}
                 for r in (out[i] for i in range(n[0]))]
 
-    def set_positions(self, positions_um: npt.ArrayLike | None) -> None:
+    def set_positions(self, positions_um: npt.ArrayLike | None,
+                      move_templates: bool = False) -> None:
         """Contact positions (n_channels, 2) in µm, y along the probe's depth: turns on the
-        online motion estimate (None turns it off)."""
+        online motion estimate, and with `move_templates` moves the loaded templates with it
+        (None turns it off)."""
         if positions_um is None:
-            check(lib.nk_sort_set_positions(self._st, ffi.NULL, self.n_channels),
+            check(lib.nk_sort_set_positions(self._st, ffi.NULL, self.n_channels, 0),
                   "nk_sort_set_positions")
             return
         xy = np.ascontiguousarray(positions_um, dtype=np.float32)
         if xy.shape != (self.n_channels, 2):
             raise ValueError(f"positions must be ({self.n_channels}, 2), got {xy.shape}")
-        check(lib.nk_sort_set_positions(self._st, _ptr("float *", xy), self.n_channels),
+        check(lib.nk_sort_set_positions(self._st, _ptr("float *", xy), self.n_channels,
+                                        int(move_templates)),
               "nk_sort_set_positions (positions must be finite)")
 
     def motion(self) -> tuple[float, int]:
