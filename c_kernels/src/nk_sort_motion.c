@@ -142,9 +142,11 @@ void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, fl
     const float step = gu >= gn ? su : sn, dd = gu >= gn ? uu : nn;
     const float info = a * a * dd / sig2;            /* 1 / variance of the step, 1/µm² */
     float d = step + (s->motion_applied - s->motion);
+    if (!(d > -FLT_BIG && d < FLT_BIG)) return;       /* overflow in extreme snippets */
     if (d > MOTION_CLIP) d = MOTION_CLIP;
     if (d < -MOTION_CLIP) d = -MOTION_CLIP;
-    const float w = info / (info + MOTION_INFO0);   /* a spike with a vague step says less */
+    /* a spike with a vague step says less */
+    const float w = info < FLT_BIG ? info / (info + MOTION_INFO0) : 1.0f;
     s->motion += w * d / MOTION_SPIKES;
     s->motion_spikes++;
     const float gap = s->motion - s->motion_applied;
