@@ -77,8 +77,9 @@
  * unit's template fits once the second spike is removed, both are labelled and the snippet
  * seeds no candidate. Peeled spikes never move templates.
  *
- * Splits (split = 1, nk_sort_split.c): two similar neurons on one channel (template difference
- * within the merge distance) end up in one cluster, whose limit then follows their joint spread.
+ * Splits (split = 1, nk_sort_split.c; off in SorterConfig, see its comment): two similar
+ * neurons on one channel (template difference within the merge distance) end up in one
+ * cluster, whose limit then follows their joint spread.
  * Each cluster tracks the principal axis of its members' residuals (x − a·T, a stochastic power
  * iteration) and a 1-D 2-means of the members along it; when the two modes are ≥ 8 noise σ and
  * ≥ 4 within-mode deviations apart and the smaller holds ≥ birth_spikes and 15 % of the
@@ -97,6 +98,15 @@
  * nk_sort_get_fit reports, per loaded unit, the spikes it accepted since the load, the spikes
  * detected on its peak channel, their mean δ and its template's SNR on the channel's current σ:
  * a unit that takes none of its channel's spikes does not fit the signal (the host says so).
+ *
+ * Motion (nk_sort_set_positions; nk_sort_motion.c): every spike a loaded cluster accepts
+ * votes for a rigid displacement of the probe along its depth: its centre (slot positions
+ * weighted by its projection on the loaded template) against the centre the template moved
+ * to the current estimate predicts, scaled by how fast that centre moves with the
+ * displacement; a clipped running mean of 64 votes. With template moves on, whenever the
+ * estimate has moved 1 µm every loaded cluster's template moves with it (the loaded template
+ * re-interpolated across the contact positions, the difference added to the adapted
+ * template). Unloaded (cold) clusters, and loaded ones without moves, follow by adaptation.
  *
  * Latency: a spike is labelled in the call that receives its snippet (the block that
  * completes it). process never allocates; deterministic (fixed order, binary32, no libm).
@@ -209,6 +219,15 @@ int nk_sort_get_clusters(const nk_sort *s, int32_t *channel, int32_t *unit, int6
 /* Fit of the loaded units (those given by nk_sort_load_templates), one row each in load
  * order; NK_ERR_CAPACITY when capacity is below their number. */
 int nk_sort_get_fit(const nk_sort *s, nk_sort_fit *out, int32_t capacity, int32_t *n_out);
+/* Contact positions xy [n_channels][2] in µm (y: depth along the probe), which turn on the
+ * online motion estimate (see Motion above), and whether the loaded templates move with it
+ * (1) or not (0); NULL turns it off. Kept across reset and load. NK_ERR_ARG: n_channels
+ * differs, move_templates is not 0 or 1, or a value is not finite. */
+int nk_sort_set_positions(nk_sort *s, const float *xy, int32_t n_channels,
+                          int32_t move_templates);
+/* The rigid motion estimate (µm along y since the last load or reset; > 0: the neurons
+ * appear further up the probe) and the spikes that voted for it. */
+int nk_sort_get_motion(const nk_sort *s, float *um, int64_t *spikes);
 void nk_sort_reset(nk_sort *s);
 void nk_sort_free(nk_sort *s);
 /* cffi-end */

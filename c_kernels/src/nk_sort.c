@@ -29,8 +29,9 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
     const int64_t N = C * cfg->max_clusters;
     return (int64_t)sizeof(nk_sort) + C * K * 4 + 2 * C * 4 + L * L * 4
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
-           + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 8
-           + (cfg->split ? N * K * L * 4 + K * L * 4 : 0);
+           + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 8   /* peel */
+           + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
+           + (cfg->split ? N * K * L * 4 + K * L * 4 : 0);   /* split: axes, scratch */
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -71,11 +72,14 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->lead_i = calloc((size_t)C, sizeof(int32_t));
     s->res = calloc(KL, sizeof(float));
     s->det_t = calloc((size_t)C, sizeof(int64_t));
+    s->pos = calloc((size_t)C * 2, sizeof(float));
+    s->frozen = calloc(N * KL, sizeof(float));
+    s->f2 = calloc(3 * KL, sizeof(float));
     if (cfg->split) {   /* the split test's state, only when it runs */
         s->axis = calloc(N * KL, sizeof(float));
         s->res2 = calloc(KL, sizeof(float));
     }
-    if (!s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
+    if (!s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t
         || (cfg->split && (!s->axis || !s->res2))) {
@@ -119,6 +123,9 @@ void nk_sort_reset(nk_sort *s) {
         s->lead_i[c] = -1;
         s->det_t[c] = INT64_MIN / 2;
     }
+    s->motion = 0.0f;
+    s->motion_applied = 0.0f;
+    s->motion_spikes = 0;
 }
 
 void nk_sort_free(nk_sort *s) {
@@ -127,6 +134,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->cl); free(s->raw); free(s->feat); free(s->f);
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t);
+    free(s->pos); free(s->frozen); free(s->f2);
     free(s->axis); free(s->res2);
     free(s);
 }
@@ -211,7 +219,11 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             }
             nks_recentre(s, i);
             nks_refresh(s, i);
-            if (ci->given) { ci->fit_n++; ci->fit_sum += best_delta; }
+            if (ci->given) {
+                ci->fit_n++;
+                ci->fit_sum += best_delta;
+                nks_motion_observe(s, i, x, best_shift, sig2);   /* probe motion (nk_sort_motion.c) */
+            }
             /* δ statistics start from a prior of SPREAD_PRIOR white-noise members, so that a
              * few early outliers cannot widen a young cluster's limit */
             const int64_t nw = ci->count + SPREAD_PRIOR;

@@ -1,8 +1,8 @@
 /* nk_sort_internal.h — the online sorter's state and the helpers its sources share (not part of
  * the API; see nk_sort.h for the model). Sources: nk_sort.c (state, process), nk_sort_model.c
  * (distances, templates), nk_sort_units.c (merge, link, succession, birth, retirement),
- * nk_sort_calib.c (loaded templates and their fit), nk_sort_peel.c (overlaps), nk_sort_split.c
- * (splitting a cluster of two neurons). */
+ * nk_sort_calib.c (loaded templates and their fit), nk_sort_motion.c (probe motion),
+ * nk_sort_peel.c (overlaps), nk_sort_split.c (splitting a cluster of two neurons). */
 #ifndef NK_SORT_INTERNAL_H
 #define NK_SORT_INTERNAL_H
 #include <math.h>
@@ -96,6 +96,14 @@ struct nk_sort {
     nk_sort_stats st;
     float *res;             /* [K·L] scratch: a snippet's residual (nk_sort_peel.c) */
     int64_t *det_t;         /* [C] sample of the newest detected spike per channel */
+    float *pos;             /* [C][2] contact positions, µm (motion; valid when has_pos) */
+    int32_t has_pos;
+    float *frozen;          /* [C·U][K·L] loaded clusters' templates as loaded */
+    float *f2;              /* [3·K·L] scratch */
+    float motion;           /* rigid motion estimate along depth, µm (since the load) */
+    float motion_applied;   /* the motion the loaded templates are moved to */
+    int64_t motion_spikes;  /* spikes that voted */
+    int32_t motion_move;    /* move the loaded templates with the estimate */
     float *axis;            /* [C·U][K·L] split test: principal axis of members' residuals */
     float *res2;            /* [K·L] scratch: a member's residual (nk_sort_split.c) */
 };
@@ -150,6 +158,8 @@ void nks_follow(nk_sort *s, int32_t i, int64_t sample);
 int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
 int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
              int32_t j1, int32_t sh1, int32_t check, sink *k);
+void nks_motion_place(nk_sort *s, int32_t i);
+void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, float sig2);
 void nks_split_reset(nk_sort *s, int32_t i);
 void nks_split_observe(nk_sort *s, int32_t i, const float *x, int32_t sh);
 int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k);

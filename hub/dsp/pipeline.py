@@ -184,6 +184,9 @@ class Pipeline:
         if cfg.sort:
             self.sorter = Sorter(neighbors, cfg.snippet_pre, cfg.snippet_post, fs, cfg.threshold,
                                  cfg.sort_settings, max_spikes=MAX_PENDING)
+            if cfg.sort_settings.motion and positions_um is not None:
+                self.sorter.set_positions(np.asarray(positions_um, np.float64)[:, :2],
+                                          cfg.sort_settings.motion_move)
         self.bin_samples = max(1, round(cfg.bin_ms * ms))
         self.features = FeatureBinner(n_channels, self.bin_samples, 0, max_block)
         self.lfp: LfpFilter | None = None
