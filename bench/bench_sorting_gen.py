@@ -88,14 +88,18 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             for k in ("added_fraction", "wall_s", "memory_bytes_per_channel"):
                 if k in run:
                     agg[k].append(run[k])
+            if "motion" in run:   # the online motion estimate's RMS error (drifting families)
+                agg.setdefault("motion_rms_error_um", []).append(run["motion"]["rms_error_um"])
+                agg.setdefault("motion_static_rms_um", []).append(run["motion"]["static_rms_um"])
     for fam in fams.values():
         for agg in fam["runs"].values():
             acc = np.asarray(agg.pop("accuracies"), float)
             agg["median_accuracy"] = float(np.median(acc)) if acc.size else float("nan")
             agg["units_scored"] = int(acc.size)
             agg["fp_fraction"] = agg["false_positive_units"] / max(1, agg["units_found"])
-            for k in ("added_fraction", "wall_s", "memory_bytes_per_channel"):
-                v = agg.pop(k)
+            for k in ("added_fraction", "wall_s", "memory_bytes_per_channel",
+                      "motion_rms_error_um", "motion_static_rms_um"):
+                v = agg.pop(k, [])
                 if v:
                     agg[k] = float(np.median(v))
     return fams

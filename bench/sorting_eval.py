@@ -182,7 +182,7 @@ def hub_sort(m: Materialised, templates: Any = None) -> tuple[Any, dict[str, Any
            "frontend_s": front, "added_fraction": stages.get("sort", 0.0) / max(front, 1e-9),
            "memory_bytes_per_channel": st["memory_bytes"] / rec.num_channels,
            "spikes": st["spikes"], "labelled": st["labelled"]}
-    for k in ("fit", "drift_um"):
+    for k in ("fit", "drift_um", "motion_um", "motion_spikes", "motion_trace"):
         if k in st:
             fig[k] = st[k]
     return sorting, fig
@@ -246,10 +246,20 @@ def evaluate(m: Materialised, offline_sorters: tuple[str, ...] = OFFLINE,
             runs["hub calibrated"] = {"error": f"calibration failed: {info.get('error')}"}
         else:
             sorting, fig = hub_sort(m, ts)
+            trace = fig.pop("motion_trace", None)
             runs["hub calibrated"] = {**score_run(m, sorting, snrs), **fig,
                                       "calibration_s": cal_s,
                                       "calibration_units": info["units"],
                                       "calibration_rejected": info["rejected"]}
+            if m.family.drifting and trace:
+                # the online motion estimate against the generator's displacement
+                import spikeinterface.core as si
+
+                from bench.motion_truth import ground_truth_motion, motion_error
+
+                t_gt, disp = ground_truth_motion(m.family, m.seed)
+                fs = si.load(m.recording).get_sampling_frequency()
+                runs["hub calibrated"]["motion"] = motion_error(trace, fs, t_gt, disp, cal_s)
     for name in offline_sorters:
         sorting, meta = offline(m, name)
         if sorting is None and meta.get("not_cached"):

@@ -64,16 +64,18 @@ async def scenario(work: Path) -> dict[str, Any]:
             await rx.close()
             await be_h.close()
             await be_s.close()
-            out["hub"] = await hub.stop() or {}
+            # generous: under CPU hogs the hub's orderly shutdown (uplink, Bumble) can take > 10 s
+            out["hub"] = await hub.stop(timeout=60.0) or {}
             out["host_address"] = be_h.address
     return out
 
 
 def test_stranger_never_blocks_the_bonded_host(tmp_path: Path) -> None:
-    r = asyncio.run(asyncio.wait_for(scenario(tmp_path), 120.0))
+    r = asyncio.run(asyncio.wait_for(scenario(tmp_path), 240.0))
     assert r["host_chunks"] > 0
     assert r["stranger_dropped"]
     assert r["host_chunks_after"] > r["host_chunks"]          # the owner was never displaced
+    assert "extra" in r["hub"], "the hub printed no final report (killed at stop?)"
     assert r["hub"]["extra"]["auth_timeouts"] >= 1
     assert r["stranger_status"]["bonded"] is False and not r["stranger_status"]["subscribed"]
     # item 8: the hub's bond keys and address are owner-only; addresses unique per install

@@ -42,6 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int32_t p = 0; p < K; p++) nb[c * K + p] = p == 0 ? c : (c + p) % C;
     nk_sort *s = NULL;
     if (nk_sort_new(&cfg, nb, NULL, 0, &s) != NK_OK || !s) { free(nb); return 0; }
+    /* contact positions (the motion estimate; template moves on odd settings), any pitch */
+    float *xy = malloc(sizeof(float) * (size_t)(2 * C));
+    for (int32_t c = 0; c < C; c++) {
+        xy[2 * c] = (float)(c % 2) * (float)(data[12] % 32);
+        xy[2 * c + 1] = (float)c * (float)(data[13] % 48);
+    }
+    (void)nk_sort_set_positions(s, xy, C, data[11] & 1);
+    free(xy);
     const size_t per = 2 + sizeof(float) * (size_t)(K * L);
     const int32_t n = (int32_t)((size - 16) / per);
     nk_event *ev = calloc((size_t)(n > 0 ? n : 1), sizeof(nk_event));
@@ -69,6 +77,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         nk_sort_fit fit[8];
         int32_t nf = 0;
         (void)nk_sort_get_fit(s, fit, 8, &nf);
+        float um;
+        int64_t votes;
+        (void)nk_sort_get_motion(s, &um, &votes);
         if (n > 0)
             (void)nk_sort_process(s, ev, wf, n < 3 ? n : 3, ev[0].sample + 1000, out, cap, &m);
         free(ids);

@@ -64,6 +64,31 @@
  * unit's template. Clusters loaded from the host are never merged or linked with another
  * loaded unit (the host's sorter already decided they differ).
  *
+ * Overlaps (peel = 1, nk_sort_peel.c): the detector reports one event for two spikes of
+ * neighbouring neurons closer than its exclusion window. After a spike is labelled by a unit
+ * cluster (accepted, or within label_distance), that template is subtracted from the snippet
+ * (its slide, least-squares scale); where the residual still crosses k·σ of a channel (≥ 2
+ * samples from the first peak, ≥ 8 samples before the window's end), the unit clusters of that
+ * channel are fitted to the residual at that time (±1 sample, over the channels and samples the
+ * two windows share, noise budget σ²·n + ε²·‖T₂‖² + 3·ε²·a²·‖T₁‖²) and the best one within
+ * its acceptance limit is reported as a second spike (NK_SORT_PEELED: sample, unit, channel,
+ * other = the first spike's unit) unless a detected event lies within 3 samples of it on that
+ * channel. A snippet no unit cluster accepts is first tried as such a pair: when the nearest
+ * unit's template fits once the second spike is removed, both are labelled and the snippet
+ * seeds no candidate. Peeled spikes never move templates.
+ *
+ * Splits (split = 1, nk_sort_split.c; off in SorterConfig, see its comment): two similar
+ * neurons on one channel (template difference within the merge distance) end up in one
+ * cluster, whose limit then follows their joint spread.
+ * Each cluster tracks the principal axis of its members' residuals (x − a·T, a stochastic power
+ * iteration) and a 1-D 2-means of the members along it; when the two modes are ≥ 8 noise σ and
+ * ≥ 4 within-mode deviations apart and the smaller holds ≥ birth_spikes and 15 % of the
+ * members, and consecutive members switch modes at ≥ half the rate 2p(1 − p) of two
+ * independently firing neurons (not a drifting neuron's old then new shape), T + m_k·axis
+ * become two templates: the cluster keeps the larger mode and its id, the
+ * other is born at once as a new unit (NK_SORT_BIRTH), and the two are never merged again.
+ * Spikes sorted before the split keep their labels (causal). Loaded clusters are not split.
+ *
  * Calibration (nk_sort_load_templates): full-probe templates T[n_units][C][L] in filtered
  * counts, aligned so that the peak of the unit's largest channel is at `pre`, plus an optional
  * basis. Everything is validated first; a bad set is refused whole and the state is untouched.
@@ -73,6 +98,15 @@
  * nk_sort_get_fit reports, per loaded unit, the spikes it accepted since the load, the spikes
  * detected on its peak channel, their mean δ and its template's SNR on the channel's current σ:
  * a unit that takes none of its channel's spikes does not fit the signal (the host says so).
+ *
+ * Motion (nk_sort_set_positions; nk_sort_motion.c): every spike a loaded cluster accepts
+ * votes for a rigid displacement of the probe along its depth: its centre (slot positions
+ * weighted by its projection on the loaded template) against the centre the template moved
+ * to the current estimate predicts, scaled by how fast that centre moves with the
+ * displacement; a clipped running mean of 64 votes. With template moves on, whenever the
+ * estimate has moved 1 µm every loaded cluster's template moves with it (the loaded template
+ * re-interpolated across the contact positions, the difference added to the adapted
+ * template). Unloaded (cold) clusters, and loaded ones without moves, follow by adaptation.
  *
  * Latency: a spike is labelled in the call that receives its snippet (the block that
  * completes it). process never allocates; deterministic (fixed order, binary32, no libm).
@@ -87,6 +121,7 @@ NK_API_BEGIN
 #define NK_SORT_BIRTH 1
 #define NK_SORT_MERGE 2
 #define NK_SORT_RETIRE 3
+#define NK_SORT_PEELED 4   /* a second spike found under another's snippet (peel > 0) */
 
 typedef struct {
     int64_t sample;    /* sample index of the spike (or block end) that caused it */
@@ -122,6 +157,11 @@ typedef struct {
     int64_t burst_samples;      /* bursts: a candidate whose spikes mostly follow a unit's spike
                                    on its channel within this many samples, with that unit's
                                    shape at a smaller or larger scale, joins it (0: off) */
+    int32_t peel;               /* overlaps: after a spike is sorted, its template is
+                                   subtracted from the snippet and a second unit's spike left
+                                   in the residual is reported (NK_SORT_PEELED); 0: off */
+    int32_t split;              /* a cluster whose members are bimodal along their residuals'
+                                   principal axis splits in two (nk_sort_split.c); 0: off */
 } nk_sort_config;
 
 typedef struct {
@@ -135,6 +175,8 @@ typedef struct {
     int32_t active_clusters;
     int32_t next_unit;          /* the id the next birth gets */
     int32_t n_features;         /* D in use */
+    int64_t peeled;             /* second spikes found under another's snippet (peel) */
+    int64_t splits;             /* clusters split in two (split) */
 } nk_sort_stats;
 
 /* How well one loaded (calibrated) unit fits the signal since the load. */
@@ -177,6 +219,15 @@ int nk_sort_get_clusters(const nk_sort *s, int32_t *channel, int32_t *unit, int6
 /* Fit of the loaded units (those given by nk_sort_load_templates), one row each in load
  * order; NK_ERR_CAPACITY when capacity is below their number. */
 int nk_sort_get_fit(const nk_sort *s, nk_sort_fit *out, int32_t capacity, int32_t *n_out);
+/* Contact positions xy [n_channels][2] in µm (y: depth along the probe), which turn on the
+ * online motion estimate (see Motion above), and whether the loaded templates move with it
+ * (1) or not (0); NULL turns it off. Kept across reset and load. NK_ERR_ARG: n_channels
+ * differs, move_templates is not 0 or 1, or a value is not finite. */
+int nk_sort_set_positions(nk_sort *s, const float *xy, int32_t n_channels,
+                          int32_t move_templates);
+/* The rigid motion estimate (µm along y since the last load or reset; > 0: the neurons
+ * appear further up the probe) and the spikes that voted for it. */
+int nk_sort_get_motion(const nk_sort *s, float *um, int64_t *spikes);
 void nk_sort_reset(nk_sort *s);
 void nk_sort_free(nk_sort *s);
 /* cffi-end */

@@ -18,6 +18,8 @@ static int config_ok(const nk_sort_config *c) {
     if (!(c->scale_range >= 0.0f && c->scale_range < 1.0f)) return 0;
     if (!(c->scale_prior >= 0.0f && c->scale_prior < 1.0e6f)) return 0;
     if (c->burst_samples < 0) return 0;
+    if (c->peel < 0 || c->peel > 1) return 0;
+    if (c->split < 0 || c->split > 1) return 0;
     return 1;
 }
 
@@ -27,7 +29,9 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
     const int64_t N = C * cfg->max_clusters;
     return (int64_t)sizeof(nk_sort) + C * K * 4 + 2 * C * 4 + L * L * 4
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
-           + (int64_t)cfg->max_units * 12 + C * 12;
+           + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 8   /* peel */
+           + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
+           + (cfg->split ? N * K * L * 4 + K * L * 4 : 0);   /* split: axes, scratch */
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -66,9 +70,19 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->given_peak = calloc((size_t)cfg->max_units, sizeof(float));
     s->lead_t = calloc((size_t)C, sizeof(int64_t));
     s->lead_i = calloc((size_t)C, sizeof(int32_t));
-    if (!s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
+    s->res = calloc(KL, sizeof(float));
+    s->det_t = calloc((size_t)C, sizeof(int64_t));
+    s->pos = calloc((size_t)C * 2, sizeof(float));
+    s->frozen = calloc(N * KL, sizeof(float));
+    s->f2 = calloc(3 * KL, sizeof(float));
+    if (cfg->split) {   /* the split test's state, only when it runs */
+        s->axis = calloc(N * KL, sizeof(float));
+        s->res2 = calloc(KL, sizeof(float));
+    }
+    if (!s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
-        || !s->lead_t || !s->lead_i) {
+        || !s->lead_t || !s->lead_i || !s->res || !s->det_t
+        || (cfg->split && (!s->axis || !s->res2))) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }
@@ -98,13 +112,20 @@ void nk_sort_reset(nk_sort *s) {
         memset(&s->cl[i], 0, sizeof(cluster));
         s->cl[i].channel = -1;
         s->cl[i].unit = -1;
+        s->cl[i].sib = -1;
     }
     memset(&s->st, 0, sizeof s->st);
     s->st.n_features = s->D;
     s->n_given = 0;
     memset(s->sig2c, 0, (size_t)s->cfg.n_channels * sizeof(float));
     memset(s->chan_spikes, 0, (size_t)s->cfg.n_channels * sizeof(int64_t));
-    for (int32_t c = 0; c < s->cfg.n_channels; c++) s->lead_i[c] = -1;
+    for (int32_t c = 0; c < s->cfg.n_channels; c++) {
+        s->lead_i[c] = -1;
+        s->det_t[c] = INT64_MIN / 2;
+    }
+    s->motion = 0.0f;
+    s->motion_applied = 0.0f;
+    s->motion_spikes = 0;
 }
 
 void nk_sort_free(nk_sort *s) {
@@ -112,13 +133,15 @@ void nk_sort_free(nk_sort *s) {
     free(s->nb); free(s->kvalid); free(s->scratch); free(s->basis);
     free(s->cl); free(s->raw); free(s->feat); free(s->f);
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
-    free(s->lead_t); free(s->lead_i);
+    free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t);
+    free(s->pos); free(s->frozen); free(s->f2);
+    free(s->axis); free(s->res2);
     free(s);
 }
 
 int32_t nk_sort_max_events(const nk_sort *s, int32_t n_spikes) {
     if (!s || n_spikes < 0) return 0;
-    int64_t m = 3 * (int64_t)n_spikes + (int64_t)s->cfg.n_channels * s->cfg.max_clusters + 1;
+    int64_t m = 4 * (int64_t)n_spikes + (int64_t)s->cfg.n_channels * s->cfg.max_clusters + 1;
     return m > INT32_MAX ? INT32_MAX : (int32_t)m;
 }
 
@@ -152,7 +175,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         if (!(xe < FLT_BIG)) continue; /* NaN / Inf snippet: left unsorted */
         s->sig2c[c] = sig2;
         s->chan_spikes[c]++;
-        int32_t best = -1, best_shift = 0, near_unit = -1;
+        int32_t best = -1, best_shift = 0, near_unit = -1, near_j = -1, near_shift = 0;
         float best_delta = 0.0f, near_score = 0.0f;
         for (int32_t u = 0; u < U; u++) {
             const int32_t j = c * U + u;
@@ -168,12 +191,22 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
                 best = j; best_delta = delta; best_shift = sh;
             }
             if (cj->unit >= 0 && (near_unit < 0 || score < near_score)) {
-                near_unit = cj->unit; near_score = score;
+                near_unit = cj->unit; near_score = score; near_j = j; near_shift = sh;
             }
+        }
+        /* an outlier that is a unit's spike plus a neighbour's (an overlap the detector
+         * reported as one): both are labelled, and it seeds no candidate */
+        if (best < 0 && s->cfg.peel && near_j >= 0
+            && nks_peel(s, events, n, e, x, near_j, near_shift, 1, &k)) {
+            ev->unit = near_unit;
+            s->st.labelled++;
+            s->det_t[c] = ev->sample;
+            continue;
         }
         int32_t i = best;
         if (i >= 0) {
             cluster *ci = &s->cl[i];
+            nks_split_observe(s, i, x, best_shift);
             ci->count++;
             if (ci->seen++ == 0) ci->first = ev->sample;
             const int64_t m = ci->count < s->cfg.adapt_spikes ? ci->count : s->cfg.adapt_spikes;
@@ -186,7 +219,11 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             }
             nks_recentre(s, i);
             nks_refresh(s, i);
-            if (ci->given) { ci->fit_n++; ci->fit_sum += best_delta; }
+            if (ci->given) {
+                ci->fit_n++;
+                ci->fit_sum += best_delta;
+                nks_motion_observe(s, i, x, best_shift, sig2);   /* probe motion (nk_sort_motion.c) */
+            }
             /* δ statistics start from a prior of SPREAD_PRIOR white-noise members, so that a
              * few early outliers cannot widen a young cluster's limit */
             const int64_t nw = ci->count + SPREAD_PRIOR;
@@ -210,17 +247,26 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             memcpy(nks_raw(s, i), x, KL * sizeof(float));
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)nks_dims(s) * sizeof(float));
             nks_refresh(s, i);
+            nks_split_reset(s, i);
             s->st.candidates++;
         }
         nks_follow(s, i, ev->sample);
         i = nks_after_update(s, i, ev->sample, &k);
+        if (best >= 0) i = nks_split(s, i, ev->sample, &k);
         ev->unit = s->cl[i].unit;
+        /* the cluster (and slide) that explains the spike, for peeling */
+        int32_t pj = ev->unit >= 0 && best >= 0 ? i : -1, psh = best_shift;
         /* an outlier (overlap, candidate material) still carries the nearest unit's label
          * when it lies within label_distance of that unit's acceptance limit */
-        if (ev->unit < 0 && near_unit >= 0 && near_score <= s->cfg.label_distance)
+        if (ev->unit < 0 && near_unit >= 0 && near_score <= s->cfg.label_distance) {
             ev->unit = near_unit;
+            pj = near_j; psh = near_shift;
+        }
         if (ev->unit < 0) ev->unit = nks_core_match(s, x, c, 1.0f / sig2);
         s->st.labelled += ev->unit >= 0;
+        if (s->cfg.peel && pj >= 0 && s->cl[pj].channel == c && s->cl[pj].unit >= 0)
+            nks_peel(s, events, n, e, x, pj, psh, 0, &k);
+        s->det_t[c] = ev->sample;
     }
     nks_retire(s, now, &k);
     *n_out = k.n;

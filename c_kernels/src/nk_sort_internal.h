@@ -1,7 +1,8 @@
 /* nk_sort_internal.h — the online sorter's state and the helpers its sources share (not part of
  * the API; see nk_sort.h for the model). Sources: nk_sort.c (state, process), nk_sort_model.c
  * (distances, templates), nk_sort_units.c (merge, link, succession, birth, retirement),
- * nk_sort_calib.c (loaded templates and their fit). */
+ * nk_sort_calib.c (loaded templates and their fit), nk_sort_motion.c (probe motion),
+ * nk_sort_peel.c (overlaps), nk_sort_split.c (splitting a cluster of two neurons). */
 #ifndef NK_SORT_INTERNAL_H
 #define NK_SORT_INTERNAL_H
 #include <math.h>
@@ -61,6 +62,14 @@ typedef struct {
     int64_t follow;         /* candidates: members that came within burst_samples after a
                                spike of cluster `lead` (then of unit `lead_unit`) */
     int32_t lead, lead_unit;
+    /* split test (nk_sort_split.c): members seen, ‖axis‖, the two modes on the axis */
+    int64_t sp_n;
+    int64_t sp_k[2];        /* members per mode */
+    float sp_norm;
+    float sp_m[2], sp_v[2]; /* mode centres and within-mode variances (counts, counts²) */
+    int32_t sib;            /* the cluster it was split from / into (never merged), or −1 */
+    int32_t sp_last;        /* mode of the previous member (−1: none) */
+    float sp_switch;        /* running mean of "this member's mode differs from the last's" */
 } cluster;
 
 struct nk_sort {
@@ -85,6 +94,18 @@ struct nk_sort {
     int64_t *lead_t;        /* [C] sample of the newest spike a unit's cluster accepted */
     int32_t *lead_i;        /* [C] and that cluster (−1: none yet) */
     nk_sort_stats st;
+    float *res;             /* [K·L] scratch: a snippet's residual (nk_sort_peel.c) */
+    int64_t *det_t;         /* [C] sample of the newest detected spike per channel */
+    float *pos;             /* [C][2] contact positions, µm (motion; valid when has_pos) */
+    int32_t has_pos;
+    float *frozen;          /* [C·U][K·L] loaded clusters' templates as loaded */
+    float *f2;              /* [3·K·L] scratch */
+    float motion;           /* rigid motion estimate along depth, µm (since the load) */
+    float motion_applied;   /* the motion the loaded templates are moved to */
+    int64_t motion_spikes;  /* spikes that voted */
+    int32_t motion_move;    /* move the loaded templates with the estimate */
+    float *axis;            /* [C·U][K·L] split test: principal axis of members' residuals */
+    float *res2;            /* [K·L] scratch: a member's residual (nk_sort_split.c) */
 };
 
 
@@ -135,5 +156,12 @@ int32_t nks_peak_channel(const float *T, int32_t C, int32_t L, float *peak);
 void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit);
 void nks_follow(nk_sort *s, int32_t i, int64_t sample);
 int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
+int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
+             int32_t j1, int32_t sh1, int32_t check, sink *k);
+void nks_motion_place(nk_sort *s, int32_t i);
+void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, float sig2);
+void nks_split_reset(nk_sort *s, int32_t i);
+void nks_split_observe(nk_sort *s, int32_t i, const float *x, int32_t sh);
+int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k);
 
 #endif

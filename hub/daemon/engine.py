@@ -138,6 +138,10 @@ class PipelineStage:
             # Sorted spikes leave when their snippet completes (≤ post samples + one block
             # later), with their unit; any the snippet queue could not hold are reported shed.
             spikes = res.snippet_events
+            if res.peeled is not None and res.peeled.size:
+                # spikes found under another spike's snippet: in the batch, no snippet of their own
+                both = np.concatenate([spikes, res.peeled])
+                spikes = both[np.argsort(both["sample"], kind="stable")]
             lost = pipe.snippets.dropped - self._snippets_dropped
             self._snippets_dropped = pipe.snippets.dropped
         lost, self._spikes_carry_lost = lost + self._spikes_carry_lost, 0

@@ -101,6 +101,23 @@ def adjacency(positions_um: npt.NDArray[np.float64] | None, n_channels: int,
             for i in range(n_channels)]
 
 
+def exclusion_adjacency(positions_um: npt.NDArray[np.float64] | None, n_channels: int,
+                        radius_um: float, exclusion_um: float) -> list[list[int]]:
+    """The detector's spatial exclusion when sorting: each channel's neighbours within
+    min(radius_um, max(exclusion_um, 1.5 × its nearest contact's distance)), nearest first.
+    The guard keeps a sparse probe's nearest contacts in, so that one spike is never an event
+    on two neighbouring contacts; exclusion_um ≤ 0: the whole radius_um (no narrowing)."""
+    if positions_um is None or radius_um <= 0 or exclusion_um <= 0 or n_channels < 2:
+        return adjacency(positions_um, n_channels, radius_um)
+    d = np.linalg.norm(positions_um[:, None, :] - positions_um[None, :, :], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    out = []
+    for i in range(n_channels):
+        r = min(radius_um, max(exclusion_um, 1.5 * float(d[i].min())))
+        out.append([int(j) for j in np.argsort(d[i], kind="stable") if d[i, j] <= r])
+    return out
+
+
 def snippet_neighbors(positions_um: npt.NDArray[np.float64] | None, n_channels: int,
                       k: int, radius_um: float) -> npt.NDArray[np.int32]:
     """(n_channels, k): each channel first, then its nearest neighbours within radius, -1 pad."""

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hub.dsp.bandpower import HighGammaBins
-from hub.dsp.geometry import adjacency, snippet_neighbors
+from hub.dsp.geometry import adjacency, exclusion_adjacency, snippet_neighbors
 from hub.kernels import (
     EVENT_DTYPE,
     Bandpass,
@@ -43,7 +43,7 @@ from hub.kernels import (
     butter_sos,
 )
 from hub.kernels.frontend import settle_samples
-from hub.kernels.sorter import Sorter, SorterConfig
+from hub.kernels.sorter import Sorter, SorterConfig, split_peeled
 from hub.wire import settings
 from hub.wire.settings import ConfigError as ConfigError  # re-exported
 
@@ -122,6 +122,9 @@ class BlockResult:
     sort_events: npt.NDArray[Any] | None = None
     #: ECoG mode (lfp=True; decoding, issue 15): high-gamma mean x² per row of ``bins``
     hg_power: npt.NDArray[np.float32] | None = None
+    #: sorting: spikes found under another spike's snippet (EVENT_DTYPE, unit set, amplitude
+    #: and threshold 0: they have no snippet of their own; nk_sort_peel.c)
+    peeled: npt.NDArray[Any] | None = None
 
 
 @dataclass
@@ -162,7 +165,12 @@ class Pipeline:
             warmup=round(cfg.warmup_s * fs), eta_fast=0.1,
             eta_slow=1.0 / (cfg.noise_tau_s * fs))
         self.adjacency = adjacency(positions_um, n_channels, cfg.neighbor_radius_um)
-        self.detector = Detector(n_channels, dcfg, self.adjacency)
+        # sorting: the detector's exclusion spares the spikes of neurons a few contacts apart
+        # (SorterConfig.exclusion_radius_um); the sorter peels those of nearer ones
+        det_adj = exclusion_adjacency(positions_um, n_channels, cfg.neighbor_radius_um,
+                                      cfg.sort_settings.exclusion_radius_um) \
+            if cfg.sort else self.adjacency
+        self.detector = Detector(n_channels, dcfg, det_adj)
         max_block = max(self.block_samples, round(50 * ms))
         # the sorter may see more channels than the uplink sends (the first snippet_channels
         # of each row are the same: nearest first); results carry the uplink's
@@ -176,6 +184,9 @@ class Pipeline:
         if cfg.sort:
             self.sorter = Sorter(neighbors, cfg.snippet_pre, cfg.snippet_post, fs, cfg.threshold,
                                  cfg.sort_settings, max_spikes=MAX_PENDING)
+            if cfg.sort_settings.motion and positions_um is not None:
+                self.sorter.set_positions(np.asarray(positions_um, np.float64)[:, :2],
+                                          cfg.sort_settings.motion_move)
         self.bin_samples = max(1, round(cfg.bin_ms * ms))
         self.features = FeatureBinner(n_channels, self.bin_samples, 0, max_block)
         self.lfp: LfpFilter | None = None
@@ -265,15 +276,15 @@ class Pipeline:
                 self.hg.process(lfp, -(-t0 // q))
             self.times.add("lfp", clock() - f)
         sev = sev.copy()
-        sort_events = None
+        sort_events = peeled = None
         if self.sorter is not None:
             g = clock()
-            sort_events = self._sort(sev, wf, t0 + n)
+            sort_events, peeled = split_peeled(self._sort(sev, wf, t0 + n))
             self.times.add("sort", clock() - g)
         self.next_sample = t0 + n
         hg = self.hg.take(bins.index) if self.hg is not None and bins.index.size else None
         return BlockResult(t0, n, events, sev, wf[:, :self.snippet_k].copy(), bins, lfp,
-                           sort_events, hg)
+                           sort_events, hg, peeled)
 
     def _decided(self, events: npt.NDArray[Any], last: int) -> npt.NDArray[Any]:
         """The events with ``sample`` moved to where each was decided (peak + look-ahead; at

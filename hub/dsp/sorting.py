@@ -238,12 +238,18 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     evs: list[npt.NDArray[Any]] = []
     ses: list[npt.NDArray[Any]] = []
     wall = 0.0
-    for start in range(0, n, pipe.block_samples):
+    motion: list[list[float]] = []        # [sample, µm] every ~0.5 s (loaded templates only)
+    every = max(1, round(0.5 * rec.sampling_frequency / pipe.block_samples))
+    for b, start in enumerate(range(0, n, pipe.block_samples)):
         block = rec.read(start, min(start + pipe.block_samples, n))
         t = time.perf_counter()
         r = pipe.process(block)
         wall += time.perf_counter() - t
+        if templates is not None and b % every == 0:
+            motion.append([float(start), round(pipe.sorter.motion()[0], 3)])
         evs.append(r.snippet_events)
+        if r.peeled is not None and r.peeled.size:
+            evs.append(r.peeled)
         if r.sort_events is not None and r.sort_events.size:
             ses.append(r.sort_events)
     ev = np.concatenate(evs) if evs else np.zeros(0, dtype=np.dtype([]))
@@ -253,6 +259,8 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     if templates is not None:
         stats["fit"] = pipe.sorter.fit()
         stats["unfit_units"] = unfit_units(stats["fit"])
+        stats["motion_um"], stats["motion_spikes"] = pipe.sorter.motion()
+        stats["motion_trace"] = motion
     stats.update(wall_seconds=wall, samples=n * rec.num_channels,
                  stage_seconds=dict(pipe.times.seconds),
                  memory_bytes=pipe.sorter.memory_bytes,

@@ -27,12 +27,26 @@ if ffi.sizeof("nk_sort_event") != SORT_EVENT_DTYPE.itemsize:
                       f"{SORT_EVENT_DTYPE.itemsize} in numpy")
 
 BIRTH, MERGE, RETIRE = int(lib.NK_SORT_BIRTH), int(lib.NK_SORT_MERGE), int(lib.NK_SORT_RETIRE)
-KIND_NAMES = {BIRTH: "birth", MERGE: "merge", RETIRE: "retire"}
+PEELED = int(lib.NK_SORT_PEELED)
+KIND_NAMES = {BIRTH: "birth", MERGE: "merge", RETIRE: "retire", PEELED: "peeled"}
 
 F32 = npt.NDArray[np.float32]
 
 
 _ptr = buf_in          # buffers C only reads; those it writes go through buf_out
+
+
+def split_peeled(sort_events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """(life-cycle events, peeled spikes) from :meth:`Sorter.process`'s output: the
+    NK_SORT_PEELED records become spikes (EVENT_DTYPE: sample, channel, unit; amplitude and
+    threshold 0, for they have no snippet of their own), in sample order."""
+    pk = sort_events["kind"] == PEELED
+    rows = sort_events[pk]
+    spikes = np.zeros(rows.size, EVENT_DTYPE)
+    spikes["sample"], spikes["channel"], spikes["unit"] = rows["sample"], rows["channel"], \
+        rows["unit"]
+    order = np.argsort(spikes["sample"], kind="stable")
+    return sort_events[~pk], spikes[order]
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,27 @@ class SorterConfig:
     scale_range: float = 0.4         # spikes match a·template, a within 1 ± this
     scale_prior: float = 10.0        # δ charged per (a − 1)²
     burst_s: float = 0.02            # a candidate following a unit's spikes this closely: bursts
+    #: overlaps: subtract a sorted spike's template from its snippet and report a second
+    #: unit's spike left in the residual (NK_SORT_PEELED, nk_sort_peel.c)
+    peel: bool = True
+    #: a cluster whose members are bimodal along their residuals' principal axis (two similar
+    #: neurons in one cluster) splits in two (nk_sort_split.c). Off: on the tune seeds it
+    #: recovers merged dense32 neurons (mean accuracy 0.727/0.735 → 0.750/0.780 per seed) but
+    #: on the held-out seeds it adds unmatched units (dense32 FP share 0.092 → 0.113,
+    #: noisy_bursts32 0.057 → 0.091) without lifting the median (0.868 → 0.867)
+    split: bool = False
+    #: while sorting, the detector's spatial exclusion (one event per spike among the contacts
+    #: this close, at least 1.5 × the nearest contact's distance) instead of the pipeline's
+    #: neighbor_radius_um: two neurons' near-simultaneous spikes further apart are both
+    #: detected. 50, tuned on the tune seeds (30/40/50/60): npx128_dense 0.892 → 0.924,
+    #: dense32 0.844 → 0.871 cold; 30 split noisy_bursts32 (30 µm pitch) apart. 0: off
+    exclusion_radius_um: float = 50.0
+    #: online rigid motion estimate from the spikes loaded units accept (needs contact
+    #: positions; nk_sort.h "Motion"): reported, ~1 µm RMS on smooth drift (tune seeds)
+    motion: bool = True
+    #: … and the loaded templates moved with it. Off: on the tune seeds moving them changed
+    #: drifting families' calibrated accuracy by −0.009 … +0.008 (adaptation tracks as well)
+    motion_move: bool = False
 
 
 class Sorter:
@@ -91,7 +126,8 @@ class Sorter:
             "candidate_samples": max(1, round(cfg.candidate_s * fs)),
             "relative_tolerance": cfg.relative_tolerance, "scale_range": cfg.scale_range,
             "scale_prior": cfg.scale_prior,
-            "burst_samples": max(0, round(cfg.burst_s * fs))})
+            "burst_samples": max(0, round(cfg.burst_s * fs)), "peel": int(cfg.peel),
+            "split": int(cfg.split)})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -171,7 +207,7 @@ class Sorter:
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
             "retirements", "successions", "live_units", "active_clusters", "next_unit",
-            "n_features")}
+            "n_features", "peeled", "splits")}
 
     def clusters(self) -> dict[str, npt.NDArray[Any]]:
         """Cluster table: channel (−1 empty), unit, count, template (N, K, L)."""
@@ -198,6 +234,29 @@ class Sorter:
                  "channel_spikes": int(r.channel_spikes), "mean_delta": float(r.mean_delta),
                  "snr": float(r.snr)}
                 for r in (out[i] for i in range(n[0]))]
+
+    def set_positions(self, positions_um: npt.ArrayLike | None,
+                      move_templates: bool = False) -> None:
+        """Contact positions (n_channels, 2) in µm, y along the probe's depth: turns on the
+        online motion estimate, and with `move_templates` moves the loaded templates with it
+        (None turns it off)."""
+        if positions_um is None:
+            check(lib.nk_sort_set_positions(self._st, ffi.NULL, self.n_channels, 0),
+                  "nk_sort_set_positions")
+            return
+        xy = np.ascontiguousarray(positions_um, dtype=np.float32)
+        if xy.shape != (self.n_channels, 2):
+            raise ValueError(f"positions must be ({self.n_channels}, 2), got {xy.shape}")
+        check(lib.nk_sort_set_positions(self._st, _ptr("float *", xy), self.n_channels,
+                                        int(move_templates)),
+              "nk_sort_set_positions (positions must be finite)")
+
+    def motion(self) -> tuple[float, int]:
+        """(rigid motion estimate in µm along y since the load, spikes that voted for it)."""
+        um = ffi.new("float *")
+        n = ffi.new("int64_t *")
+        check(lib.nk_sort_get_motion(self._st, um, n), "nk_sort_get_motion")
+        return float(um[0]), int(n[0])
 
     def reset(self) -> None:
         lib.nk_sort_reset(self._st)
