@@ -117,6 +117,7 @@ void nk_sort_reset(nk_sort *s) {
     memset(&s->st, 0, sizeof s->st);
     s->st.n_features = s->D;
     s->n_given = 0;
+    s->loaded_below = 0;
     memset(s->sig2c, 0, (size_t)s->cfg.n_channels * sizeof(float));
     memset(s->chan_spikes, 0, (size_t)s->cfg.n_channels * sizeof(int64_t));
     for (int32_t c = 0; c < s->cfg.n_channels; c++) {

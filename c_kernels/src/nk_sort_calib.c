@@ -114,6 +114,7 @@ int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
     }
     s->st.live_units = n_units;
     s->st.next_unit = max_id + 1;
+    s->loaded_below = max_id + 1;
     return NK_OK;
 }
 

@@ -85,6 +85,7 @@ int32_t nks_find_link(const nk_sort *s, int32_t i) {
             const cluster *cj = &s->cl[j];
             if (cj->channel < 0 || cj->unit < 0 || cj->unit == ci->unit) continue;
             if (ci->given && cj->given) continue;
+            if (nks_both_loaded(s, ci->unit, cj->unit)) continue;
             /* a loaded cluster that has taken no spike since the load is no evidence of its
              * neuron here (measured on the tune seeds with MountainSort5 templates: unlisted
              * neurons linked to loaded units' idle neighbour clusters — dense32 seed 0, 2
@@ -193,6 +194,7 @@ int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
             const int32_t j = c * U + u;
             if (j == i || s->cl[j].channel < 0) continue;
             if (s->cl[i].given && s->cl[j].given && s->cl[i].unit != s->cl[j].unit) continue;
+            if (nks_both_loaded(s, s->cl[i].unit, s->cl[j].unit)) continue;
             if (s->cl[i].sib == j && s->cl[j].sib == i) continue;   /* split apart */
             int32_t sh;
             /* allowance for the noise left in templates of few spikes (at most 0.5) */
