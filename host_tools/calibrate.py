@@ -31,6 +31,16 @@ log = logging.getLogger(__name__)
 #: mean square template difference (σ²) below which two calibration units are one (measured:
 #: over-splits 0.03–0.2, distinct neurons ≥ 0.5 on the hard setting, ≥ 2.5 on the easy one)
 DUPLICATE_LIMIT = 0.4
+#: an offline sorter without motion correction splits a neuron the probe moved past into two
+#: units, one per position: similar templates (mean square difference < DRIFT_LIMIT σ², shape
+#: cosine ≥ DRIFT_COS) that fire in turn (their spike counts over DRIFT_BIN_S bins correlate
+#: ≤ DRIFT_ANTI). Measured on drift_zigzag32 tune seed 0 (MountainSort5, 22.5 s): the two split
+#: neurons' pairs d 1.5 / 3.3, cosine .97 / .96, rate correlation −.39 / −.75; distinct neurons
+#: with cosine ≥ .95 all had d ≥ 37
+DRIFT_LIMIT = 4.0
+DRIFT_COS = 0.95
+DRIFT_ANTI = -0.3
+DRIFT_BIN_S = 1.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,14 +149,16 @@ def match_units(hub_samples: npt.NDArray[np.int64], sorting: Any,
 
 def merge_duplicates(templates: npt.NDArray[Any], counts: npt.NDArray[Any],
                      sigma: npt.NDArray[np.float64], limit: float = DUPLICATE_LIMIT,
-                     groups: list[int] | None = None
+                     groups: list[int] | None = None,
+                     rates: npt.NDArray[Any] | None = None
                      ) -> tuple[list[int], npt.NDArray[np.int64]]:
     """Indices of the units to keep after folding near-identical templates together (an
     offline sorter's over-splits, which the hub would otherwise keep apart as given units):
     two units are one when their templates, in σ units, differ by less than `limit` in mean
     square over the channels where either exceeds 3 σ, at the best shift of ≤ 2 samples. Each
     group keeps its unit with the most spikes; returns (kept indices, spike counts after
-    the merge)."""
+    the merge). With `rates` (n, bins: each unit's spike counts over time) two units are also
+    one when they look like one neuron split by probe motion (see DRIFT_LIMIT)."""
     counts = np.array(counts, dtype=np.int64)
     t = templates / sigma[None, :, None]
     n, L = t.shape[0], t.shape[2]
@@ -164,7 +176,8 @@ def merge_duplicates(templates: npt.NDArray[Any], counts: npt.NDArray[Any],
                 continue
             a = t[i][big, 2:L - 2]
             d = min(float(((a - t[j][big, 2 + s:L - 2 + s]) ** 2).mean()) for s in range(-2, 3))
-            if d < limit:
+            if d < limit or (rates is not None and d < DRIFT_LIMIT
+                             and drift_split(a, t[j][big], rates[i], rates[j])):
                 ri, rj = root(i), root(j)
                 if ri != rj:
                     keep, gone = (ri, rj) if counts[ri] >= counts[rj] else (rj, ri)
@@ -173,6 +186,22 @@ def merge_duplicates(templates: npt.NDArray[Any], counts: npt.NDArray[Any],
     if groups is not None:
         groups[:] = [root(i) for i in range(n)]
     return [i for i in range(n) if root(i) == i], counts
+
+
+def drift_split(a: npt.NDArray[Any], b: npt.NDArray[Any], ra: npt.NDArray[Any],
+                rb: npt.NDArray[Any]) -> bool:
+    """Template a (channels, L − 4) against b (channels, L) at the best shift of ≤ 2 samples
+    has the same shape (cosine ≥ DRIFT_COS) and the two units fire in turn (spike counts per
+    bin correlated ≤ DRIFT_ANTI): one neuron that an offline sorter split where the probe
+    moved."""
+    L = b.shape[1]
+    na = float(np.linalg.norm(a))
+    cos = max(float((a * b[:, 2 + s:L - 2 + s]).sum())
+              / max(na * float(np.linalg.norm(b[:, 2 + s:L - 2 + s])), 1e-12)
+              for s in range(-2, 3))
+    if cos < DRIFT_COS or ra.size < 3 or ra.std() == 0 or rb.std() == 0:
+        return False
+    return float(np.corrcoef(ra, rb)[0, 1]) <= DRIFT_ANTI
 
 
 def pca_basis(waves: npt.NDArray[np.float32], n: int,
@@ -241,8 +270,12 @@ def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, fi
         sigma = np.array([np.median(thr[ch == c]) if (ch == c).any() else np.median(thr)
                           for c in range(rec.num_channels)])
         groups: list[int] = []
+        bins = max(1, round((last - first) / (DRIFT_BIN_S * fs)))
+        samples = np.asarray(ev["sample"], np.int64)
+        rates = np.array([np.histogram(samples[which == k], bins=bins,
+                                       range=(0, last - first))[0] for k in source], np.float64)
         keep, merged = merge_duplicates(np.asarray(templates), np.asarray(counts), sigma,
-                                        groups=groups)
+                                        groups=groups, rates=rates)
         # offline units behind each kept template (its own and the duplicates folded into it)
         members = {keep_i: [source[i] for i in range(len(groups)) if groups[i] == keep_i]
                    for keep_i in keep}

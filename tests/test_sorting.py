@@ -268,3 +268,23 @@ def test_calibration_folds_over_split_units() -> None:
     keep, counts = merge_duplicates(np.stack([a, b, a + jitter]), np.array([50, 40, 80]),
                                     np.full(C, SIGMA))
     assert keep == [1, 2] and counts[2] == 130 and counts[1] == 40
+
+
+def test_calibration_folds_a_neuron_split_by_drift() -> None:
+    """An offline sorter without motion correction splits a neuron the probe moved past into
+    two units with similar templates that fire in turn: folded into one (kept apart otherwise,
+    and when the two fire together — two neurons)."""
+    from host_tools.calibrate import merge_duplicates
+
+    a, b = neuron(2, 150), neuron(5, 100)
+    moved = 1.4 * (0.85 * a + 0.15 * np.roll(a, 1, axis=0))   # nearer, a little further up
+    t = np.stack([a, b, moved])
+    counts = np.array([60, 40, 50])
+    sig = np.full(C, SIGMA)
+    assert merge_duplicates(t, counts, sig)[0] == [0, 1, 2]          # not a duplicate
+    first = np.r_[np.full(10, 6.0), np.zeros(10)]                     # spikes per second
+    apart = np.stack([first, np.full(20, 2.0) + np.arange(20) % 2, first[::-1]])
+    keep, merged = merge_duplicates(t, counts, sig, rates=apart)
+    assert keep == [0, 1] and merged[0] == 110
+    together = np.stack([first, np.full(20, 2.0) + np.arange(20) % 2, first])
+    assert merge_duplicates(t, counts, sig, rates=together)[0] == [0, 1, 2]
