@@ -9,6 +9,7 @@
 
 #include "nk_common.h"
 #include "nk_sort.h"
+#include "nk_sort_testutil.h"
 #include "nk_testutil.h"
 
 #define C 8
@@ -77,14 +78,7 @@ static void make_data_mode(int mode) {
 }
 
 static nk_sort_config config(void) {
-    nk_sort_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.n_channels = C; cfg.n_neighbors = K; cfg.n_samples = L; cfg.pre = PRE;
-    cfg.max_clusters = 6; cfg.max_units = 16; cfg.birth_spikes = 10; cfg.adapt_spikes = 200;
-    cfg.detect_threshold = 5.0f; cfg.new_distance = 3.0f; cfg.label_distance = 6.0f;
-    cfg.merge_distance = 1.0f; cfg.link_distance = 0.5f; cfg.link_ratio = 0.7f;
-    cfg.retire_samples = 30000 * 60; cfg.candidate_samples = 30000 * 5;
-    return cfg;
+    return nk_test_sort_config(C, K, L, PRE);
 }
 
 /* Runs all spikes in blocks of `block`; returns a hash of labels and events; labels out. */

@@ -9,6 +9,7 @@
 
 #include "nk_common.h"
 #include "nk_sort.h"
+#include "nk_sort_testutil.h"
 #include "nk_testutil.h"
 
 #define C 8
@@ -51,13 +52,7 @@ static void snippet(nk_event *e, float *x, int64_t t, int u, int other) {
 /* Learns A and B, then sorts NPAIR overlapped snippets one call each; counts the peeled spikes
  * that are B's (unit, channel, sample) and those that are not; returns a hash of the output. */
 static uint64_t run(int32_t peel, int32_t *right, int32_t *wrong, int32_t *a_ok) {
-    nk_sort_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.n_channels = C; cfg.n_neighbors = K; cfg.n_samples = L; cfg.pre = PRE;
-    cfg.max_clusters = 6; cfg.max_units = 16; cfg.birth_spikes = 10; cfg.adapt_spikes = 200;
-    cfg.detect_threshold = 5.0f; cfg.new_distance = 3.0f; cfg.label_distance = 6.0f;
-    cfg.merge_distance = 1.0f; cfg.link_distance = 0.5f; cfg.link_ratio = 0.7f;
-    cfg.retire_samples = 30000 * 60; cfg.candidate_samples = 30000 * 5;
+    nk_sort_config cfg = nk_test_sort_config(C, K, L, PRE);
     cfg.relative_tolerance = 0.1f; cfg.scale_range = 0.4f; cfg.scale_prior = 10.0f;
     cfg.peel = peel;
     nk_sort *s = NULL;

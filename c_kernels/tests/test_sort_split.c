@@ -11,6 +11,7 @@
 
 #include "nk_common.h"
 #include "nk_sort.h"
+#include "nk_sort_testutil.h"
 #include "nk_testutil.h"
 
 #define C 8
@@ -43,13 +44,9 @@ static void snippet(nk_event *e, float *x, int64_t t, int u) {
  * NLATE, counts those labelled with their neuron's majority unit; returns a hash of the labels. */
 static uint64_t run(int32_t split, int32_t *ok_late, int32_t *unit_a, int32_t *unit_b,
                     int64_t *splits) {
-    nk_sort_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.n_channels = C; cfg.n_neighbors = K; cfg.n_samples = L; cfg.pre = PRE;
-    cfg.max_clusters = 6; cfg.max_units = 16; cfg.birth_spikes = 6; cfg.adapt_spikes = 50;
-    cfg.detect_threshold = 5.0f; cfg.new_distance = 4.0f; cfg.label_distance = 10.0f;
-    cfg.merge_distance = 1.0f; cfg.link_distance = 1.0f; cfg.link_ratio = 0.5f;
-    cfg.retire_samples = 30000 * 60; cfg.candidate_samples = 30000 * 5;
+    nk_sort_config cfg = nk_test_sort_config(C, K, L, PRE);
+    cfg.birth_spikes = 6; cfg.adapt_spikes = 50; cfg.new_distance = 4.0f;
+    cfg.label_distance = 10.0f; cfg.link_distance = 1.0f; cfg.link_ratio = 0.5f;
     cfg.relative_tolerance = 0.1f; cfg.scale_range = 0.4f; cfg.scale_prior = 10.0f;
     cfg.split = split;
     nk_sort *s = NULL;
