@@ -46,7 +46,6 @@ void nks_split_reset(nk_sort *s, int32_t i) {
     cluster *ci = &s->cl[i];
     ci->sib = -1;
     if (!s->cfg.split) return;
-    ci->sib = -1;
     ci->sp_n = 0;
     ci->sp_norm = 0.0f;
     ci->sp_k[0] = ci->sp_k[1] = 0;
