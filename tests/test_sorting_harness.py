@@ -123,3 +123,19 @@ def test_renderer_on_a_tiny_result(tmp_path: Path) -> None:
     assert "## The outside check" in text and "0.685" in text
     assert "| SC2 | 0/2 | not run |" in text
     assert "Skipped: no data." in text
+
+
+def test_diagnose_refuses_report_seeds_and_orders_ground_truth(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import spikeinterface.core as si
+
+    from bench import sorting_diagnose as sd
+
+    # looking inside a held-out recording is tuning on it: refused before any work
+    monkeypatch.setattr("sys.argv", ["sorting_diagnose", "dense32", str(sf.REPORT_SEEDS[0])])
+    assert sd.main() == 2
+    gt = si.NumpySorting.from_unit_dict({"a": np.array([5, 40]), "b": np.array([1, 20, 60])},
+                                        30000.0)
+    t, i = sd._gt_vector(gt)
+    assert t.tolist() == [1, 5, 20, 40, 60]
+    assert [str(gt.unit_ids[k]) for k in i] == ["b", "a", "b", "a", "b"]
