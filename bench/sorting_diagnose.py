@@ -107,6 +107,11 @@ def diagnose(family: str, seed: int) -> dict[str, Any]:
     total = sum(counts.values())
     print("  spikes of SNR ≥ 5 units: " + ", ".join(
         f"{k} {v / total:.3f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    # chance of a random time falling LATE after some ground-truth spike (the firing rate
+    # alone): a false-positive unit above it follows ground-truth spikes (a delayed detection)
+    grid = np.arange(int(gt_t[0]), int(gt_t[-1]), 97, dtype=np.int64)
+    prev = gt_t[np.clip(np.searchsorted(gt_t, grid - LATE[0], side="right") - 1, 0, None)]
+    chance = float(np.mean((grid - prev >= LATE[0]) & (grid - prev <= LATE[1])))
     for hu in cmp.get_false_positive_units():
         st = S[np.equal(F, hu)]
         k = np.searchsorted(gt_t, st)
@@ -125,7 +130,7 @@ def diagnose(family: str, seed: int) -> dict[str, Any]:
         source = [(str(g), n) for g, n in src.most_common(3)]
         print(f"  false positive hub {hu}: {len(st)} spikes on channels {chans}; {on} on a "
               f"ground-truth spike, {late} {LATE[0]}–{LATE[1]} samples after one (mostly of "
-              f"{source})")
+              f"{source}; chance {chance:.2f})")
     return {"counts": dict(counts), "false_positive": len(cmp.get_false_positive_units())}
 
 
