@@ -16,7 +16,8 @@ of a ground-truth unit with SNR ≥ 5 that its matched hub unit misses is classi
   (``unlabelled_overlap``: likewise);
 
 and every spike the matched unit labels that is not its neuron's (``false``, split into
-another neuron's spike, ``false_other``, and noise, ``false_noise``).
+another neuron's spike, ``false_other``, and noise, ``false_noise``; ``false_peeled`` of
+them reported by the peel, nk_sort_peel.c).
 
     python -m bench.sorting_losses --family dense32 --seed 0 --seed 1 [--set NAME=VALUE]
 
@@ -139,14 +140,14 @@ def classify(m: sf.Materialised, hub: dict[str, Any]) -> dict[str, Any]:
     o = np.argsort(all_t, kind="stable")
     all_t, all_u = all_t[o], all_u[o]
     rows, tot = [], dict.fromkeys(CATS, 0)
-    tot.update(false_other=0, false_noise=0)
+    tot.update(false_other=0, false_noise=0, false_peeled=0, off_channel_unlabelled=0)
     for gi, u in enumerate(gt.unit_ids):
         if snrs[str(u)] < ev.MIN_SNR:
             continue
         h = match.loc[u]
         t = gt_trains[u]
         res = dict.fromkeys(CATS, 0)
-        res.update(false_other=0, false_noise=0)
+        res.update(false_other=0, false_noise=0, false_peeled=0, off_channel_unlabelled=0)
         mine = Un == h if h != -1 else np.zeros(S.size, bool)
         # the unit's home channels: where its matched unit has clusters at the end
         home = set(cl["channel"][(cl["unit"] == h) & (cl["channel"] >= 0)].tolist()) \
@@ -176,6 +177,7 @@ def classify(m: sf.Materialised, hub: dict[str, Any]) -> dict[str, Any]:
             e = idx_f[j]
             if Ch[e] not in home:
                 res["off_channel"] += 1
+                res["off_channel_unlabelled"] += int(Un[e] < 0)
             else:
                 # does another neuron's spike share the event's snippet?
                 lo, hi = np.searchsorted(all_t, [S[e] - OVERLAP, S[e] + OVERLAP + 1])
@@ -188,6 +190,7 @@ def classify(m: sf.Materialised, hub: dict[str, Any]) -> dict[str, Any]:
         if h != -1:
             mt = S[mine]
             own = _near(t, mt, tol) >= 0
+            res["false_peeled"] = int((hub["peeled"][mine] & ~own).sum())
             for q in mt[~own]:
                 lo, hi = np.searchsorted(all_t, [q - tol, q + tol + 1])
                 res["false_other" if hi > lo else "false_noise"] += 1
@@ -199,6 +202,7 @@ def classify(m: sf.Materialised, hub: dict[str, Any]) -> dict[str, Any]:
             tot[k] += res[k]
     acc = [r["accuracy"] for r in rows]
     return {"units": rows, "total": tot, "median_accuracy": float(np.median(acc)),
+            "mean_accuracy": float(np.mean(acc)),
             "stats": hub["stats"]}
 
 
@@ -231,10 +235,13 @@ def main() -> int:
             out[f"{name}/{seed}"] = r
             t = r["total"]
             miss = sum(t[k] for k in CATS if k != "hit")
-            print(f"{name} seed {seed}: median acc {r['median_accuracy']:.3f}; GT spikes "
+            print(f"{name} seed {seed}: median acc {r['median_accuracy']:.3f} (mean "
+                  f"{r['mean_accuracy']:.3f}); GT spikes "
                   f"{t['hit'] + miss}, missed {miss}: "
                   + ", ".join(f"{k} {t[k]}" for k in CATS[1:])
-                  + f"; false {t['false_other']} other + {t['false_noise']} noise; "
+                  + f"; false {t['false_other']} other + {t['false_noise']} noise "
+                  f"({t['false_peeled']} of them peeled); off-channel unlabelled "
+                  f"{t['off_channel_unlabelled']}; "
                   f"peeled {r['stats']['peeled']}", flush=True)
             if args.units:
                 for u in sorted(r["units"], key=lambda x: x["accuracy"]):
