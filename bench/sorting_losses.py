@@ -146,7 +146,7 @@ def classify(m: sf.Materialised, hub: dict[str, Any]) -> dict[str, Any]:
             continue
         h = match.loc[u]
         t = gt_trains[u]
-        res = dict.fromkeys(CATS, 0)
+        res: dict[str, Any] = dict.fromkeys(CATS, 0)
         res.update(false_other=0, false_noise=0, false_peeled=0, off_channel_unlabelled=0)
         mine = Un == h if h != -1 else np.zeros(S.size, bool)
         # the unit's home channels: where its matched unit has clusters at the end
