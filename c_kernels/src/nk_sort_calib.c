@@ -118,6 +118,32 @@ int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
     return NK_OK;
 }
 
+/* A channel whose every slot holds a unit's cluster (loaded neighbour clusters fill the slots
+ * of a dense probe's channels) drops its new spikes unsorted. The slot of a loaded unit's
+ * neighbour cluster that has taken no spike since the load is given up for them: the unit
+ * keeps its peak-channel cluster and still takes the spikes that peak there. Returns the
+ * freed slot's index, or −1. */
+int32_t nks_calib_free_slot(nk_sort *s, int32_t c) {
+    const int32_t U = s->cfg.max_clusters;
+    int32_t best = -1;
+    for (int32_t u = 0; u < U; u++) {
+        const int32_t j = c * U + u;
+        const cluster *cj = &s->cl[j];
+        if (cj->channel < 0 || !cj->given || cj->seen > 0 || cj->unit < 0) continue;
+        int32_t peak = 0;
+        for (int32_t g = 0; g < s->n_given && !peak; g++)
+            peak = s->given_id[g] == cj->unit && s->given_ch[g] == c;
+        if (peak) continue;
+        if (best < 0 || cj->energy < s->cl[best].energy) best = j;
+    }
+    if (best >= 0) {
+        s->cl[best].channel = -1;
+        s->cl[best].unit = -1;
+        s->cl[best].given = 0;
+    }
+    return best;
+}
+
 int nk_sort_get_fit(const nk_sort *s, nk_sort_fit *out, int32_t capacity, int32_t *n_out) {
     if (!s || !n_out || (capacity > 0 && !out) || capacity < 0) return NK_ERR_ARG;
     if (capacity < s->n_given) return NK_ERR_CAPACITY;
