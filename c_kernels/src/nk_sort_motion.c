@@ -33,16 +33,29 @@
 #define MOTION_DD 2.0f        /* µm: finite difference for the template's slope in D */
 #define MOTION_INFO0 0.04f    /* 1/µm²: a spike whose step is vaguer than ±5 µm weighs < ½ */
 
+/* Slots q of channel c's neighbourhood in column x (contacts within MOTION_COLUMN µm of x
+ * across the probe) count; the others do not. */
+#define MOTION_COLUMN 1.0f
+#ifndef MOTION_BY_COLUMN
+#define MOTION_BY_COLUMN 1
+#endif
+
+static int in_column(const nk_sort *s, int32_t cq, float x, int32_t by_column) {
+    if (!by_column) return 1;
+    const float dx = s->pos[2 * cq] - x;
+    return dx <= MOTION_COLUMN && dx >= -MOTION_COLUMN;
+}
+
 /* out[l] += scale · I(t)[l]: the template of cluster i's slots (F, [K][L], on channel c) as a
  * function of depth, linear between the nearest slot depths below and above t (slots at one
- * depth averaged), constant beyond the outermost. */
+ * depth averaged), constant beyond the outermost; with by_column, only the slots in column x. */
 static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, float scale,
-                       float *out) {
+                       float *out, float x, int32_t by_column) {
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples;
     float ya = -FLT_BIG, yb = FLT_BIG, lo = FLT_BIG, hi = -FLT_BIG;
     for (int32_t q = 0; q < K; q++) {
         const int32_t cq = s->nb[c * K + q];
-        if (cq < 0) continue;
+        if (cq < 0 || !in_column(s, cq, x, by_column)) continue;
         const float y = s->pos[2 * cq + 1];
         if (y <= t && y > ya) ya = y;
         if (y >= t && y < yb) yb = y;
@@ -56,7 +69,7 @@ static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, flo
     int32_t na = 0, nb_ = 0;
     for (int32_t q = 0; q < K; q++) {
         const int32_t cq = s->nb[c * K + q];
-        if (cq < 0) continue;
+        if (cq < 0 || !in_column(s, cq, x, by_column)) continue;
         const float y = s->pos[2 * cq + 1];
         na += y == ya;
         nb_ += y == yb;
@@ -65,7 +78,7 @@ static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, flo
     const float sb = scale * (1.0f - wa) / (float)(nb_ > 0 ? nb_ : 1);
     for (int32_t q = 0; q < K; q++) {
         const int32_t cq = s->nb[c * K + q];
-        if (cq < 0) continue;
+        if (cq < 0 || !in_column(s, cq, x, by_column)) continue;
         const float y = s->pos[2 * cq + 1];
         const float w = (y == ya ? sa : 0.0f) + (y == yb ? sb : 0.0f);
         if (w == 0.0f) continue;
@@ -74,7 +87,9 @@ static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, flo
     }
 }
 
-/* out[K][L] ← the frozen template of cluster i moved by D: F_p + I(y_p − D) − I(y_p). */
+/* out[K][L] ← the frozen template of cluster i moved by D: F_p + I(y_p − D) − I(y_p), I along
+ * slot p's own column with motion_column (columns side by side keep their lateral footprint),
+ * else over all the slots. */
 static void moved(const nk_sort *s, int32_t i, float D, float *out) {
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples, c = s->cl[i].channel;
     const float *F = s->frozen + (size_t)i * nks_KL(s);
@@ -83,9 +98,9 @@ static void moved(const nk_sort *s, int32_t i, float D, float *out) {
     for (int32_t p = 0; p < K; p++) {
         const int32_t cp = s->nb[c * K + p];
         if (cp < 0) continue;
-        const float yp = s->pos[2 * cp + 1];
-        interp_add(s, c, F, yp - D, 1.0f, out + (size_t)p * (size_t)L);
-        interp_add(s, c, F, yp, -1.0f, out + (size_t)p * (size_t)L);
+        const float xp = s->pos[2 * cp], yp = s->pos[2 * cp + 1];
+        interp_add(s, c, F, yp - D, 1.0f, out + (size_t)p * (size_t)L, xp, s->motion_column);
+        interp_add(s, c, F, yp, -1.0f, out + (size_t)p * (size_t)L, xp, s->motion_column);
     }
 }
 
@@ -166,6 +181,7 @@ int nk_sort_set_positions(nk_sort *s, const float *xy, int32_t n_channels,
     memcpy(s->pos, xy, (size_t)n_channels * 2 * sizeof(float));
     s->has_pos = 1;
     s->motion_move = move_templates;
+    s->motion_column = MOTION_BY_COLUMN;
     return NK_OK;
 }
 
