@@ -107,7 +107,6 @@ struct nk_sort {
     float *axis;            /* [C·U][K·L] split test: principal axis of members' residuals */
     float *res2;            /* [K·L] scratch: a member's residual (nk_sort_split.c) */
     int32_t loaded_below;   /* unit ids below this were loaded (0: none); see nks_both_loaded */
-    int32_t motion_column;  /* move templates along each slot's own column (nk_sort_motion.c) */
 };
 
 
