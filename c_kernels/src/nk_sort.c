@@ -29,7 +29,7 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
     const int64_t N = C * cfg->max_clusters;
     return (int64_t)sizeof(nk_sort) + C * K * 4 + 2 * C * 4 + L * L * 4
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
-           + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 8   /* peel */
+           + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 12   /* peel */
            + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
            + (cfg->split ? N * K * L * 4 + K * L * 4 : 0);   /* split: axes, scratch */
 }
@@ -72,6 +72,7 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->lead_i = calloc((size_t)C, sizeof(int32_t));
     s->res = calloc(KL, sizeof(float));
     s->det_t = calloc((size_t)C, sizeof(int64_t));
+    s->det_a = calloc((size_t)C, sizeof(float));
     s->pos = calloc((size_t)C * 2, sizeof(float));
     s->frozen = calloc(N * KL, sizeof(float));
     s->f2 = calloc(3 * KL, sizeof(float));
@@ -81,7 +82,7 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     }
     if (!s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
-        || !s->lead_t || !s->lead_i || !s->res || !s->det_t
+        || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
         || (cfg->split && (!s->axis || !s->res2))) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
@@ -123,6 +124,7 @@ void nk_sort_reset(nk_sort *s) {
     for (int32_t c = 0; c < s->cfg.n_channels; c++) {
         s->lead_i[c] = -1;
         s->det_t[c] = INT64_MIN / 2;
+        s->det_a[c] = 0.0f;
     }
     s->motion = 0.0f;
     s->motion_applied = 0.0f;
@@ -134,7 +136,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->nb); free(s->kvalid); free(s->scratch); free(s->basis);
     free(s->cl); free(s->raw); free(s->feat); free(s->f);
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
-    free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t);
+    free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
     free(s->axis); free(s->res2);
     free(s);
@@ -195,6 +197,13 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
                 near_unit = cj->unit; near_score = score; near_j = j; near_shift = sh;
             }
         }
+        /* the spike of a unit on a neighbour contact, detected there too (beyond the
+         * detector's exclusion radius): neither labelled nor learnt from here */
+        if (s->cfg.peel && nks_duplicate(s, events, n, e, x, best >= 0 ? best_delta : FLT_BIG)) {
+            s->det_t[c] = ev->sample;
+            s->det_a[c] = ev->amplitude;
+            continue;
+        }
         /* an outlier that is a unit's spike plus a neighbour's (an overlap the detector
          * reported as one): both are labelled, and it seeds no candidate */
         if (best < 0 && s->cfg.peel && near_j >= 0
@@ -202,6 +211,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             ev->unit = near_unit;
             s->st.labelled++;
             s->det_t[c] = ev->sample;
+            s->det_a[c] = ev->amplitude;
             continue;
         }
         int32_t i = best;
@@ -269,6 +279,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         if (s->cfg.peel && pj >= 0 && s->cl[pj].channel == c && s->cl[pj].unit >= 0)
             nks_peel(s, events, n, e, x, pj, psh, 0, &k);
         s->det_t[c] = ev->sample;
+        s->det_a[c] = ev->amplitude;
     }
     nks_retire(s, now, &k);
     *n_out = k.n;

@@ -107,6 +107,7 @@ struct nk_sort {
     float *axis;            /* [C·U][K·L] split test: principal axis of members' residuals */
     float *res2;            /* [K·L] scratch: a member's residual (nk_sort_split.c) */
     int32_t loaded_below;   /* unit ids below this were loaded (0: none); see nks_both_loaded */
+    float *det_a;           /* [C] amplitude of that spike (nk_sort_peel.c: duplicates) */
 };
 
 
@@ -169,6 +170,8 @@ void nks_follow(nk_sort *s, int32_t i, int64_t sample);
 int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
 int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
              int32_t j1, int32_t sh1, int32_t check, sink *k);
+int nks_duplicate(const nk_sort *s, const nk_event *events, int32_t n, int32_t e,
+                  const float *x, float local_delta);
 void nks_motion_place(nk_sort *s, int32_t i);
 void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, float sig2);
 void nks_split_reset(nk_sort *s, int32_t i);
