@@ -246,6 +246,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             if (ev->sample > ci->last) ci->last = ev->sample;
         } else {
             i = nks_free_slot(s, c);
+            if (i < 0) i = nks_calib_free_slot(s, c, ev->sample);   /* a stale loaded cluster's */
             if (i < 0) {
                 s->st.unsorted_full++;
                 continue;

@@ -11,6 +11,12 @@
 #define CALIB_RESERVE 2
 #endif
 
+/* nks_calib_free_slot: a loaded unit's cluster silent this long (samples) may be given up;
+ * 0: any age */
+#ifndef CALIB_EVICT_AGE
+#define CALIB_EVICT_AGE 0
+#endif
+
 static int32_t free_slots(const nk_sort *s, int32_t c) {
     int32_t n = 0;
     const int32_t U = s->cfg.max_clusters;
@@ -116,6 +122,36 @@ int nk_sort_load_templates(nk_sort *s, int32_t n_units, const int32_t *unit_ids,
     s->st.next_unit = max_id + 1;
     s->loaded_below = max_id + 1;
     return NK_OK;
+}
+
+/* A channel whose every slot holds a unit's cluster (loaded units' neighbour clusters fill the
+ * slots of a dense probe's channels) drops its new spikes unsorted — and a loaded neuron the
+ * probe carries past its templates' reach then seeds no candidate to follow it. The slot of a
+ * loaded unit's cluster is given up for them when the unit keeps a cluster that took a spike
+ * more recently: the stalest such (one that never took a spike since the load first).
+ * Returns the freed slot's index, or −1. */
+int32_t nks_calib_free_slot(nk_sort *s, int32_t c, int64_t now) {
+    const int32_t U = s->cfg.max_clusters, N = s->cfg.n_channels * U;
+    int32_t best = -1;
+    for (int32_t u = 0; u < U; u++) {
+        const int32_t j = c * U + u;
+        const cluster *cj = &s->cl[j];
+        if (cj->channel < 0 || cj->unit < 0 || cj->unit >= s->loaded_below) continue;
+        const int64_t last = cj->seen > 0 ? cj->last : INT64_MIN;
+        if (CALIB_EVICT_AGE > 0 && cj->seen > 0 && now - cj->last < CALIB_EVICT_AGE) continue;
+        if (best >= 0 && last >= (s->cl[best].seen > 0 ? s->cl[best].last : INT64_MIN)) continue;
+        int other = 0;
+        for (int32_t i = 0; i < N && !other; i++)
+            other = i != j && s->cl[i].channel >= 0 && s->cl[i].unit == cj->unit
+                    && s->cl[i].seen > 0 && s->cl[i].last > last;
+        if (other) best = j;
+    }
+    if (best >= 0) {
+        s->cl[best].channel = -1;
+        s->cl[best].unit = -1;
+        s->cl[best].given = 0;
+    }
+    return best;
 }
 
 int nk_sort_get_fit(const nk_sort *s, nk_sort_fit *out, int32_t capacity, int32_t *n_out) {

@@ -165,6 +165,7 @@ void nks_retire(nk_sort *s, int64_t now, sink *k);
 int nks_basis_ok(const float *basis, int32_t D, int32_t L);
 int32_t nks_peak_channel(const float *T, int32_t C, int32_t L, float *peak);
 void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit);
+int32_t nks_calib_free_slot(nk_sort *s, int32_t c, int64_t now);
 void nks_follow(nk_sort *s, int32_t i, int64_t sample);
 int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
 int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,

@@ -7,10 +7,10 @@
  * biasing the centre towards the quiet slots).
  *
  * Moving a template by D µm along the probe's depth (y): the signal a contact at depth y sees
- * is the loaded one at y − D. I(y), the loaded template of the cluster's slots as a function of
- * depth (linear between the slot depths, slots at one depth averaged: columns side by side),
- * gives the moved template F_p + I(y_p − D) − I(y_p) (exactly F at D = 0; a kernel smoother
- * was tried first: flat at the contacts, it moved the centres by 0.05 µm per µm).
+ * is the loaded one at y − D. I(y), the loaded template of the cluster's slots in slot p's
+ * column as a function of depth (linear between the slot depths), gives the moved template
+ * F_p + I(y_p − D) − I(y_p) (exactly F at D = 0; a kernel smoother was tried first: flat at
+ * the contacts, it moved the centres by 0.05 µm per µm).
  *
  * Estimate. For the moved template at the applied motion D_a, the expected centre y_t and its
  * slope g = dy_t/dD (the neighbourhood truncates the footprint: g < 1) are kept per cluster.
@@ -19,12 +19,16 @@
  * (a robust running mean: one spike moves it by at most MOTION_CLIP / MOTION_SPIKES µm).
  * With moves on, when D is MOTION_STEP from D_a, every loaded cluster's template (as adapted
  * since) moves by the difference of the two moved loaded templates, and D_a ← D. Measured on
- * the tune seeds (ground-truth and MountainSort5 templates, quick drifting families): the
- * estimate follows smooth drift within ~1 µm RMS, but moving the templates changed median
- * accuracy by −0.009 … +0.008 (6 of 9 runs lower): the linear interpolation across contacts
- * 20–40 µm apart is a worse template than the one adaptation keeps (replacing the adapted
- * template by the moved one lost 0.01–0.02). So moves are off unless asked for. Causal, fixed memory (the frozen templates: one copy of the
- * cluster table), no libm. */
+ * the tune seeds (MountainSort5 templates, quick drifting families): the estimate follows
+ * smooth drift within ~2–4 µm RMS. Moving the templates with I averaged over the columns of a
+ * depth changed median accuracy by −0.009 … +0.008 (the lateral footprint smeared); along each
+ * column, drift_zigzag32 gains 0.005/0.031 per seed (SorterConfig.motion_move). Tried and
+ * dropped (tune seeds, calibrated drift_zigzag32 / drift_step32 medians, default first:
+ * 0.949/0.956, 0.942/0.942): MOTION_SPIKES 32 0.944/0.953, 0.942/0.928; 128 0.947/0.947,
+ * 0.944/0.939; MOTION_STEP 0.5 0.949/0.952, 0.942/0.937; 2 0.944/0.949, 0.943/0.942; a dead
+ * band of 3 µm 0.934/0.944 (6 µm: 0.950/0.921); extrapolating beyond the outermost depth with
+ * the footprint's slope (not constant) 0.948/0.955, 0.940/0.913. Causal, fixed memory (the
+ * frozen templates: one copy of the cluster table), no libm. */
 #include "nk_sort_internal.h"
 
 #define MOTION_SPIKES 64.0f   /* memory of the running estimate, spikes */
@@ -33,16 +37,25 @@
 #define MOTION_DD 2.0f        /* µm: finite difference for the template's slope in D */
 #define MOTION_INFO0 0.04f    /* 1/µm²: a spike whose step is vaguer than ±5 µm weighs < ½ */
 
+/* Slots q of channel c's neighbourhood in column x (contacts within MOTION_COLUMN µm of x
+ * across the probe) count; the others do not. */
+#define MOTION_COLUMN 1.0f
+
+static int in_column(const nk_sort *s, int32_t cq, float x) {
+    const float dx = s->pos[2 * cq] - x;
+    return dx <= MOTION_COLUMN && dx >= -MOTION_COLUMN;
+}
+
 /* out[l] += scale · I(t)[l]: the template of cluster i's slots (F, [K][L], on channel c) as a
- * function of depth, linear between the nearest slot depths below and above t (slots at one
- * depth averaged), constant beyond the outermost. */
+ * function of depth along column x, linear between the nearest slot depths below and above t
+ * (slots at one depth averaged), constant beyond the outermost. */
 static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, float scale,
-                       float *out) {
+                       float *out, float x) {
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples;
     float ya = -FLT_BIG, yb = FLT_BIG, lo = FLT_BIG, hi = -FLT_BIG;
     for (int32_t q = 0; q < K; q++) {
         const int32_t cq = s->nb[c * K + q];
-        if (cq < 0) continue;
+        if (cq < 0 || !in_column(s, cq, x)) continue;
         const float y = s->pos[2 * cq + 1];
         if (y <= t && y > ya) ya = y;
         if (y >= t && y < yb) yb = y;
@@ -56,7 +69,7 @@ static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, flo
     int32_t na = 0, nb_ = 0;
     for (int32_t q = 0; q < K; q++) {
         const int32_t cq = s->nb[c * K + q];
-        if (cq < 0) continue;
+        if (cq < 0 || !in_column(s, cq, x)) continue;
         const float y = s->pos[2 * cq + 1];
         na += y == ya;
         nb_ += y == yb;
@@ -65,7 +78,7 @@ static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, flo
     const float sb = scale * (1.0f - wa) / (float)(nb_ > 0 ? nb_ : 1);
     for (int32_t q = 0; q < K; q++) {
         const int32_t cq = s->nb[c * K + q];
-        if (cq < 0) continue;
+        if (cq < 0 || !in_column(s, cq, x)) continue;
         const float y = s->pos[2 * cq + 1];
         const float w = (y == ya ? sa : 0.0f) + (y == yb ? sb : 0.0f);
         if (w == 0.0f) continue;
@@ -74,7 +87,10 @@ static void interp_add(const nk_sort *s, int32_t c, const float *F, float t, flo
     }
 }
 
-/* out[K][L] ← the frozen template of cluster i moved by D: F_p + I(y_p − D) − I(y_p). */
+/* out[K][L] ← the frozen template of cluster i moved by D: F_p + I(y_p − D) − I(y_p), I along
+ * slot p's own column (columns side by side keep their lateral footprint: averaging them into
+ * one depth profile left a two-column probe's moved templates 15 % off instead of 11 %,
+ * test_sort_calib.c, and cost drift_zigzag32 calibrated accuracy, see SorterConfig.motion_move). */
 static void moved(const nk_sort *s, int32_t i, float D, float *out) {
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples, c = s->cl[i].channel;
     const float *F = s->frozen + (size_t)i * nks_KL(s);
@@ -83,9 +99,9 @@ static void moved(const nk_sort *s, int32_t i, float D, float *out) {
     for (int32_t p = 0; p < K; p++) {
         const int32_t cp = s->nb[c * K + p];
         if (cp < 0) continue;
-        const float yp = s->pos[2 * cp + 1];
-        interp_add(s, c, F, yp - D, 1.0f, out + (size_t)p * (size_t)L);
-        interp_add(s, c, F, yp, -1.0f, out + (size_t)p * (size_t)L);
+        const float xp = s->pos[2 * cp], yp = s->pos[2 * cp + 1];
+        interp_add(s, c, F, yp - D, 1.0f, out + (size_t)p * (size_t)L, xp);
+        interp_add(s, c, F, yp, -1.0f, out + (size_t)p * (size_t)L, xp);
     }
 }
 
