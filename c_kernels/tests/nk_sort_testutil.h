@@ -18,4 +18,21 @@ static inline nk_sort_config nk_test_sort_config(int32_t C, int32_t K, int32_t L
     return cfg;
 }
 
+/* The spike every sorter test draws (NK_TEST_L samples, trough at sample 10, a repolarising
+ * lobe after it), scaled per channel by each test's footprint. */
+#define NK_TEST_L 32
+static const float nk_test_shape[NK_TEST_L] = {
+    0, 0, 0, 0, 0, 0, 0, -0.05f, -0.2f, -0.6f, -1.0f, -0.7f, -0.3f, 0.0f, 0.2f, 0.3f, 0.32f, 0.3f,
+    0.25f, 0.2f, 0.15f, 0.1f, 0.06f, 0.03f, 0.01f, 0, 0, 0, 0, 0, 0, 0};
+
+/* Neighbours of C contacts in a line, 3 per channel: itself, the one below, the one above (−1
+ * past the ends). nb: [C][3]. */
+static inline void nk_test_line_neighbors(int32_t *nb, int32_t C) {
+    for (int32_t c = 0; c < C; c++) {
+        nb[c * 3] = c;
+        nb[c * 3 + 1] = c > 0 ? c - 1 : -1;
+        nb[c * 3 + 2] = c + 1 < C ? c + 1 : -1;
+    }
+}
+
 #endif

@@ -38,17 +38,13 @@ static int32_t truth[NSPK];
 static void make_data_mode(int mode);
 static void make_data(void) { make_data_mode(0); }
 static void make_data_mode(int mode) {
-    static const float shape[L] = {0, 0, 0, 0, 0, 0, 0, -0.05f, -0.2f, -0.6f, -1.0f, -0.7f, -0.3f,
-                                   0.0f, 0.2f, 0.3f, 0.32f, 0.3f, 0.25f, 0.2f, 0.15f, 0.1f,
-                                   0.06f, 0.03f, 0.01f, 0, 0, 0, 0, 0, 0, 0};
+    _Static_assert(L == NK_TEST_L, "the tests' spike shape has NK_TEST_L samples");
+    const float *const shape = nk_test_shape;
     for (int u = 0; u < 3; u++)
         for (int c = 0; c < C; c++)
             for (int l = 0; l < L; l++) tpl[u][c][l] = peak_amp[u][c] * shape[l];
-    for (int c = 0; c < C; c++) {
-        nbrs[c * K] = c;
-        nbrs[c * K + 1] = c > 0 ? c - 1 : -1;
-        nbrs[c * K + 2] = c + 1 < C ? c + 1 : -1;
-    }
+    _Static_assert(K == 3, "line neighbours: 3 per channel");
+    nk_test_line_neighbors(nbrs, C);
     for (int i = 0; i < NSPK; i++) {
         const int u = (int)(rng() % 3);
         const int moved = mode == 2 && i >= NSPK / 2;

@@ -17,9 +17,8 @@
 #define SIGMA 10.0f
 #define NSPK 3000
 
-static const float shape[L] = {0, 0, 0, 0, 0, 0, 0, -0.05f, -0.2f, -0.6f, -1.0f, -0.7f, -0.3f,
-                               0.0f, 0.2f, 0.3f, 0.32f, 0.3f, 0.25f, 0.2f, 0.15f, 0.1f,
-                               0.06f, 0.03f, 0.01f, 0, 0, 0, 0, 0, 0, 0};
+_Static_assert(L == NK_TEST_L, "the tests' spike shape has NK_TEST_L samples");
+static const float *const shape = nk_test_shape;
 
 /* Runs n events (snippets [n][K][L]) in blocks of 50; returns a hash of labels and events. */
 static uint64_t run(nk_sort *s, nk_event *ev, const float *wav, int32_t n, int32_t KL) {
@@ -160,11 +159,8 @@ static nk_event ev1[NSPK];
 
 static void test_full_channel(void) {
     int32_t nb[C1 * K1];
-    for (int32_t c = 0; c < C1; c++) {
-        nb[c * K1] = c;
-        nb[c * K1 + 1] = c > 0 ? c - 1 : -1;
-        nb[c * K1 + 2] = c + 1 < C1 ? c + 1 : -1;
-    }
+    _Static_assert(K1 == 3, "line neighbours: 3 per channel");
+    nk_test_line_neighbors(nb, C1);
     /* peak-channel amplitude, and on channel 1 (the loaded ones: ≥ link_ratio of the peak) */
     static const float on[5][C1] = {
         {200, 150, 0, 0},     /* A */

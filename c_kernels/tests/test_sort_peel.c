@@ -21,9 +21,8 @@
 #define DT 6
 #define SIGMA 10
 
-static const float shape[L] = {0, 0, 0, 0, 0, 0, 0, -0.05f, -0.2f, -0.6f, -1.0f, -0.7f, -0.3f,
-                               0.0f, 0.2f, 0.3f, 0.32f, 0.3f, 0.25f, 0.2f, 0.15f, 0.1f,
-                               0.06f, 0.03f, 0.01f, 0, 0, 0, 0, 0, 0, 0};
+_Static_assert(L == NK_TEST_L, "the tests' spike shape has NK_TEST_L samples");
+static const float *const shape = nk_test_shape;
 static const float peak_amp[2][C] = {
     {0, 40, 150, 40, 0, 0, 0, 0},   /* A: channel 2 */
     {0, 0, 40, 100, 40, 0, 0, 0},   /* B: channel 3 */
@@ -97,11 +96,8 @@ static uint64_t run(int32_t peel, int32_t *right, int32_t *wrong, int32_t *a_ok)
 }
 
 int main(void) {
-    for (int c = 0; c < C; c++) {
-        nbrs[c * K] = c;
-        nbrs[c * K + 1] = c > 0 ? c - 1 : -1;
-        nbrs[c * K + 2] = c + 1 < C ? c + 1 : -1;
-    }
+    _Static_assert(K == 3, "line neighbours: 3 per channel");
+    nk_test_line_neighbors(nbrs, C);
     int32_t r1, w1, a1, r0, w0, a0;
     const uint64_t h1 = run(1, &r1, &w1, &a1);
     const uint64_t h0 = run(0, &r0, &w0, &a0);

@@ -23,9 +23,8 @@
 #define SIGMA 10
 #define SHIFT_B 44.0f   /* B: 44 counts less on channel 1 and more on channel 3 than A */
 
-static const float shape[L] = {0, 0, 0, 0, 0, 0, 0, -0.05f, -0.2f, -0.6f, -1.0f, -0.7f, -0.3f,
-                               0.0f, 0.2f, 0.3f, 0.32f, 0.3f, 0.25f, 0.2f, 0.15f, 0.1f,
-                               0.06f, 0.03f, 0.01f, 0, 0, 0, 0, 0, 0, 0};
+_Static_assert(L == NK_TEST_L, "the tests' spike shape has NK_TEST_L samples");
+static const float *const shape = nk_test_shape;
 static const float amp[2][C] = {{0, 40, 100, 40, 0, 0, 0, 0},
                                 {0, 40 - SHIFT_B, 100, 40 + SHIFT_B, 0, 0, 0, 0}};
 static int32_t nbrs[C * K];
@@ -90,11 +89,8 @@ static uint64_t run(int32_t split, int32_t *ok_late, int32_t *unit_a, int32_t *u
 }
 
 int main(void) {
-    for (int c = 0; c < C; c++) {
-        nbrs[c * K] = c;
-        nbrs[c * K + 1] = c > 0 ? c - 1 : -1;
-        nbrs[c * K + 2] = c + 1 < C ? c + 1 : -1;
-    }
+    _Static_assert(K == 3, "line neighbours: 3 per channel");
+    nk_test_line_neighbors(nbrs, C);
     int32_t ok1, a1, b1, ok0, a0, b0;
     int64_t sp1, sp0;
     const uint64_t h1 = run(1, &ok1, &a1, &b1, &sp1);
