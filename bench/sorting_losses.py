@@ -38,11 +38,11 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import sorting_families as sf
+from hub.kernels.sorter import SorterConfig
 
 log = logging.getLogger(__name__)
 
 OUT = Path("out/sorting_losses")
-EXCLUSION_UM = 50.0    # SorterConfig.exclusion_radius_um
 CATS = ("hit", "undetected_quiet", "undetected_overlap", "off_channel", "taken_overlap",
         "taken", "unlabelled_overlap", "unlabelled")
 #: samples either side of an event in which another neuron's spike makes it an overlap
@@ -164,7 +164,7 @@ def classify(m: sf.Materialised, hub: dict[str, Any]) -> dict[str, Any]:
         # the channels whose events can suppress its spikes (detector's spatial exclusion)
         if pos is not None and peak_ch >= 0:
             dist = np.hypot(*(pos - pos[peak_ch]).T)
-            near = np.isin(Ch, np.nonzero(dist <= 2 * EXCLUSION_UM)[0])
+            near = np.isin(Ch, np.nonzero(dist <= 2 * SorterConfig.exclusion_radius_um)[0])
         else:
             near = on_foot
         Sn = S[near]

@@ -95,7 +95,9 @@ class SorterConfig:
     #: dense32 0.844 → 0.871 cold; 30 split noisy_bursts32 (30 µm pitch) apart. 0: off
     exclusion_radius_um: float = 50.0
     #: online rigid motion estimate from the spikes loaded units accept (needs contact
-    #: positions; nk_sort.h "Motion"): reported, ~1 µm RMS on smooth drift (tune seeds)
+    #: positions; nk_sort.h "Motion"): reported, 0.5–4 µm RMS on the drifting families with
+    #: moves on; it lags steps (≈ 10 µm RMS on drift_step32) and ran away once (drift_rigid64
+    #: report seed 3: 18.9 µm, 2.6 µm with moves off; accuracy held at 0.95)
     motion: bool = True
     #: … and the loaded templates moved with it, along each contact's column (nk_sort_motion.c).
     #: On: tune seeds, calibrated median drift_zigzag32 0.944/0.925 → 0.949/0.956 per seed
