@@ -113,7 +113,7 @@ class SorterConfig:
     #: templates) calibrated dense32 0.887 -> 0.889, npx128_dense 0.944 -> 0.947, tetrode16
     #: 0.948 -> 0.954, no family down; on the held-out seeds calibrated dense32 0.874 -> 0.877,
     #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
-    #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 -> 7 of 63 units)
+    #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
     peel_refit: bool = False
 
 
