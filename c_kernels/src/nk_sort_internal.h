@@ -49,6 +49,10 @@
  * templates, with PEEL_XF: 1 -> 3, dense32 median 0.900/0.901 -> 0.906/0.904, si_static32
  * seed 0 0.907 -> 0.914. */
 #define PEEL_FIRSTS 3
+/* Late labels (late_labels = 1): the first FOUND_MAX members of a candidate are labelled
+ * (NK_SORT_LABEL) when it becomes a unit; members past them keep their online label.
+ * Measured on the tune seeds (dense32; 16 instead of 8: no change). */
+#define FOUND_MAX 8
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -76,6 +80,7 @@ typedef struct {
     int32_t sib;            /* the cluster it was split from / into (never merged), or −1 */
     int32_t sp_last;        /* mode of the previous member (−1: none) */
     float sp_switch;        /* running mean of "this member's mode differs from the last's" */
+    int32_t n_found;        /* candidates (late_labels): unlabelled members held in `found` */
 } cluster;
 
 struct nk_sort {
@@ -114,6 +119,8 @@ struct nk_sort {
     float *res2;            /* [K·L] scratch: a member's residual (nk_sort_split.c) */
     int32_t loaded_below;   /* unit ids below this were loaded (0: none); see nks_both_loaded */
     float *det_a;           /* [C] amplitude of that spike (nk_sort_peel.c: duplicates) */
+    int64_t *found;         /* [C·U][FOUND_MAX] late_labels: samples of a candidate's members
+                               that left the sorter unlabelled (nk_sort_units.c) */
 };
 
 
@@ -183,5 +190,7 @@ void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, fl
 void nks_split_reset(nk_sort *s, int32_t i);
 void nks_split_observe(nk_sort *s, int32_t i, const float *x, int32_t sh);
 int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k);
+void nks_found_push(nk_sort *s, int32_t i, int64_t sample);
+void nks_found_flush(nk_sort *s, int32_t i, int32_t unit, sink *k);
 
 #endif
