@@ -67,36 +67,18 @@ def oracle_templates(m: sf.Materialised) -> Any:
 
 def run_hub(m: sf.Materialised, ts: Any) -> dict[str, Any]:
     """The hub over the recording with `ts` loaded: events (sample, channel, final unit,
-    peeled flag) and the final cluster table."""
+    peeled flag) in time order and the final cluster table."""
     from bench import sorting_eval as ev
-    from hub.dsp.pipeline import Pipeline
-    from hub.dsp.sorting import load_templates, resolve_merges
+    from hub.dsp.sorting import sort_recording
     from hub.sources import open_recording
 
     rec = open_recording(m.recording)
     cfg = ev.pipeline_config()
-    pipe = Pipeline(cfg, rec.num_channels, rec.sampling_frequency, rec.channel_positions_um)
-    if ts is not None:
-        load_templates(pipe, ts)
-    assert pipe.sorter is not None
-    evs, ses, peel = [], [], []
-    for start in range(0, rec.num_samples, pipe.block_samples):
-        r = pipe.process(rec.read(start, min(start + pipe.block_samples, rec.num_samples)))
-        evs.append(r.snippet_events)
-        peel.append(np.zeros(r.snippet_events.size, bool))
-        if r.peeled is not None and r.peeled.size:
-            evs.append(r.peeled)
-            peel.append(np.ones(r.peeled.size, bool))
-        if r.sort_events is not None and r.sort_events.size:
-            ses.append(r.sort_events)
-    e = np.concatenate(evs)
-    se = np.concatenate(ses) if ses else np.zeros(0, pipe.sorter._out.dtype)
-    units = resolve_merges(np.asarray(e["unit"], np.int32), se)
-    order = np.argsort(e["sample"], kind="stable")
-    return {"sample": np.asarray(e["sample"], np.int64)[order],
-            "channel": np.asarray(e["channel"], np.int32)[order], "unit": units[order],
-            "peeled": np.concatenate(peel)[order], "clusters": pipe.sorter.clusters(),
-            "neighbors": pipe.sorter._nb, "stats": pipe.sorter.stats(),
+    res = sort_recording(rec, cfg, ts)
+    order = np.argsort(res.samples, kind="stable")
+    return {"sample": res.samples[order], "channel": res.channels[order],
+            "unit": res.final_units[order], "peeled": res.peeled[order],
+            "clusters": res.clusters, "neighbors": res.neighbors, "stats": res.stats,
             "positions": rec.channel_positions_um,
             "fs": rec.sampling_frequency, "exclude": round(cfg.exclude_ms * 1e-3 *
                                                            rec.sampling_frequency)}

@@ -57,6 +57,9 @@ def test_peeled_spikes_are_real_and_add_to_the_found(gt_tiny: tuple[Path, Path])
     hits_on, real_on = _found(on, gt, tol)
     hits_off, _ = _found(off, gt, tol)
     assert n_off == 0 and n_on > 0
+    # the result flags exactly the peeled spikes, and carries the cluster and neighbour tables
+    assert int(on.peeled.sum()) == n_on and not off.peeled.any()
+    assert on.clusters["channel"].size == on.neighbors.shape[0] * SorterConfig().max_clusters
     # most peeled spikes are ground-truth spikes the detector's events did not carry
     assert hits_on - hits_off >= 0.6 * n_on
     assert real_on.sum() >= 0.95 * hits_on

@@ -220,6 +220,9 @@ class SortResult:
     final_units: npt.NDArray[np.int32]  # after the merges reported later
     sort_events: npt.NDArray[Any]
     stats: dict[str, Any]
+    peeled: npt.NDArray[np.bool_]      # spike found by peel (a second spike in an event)
+    clusters: dict[str, npt.NDArray[Any]]  # the sorter's cluster table at the end
+    neighbors: npt.NDArray[np.int32]   # (channels, neighbours) table the sorter used
 
 
 def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
@@ -236,6 +239,7 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     n = rec.num_samples if max_seconds is None else \
         min(rec.num_samples, round(max_seconds * rec.sampling_frequency))
     evs: list[npt.NDArray[Any]] = []
+    peel: list[npt.NDArray[np.bool_]] = []
     ses: list[npt.NDArray[Any]] = []
     wall = 0.0
     motion: list[list[float]] = []        # [sample, µm] every ~0.5 s (loaded templates only)
@@ -248,8 +252,10 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
         if templates is not None and b % every == 0:
             motion.append([float(start), round(pipe.sorter.motion()[0], 3)])
         evs.append(r.snippet_events)
+        peel.append(np.zeros(r.snippet_events.size, bool))
         if r.peeled is not None and r.peeled.size:
             evs.append(r.peeled)
+            peel.append(np.ones(r.peeled.size, bool))
         if r.sort_events is not None and r.sort_events.size:
             ses.append(r.sort_events)
     ev = np.concatenate(evs) if evs else np.zeros(0, dtype=np.dtype([]))
@@ -268,4 +274,6 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     log.info("sorted %d spikes into %d live units (%s)", int((units >= 0).sum()),
              stats["live_units"], {k: stats[k] for k in ("births", "merges", "retirements")})
     return SortResult(np.asarray(ev["sample"], np.int64), np.asarray(ev["channel"], np.int32),
-                      units, resolve_merges(units, se), se, stats)
+                      units, resolve_merges(units, se), se, stats,
+                      np.concatenate(peel) if peel else np.zeros(0, bool),
+                      pipe.sorter.clusters(), pipe.sorter.neighbors)

@@ -215,6 +215,11 @@ class Sorter:
             "retirements", "successions", "live_units", "active_clusters", "next_unit",
             "n_features", "peeled", "splits")}
 
+    @property
+    def neighbors(self) -> npt.NDArray[np.int32]:
+        """The (channels, neighbours) table given at construction (−1 pads)."""
+        return self._nb
+
     def clusters(self) -> dict[str, npt.NDArray[Any]]:
         """Cluster table: channel (−1 empty), unit, count, template (N, K, L)."""
         n = self.n_channels * self.cfg.max_clusters
