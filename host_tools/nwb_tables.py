@@ -23,8 +23,10 @@ from hub.wire import pb
 
 log = logging.getLogger(__name__)
 
+#: UNIT_LABEL (the sorter's late labels) is recorded here; the units table keeps the spike
+#: as it was sent (unsorted, or the outlier label it carried): `hubctl sort` applies them
 UNIT_EVENT_KINDS: dict[int, str] = {pb.UNIT_BIRTH: "birth", pb.UNIT_MERGE: "merge",
-                                    pb.UNIT_RETIRE: "retire"}
+                                    pb.UNIT_RETIRE: "retire", pb.UNIT_LABEL: "label"}
 STREAM_NAMES: dict[int, str] = {**{int(k): v for k, v in CLASS_NAMES.items()}, 0: "all"}
 DOWN = {pb.SHED_IMPLANT_GAP, pb.SHED_HUB_RESTART, pb.SHED_STOPPED, pb.SHED_OUTAGE}
 
@@ -59,7 +61,7 @@ def add_all(nwbfile: NWBFile, ecephys: ProcessingModule, hub: ProcessingModule, 
             "time": ("host seconds", clock.seconds(a[:, 5], a[:, 0])),
             "sample": ("hub sample index", a[:, 0]),
             "session": ("hub session (index into time_sync_fits)", a[:, 5]),
-            "kind": ("birth, merge or retire", [UNIT_EVENT_KINDS.get(int(k), str(k))
+            "kind": ("birth, merge, retire or label", [UNIT_EVENT_KINDS.get(int(k), str(k))
                                                 for k in a[:, 1]]),
             "unit": ("hub unit id", a[:, 2]), "other": ("merge: the absorbed id", a[:, 3]),
             "channel": ("hub channel", a[:, 4])}))

@@ -91,7 +91,7 @@ class UnitTable:
     live: set[int] = field(default_factory=set)
     merged_into: dict[int, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"births": 0, "merges": 0,
-                                                            "retirements": 0})
+                                                            "retirements": 0, "labels": 0})
 
     def add(self, events: Any) -> None:
         for e in events:
@@ -105,6 +105,8 @@ class UnitTable:
             elif e.kind == pb.UNIT_RETIRE:
                 self.live.discard(e.unit)
                 self.counts["retirements"] += 1
+            elif e.kind == pb.UNIT_LABEL:    # a spike sent earlier: counted, not re-applied
+                self.counts["labels"] += 1
 
     def resolve(self, unit: int) -> int:
         seen = set()
@@ -411,7 +413,7 @@ class Receiver:
                            if self.raw.coded_bytes else None},
             "hub_telemetry": telemetry_dict(self.last_telemetry),
             "units": {**{k: sum(self.sessions[i].units.counts[k] for i in self.order)
-                         for k in ("births", "merges", "retirements")},
+                         for k in ("births", "merges", "retirements", "labels")},
                       "live": sum(len(self.sessions[i].units.live) for i in self.order)},
             "command_results": [{"request_id": r.request_id, "command": r.command,
                                  "code": pb.ResultCode.Name(r.code), "message": r.message}

@@ -3,8 +3,8 @@ block by block over a recording exactly as the hub runs it, written as a SpikeIn
 folder (``sorting.save(folder=OUT_DIR)``).
 
 Spike times are the hub's peak samples. Labels are the ones the hub gave each spike in the block
-that completed its snippet, with the MERGE events the hub reported later applied (as a host that
-receives the stream does); ``--online-labels`` keeps the labels exactly as first sent. Spikes the
+that completed its snippet, with the LABEL (a new unit's founding spikes) and MERGE events the
+hub reported later applied; ``--online-labels`` keeps the labels exactly as first sent. Spikes the
 hub left unsorted (unit −1) are not in the sorting.
 """
 

@@ -18,6 +18,7 @@ from hub.link.blocks import Block
 from hub.wire import pb
 
 UNITS: list[UnitTable] = []
+LABELS: list[list[tuple[int, int, int]]] = []
 
 
 def run_stage(sort: bool, seconds: float = 6.0) -> tuple[list[tuple[int, int, int]], int, int]:
@@ -27,6 +28,7 @@ def run_stage(sort: bool, seconds: float = 6.0) -> tuple[list[tuple[int, int, in
     lost = 0
     units = UnitTable()
     born: set[int] = set()
+    labels: list[tuple[int, int, int]] = []
     for start in range(0, rec.num_samples - 300, 300):
         out = stage.process(Block(start, rec.read(start, start + 300)), 0)
         lost += out.spikes_lost
@@ -37,11 +39,16 @@ def run_stage(sort: bool, seconds: float = 6.0) -> tuple[list[tuple[int, int, in
             assert p.items == len(sb.offset)
             units.add(sb.unit_events)
             born |= {e.unit for e in sb.unit_events if e.kind == pb.UNIT_BIRTH}
+            labels += [(e.sample, e.channel, e.unit) for e in sb.unit_events
+                       if e.kind == pb.UNIT_LABEL]
             assert all(u in born for u in sb.unit if u >= 0), "a spike's unit is born first"
             spikes += [(sb.first_sample + o, c, u) for o, c, u in zip(sb.offset, sb.channel,
                                                                         sb.unit, strict=True)]
+            sent = {(t, c) for t, c, _ in spikes}
+            assert all((t, c) in sent for t, c, _ in labels), "a late label names a spike sent"
     assert stage.pipeline is not None
     UNITS.append(units)
+    LABELS.append(labels)
     return spikes, lost, stage.pipeline.snippets.pending
 
 
@@ -70,6 +77,10 @@ def test_sorted_spike_batches_carry_units_and_exact_times() -> None:
     units = UNITS[-1]
     assert units.counts["births"] >= 3, units.counts
     assert {units.resolve(u) for _, _, u in labelled if u >= 0} <= units.live
+    # the founding spikes of the units born here come late, as UNIT_LABEL unit events
+    late = LABELS[-1]
+    assert units.counts["labels"] == len(late) >= units.counts["births"]
+    assert all(u in units.live or u in units.merged_into for _, _, u in late)
 
 
 def _units(pipe: Pipeline, rec: Any, n_blocks: int) -> list[int]:

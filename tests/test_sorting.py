@@ -10,9 +10,15 @@ import numpy.typing as npt
 import pytest
 
 from hub.dsp.pipeline import Pipeline, PipelineConfig
-from hub.dsp.sorting import TemplateError, TemplateSet, load_templates, sort_recording
+from hub.dsp.sorting import (
+    TemplateError,
+    TemplateSet,
+    apply_late_labels,
+    load_templates,
+    sort_recording,
+)
 from hub.kernels import EVENT_DTYPE, KernelError
-from hub.kernels.sorter import BIRTH, MERGE, RETIRE, Sorter, SorterConfig
+from hub.kernels.sorter import BIRTH, LABEL, MERGE, RETIRE, Sorter, SorterConfig
 from hub.sources import open_recording
 
 C, K, PRE, POST = 8, 3, 16, 32
@@ -97,6 +103,35 @@ def test_deterministic_and_events_reported() -> None:
         runs.append((np.concatenate(labels), kinds))
     assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
     assert runs[0][1].count(BIRTH) == 2
+
+
+def test_late_labels_name_a_new_units_founding_spikes() -> None:
+    """A candidate's first members leave the sorter unlabelled; with late_labels its birth
+    reports them (LABEL: sample, channel, unit) and apply_late_labels labels them, touching
+    no other spike; the online labels are those of a sorter without late labels."""
+    pop = [(2, neuron(2, 150)), (5, neuron(5, 110))]
+    runs = {}
+    for late in (False, True):
+        s, st = make_sorter(late_labels=late), Stream(3)
+        evs, sevs, truth = [], [], []
+        for _ in range(6):
+            ev, wf, which = st.block(pop, 8)
+            sevs.append(s.process(ev, wf, st.t + 1).copy())
+            evs.append(ev)
+            truth.append(which)
+        runs[late] = (np.concatenate(evs), np.concatenate(sevs), np.concatenate(truth))
+    (off, off_se, _), (ev, se, tru) = runs[False], runs[True]
+    assert not (off_se["kind"] == LABEL).any()
+    assert np.array_equal(off["unit"], ev["unit"])
+    units = ev["unit"].astype(np.int32)
+    lab = se[se["kind"] == LABEL]
+    assert lab.size == 2 * (SorterConfig().birth_spikes - 1)      # every founder, per neuron
+    late = apply_late_labels(ev["sample"].astype(np.int64), ev["channel"].astype(np.int32),
+                             units, se)
+    changed = late != units
+    assert changed.sum() == lab.size and (units[changed] == -1).all()
+    for k in range(2):
+        assert (late[tru == k] == majority(units, tru, k)).all()
 
 
 def test_bounded_state_over_a_long_run_with_turnover() -> None:

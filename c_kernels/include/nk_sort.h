@@ -109,7 +109,12 @@
  * template). Unloaded (cold) clusters, and loaded ones without moves, follow by adaptation.
  *
  * Latency: a spike is labelled in the call that receives its snippet (the block that
- * completes it). process never allocates; deterministic (fixed order, binary32, no libm).
+ * completes it). With late_labels, a candidate's first members — left unlabelled, or labelled
+ * only as outliers near another unit — are labelled again by NK_SORT_LABEL events (sample and
+ * channel of the spike, its unit) in the call where the candidate becomes a unit: each within
+ * candidate_samples of the candidate's next member (measured on dense32: median 0.9 s, at
+ * most 6 s after the spike). A caller applies them to the spikes it still holds; the online
+ * label stands for the spikes it has already passed on. process never allocates; deterministic (fixed order, binary32, no libm).
  */
 #ifndef NK_SORT_H
 #define NK_SORT_H
@@ -122,6 +127,7 @@ NK_API_BEGIN
 #define NK_SORT_MERGE 2
 #define NK_SORT_RETIRE 3
 #define NK_SORT_PEELED 4   /* a second spike found under another's snippet (peel > 0) */
+#define NK_SORT_LABEL 5    /* an earlier spike (sample, channel) belongs to `unit` (late_labels) */
 
 typedef struct {
     int64_t sample;    /* sample index of the spike (or block end) that caused it */
@@ -162,6 +168,10 @@ typedef struct {
                                    in the residual is reported (NK_SORT_PEELED); 0: off */
     int32_t split;              /* a cluster whose members are bimodal along their residuals'
                                    principal axis splits in two (nk_sort_split.c); 0: off */
+    int32_t late_labels;        /* a candidate that becomes a unit (birth, link, succession,
+                                   burst, merge into a unit) labels its first 8 members: one
+                                   NK_SORT_LABEL (sample, unit, channel) per spike, reported in
+                                   the call that decides it (see Latency); 0: off */
 } nk_sort_config;
 
 typedef struct {

@@ -20,6 +20,7 @@ static int config_ok(const nk_sort_config *c) {
     if (c->burst_samples < 0) return 0;
     if (c->peel < 0 || c->peel > 1) return 0;
     if (c->split < 0 || c->split > 1) return 0;
+    if (c->late_labels < 0 || c->late_labels > 1) return 0;
     return 1;
 }
 
@@ -31,7 +32,8 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
            + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 12   /* peel */
            + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
-           + (cfg->split ? N * K * L * 4 + K * L * 4 : 0);   /* split: axes, scratch */
+           + (cfg->split ? N * K * L * 4 + K * L * 4 : 0)    /* split: axes, scratch */
+           + (cfg->late_labels ? N * FOUND_MAX * 8 : 0);      /* late labels */
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -80,10 +82,11 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         s->axis = calloc(N * KL, sizeof(float));
         s->res2 = calloc(KL, sizeof(float));
     }
+    if (cfg->late_labels) s->found = calloc(N * FOUND_MAX, sizeof(int64_t));
     if (!s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
-        || (cfg->split && (!s->axis || !s->res2))) {
+        || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }
@@ -138,13 +141,15 @@ void nk_sort_free(nk_sort *s) {
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
-    free(s->axis); free(s->res2);
+    free(s->axis); free(s->res2); free(s->found);
     free(s);
 }
 
 int32_t nk_sort_max_events(const nk_sort *s, int32_t n_spikes) {
     if (!s || n_spikes < 0) return 0;
-    int64_t m = 4 * (int64_t)n_spikes + (int64_t)s->cfg.n_channels * s->cfg.max_clusters + 1;
+    /* a spike makes at most one candidate a unit: FOUND_MAX late labels */
+    const int64_t per = 4 + (s->cfg.late_labels ? FOUND_MAX : 0);
+    int64_t m = per * (int64_t)n_spikes + (int64_t)s->cfg.n_channels * s->cfg.max_clusters + 1;
     return m > INT32_MAX ? INT32_MAX : (int32_t)m;
 }
 
@@ -255,7 +260,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             ci->channel = c; ci->unit = -1; ci->count = 1; ci->last = ev->sample;
             ci->first = ev->sample; ci->seen = 1;
             ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = sig2;
-            ci->given = 0; ci->fit_n = 0; ci->fit_sum = 0.0f; ci->follow = 0;
+            ci->given = 0; ci->fit_n = 0; ci->fit_sum = 0.0f; ci->follow = 0; ci->n_found = 0;
             memcpy(nks_raw(s, i), x, KL * sizeof(float));
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)nks_dims(s) * sizeof(float));
             nks_refresh(s, i);
@@ -275,6 +280,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             pj = near_j; psh = near_shift;
         }
         if (ev->unit < 0) ev->unit = nks_core_match(s, x, c, 1.0f / sig2);
+        nks_found_push(s, i, ev->sample);   /* late_labels: a candidate's member */
         s->st.labelled += ev->unit >= 0;
         if (s->cfg.peel && pj >= 0 && s->cl[pj].channel == c && s->cl[pj].unit >= 0)
             nks_peel(s, events, n, e, x, pj, psh, 0, &k);

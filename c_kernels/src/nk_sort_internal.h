@@ -43,6 +43,10 @@
 /* Burst test: at least BURST_NUM / BURST_DEN of a candidate's members followed its lead. */
 #define BURST_NUM 2
 #define BURST_DEN 3
+/* Late labels (late_labels = 1): the first FOUND_MAX members of a candidate are labelled
+ * (NK_SORT_LABEL) when it becomes a unit; members past them keep their online label.
+ * Measured on the tune seeds (dense32; 16 instead of 8: no change). */
+#define FOUND_MAX 8
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -70,6 +74,7 @@ typedef struct {
     int32_t sib;            /* the cluster it was split from / into (never merged), or −1 */
     int32_t sp_last;        /* mode of the previous member (−1: none) */
     float sp_switch;        /* running mean of "this member's mode differs from the last's" */
+    int32_t n_found;        /* candidates (late_labels): unlabelled members held in `found` */
 } cluster;
 
 struct nk_sort {
@@ -108,6 +113,8 @@ struct nk_sort {
     float *res2;            /* [K·L] scratch: a member's residual (nk_sort_split.c) */
     int32_t loaded_below;   /* unit ids below this were loaded (0: none); see nks_both_loaded */
     float *det_a;           /* [C] amplitude of that spike (nk_sort_peel.c: duplicates) */
+    int64_t *found;         /* [C·U][FOUND_MAX] late_labels: samples of a candidate's members
+                               that left the sorter unlabelled (nk_sort_units.c) */
 };
 
 
@@ -177,5 +184,7 @@ void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, fl
 void nks_split_reset(nk_sort *s, int32_t i);
 void nks_split_observe(nk_sort *s, int32_t i, const float *x, int32_t sh);
 int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k);
+void nks_found_push(nk_sort *s, int32_t i, int64_t sample);
+void nks_found_flush(nk_sort *s, int32_t i, int32_t unit, sink *k);
 
 #endif

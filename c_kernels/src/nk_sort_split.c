@@ -150,6 +150,7 @@ int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k) {
     cj->fit_sum = 0.0f;
     cj->follow = 0;
     cj->since_link = 0;
+    cj->n_found = 0;      /* i's unlabelled members stay i's */
     cj->count = ci->sp_k[1 - keep];
     ci->count = ci->count > ci->sp_k[1 - keep] ? ci->count - ci->sp_k[1 - keep] : 1;
     for (int32_t t = 0; t < 2; t++) {

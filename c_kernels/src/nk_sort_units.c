@@ -8,6 +8,23 @@ void nks_emit(sink *k, int32_t kind, int32_t unit, int32_t other, int32_t channe
     e->sample = sample; e->kind = kind; e->unit = unit; e->other = other; e->channel = channel;
 }
 
+/* Candidate i took the spike at `sample` (unlabelled, or labelled only as an outlier near a
+ * unit): remembered (the first FOUND_MAX) for a late label when i becomes a unit. */
+void nks_found_push(nk_sort *s, int32_t i, int64_t sample) {
+    cluster *ci = &s->cl[i];
+    if (!s->found || ci->unit >= 0 || ci->n_found >= FOUND_MAX) return;
+    s->found[(size_t)i * FOUND_MAX + (size_t)ci->n_found++] = sample;
+}
+
+/* Candidate i's remembered members belong to `unit`: one NK_SORT_LABEL each. */
+void nks_found_flush(nk_sort *s, int32_t i, int32_t unit, sink *k) {
+    cluster *ci = &s->cl[i];
+    if (!s->found) return;
+    for (int32_t m = 0; m < ci->n_found; m++)
+        nks_emit(k, NK_SORT_LABEL, unit, -1, ci->channel, s->found[(size_t)i * FOUND_MAX + (size_t)m]);
+    ci->n_found = 0;
+}
+
 /* Every cluster of `gone` now belongs to `keep`. */
 void nks_merge_units(nk_sort *s, int32_t keep, int32_t gone, int32_t channel, int64_t sample,
                      sink *k) {
@@ -53,6 +70,12 @@ int32_t nks_merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int64_t
     if (B->last > A->last) A->last = B->last;
     if (B->seen > 0 && (A->seen == 0 || B->first < A->first)) A->first = B->first;
     A->seen += B->seen;
+    if (A->unit >= 0 && B->unit < 0) nks_found_flush(s, b, A->unit, k);
+    else if (s->found)   /* two candidates: a's members then b's, the first FOUND_MAX */
+        for (int32_t m = 0; m < B->n_found && A->n_found < FOUND_MAX; m++)
+            s->found[(size_t)a * FOUND_MAX + (size_t)A->n_found++] =
+                s->found[(size_t)b * FOUND_MAX + (size_t)m];
+    B->n_found = 0;
     const int32_t gone = B->unit;
     B->channel = -1;
     B->unit = -1;
@@ -216,21 +239,25 @@ int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
         ci->unit = u0;       /* a candidate next to a unit it belongs to joins it at once */
         ci->since_link = 0;
         s->st.links++;
+        nks_found_flush(s, i, ci->unit, k);
     } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes
                && (ci->unit = nks_find_burst_lead(s, i)) >= 0) {
         ci->since_link = 0;  /* a burst's smaller spikes: their neuron's unit, no birth */
         s->st.links++;
+        nks_found_flush(s, i, ci->unit, k);
     } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes
                && (ci->unit = nks_find_successor(s, i)) >= 0) {
         ci->since_link = 0;  /* a moved neuron keeps its id: no birth */
         s->st.links++;
         s->st.successions++;
+        nks_found_flush(s, i, ci->unit, k);
     } else if (ci->unit < 0 && ci->count >= s->cfg.birth_spikes) {
         if (s->st.live_units < s->cfg.max_units && nks_spike_like(s, i)) {
             ci->unit = s->st.next_unit++;
             s->st.live_units++;
             s->st.births++;
             nks_emit(k, NK_SORT_BIRTH, ci->unit, -1, c, sample);
+            nks_found_flush(s, i, ci->unit, k);
         }
         ci->since_link = 0;
     } else if (LINK_EVERY > 0 && ci->unit >= 0 && ++ci->since_link >= LINK_EVERY) {

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hub.dsp.pipeline import Pipeline, PipelineConfig
-from hub.kernels.sorter import MERGE, SORT_EVENT_DTYPE
+from hub.kernels.sorter import LABEL, MERGE, SORT_EVENT_DTYPE
 from hub.sources import Recording
 
 log = logging.getLogger(__name__)
@@ -212,12 +212,32 @@ def resolve_merges(units: npt.NDArray[np.int32],
     return out
 
 
+def apply_late_labels(samples: npt.NDArray[np.int64], channels: npt.NDArray[np.int32],
+                      units: npt.NDArray[np.int32],
+                      sort_events: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
+    """Labels with every NK_SORT_LABEL applied (SorterConfig.late_labels): the spike at that
+    (sample, channel) takes the event's unit (it was left unlabelled, or labelled online only
+    as an outlier near another unit). Events naming no spike here are ignored."""
+    out = units.copy()
+    lab = sort_events[sort_events["kind"] == LABEL]
+    if not lab.size or not samples.size:
+        return out
+    c = np.int64(max(int(channels.max()), int(lab["channel"].max())) + 1)
+    key = samples.astype(np.int64) * c + channels
+    order = np.argsort(key, kind="stable")
+    want = lab["sample"].astype(np.int64) * c + lab["channel"]
+    pos = np.clip(np.searchsorted(key[order], want), 0, key.size - 1)
+    hit = key[order][pos] == want
+    out[order[pos[hit]]] = lab["unit"][hit]
+    return out
+
+
 @dataclass
 class SortResult:
     samples: npt.NDArray[np.int64]     # peak sample of every sorted spike
     channels: npt.NDArray[np.int32]
     units: npt.NDArray[np.int32]       # as labelled online (−1: unsorted)
-    final_units: npt.NDArray[np.int32]  # after the merges reported later
+    final_units: npt.NDArray[np.int32]  # after the late labels and merges reported later
     sort_events: npt.NDArray[Any]
     stats: dict[str, Any]
     peeled: npt.NDArray[np.bool_]      # spike found by peel (a second spike in an event)
@@ -261,6 +281,7 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     ev = np.concatenate(evs) if evs else np.zeros(0, dtype=np.dtype([]))
     se = np.concatenate(ses) if ses else np.zeros(0, SORT_EVENT_DTYPE)
     units = np.asarray(ev["unit"], np.int32)
+    samples, channels = np.asarray(ev["sample"], np.int64), np.asarray(ev["channel"], np.int32)
     stats: dict[str, Any] = dict(pipe.sorter.stats())
     if templates is not None:
         stats["fit"] = pipe.sorter.fit()
@@ -273,7 +294,7 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
                  snippets_dropped=pipe.snippets.dropped)
     log.info("sorted %d spikes into %d live units (%s)", int((units >= 0).sum()),
              stats["live_units"], {k: stats[k] for k in ("births", "merges", "retirements")})
-    return SortResult(np.asarray(ev["sample"], np.int64), np.asarray(ev["channel"], np.int32),
-                      units, resolve_merges(units, se), se, stats,
+    final = resolve_merges(apply_late_labels(samples, channels, units, se), se)
+    return SortResult(samples, channels, units, final, se, stats,
                       np.concatenate(peel) if peel else np.zeros(0, bool),
                       pipe.sorter.clusters(), pipe.sorter.neighbors)

@@ -29,6 +29,7 @@ class UnitEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNIT_BIRTH: _ClassVar[UnitEventKind]
     UNIT_MERGE: _ClassVar[UnitEventKind]
     UNIT_RETIRE: _ClassVar[UnitEventKind]
+    UNIT_LABEL: _ClassVar[UnitEventKind]
 
 class RawEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -68,6 +69,7 @@ UNIT_EVENT_UNSPECIFIED: UnitEventKind
 UNIT_BIRTH: UnitEventKind
 UNIT_MERGE: UnitEventKind
 UNIT_RETIRE: UnitEventKind
+UNIT_LABEL: UnitEventKind
 RAW_ENCODING_UNSPECIFIED: RawEncoding
 RAW_INT16_LE: RawEncoding
 RAW_NK_CODEC: RawEncoding
