@@ -27,8 +27,19 @@
  * 0.949/0.956, 0.942/0.942): MOTION_SPIKES 32 0.944/0.953, 0.942/0.928; 128 0.947/0.947,
  * 0.944/0.939; MOTION_STEP 0.5 0.949/0.952, 0.942/0.937; 2 0.944/0.949, 0.943/0.942; a dead
  * band of 3 µm 0.934/0.944 (6 µm: 0.950/0.921); extrapolating beyond the outermost depth with
- * the footprint's slope (not constant) 0.948/0.955, 0.940/0.913. Causal, fixed memory (the
- * frozen templates: one copy of the cluster table), no libm. */
+ * the footprint's slope (not constant) 0.948/0.955, 0.940/0.913. Also tried (tune seeds,
+ * calibrated medians per seed, this version first; motion RMS error): voting around the
+ * applied motion snapped to a whole contact offset of the column — drift_rigid64 seed 1's
+ * runaway gone (16.3 → 3.9 µm) but rigid 0.960/0.972 → 0.960/0.969, drift_zigzag32
+ * 0.949/0.956 → 0.944/0.950, drift_step32 0.942/0.942 → 0.943/0.944, drift_nonrigid64
+ * 0.961/0.966 → 0.965/0.968; a centre-of-mass vote against the frozen template (no feedback
+ * from the moves; slope from the template moved ±MOTION_DD) ran away everywhere (17–23 µm,
+ * rigid 0.943/0.962) and fails test_sort_motion. Where the drifting families' calibrated
+ * accuracy goes (bench.sorting_timeline, tune seeds): losses of drift_nonrigid64 stay flat
+ * over the run, those of drift_rigid64 grow late mostly by one pair of loaded units taking
+ * each other's spikes with moves on or off; the first window's excess is the detector's
+ * warm-up. Causal, fixed memory (the frozen templates: one copy of the cluster table), no
+ * libm. */
 #include "nk_sort_internal.h"
 
 #define MOTION_SPIKES 64.0f   /* memory of the running estimate, spikes */
