@@ -36,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg.scale_range = (float)((data[15] / 4) % 4) * 0.2f;
     cfg.scale_prior = (float)(data[15] / 16);
     cfg.burst_samples = data[14] / 32;
+    cfg.peel = (data[9] >> 3) % 3;                 /* off, peel, refit (nk_sort_peel.c) */
     const int32_t C = cfg.n_channels, K = cfg.n_neighbors, L = cfg.n_samples;
     int32_t *nb = malloc(sizeof(int32_t) * (size_t)(C * K));
     for (int32_t c = 0; c < C; c++)

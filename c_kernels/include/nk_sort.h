@@ -72,10 +72,16 @@
  * channel are fitted to the residual at that time (±1 sample, over the channels and samples the
  * two windows share, noise budget σ²·n + ε²·‖T₂‖² + 3·ε²·a²·‖T₁‖²) and the best one within
  * its acceptance limit is reported as a second spike (NK_SORT_PEELED: sample, unit, channel,
- * other = the first spike's unit) unless a detected event lies within 3 samples of it on that
+ * other = the first spike's unit, amplitude = its template's peak at the fitted scale,
+ * threshold = k·σ of that channel) unless a detected event lies within 3 samples of it on that
  * channel. A snippet no unit cluster accepts is first tried as such a pair: when the nearest
  * unit's template fits once the second spike is removed, both are labelled and the snippet
  * seeds no candidate. Peeled spikes never move templates.
+ * Refit (peel = 2): the pair is tried with each of the channel's 3 nearest unit clusters as
+ * the first spike (the second spike distorts which is nearest), and a second spike must also
+ * explain ≥ 0.6 of the residual's energy beyond its noise, over the whole snippet:
+ * ‖r‖² − ‖r − a₂·T₂‖² ≥ 0.6·(‖r‖² − σ²·K_c·L) (a peak a template fits only in part is mostly
+ * the first spike's misfit or a third neuron).
  *
  * Splits (split = 1, nk_sort_split.c; off in SorterConfig, see its comment): two similar
  * neurons on one channel (template difference within the merge distance) end up in one
@@ -135,6 +141,9 @@ typedef struct {
     int32_t unit;      /* the unit born / surviving / retired */
     int32_t other;     /* MERGE: the id absorbed into `unit`; else −1 */
     int32_t channel;   /* channel of the cluster concerned */
+    float amplitude;   /* PEELED: the second spike's peak on `channel` (its template's, at the
+                          fitted scale; filtered counts); else 0 */
+    float threshold;   /* PEELED: k·σ of `channel` (as a detected event's); else 0 */
 } nk_sort_event;
 
 typedef struct {
@@ -165,7 +174,8 @@ typedef struct {
                                    shape at a smaller or larger scale, joins it (0: off) */
     int32_t peel;               /* overlaps: after a spike is sorted, its template is
                                    subtracted from the snippet and a second unit's spike left
-                                   in the residual is reported (NK_SORT_PEELED); 0: off */
+                                   in the residual is reported (NK_SORT_PEELED); 0: off;
+                                   2: refit (see "Overlaps") */
     int32_t split;              /* a cluster whose members are bimodal along their residuals'
                                    principal axis splits in two (nk_sort_split.c); 0: off */
     int32_t late_labels;        /* a candidate that becomes a unit (birth, link, succession,

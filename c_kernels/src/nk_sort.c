@@ -18,7 +18,7 @@ static int config_ok(const nk_sort_config *c) {
     if (!(c->scale_range >= 0.0f && c->scale_range < 1.0f)) return 0;
     if (!(c->scale_prior >= 0.0f && c->scale_prior < 1.0e6f)) return 0;
     if (c->burst_samples < 0) return 0;
-    if (c->peel < 0 || c->peel > 1) return 0;
+    if (c->peel < 0 || c->peel > 2) return 0;
     if (c->split < 0 || c->split > 1) return 0;
     if (c->late_labels < 0 || c->late_labels > 1) return 0;
     return 1;
@@ -185,6 +185,9 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         s->chan_spikes[c]++;
         int32_t best = -1, best_shift = 0, near_unit = -1, near_j = -1, near_shift = 0;
         float best_delta = 0.0f, near_score = 0.0f;
+        /* the PEEL_FIRSTS nearest unit clusters (by score), for an overlap's first spike */
+        int32_t fj[PEEL_FIRSTS] = {0}, fsh[PEEL_FIRSTS] = {0}, nf = 0;
+        float fsc[PEEL_FIRSTS] = {0.0f};
         for (int32_t u = 0; u < U; u++) {
             const int32_t j = c * U + u;
             const cluster *cj = &s->cl[j];
@@ -201,6 +204,13 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             if (cj->unit >= 0 && (near_unit < 0 || score < near_score)) {
                 near_unit = cj->unit; near_score = score; near_j = j; near_shift = sh;
             }
+            if (cj->unit >= 0 && (nf < PEEL_FIRSTS || score < fsc[PEEL_FIRSTS - 1])) {
+                int32_t q = nf < PEEL_FIRSTS ? nf++ : PEEL_FIRSTS - 1;
+                for (; q > 0 && score < fsc[q - 1]; q--) {
+                    fj[q] = fj[q - 1]; fsh[q] = fsh[q - 1]; fsc[q] = fsc[q - 1];
+                }
+                fj[q] = j; fsh[q] = sh; fsc[q] = score;
+            }
         }
         /* the spike of a unit on a neighbour contact, detected there too (beyond the
          * detector's exclusion radius): neither labelled nor learnt from here */
@@ -211,9 +221,12 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         }
         /* an outlier that is a unit's spike plus a neighbour's (an overlap the detector
          * reported as one): both are labelled, and it seeds no candidate */
-        if (best < 0 && s->cfg.peel && near_j >= 0
-            && nks_peel(s, events, n, e, x, near_j, near_shift, 1, &k)) {
-            ev->unit = near_unit;
+        int32_t pf = -1;
+        const int32_t firsts = s->cfg.peel >= 2 ? nf : (nf < 1 ? nf : 1);   /* refit: all */
+        for (int32_t q = 0; best < 0 && s->cfg.peel && q < firsts && pf < 0; q++)
+            if (nks_peel(s, events, n, e, x, fj[q], fsh[q], 1, &k)) pf = q;
+        if (pf >= 0) {
+            ev->unit = s->cl[fj[pf]].unit;
             s->st.labelled++;
             s->det_t[c] = ev->sample;
             s->det_a[c] = ev->amplitude;

@@ -6,6 +6,7 @@ void nks_emit(sink *k, int32_t kind, int32_t unit, int32_t other, int32_t channe
     if (k->n >= k->capacity) return; /* cannot happen with capacity ≥ nk_sort_max_events */
     nk_sort_event *e = &k->out[k->n++];
     e->sample = sample; e->kind = kind; e->unit = unit; e->other = other; e->channel = channel;
+    e->amplitude = 0.0f; e->threshold = 0.0f;
 }
 
 /* Candidate i took the spike at `sample` (unlabelled, or labelled only as an outlier near a

@@ -122,8 +122,8 @@ class BlockResult:
     sort_events: npt.NDArray[Any] | None = None
     #: ECoG mode (lfp=True; decoding, issue 15): high-gamma mean x² per row of ``bins``
     hg_power: npt.NDArray[np.float32] | None = None
-    #: sorting: spikes found under another spike's snippet (EVENT_DTYPE, unit set, amplitude
-    #: and threshold 0: they have no snippet of their own; nk_sort_peel.c)
+    #: sorting: spikes found under another spike's snippet (EVENT_DTYPE, unit set; no snippet
+    #: of their own: amplitude = their template's peak at the fitted scale; nk_sort_peel.c)
     peeled: npt.NDArray[Any] | None = None
 
 

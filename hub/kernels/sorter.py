@@ -19,7 +19,8 @@ ffi, lib = load()
 
 #: Mirrors ``nk_sort_event``; the size is checked against C at import.
 SORT_EVENT_DTYPE = np.dtype(
-    [("sample", "<i8"), ("kind", "<i4"), ("unit", "<i4"), ("other", "<i4"), ("channel", "<i4")],
+    [("sample", "<i8"), ("kind", "<i4"), ("unit", "<i4"), ("other", "<i4"), ("channel", "<i4"),
+     ("amplitude", "<f4"), ("threshold", "<f4")],
     align=True,
 )
 if ffi.sizeof("nk_sort_event") != SORT_EVENT_DTYPE.itemsize:
@@ -39,13 +40,13 @@ _ptr = buf_in          # buffers C only reads; those it writes go through buf_ou
 
 def split_peeled(sort_events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     """(life-cycle events, peeled spikes) from :meth:`Sorter.process`'s output: the
-    NK_SORT_PEELED records become spikes (EVENT_DTYPE: sample, channel, unit; amplitude and
-    threshold 0, for they have no snippet of their own), in sample order."""
+    NK_SORT_PEELED records become spikes (EVENT_DTYPE: sample, channel, unit, and the amplitude
+    and threshold the sorter fitted, for they have no snippet of their own), in sample order."""
     pk = sort_events["kind"] == PEELED
     rows = sort_events[pk]
     spikes = np.zeros(rows.size, EVENT_DTYPE)
-    spikes["sample"], spikes["channel"], spikes["unit"] = rows["sample"], rows["channel"], \
-        rows["unit"]
+    for f in ("sample", "channel", "unit", "amplitude", "threshold"):
+        spikes[f] = rows[f]
     order = np.argsort(spikes["sample"], kind="stable")
     return sort_events[~pk], spikes[order]
 
@@ -113,6 +114,14 @@ class SorterConfig:
     #: estimate stays under a step). Interpolating across the columns instead (before): −0.009 …
     #: +0.008
     motion_move: bool = True
+    #: with peel: an outlier is tried as a pair with each of its channel's 3 nearest units as
+    #: the first spike, and a second spike must explain ≥ 0.6 of the residual's energy beyond
+    #: noise (nk_sort.h "Refit"). Off: on the tune seeds (pooled medians, MountainSort5
+    #: templates) calibrated dense32 0.887 -> 0.889, npx128_dense 0.944 -> 0.947, tetrode16
+    #: 0.948 -> 0.954, no family down; on the held-out seeds calibrated dense32 0.874 -> 0.877,
+    #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
+    #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
+    peel_refit: bool = False
 
 
 class Sorter:
@@ -139,7 +148,8 @@ class Sorter:
             "candidate_samples": max(1, round(cfg.candidate_s * fs)),
             "relative_tolerance": cfg.relative_tolerance, "scale_range": cfg.scale_range,
             "scale_prior": cfg.scale_prior,
-            "burst_samples": max(0, round(cfg.burst_s * fs)), "peel": int(cfg.peel),
+            "burst_samples": max(0, round(cfg.burst_s * fs)),
+            "peel": (2 if cfg.peel_refit else 1) if cfg.peel else 0,
             "split": int(cfg.split), "late_labels": int(cfg.late_labels)})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
