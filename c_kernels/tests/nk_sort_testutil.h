@@ -4,6 +4,7 @@
 
 #include <string.h>
 #include "nk_sort.h"
+#include "nk_testutil.h"
 
 /* C channels of K neighbours, L-sample snippets peaking at `pre`, 30 kHz time constants; every
  * other field (scale range, peel, split, …) 0: the tests set what they exercise. */
@@ -32,6 +33,24 @@ static inline void nk_test_line_neighbors(int32_t *nb, int32_t C) {
         nb[c * 3] = c;
         nb[c * 3 + 1] = c > 0 ? c - 1 : -1;
         nb[c * 3 + 2] = c + 1 < C ? c + 1 : -1;
+    }
+}
+
+/* A spike of per-channel amplitudes a[] peaking on contact pk, as the detector and the snippet
+ * extractor hand it over: the event at `sample` (unit −7: not yet sorted) and its snippet
+ * wav[K][L], the shape scaled by each neighbour's amplitude (nb: [C][K]) plus gauss_int(10)
+ * noise per sample. */
+static inline void nk_test_spike(nk_event *ev, float *wav, const float *a, int32_t pk,
+                                 const int32_t *nb, int32_t K, const float *shape, int32_t L,
+                                 int64_t sample, float threshold) {
+    ev->sample = sample;
+    ev->channel = pk;
+    ev->unit = -7;
+    ev->amplitude = a[pk];
+    ev->threshold = threshold;
+    for (int32_t p = 0; p < K; p++) {
+        const int32_t c = nb[pk * K + p];
+        for (int32_t l = 0; l < L; l++) wav[p * L + l] = a[c] * shape[l] + (float)gauss_int(10);
     }
 }
 

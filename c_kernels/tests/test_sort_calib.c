@@ -89,15 +89,8 @@ static void test_columns(void) {
             a[c] = amp[u] * footprint(c, ux[u], uy[u] + shift);
             if (a[c] > a[pk]) pk = c;
         }
-        ev2[i].sample = 1000 + (int64_t)i * 300;
-        ev2[i].channel = pk;
-        ev2[i].unit = -7;
-        ev2[i].amplitude = a[pk];
-        ev2[i].threshold = 5.0f * SIGMA;
-        for (int32_t p = 0; p < C2; p++) {
-            const int32_t c = nb[pk * C2 + p];
-            for (int l = 0; l < L; l++) wav2[i][p][l] = a[c] * shape[l] + (float)gauss_int(10);
-        }
+        nk_test_spike(&ev2[i], &wav2[i][0][0], a, pk, nb, C2, shape, L, 1000 + (int64_t)i * 300,
+                      5.0f * SIGMA);
     }
     nk_sort_config cfg = nk_test_sort_config(C2, C2, L, PRE);
     cfg.adapt_spikes = 1000000;   /* no adaptation: the templates are the moved ones */

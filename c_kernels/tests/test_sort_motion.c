@@ -87,15 +87,8 @@ static void test_staggered(const char *name, float drift, float lambda, double b
             a[c] = amp[u] * footprint(c, ux[u], uy[u] + d, uz[u], lambda);
             if (a[c] > a[pk]) pk = c;
         }
-        ev[i].sample = 1000 + (int64_t)i * 300;
-        ev[i].channel = pk;
-        ev[i].unit = -7;
-        ev[i].amplitude = a[pk];
-        ev[i].threshold = 5.0f * SIGMA;
-        for (int32_t p = 0; p < C; p++) {
-            const int32_t c = nb[pk * C + p];
-            for (int l = 0; l < L; l++) wav[i][p][l] = a[c] * shape[l] + (float)gauss_int(10);
-        }
+        nk_test_spike(&ev[i], &wav[i][0][0], a, pk, nb, C, shape, L, 1000 + (int64_t)i * 300,
+                      5.0f * SIGMA);
     }
     nk_sort_config cfg = nk_test_sort_config(C, C, L, PRE);
     nk_sort *s = NULL;
