@@ -87,5 +87,5 @@ def check_templates(rec: Recording, cfg: PipelineConfig, ts: TemplateSet,
     out = TemplateSet(ts.sampling_frequency, ts.pre, ts.post, ts.unit_ids[k],
                       ts.templates[k], ts.basis,
                       ts.spike_counts[k] if ts.spike_counts.size else ts.spike_counts,
-                      ts.sorter)
+                      ts.sorter, ts.noise)
     return out, {"kept": kept, "rejected": rejected}

@@ -122,6 +122,11 @@ class SorterConfig:
     #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
     #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
     peel_refit: bool = False
+    #: calibrated start: a templates file that carries the noise the hub measured at
+    #: calibration (version 2, TemplateSet.noise) seeds the detector's σ, so detection starts
+    #: once the filters settled instead of after the noise warm-up (warmup_s) — the spikes of
+    #: the first 0.2 s are no longer lost. Cold start is unchanged (nothing to seed from)
+    seed_noise: bool = False
 
 
 class Sorter:
