@@ -349,10 +349,10 @@ def test_templates_file_noise_and_version_1(tmp_path: Path) -> None:
     bad.noise = np.ones(3, np.float32)
     with pytest.raises(TemplateError, match="noise"):
         load_templates(pipe, bad)
-    off = Pipeline(PipelineConfig(sort=True), 4, 30000.0)
+    off = Pipeline(PipelineConfig(sort=True, sort_settings=SorterConfig(seed_noise=False)),
+                   4, 30000.0)
     load_templates(off, back)
     assert np.allclose(off.detector.noise(), 1.0 * 1.4826, rtol=1e-3)   # unseeded start
-    on = Pipeline(PipelineConfig(sort=True, sort_settings=SorterConfig(seed_noise=True)),
-                  4, 30000.0)
+    on = Pipeline(PipelineConfig(sort=True), 4, 30000.0)          # on by default
     load_templates(on, back)
     np.testing.assert_allclose(on.detector.noise(), ts.noise, rtol=1e-5)
