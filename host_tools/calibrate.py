@@ -302,10 +302,19 @@ def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, fi
 
         ts, checked = check_templates(rec, cfg, ts, offline_units,
                                       np.asarray(ev["sample"], np.int64), which, first, last)
+        if cfg.sort_settings.calibration_cold_units:
+            from host_tools.calibrate_check import add_cold_units
+
+            kept = {int(u) for u in ts.unit_ids}
+            ts, checked = add_cold_units(
+                rec, cfg, ts, checked, [u for i, u in zip(ids, offline_units, strict=True)
+                                        if i in kept],
+                np.asarray(ev["sample"], np.int64), which, wf, first, last, min_spikes)
     else:
         checked = {"kept": [], "rejected": []}
     info = {"sorter": sorter, "sorter_units": len(sorting.unit_ids),
             "rejected": checked["rejected"], "checked": checked["kept"],
+            "cold_start_added": [r["unit"] for r in checked["kept"] if r.get("cold_start")],
             "units": int(ts.unit_ids.size), "duplicates_merged": n_sorted - len(ids),
             "hub_spikes": int(ev.size), "matched": int((which >= 0).sum()),
             "segment_s": (last - first) / fs}
@@ -319,6 +328,9 @@ def run(args: argparse.Namespace) -> int:
     ts.save(args.templates_file)
     for r in info["rejected"]:
         print(f"left out unit {r['unit']}: {r['reason']}")
+    if info["cold_start_added"]:
+        print(f"added {len(info['cold_start_added'])} templates from the hub's cold start for "
+              f"neurons no {info['sorter']} unit covers: units {info['cold_start_added']}")
     print(f"{info['units']} templates ({info['sorter']}: {info['sorter_units']} units in "
           f"{info['segment_s']:.1f} s, {info['sorter_seconds']:.1f} s; "
           f"{info['matched']} of {info['hub_spikes']} hub spikes matched) → {args.templates_file}")

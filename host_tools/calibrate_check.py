@@ -41,6 +41,9 @@ SPLIT_SHARE = 0.2
 SPLIT_PURITY = 0.8
 SPLIT_OVERLAP = 0.5
 SPLIT_MIN_SPIKES = 20
+#: a cold-start unit with at most this share of its spikes on kept templates' offline units
+#: is a neuron the calibration has no template for (SorterConfig.calibration_cold_units)
+ADD_MAX_SHARE = 0.2
 
 
 def replay(rec: Recording, cfg: PipelineConfig, ts: TemplateSet, first: int, last: int
@@ -161,3 +164,57 @@ def check_templates(rec: Recording, cfg: PipelineConfig, ts: TemplateSet,
                       ts.spike_counts[k] if ts.spike_counts.size else ts.spike_counts,
                       ts.sorter, ts.noise)
     return out, {"kept": kept, "rejected": rejected}
+
+
+def add_cold_units(rec: Recording, cfg: PipelineConfig, ts: TemplateSet,
+                   checked: dict[str, list[dict[str, Any]]], offline_units: list[list[int]],
+                   samples: npt.NDArray[np.int64], which: npt.NDArray[np.int64],
+                   waves: npt.NDArray[np.float32], first: int, last: int, min_spikes: int
+                   ) -> tuple[TemplateSet, dict[str, list[dict[str, Any]]]]:
+    """Templates for the neurons the calibration has none for (SorterConfig.
+    calibration_cold_units): the hub replays the segment from cold start, and every cold-start
+    unit with ≥ `min_spikes` spikes of which at most ADD_MAX_SHARE belong to the offline units
+    behind the kept templates (a neuron the offline sorter missed, or one whose template was
+    left out) becomes a template too — the mean of its spikes' full-probe snippets (`waves`,
+    one per entry of `samples`). The set is then checked again as a whole (check_templates:
+    an added unit must reproduce its cold-start spikes), so a loaded neighbour no longer
+    absorbs such a neuron. `ts`/`checked`: the checked offline set and its report;
+    `offline_units[i]`: the offline units behind ts's unit i."""
+    cold_s, cold_lab = replay_cold(rec, cfg, first, last)
+    pos = np.clip(np.searchsorted(cold_s, samples), 0, max(0, cold_s.size - 1))
+    cold_u = np.where(cold_s[pos] == samples, cold_lab[pos], -1) if cold_s.size else \
+        np.full(samples.size, -1, np.int32)
+    kept_offline = np.asarray(sorted({o for u in offline_units for o in u}), np.int64)
+    on_kept = np.isin(which, kept_offline)
+    n_off = int(which.max()) + 1 if which.size else 0
+    ref = np.where(on_kept, which, -1)
+    ids: list[int] = []
+    templates: list[npt.NDArray[np.float32]] = []
+    counts: list[int] = []
+    units = list(offline_units)
+    next_id = int(ts.unit_ids.max()) + 1 if ts.unit_ids.size else 0
+    for u in np.unique(cold_u[cold_u >= 0]).tolist():
+        m = cold_u == u
+        n = int(m.sum())
+        if n < min_spikes or (on_kept & m).sum() > ADD_MAX_SHARE * n:
+            continue
+        pseudo = n_off + len(ids)
+        ref = np.where(m & ~on_kept, pseudo, ref)
+        units.append([pseudo])
+        ids.append(next_id + len(ids))
+        templates.append(waves[m].mean(axis=0))
+        counts.append(n)
+    if not ids:
+        return ts, checked
+    log.info("calibration: %d cold-start units without a template added", len(ids))
+    aug = TemplateSet(ts.sampling_frequency, ts.pre, ts.post,
+                      np.concatenate([ts.unit_ids, np.asarray(ids, np.int32)]),
+                      np.concatenate([ts.templates, np.asarray(templates, np.float32)]),
+                      ts.basis, np.concatenate([ts.spike_counts, np.asarray(counts, np.int32)])
+                      if ts.spike_counts.size else ts.spike_counts, ts.sorter, ts.noise)
+    out, again = check_templates(rec, cfg, aug, units, samples, ref, first, last)
+    added = set(ids)
+    for r in again["kept"] + again["rejected"]:
+        r["cold_start"] = r["unit"] in added
+    return out, {"kept": again["kept"],
+                 "rejected": checked["rejected"] + again["rejected"]}

@@ -134,8 +134,21 @@ class SorterConfig:
     #: +0.000 … +0.012, none down)
     seed_noise: bool = True
     #: calibration (host side, host_tools/calibrate_check.py): leave out a template whose
-    #: offline unit the hub's own cold start tells apart as two neurons firing at the same time
+    #: offline unit the hub's own cold start tells apart as two neurons firing at the same time.
+    #: Off: with calibration_cold_units, tune seeds tetrode16 0.971 -> 0.973 (18 -> 20 well),
+    #: npx64 55 -> 57 well, no other change; held-out seeds noisy_bursts32 0.957 -> 0.947
+    #: (36 -> 33 well), si_drift64 false-positive units 4 -> 6, no family up
     calibration_cold_check: bool = False
+    #: calibration: the hub replays the calibration segment from cold start and its units that
+    #: no kept template covers (neurons the offline sorter missed, or whose template was left
+    #: out) become templates too (host_tools/calibrate_check.add_cold_units): a loaded
+    #: neighbour no longer absorbs them. Held-out seeds (--quick, 2-4; with seed_noise),
+    #: calibrated median (well detected): dense32 0.892 (52) -> 0.908 (59), si_static32 0.933
+    #: (45) -> 0.943 (53), drift_zigzag32 0.958 (49) -> 0.965 (55), drift_step32 0.950 -> 0.958,
+    #: noisy_bursts32 0.952 -> 0.957, npx128_dense 0.954 (169) -> 0.955 (175), linear16 0.990
+    #: (24) -> 0.994 (26), others +0.000 … +0.002, none down; false-positive units unchanged
+    #: but si_drift64 6 -> 4. Tune seeds: +0.000 … +0.010 (tetrode16 0.962 -> 0.971), none down
+    calibration_cold_units: bool = True
 
 
 class Sorter:
