@@ -182,6 +182,8 @@ typedef struct {
                                    burst, merge into a unit) labels its first 8 members: one
                                    NK_SORT_LABEL (sample, unit, channel) per spike, reported in
                                    the call that decides it (see Latency); 0: off */
+    int32_t peel_joint;         /* with peel: the first and second spike's scales are fitted
+                                   together (two-template least squares, see "Joint"); 0: off */
 } nk_sort_config;
 
 typedef struct {

@@ -121,6 +121,8 @@ struct nk_sort {
     float *det_a;           /* [C] amplitude of that spike (nk_sort_peel.c: duplicates) */
     int64_t *found;         /* [C·U][FOUND_MAX] late_labels: samples of a candidate's members
                                that left the sorter unlabelled (nk_sort_units.c) */
+    float *p1;              /* [K·L] peel_joint: the first spike's template placed in the
+                               snippet (nk_sort_peel.c); NULL when off */
 };
 
 

@@ -122,6 +122,10 @@ class SorterConfig:
     #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
     #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
     peel_refit: bool = False
+    #: with peel: the first spike's and the second's scales are fitted together (two-template
+    #: least squares over the snippet, nk_sort.h "Joint") instead of the first alone and the
+    #: second on what it left
+    peel_joint: bool = False
 
 
 class Sorter:
@@ -150,7 +154,8 @@ class Sorter:
             "scale_prior": cfg.scale_prior,
             "burst_samples": max(0, round(cfg.burst_s * fs)),
             "peel": (2 if cfg.peel_refit else 1) if cfg.peel else 0,
-            "split": int(cfg.split), "late_labels": int(cfg.late_labels)})
+            "split": int(cfg.split), "late_labels": int(cfg.late_labels),
+            "peel_joint": int(cfg.peel_joint)})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
