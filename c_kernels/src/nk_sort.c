@@ -227,7 +227,10 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
          * reported as one): both are labelled, and it seeds no candidate */
         int32_t pf = -1;
         const int32_t firsts = s->cfg.peel >= 2 ? nf : (nf < 1 ? nf : 1);   /* refit: all */
-        for (int32_t q = 0; best < 0 && s->cfg.peel && q < firsts && pf < 0; q++)
+        if (best < 0 && s->cfg.peel && s->cfg.peel_joint)
+            pf = nks_joint_outlier(s, events, n, e, x, fj, fsh, nf, &k);
+        for (int32_t q = 0; best < 0 && s->cfg.peel && !s->cfg.peel_joint && q < firsts
+                            && pf < 0; q++)
             if (nks_peel(s, events, n, e, x, fj[q], fsh[q], 1, &k)) pf = q;
         if (pf >= 0) {
             ev->unit = s->cl[fj[pf]].unit;
