@@ -124,7 +124,13 @@ class SorterConfig:
     peel_refit: bool = False
     #: with peel: the first spike's and the second's scales are fitted together (two-template
     #: least squares over the snippet, nk_sort.h "Joint") instead of the first alone and the
-    #: second on what it left
+    #: second on what it left; an outlier is the pair of its channel's 3 nearest units that
+    #: leaves least. Off: on the tune seeds (pooled medians, cold/calibrated) dense32
+    #: 0.895/0.887 -> 0.902/0.893, npx128_dense 0.949/0.952 -> 0.953/0.955, si_static32 cold
+    #: 0.913 -> 0.917 (FP units 12 -> 12), noisy_bursts32 0.944/0.945 -> 0.944/0.944; on the
+    #: held-out seeds dense32 0.898/0.888 -> 0.905/0.897, si_static32 0.912/0.936 ->
+    #: 0.920/0.943, npx128_dense 0.949/0.948 -> 0.952/0.952, no family down by more than
+    #: 0.003, but si_static32's cold false-positive share 6 of 62 -> 7 of 63 (0.111 > 0.10)
     peel_joint: bool = False
 
 
