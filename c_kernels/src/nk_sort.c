@@ -21,6 +21,7 @@ static int config_ok(const nk_sort_config *c) {
     if (c->peel < 0 || c->peel > 2) return 0;
     if (c->split < 0 || c->split > 1) return 0;
     if (c->late_labels < 0 || c->late_labels > 1) return 0;
+    if (c->peel_joint < 0 || c->peel_joint > 1) return 0;
     return 1;
 }
 
@@ -33,7 +34,8 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
            + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 12   /* peel */
            + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
            + (cfg->split ? N * K * L * 4 + K * L * 4 : 0)    /* split: axes, scratch */
-           + (cfg->late_labels ? N * FOUND_MAX * 8 : 0);      /* late labels */
+           + (cfg->late_labels ? N * FOUND_MAX * 8 : 0)       /* late labels */
+           + (cfg->peel_joint ? K * L * 4 : 0);               /* joint peel scratch */
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -83,10 +85,12 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         s->res2 = calloc(KL, sizeof(float));
     }
     if (cfg->late_labels) s->found = calloc(N * FOUND_MAX, sizeof(int64_t));
+    if (cfg->peel_joint) s->p1 = calloc(KL, sizeof(float));
     if (!s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
-        || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)) {
+        || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)
+        || (cfg->peel_joint && !s->p1)) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }
@@ -141,7 +145,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
-    free(s->axis); free(s->res2); free(s->found);
+    free(s->axis); free(s->res2); free(s->found); free(s->p1);
     free(s);
 }
 
@@ -223,7 +227,10 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
          * reported as one): both are labelled, and it seeds no candidate */
         int32_t pf = -1;
         const int32_t firsts = s->cfg.peel >= 2 ? nf : (nf < 1 ? nf : 1);   /* refit: all */
-        for (int32_t q = 0; best < 0 && s->cfg.peel && q < firsts && pf < 0; q++)
+        if (best < 0 && s->cfg.peel && s->cfg.peel_joint)
+            pf = nks_joint_outlier(s, events, n, e, x, fj, fsh, nf, &k);
+        for (int32_t q = 0; best < 0 && s->cfg.peel && !s->cfg.peel_joint && q < firsts
+                            && pf < 0; q++)
             if (nks_peel(s, events, n, e, x, fj[q], fsh[q], 1, &k)) pf = q;
         if (pf >= 0) {
             ev->unit = s->cl[fj[pf]].unit;

@@ -122,6 +122,16 @@ class SorterConfig:
     #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
     #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
     peel_refit: bool = False
+    #: with peel: the first spike's and the second's scales are fitted together (two-template
+    #: least squares over the snippet, nk_sort.h "Joint") instead of the first alone and the
+    #: second on what it left; an outlier is the pair of its channel's 3 nearest units that
+    #: leaves least. Off: on the tune seeds (pooled medians, cold/calibrated) dense32
+    #: 0.895/0.887 -> 0.902/0.893, npx128_dense 0.949/0.952 -> 0.953/0.955, si_static32 cold
+    #: 0.913 -> 0.917 (FP units 12 -> 12), noisy_bursts32 0.944/0.945 -> 0.944/0.944; on the
+    #: held-out seeds dense32 0.898/0.888 -> 0.905/0.897, si_static32 0.912/0.936 ->
+    #: 0.920/0.943, npx128_dense 0.949/0.948 -> 0.952/0.952, no family down by more than
+    #: 0.003, but si_static32's cold false-positive share 6 of 62 -> 7 of 63 (0.111 > 0.10)
+    peel_joint: bool = False
     #: calibrated start: a templates file that carries the noise the hub measured at
     #: calibration (version 2, TemplateSet.noise) seeds the detector's σ, so detection starts
     #: once the filters settled instead of after the noise warm-up (warmup_s) — the spikes of
@@ -177,7 +187,8 @@ class Sorter:
             "scale_prior": cfg.scale_prior,
             "burst_samples": max(0, round(cfg.burst_s * fs)),
             "peel": (2 if cfg.peel_refit else 1) if cfg.peel else 0,
-            "split": int(cfg.split), "late_labels": int(cfg.late_labels)})
+            "split": int(cfg.split), "late_labels": int(cfg.late_labels),
+            "peel_joint": int(cfg.peel_joint)})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
