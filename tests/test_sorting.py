@@ -356,3 +356,16 @@ def test_templates_file_noise_and_version_1(tmp_path: Path) -> None:
     on = Pipeline(PipelineConfig(sort=True), 4, 30000.0)          # on by default
     load_templates(on, back)
     np.testing.assert_allclose(on.detector.noise(), ts.noise, rtol=1e-5)
+
+
+def test_damaged_zip_entry_is_a_template_error(tmp_path: Path) -> None:
+    """Found by tests/fuzz/fuzz_templates.py: a zip entry flagged encrypted (or of an unknown
+    compression method or zip version) raised RuntimeError past the reader."""
+    pipe = Pipeline(PipelineConfig(sort=True), 4, 30000.0)
+    templates_for(pipe).save(tmp_path / "t.npz")
+    raw = bytearray((tmp_path / "t.npz").read_bytes())
+    at = raw.index(b"PK\x01\x02")            # the first central directory entry
+    raw[at + 8] |= 0x01                      # general purpose flag: encrypted
+    (tmp_path / "enc.npz").write_bytes(bytes(raw))
+    with pytest.raises(TemplateError, match="templates file"):
+        TemplateSet.load(tmp_path / "enc.npz")

@@ -130,13 +130,14 @@ class TemplateSet:
     def load(cls, path: Path) -> TemplateSet:
         try:
             z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
             raise TemplateError(f"{path}: not a templates file ({e or type(e).__name__})") from e
         try:
             return cls._read(z, path)
         except TemplateError:
             raise
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+                RuntimeError) as e:   # zipfile: a damaged entry "encrypted" / of no known method
             raise TemplateError(f"{path}: damaged templates file ({e or type(e).__name__})") \
                 from e
 
