@@ -38,7 +38,21 @@
  * accuracy goes (bench.sorting_timeline, tune seeds): losses of drift_nonrigid64 stay flat
  * over the run, those of drift_rigid64 grow late mostly by one pair of loaded units taking
  * each other's spikes with moves on or off; the first window's excess is the detector's
- * warm-up. Causal, fixed memory (the frozen templates: one copy of the cluster table), no
+ * warm-up. Also tried (issue 13, drift_step32: after the +20 µm step of a 20 µm pitch the
+ * estimate stays near −9 µm, a whole pitch off, loaded units swapping spikes): a coarse check
+ * beside the fine vote, each accepted spike fitted by its frozen template moved by ± one
+ * column pitch, a spike counting as a hit when that explains ≥ 16 σ² more energy than the
+ * applied one, the estimate jumping by the pitch when the running share (64 spikes) of hits
+ * of one side passes a threshold. In the steady state the shares sit at 0.00–0.02; after a
+ * step they only reach 0.15–0.25, and slowly. Tune seeds, calibrated medians (pooled) default
+ * first: drift_step32 / drift_zigzag32 0.965 / 0.960; threshold 0.1: 0.958 / 0.954; 0.15:
+ * 0.962 / 0.951; 0.25: 0.966 / 0.955; 0.35: 0.964 / 0.960 (drift_rigid64 0.970 → 0.968, 2 FP
+ * units); also testing ± half a pitch (threshold 0.1 / 0.15 / 0.2): 0.961 / 0.956, 0.966 /
+ * 0.952, 0.962 / 0.955. Held-out seeds at 0.35: drift_step32 0.958 → 0.958 (report seed 3's
+ * stuck step not caught), drift_rigid64 0.966 → 0.963. Dropped. test_sort_motion's step
+ * case from +20 to −20 µm (40 µm pitch) is followed; from −20 to +20 µm the estimate settles
+ * ~25 µm off (22 µm RMS), with the coarse check too: a reproduction for the next attempt.
+ * Causal, fixed memory (the frozen templates: one copy of the cluster table), no
  * libm. */
 #include "nk_sort_internal.h"
 

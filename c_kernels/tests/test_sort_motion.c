@@ -6,7 +6,7 @@
  * and then stays; the estimate's RMS error over the last two thirds is bounded. Measured
  * (this version): 0.54, 0.51, 1.07 µm for ramps of 15, 15 (wider footprint), −20 µm; 4.1 µm
  * for 25 µm, more than half a column's pitch (the moved templates are linear blends of
- * contacts 40 µm apart there). Prints "<name> <fnv1a-64> ok" lines; the Makefile diffs native,
+ * contacts 40 µm apart there); a step of +20 and then −20 µm: 0.80 µm. Prints "<name> <fnv1a-64> ok" lines; the Makefile diffs native,
  * ASan/UBSan and qemu runs. */
 #include <math.h>
 #include <stdio.h>
@@ -46,7 +46,12 @@ static float footprint(int32_t c, float ux, float uy, float uz, float lambda) {
     return expf(-sqrtf(dx * dx + dy * dy + uz * uz) / lambda);
 }
 
+/* step_mode: the probe holds still for a sixth of the run, steps to −drift, and at half the
+ * run steps to +drift (drift_step32's bump); the error counts over the last third */
+static int step_mode = 0;
+
 static float truth_at(int i, float drift) {
+    if (step_mode) return i < NSPK / 6 ? 0.0f : i < NSPK / 2 ? -drift : drift;
     /* a ramp over the first two thirds, then still */
     const float f = (float)i / (float)(2 * NSPK / 3);
     return drift * (f < 1.0f ? f : 1.0f);
@@ -112,7 +117,7 @@ static void test_staggered(const char *name, float drift, float lambda, double b
         uint32_t bits;
         memcpy(&bits, &um, sizeof bits);
         h = fnv(h, &bits, sizeof bits);
-        if (i >= NSPK / 3) {   /* past the estimate's start-up */
+        if (i >= (step_mode ? 2 * NSPK / 3 : NSPK / 3)) {   /* past the start-up (the step) */
             const double e = (double)um - (double)truth_at(i + block, drift);
             se += e * e;
             n_err++;
@@ -134,5 +139,7 @@ int main(void) {
     test_staggered("sort_motion_staggered_25", 25.0f, 25.0f, 5.0);
     test_staggered("sort_motion_staggered_15_wide", 15.0f, 40.0f, 2.0);
     test_staggered("sort_motion_staggered_m20", -20.0f, 30.0f, 2.0);
+    step_mode = 1;   /* +20 then −20 µm: followed (0.80 µm RMS); −20 then +20: not (nk_sort_motion.c) */
+    test_staggered("sort_motion_step_m20", -20.0f, 30.0f, 2.0);
     return failures ? 1 : 0;
 }
