@@ -6,8 +6,8 @@
  * and then stays; the estimate's RMS error over the last two thirds is bounded. Measured
  * (this version): 0.54, 0.51, 1.07 µm for ramps of 15, 15 (wider footprint), −20 µm; 4.1 µm
  * for 25 µm, more than half a column's pitch (the moved templates are linear blends of
- * contacts 40 µm apart there); a step of +20 and then −20 µm: 0.80 µm. Prints "<name> <fnv1a-64> ok" lines; the Makefile diffs native,
- * ASan/UBSan and qemu runs. */
+ * contacts 40 µm apart there); a step of +20 and then −20 µm: 0.80 µm. Prints
+ * "<name> <fnv1a-64> ok" lines; the Makefile diffs native, ASan/UBSan and qemu runs. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
