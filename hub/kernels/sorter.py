@@ -122,6 +122,16 @@ class SorterConfig:
     #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
     #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
     peel_refit: bool = False
+    #: twins (nk_sort_twin.c): two units on one channel with one shape whose spikes never come
+    #: twin_lo_ms..twin_hi_ms apart (past the detector's 1 ms refractory, inside a neuron's),
+    #: where chance predicts ≥ 3 such pairs, are one neuron and merge. Tune seeds: si_static32
+    #: cold 0.913 -> 0.924, false-positive units 12 of 47 -> 9 of 44 (three late-born fragments
+    #: of well-sorted neurons folded back); dense32, noisy_bursts32, npx128_dense unchanged.
+    #: A window to 3.5 ms merged two distinct neighbours (si_static32 seed 1) and one
+    #: npx128_dense pair, so 2.5
+    twin: bool = False
+    twin_lo_ms: float = 1.05
+    twin_hi_ms: float = 2.5
 
 
 class Sorter:
@@ -150,7 +160,9 @@ class Sorter:
             "scale_prior": cfg.scale_prior,
             "burst_samples": max(0, round(cfg.burst_s * fs)),
             "peel": (2 if cfg.peel_refit else 1) if cfg.peel else 0,
-            "split": int(cfg.split), "late_labels": int(cfg.late_labels)})
+            "split": int(cfg.split), "late_labels": int(cfg.late_labels),
+            "twin_lo": round(cfg.twin_lo_ms * 1e-3 * fs) if cfg.twin else 0,
+            "twin_hi": round(cfg.twin_hi_ms * 1e-3 * fs) if cfg.twin else 0})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -230,7 +242,7 @@ class Sorter:
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
             "retirements", "successions", "live_units", "active_clusters", "next_unit",
-            "n_features", "peeled", "splits")}
+            "n_features", "peeled", "splits", "twins")}
 
     @property
     def neighbors(self) -> npt.NDArray[np.int32]:
