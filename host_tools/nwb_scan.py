@@ -174,6 +174,7 @@ class Scan:
         self.raw: dict[int, RawChannel] = {}
         self.raw_out_of_order = 0
         self.spikes_in_gaps = 0                # dropped by the writer (held samples)
+        self.late_labels: dict[str, int] = {}  # UNIT_LABELs applied / naming no spike
         self.raw_duplicates = 0
         self._pending: OrderedDict[tuple[int, int, int], dict[int, npt.NDArray[np.int16]]] = (
             OrderedDict())

@@ -23,8 +23,8 @@ from hub.wire import pb
 
 log = logging.getLogger(__name__)
 
-#: UNIT_LABEL (the sorter's late labels) is recorded here; the units table keeps the spike
-#: as it was sent (unsorted, or the outlier label it carried): `hubctl sort` applies them
+#: UNIT_LABEL (the sorter's late labels) is recorded here, and applied to the units table: the
+#: spike it names moves to the row of its (merge-resolved) unit
 UNIT_EVENT_KINDS: dict[int, str] = {pb.UNIT_BIRTH: "birth", pb.UNIT_MERGE: "merge",
                                     pb.UNIT_RETIRE: "retire", pb.UNIT_LABEL: "label"}
 STREAM_NAMES: dict[int, str] = {**{int(k): v for k, v in CLASS_NAMES.items()}, 0: "all"}
@@ -51,7 +51,8 @@ def add_all(nwbfile: NWBFile, ecephys: ProcessingModule, hub: ProcessingModule, 
     ledger = ledger_rows(scan)
     out = {"units": add_units(nwbfile, scan, clock, ledger, n_electrodes,
                               lambda ur: _waveform_means(scan, ur)),
-           "ledger_rows": len(ledger), "spikes_in_gaps_dropped": scan.spikes_in_gaps}
+           "ledger_rows": len(ledger), "spikes_in_gaps_dropped": scan.spikes_in_gaps,
+           "late_labels": scan.late_labels}
     add_ledger(nwbfile, ledger, clock)
     ev = [e for s in scan.session_list() for e in s.unit_events]
     if ev:

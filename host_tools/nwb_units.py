@@ -7,6 +7,11 @@ merge of its keys' spills, read one row at a time. Ragged columns (spike times, 
 amplitudes, channels) are streamed row after row into HDF5, so memory holds one unit's spikes,
 never the session's. Spikes inside reported implant gaps (samples the hub held, not measured)
 are dropped and counted.
+
+The sorter's late labels (UNIT_LABEL: a new unit names the spikes that founded it, sent earlier
+unsorted or as an outlier of another unit) are applied: such a spike moves to its unit's row.
+They are few (at most 8 per birth), so the moved spikes are held in memory; a label naming no
+delivered spike (shed, or inside a gap) is counted and ignored.
 """
 
 from __future__ import annotations
@@ -70,10 +75,14 @@ class UnitRows:
         self.retires: dict[tuple[int, int], int] = {}
         self.birth_channel: dict[tuple[int, int], int] = {}
         rows: dict[tuple[int, int], Row] = {}
+        labels: dict[tuple[int, int, int], tuple[int, int]] = {}  # (session, sample, ch) → row
         for s in scan.session_list():
             into: dict[int, int] = {}
+            raw_labels: list[tuple[int, int, int]] = []
             for sample, kind, u, other, ch, _si in s.unit_events:
-                if kind == pb.UNIT_MERGE:
+                if kind == pb.UNIT_LABEL:
+                    raw_labels.append((sample, ch, u))
+                elif kind == pb.UNIT_MERGE:
                     into[other] = u
                 elif kind == pb.UNIT_BIRTH:
                     self.births.setdefault((s.index, u), sample)
@@ -88,7 +97,9 @@ class UnitRows:
                     u = into[u]
                 return u
             ids = {k[1] for k in scan.spike_keys if k[0] == s.index} | {
-                u for (si, u) in self.births if si == s.index}
+                u for (si, u) in self.births if si == s.index} | {u for *_, u in raw_labels}
+            for sample, ch, u in raw_labels:
+                labels[(s.index, sample, ch)] = (s.index, resolve(u))
             for u in sorted(ids):
                 r = resolve(u)
                 row = rows.setdefault((s.index, r), Row([], "sorted", s.index, r))
@@ -101,6 +112,7 @@ class UnitRows:
         self.rows = [rows[k] for k in sorted(rows)]
         self.rows += [Row([k], "threshold_crossings", -1, -1) for k in sorted(scan.spike_keys)
                       if k[0] < 0]
+        self._relabel(labels)
         self.dropped = 0
         for row in self.rows:                       # a pass: counts, channel, extent
             sp = self.spikes(row, count=True)
@@ -118,10 +130,51 @@ class UnitRows:
                 row.channel = row.keys[0][1]
         self._cache: tuple[int, npt.NDArray[Any]] | None = None
 
+    def _relabel(self, labels: dict[tuple[int, int, int], tuple[int, int]]) -> None:
+        """One pass over the spills (one key in memory at a time): the spikes that late labels
+        move to another row — taken out of their spill's row, held for the target row."""
+        self.moved_out: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
+        self.moved_in: dict[tuple[int, int], list[npt.NDArray[Any]]] = {}
+        self.labels_applied = self.labels_unmatched = 0
+        if not labels:
+            return
+        row_of = {k: (r.session, r.unit) if r.kind == "sorted" else (-1, k[1])
+                  for r in self.rows for k in r.keys}
+        targets = set(row_of.values())
+        matched: set[tuple[int, int, int]] = set()
+        label_samples = np.unique(np.array([smp for _, smp, _ in labels], np.int64))
+        for k, spill in self.scan.spike_keys.items():
+            sp = np.asarray(spill.read(0, spill.rows))
+            take = []
+            for i in np.flatnonzero(np.isin(sp["sample"], label_samples)).tolist():
+                se, smp, ch = int(sp["session"][i]), int(sp["sample"][i]), int(sp["channel"][i])
+                to = labels.get((se, smp, ch))
+                if to is None:
+                    continue
+                matched.add((se, smp, ch))
+                if to != row_of[k] and to in targets:
+                    take.append(i)
+                    one = sp[i:i + 1].copy()
+                    one["unit"] = to[1]
+                    self.moved_in.setdefault(to, []).append(one)
+            if take:
+                self.moved_out[k] = np.array(take, np.int64)
+                self.labels_applied += len(take)
+        self.labels_unmatched = len(labels) - len(matched)
+        if self.labels_applied or self.labels_unmatched:
+            log.info("late labels: %d spike(s) moved to the unit that named them, %d naming no "
+                     "delivered spike", self.labels_applied, self.labels_unmatched)
+
     def spikes(self, row: Row, count: bool = False) -> npt.NDArray[Any]:
-        """The row's spikes (SPIKE_DTYPE), merged in time order, gap spikes removed."""
-        parts = [np.asarray(self.scan.spike_keys[k].read(0, self.scan.spike_keys[k].rows))
-                 for k in row.keys]
+        """The row's spikes (SPIKE_DTYPE), merged in time order, gap spikes removed, late
+        labels applied."""
+        parts = []
+        for k in row.keys:
+            sp = np.asarray(self.scan.spike_keys[k].read(0, self.scan.spike_keys[k].rows))
+            out = self.moved_out.get(k)
+            parts.append(np.delete(sp, out) if out is not None else sp)
+        key = (row.session, row.unit) if row.kind == "sorted" else (-1, row.keys[0][1])
+        parts += self.moved_in.get(key, [])
         sp = np.concatenate(parts) if parts else np.zeros(0, self.scan.spike_dtype)
         if len(parts) > 1:
             sp = sp[np.lexsort((sp["sample"], sp["session"]))]
@@ -195,6 +248,7 @@ def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str,
         log.warning("%d spike(s) inside reported implant gaps (held samples) dropped",
                     ur.dropped)
     scan.spikes_in_gaps = ur.dropped
+    scan.late_labels = {"applied": ur.labels_applied, "unmatched": ur.labels_unmatched}
     up = up_intervals(scan, cand, ur)
     obs: list[list[float]] = []
     obs_end: list[int] = []
@@ -215,7 +269,8 @@ def add_units(nwbfile: NWBFile, scan: Scan, clock: Clock, ledger: list[dict[str,
     n = len(ur.rows)
     fs = [s.fs for s in scan.session_list() if s.fs]
     units = Units(name="units", description=(
-        "sorted units (the hub's online sorter, merges applied as it reported them) and, per "
+        "sorted units (the hub's online sorter, merges and late labels applied as it reported "
+        "them) and, per "
         "channel, threshold crossings without a unit; spike times on the host clock"),
         id=list(range(n)), resolution=1.0 / max(fs) if fs else None)
     ends = ur.ends()

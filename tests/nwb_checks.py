@@ -31,6 +31,7 @@ def inspector_problems(nwb: Path) -> list[str]:
 def decode_log(log: Path) -> dict[str, Any]:
     """An independent pass over the log with the plain receiver: spikes, time sync, gaps."""
     spikes: list[tuple[int, int, int]] = []
+    events: list[tuple[int, int, int, int, int, int]] = []  # session, kind, unit, other, smp, ch
     sync: dict[int, list[tuple[pb.TimeSync, int]]] = {}
 
     def on(env: pb.Envelope, t: int) -> None:
@@ -39,6 +40,8 @@ def decode_log(log: Path) -> dict[str, Any]:
             sb = env.spikes
             spikes.extend((env.session_id, sb.first_sample + o, c)
                           for o, c in zip(sb.offset, sb.channel, strict=True))
+            events.extend((env.session_id, e.kind, e.unit, e.other, e.sample, e.channel)
+                          for e in sb.unit_events)
         elif k == "time_sync":
             ts = pb.TimeSync()
             ts.CopyFrom(env.time_sync)
@@ -54,7 +57,27 @@ def decode_log(log: Path) -> dict[str, Any]:
     gaps = {sid: [(r.first_sample, r.end_sample) for r in s.shed_ranges
                   if r.stream == pb.STREAM_UNSPECIFIED and r.reason in DOWN]
             for sid, s in rx.sessions.items()}
-    return {"spikes": spikes, "sync": sync, "gaps": gaps, "rx": rx, "stats": reader.stats}
+    return {"spikes": spikes, "sync": sync, "gaps": gaps, "rx": rx, "stats": reader.stats,
+            "unit_events": events}
+
+
+def late_label_rows(ref: dict[str, Any]) -> dict[tuple[int, int, int], tuple[int, int]]:
+    """(session index, sample, channel) → (session index, hub unit) the late labels in the log
+    name, through the merges the hub reported."""
+    order = ref["rx"].order
+    into: dict[tuple[int, int], int] = {}
+    for sid, kind, unit, other, _, _ in ref["unit_events"]:
+        if kind == pb.UNIT_MERGE:
+            into[(sid, other)] = unit
+    out = {}
+    for sid, kind, unit, _, sample, channel in ref["unit_events"]:
+        if kind == pb.UNIT_LABEL:
+            u, seen = unit, set()
+            while (sid, u) in into and u not in seen:
+                seen.add(u)
+                u = into[(sid, u)]
+            out[(order.index(sid), sample, channel)] = (order.index(sid), u)
+    return out
 
 
 def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
@@ -74,12 +97,19 @@ def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
         fits = f.processing["hub"]["time_sync_fits"].to_dataframe()
         # --- every spike as the hub sent it (minus spikes inside reported gaps)
         got = []
+        labels = late_label_rows(ref)
+        relabelled = 0
         for i in range(len(u)):
             smp = np.asarray(u["spike_samples"][i])
             ch = np.asarray(u["spike_channels"][i])
             t = np.asarray(u["spike_times"][i])
             ses = np.asarray(u["spike_sessions"][i])
             got += list(zip(ses.tolist(), smp.tolist(), ch.tolist(), t.tolist(), strict=True))
+            row = (int(u["hub_session"][i]), int(u["hub_unit"][i]))
+            for key in zip(ses.tolist(), smp.tolist(), ch.tolist(), strict=True):
+                if key in labels:      # a late label's spike sits in its unit's row
+                    assert labels[key] == row, (key, labels[key], row)
+                    relabelled += 1
         sent = [(order.index(sid), s, c) for sid, s, c in ref["spikes"]
                 if not any(a <= s < b for a, b in ref["gaps"].get(sid, []))]
         assert sorted(sent) == sorted((x, s, c) for x, s, c, _ in got)
@@ -133,5 +163,6 @@ def check_session(nwb_path: Path, log: Path, recording: str) -> dict[str, Any]:
     r = se.read_nwb_recording(str(nwb_path), electrical_series_path=main)
     s = se.read_nwb_sorting(str(nwb_path), electrical_series_path=main)
     assert r.get_num_samples() > 0 and s.get_num_units() == len(u)
-    return {"spikes": len(got), "raw_channel_samples_checked": raw_checked,
+    return {"spikes": len(got), "late_labels_in_rows": relabelled,
+            "raw_channel_samples_checked": raw_checked,
             "ledger_rows": len(led), "gaps": sum(len(v) for v in ref["gaps"].values())}
