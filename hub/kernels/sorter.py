@@ -128,11 +128,12 @@ class SorterConfig:
     #: of 60; npx128_dense 0.949 -> 0.951, FP 5 -> 3; noisy_bursts32 0.942 -> 0.944, FP 2 -> 1;
     #: drift_zigzag32 0.948 -> 0.954; no family down by more than 0.005; largest FP share
     #: 0.097 -> 0.068 (si_drift64). Cost (bench_sorting.cost, easy setting, contended, same
-    #: run): +17.0 % -> +31.1 % of front-end time. Before (off) on the tune seeds (pooled medians, MountainSort5
-    #: templates) calibrated dense32 0.887 -> 0.889, npx128_dense 0.944 -> 0.947, tetrode16
-    #: 0.948 -> 0.954, no family down; on the held-out seeds calibrated dense32 0.874 -> 0.877,
-    #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
-    #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
+    #: run): +17.0 % -> +31.1 % of front-end time. Before (off) on the tune seeds (pooled
+    #: medians, MountainSort5 templates) calibrated dense32 0.887 -> 0.889, npx128_dense
+    #: 0.944 -> 0.947, tetrode16 0.948 -> 0.954, no family down; on the held-out seeds
+    #: calibrated dense32 0.874 -> 0.877, noisy_bursts32 0.931 -> 0.939, si_static32 0.936 ->
+    #: 0.932, but cold noisy_bursts32 0.913 -> 0.905 and si_static32's false-positive share
+    #: 0.097 -> 0.111 (6 of 62 -> 7 of 63) with candidate_s 5
     peel_refit: bool = True
     #: twins (nk_sort_twin.c): two units on one channel with one shape whose spikes never come
     #: twin_lo_ms..twin_hi_ms apart (past the detector's 1 ms refractory, inside a neuron's),
