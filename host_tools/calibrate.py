@@ -89,11 +89,13 @@ def run_offline_sorter(recording_dir: Path, start_s: float, duration_s: float,
     return sorting, time.perf_counter() - t
 
 
-def hub_snippets(rec: Recording, cfg: PipelineConfig, first: int, last: int
+def hub_snippets(rec: Recording, cfg: PipelineConfig, first: int, last: int,
+                 sigma_out: list[npt.NDArray[np.float32]] | None = None
                  ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Hub-detected events of samples [first, last) (times relative to `first`) with full-probe
     snippets (n, C, L) from the hub's own filter, reference and detector; and noise snippets
-    (m, C, L) in σ units, one per block at the block's start (spikes mostly absent)."""
+    (m, C, L) in σ units, one per block at the block's start (spikes mostly absent). With
+    `sigma_out`, appends the detector's σ per channel at the end of the segment."""
     pipe = Pipeline(cfg, rec.num_channels, rec.sampling_frequency, rec.channel_positions_um)
     C = rec.num_channels
     every = np.tile(np.arange(C, dtype=np.int32), (C, 1))
@@ -117,6 +119,8 @@ def hub_snippets(rec: Recording, cfg: PipelineConfig, first: int, last: int
                               else probe[:0])
         if nw.size:
             noise.append(nw / np.maximum(pipe.detector.noise(), 1e-6)[None, :, None])
+    if sigma_out is not None:
+        sigma_out.append(pipe.detector.noise())
     return np.concatenate(evs), np.concatenate(wfs), \
         np.concatenate(noise) if noise else np.zeros((0, C, cfg.snippet_pre + cfg.snippet_post),
                                                        np.float32)
@@ -246,7 +250,8 @@ def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, fi
     """Hub-domain templates (and basis) for the units of an offline `sorting` of samples
     [first, last) of `rec` (the sorting's times relative to `first`)."""
     fs = rec.sampling_frequency
-    ev, wf, noise = hub_snippets(rec, cfg, first, last)
+    end_sigma: list[npt.NDArray[np.float32]] = []
+    ev, wf, noise = hub_snippets(rec, cfg, first, last, end_sigma)
     tol = max(1, round(0.4e-3 * fs))
     which = match_units(np.asarray(ev["sample"], np.int64), sorting, tol)
     ids, templates, counts, peak_waves, source = [], [], [], [], []
@@ -288,16 +293,28 @@ def templates_from_sorting(rec: Recording, sorting: Any, cfg: PipelineConfig, fi
         if n_features and peak_waves else np.zeros((0, L), np.float32)
     ts = TemplateSet(fs, cfg.snippet_pre, cfg.snippet_post, np.asarray(ids, np.int32),
                      np.asarray(templates, np.float32).reshape(len(ids), rec.num_channels, L),
-                     basis, np.asarray(counts, np.int32), sorter)
+                     basis, np.asarray(counts, np.int32), sorter,
+                     end_sigma[0] if (end_sigma and (end_sigma[0] > 0).all()
+                                      and np.isfinite(end_sigma[0]).all())
+                     else np.zeros(0, np.float32))
     if ids and validate:
         from host_tools.calibrate_check import check_templates
 
         ts, checked = check_templates(rec, cfg, ts, offline_units,
                                       np.asarray(ev["sample"], np.int64), which, first, last)
+        if cfg.sort_settings.calibration_cold_units:
+            from host_tools.calibrate_check import add_cold_units
+
+            kept = {int(u) for u in ts.unit_ids}
+            ts, checked = add_cold_units(
+                rec, cfg, ts, checked, [u for i, u in zip(ids, offline_units, strict=True)
+                                        if i in kept],
+                np.asarray(ev["sample"], np.int64), which, wf, first, last, min_spikes)
     else:
         checked = {"kept": [], "rejected": []}
     info = {"sorter": sorter, "sorter_units": len(sorting.unit_ids),
             "rejected": checked["rejected"], "checked": checked["kept"],
+            "cold_start_added": [r["unit"] for r in checked["kept"] if r.get("cold_start")],
             "units": int(ts.unit_ids.size), "duplicates_merged": n_sorted - len(ids),
             "hub_spikes": int(ev.size), "matched": int((which >= 0).sum()),
             "segment_s": (last - first) / fs}
@@ -311,6 +328,9 @@ def run(args: argparse.Namespace) -> int:
     ts.save(args.templates_file)
     for r in info["rejected"]:
         print(f"left out unit {r['unit']}: {r['reason']}")
+    if info["cold_start_added"]:
+        print(f"added {len(info['cold_start_added'])} templates from the hub's cold start for "
+              f"neurons no {info['sorter']} unit covers: units {info['cold_start_added']}")
     print(f"{info['units']} templates ({info['sorter']}: {info['sorter_units']} units in "
           f"{info['segment_s']:.1f} s, {info['sorter_seconds']:.1f} s; "
           f"{info['matched']} of {info['hub_spikes']} hub spikes matched) → {args.templates_file}")

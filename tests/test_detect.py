@@ -120,3 +120,33 @@ def test_detector_wrong_input() -> None:
 
     with pytest.raises(KernelError, match="invalid state"):
         d.process(np.zeros((10, 4), np.float32), 17)  # not continuing the stream
+
+
+def test_noise_seed_detects_from_the_start_and_unseeded_is_unchanged() -> None:
+    """A seeded detector (nk_detect_seed_noise) decides from its short warm-up on with the
+    seeded σ (a spike at sample 100 is found; the default warm-up hides it), keeps a right
+    seed (no Robbins–Monro jump at the start) and corrects a wrong one; unseeded output is
+    bit-identical to a detector that never heard of seeding."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((30000, 4)) * 10.0).astype(np.float32)
+    x[100, 1] = -200.0
+    x[15000, 2] = -200.0
+    plain = Detector(4, DetectorConfig(warmup=6000))
+    ev0 = plain.process(x, 0).copy()
+    assert 100 not in ev0["sample"].tolist() and 15000 in ev0["sample"].tolist()
+    seeded = Detector(4, DetectorConfig(warmup=6000))
+    seeded.seed_noise(np.full(4, 10.0), warmup=50, prior_samples=6000)
+    ev1 = seeded.process(x[:200], 0).copy()
+    assert (ev1["sample"] == 100).sum() == 1 and ev1["channel"][0] == 1
+    np.testing.assert_allclose(ev1["threshold"][0], 5 * 10.0, rtol=0.05)
+    np.testing.assert_allclose(seeded.noise(), 10.0, rtol=0.1)
+    wrong = Detector(4, DetectorConfig(warmup=6000))
+    wrong.seed_noise(np.full(4, 20.0), warmup=50, prior_samples=6000)
+    wrong.process(x, 0)
+    np.testing.assert_allclose(wrong.noise(), 10.0, rtol=0.1)
+    again = Detector(4, DetectorConfig(warmup=6000))
+    assert np.array_equal(again.process(x, 0), ev0)
+    with pytest.raises(Exception, match="nk_detect_seed_noise"):
+        seeded.seed_noise(np.full(4, 10.0), 50, 6000)       # samples already processed
+    with pytest.raises(Exception, match="nk_detect_seed_noise"):
+        Detector(4, DetectorConfig()).seed_noise(np.array([1, 1, 0, 1]), 50, 6000)

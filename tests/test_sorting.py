@@ -323,3 +323,49 @@ def test_calibration_folds_a_neuron_split_by_drift() -> None:
     assert keep == [0, 1] and merged[0] == 110
     together = np.stack([first, np.full(20, 2.0) + np.arange(20) % 2, first])
     assert merge_duplicates(t, counts, sig, rates=together)[0] == [0, 1, 2]
+
+
+def test_templates_file_noise_and_version_1(tmp_path: Path) -> None:
+    """Version 2 carries σ per channel (TemplateSet.noise); a version 1 file (no noise) still
+    loads; a wrong noise is rejected; with SorterConfig.seed_noise the loaded noise seeds the
+    detector (off: the detector keeps its warm-up)."""
+    pipe = Pipeline(PipelineConfig(sort=True), 4, 30000.0)
+    ts = templates_for(pipe)
+    ts.noise = np.array([3.0, 4.0, 5.0, 6.0], np.float32)
+    ts.save(tmp_path / "v2.npz")
+    back = TemplateSet.load(tmp_path / "v2.npz")
+    assert np.array_equal(back.noise, ts.noise)
+    z = dict(np.load(tmp_path / "v2.npz"))
+    z["version"] = np.int32(1)
+    del z["noise"]
+    np.savez(tmp_path / "v1.npz", **z)
+    old = TemplateSet.load(tmp_path / "v1.npz")
+    assert old.noise.size == 0 and np.array_equal(old.templates, ts.templates)
+    load_templates(pipe, old)
+    bad = templates_for(pipe)
+    bad.noise = np.array([3.0, 0.0, 5.0, 6.0], np.float32)
+    with pytest.raises(TemplateError, match="noise"):
+        bad.save(tmp_path / "bad.npz")
+    bad.noise = np.ones(3, np.float32)
+    with pytest.raises(TemplateError, match="noise"):
+        load_templates(pipe, bad)
+    off = Pipeline(PipelineConfig(sort=True, sort_settings=SorterConfig(seed_noise=False)),
+                   4, 30000.0)
+    load_templates(off, back)
+    assert np.allclose(off.detector.noise(), 1.0 * 1.4826, rtol=1e-3)   # unseeded start
+    on = Pipeline(PipelineConfig(sort=True), 4, 30000.0)          # on by default
+    load_templates(on, back)
+    np.testing.assert_allclose(on.detector.noise(), ts.noise, rtol=1e-5)
+
+
+def test_damaged_zip_entry_is_a_template_error(tmp_path: Path) -> None:
+    """Found by tests/fuzz/fuzz_templates.py: a zip entry flagged encrypted (or of an unknown
+    compression method or zip version) raised RuntimeError past the reader."""
+    pipe = Pipeline(PipelineConfig(sort=True), 4, 30000.0)
+    templates_for(pipe).save(tmp_path / "t.npz")
+    raw = bytearray((tmp_path / "t.npz").read_bytes())
+    at = raw.index(b"PK\x01\x02")            # the first central directory entry
+    raw[at + 8] |= 0x01                      # general purpose flag: encrypted
+    (tmp_path / "enc.npz").write_bytes(bytes(raw))
+    with pytest.raises(TemplateError, match="templates file"):
+        TemplateSet.load(tmp_path / "enc.npz")

@@ -18,9 +18,10 @@ from hub.kernels.sorter import SorterConfig
 from hub.sources import open_recording
 
 
-def _run(path: Path, peel: bool, refit: bool = False) -> SortResult:
+def _run(path: Path, peel: bool, refit: bool = False, joint: bool = False) -> SortResult:
     cfg = replace(PipelineConfig(sort=True),
-                  sort_settings=replace(SorterConfig(), peel=peel, peel_refit=refit))
+                  sort_settings=replace(SorterConfig(), peel=peel, peel_refit=refit,
+                                        peel_joint=joint))
     return sort_recording(open_recording(path), cfg)
 
 
@@ -80,6 +81,22 @@ def test_refit_peels_real_spikes(gt_tiny: tuple[Path, Path]) -> None:
     assert refit.stats["peeled"] > 0
     assert real[refit.peeled].mean() >= 0.6
     assert hits_refit >= 0.99 * hits_plain
+
+
+def test_joint_peels_real_spikes(gt_tiny: tuple[Path, Path]) -> None:
+    """With the joint fit (SorterConfig.peel_joint) the peeled spikes are as real, and no fewer
+    ground-truth spikes are found than with the plain peel."""
+    import spikeinterface.core as si
+
+    warnings.filterwarnings("ignore", message="The extractor is not serializable")
+    gt = si.load(gt_tiny[1])
+    plain, joint = _run(gt_tiny[0], True), _run(gt_tiny[0], True, joint=True)
+    tol = round(0.4e-3 * open_recording(gt_tiny[0]).sampling_frequency)
+    hits_plain, _ = _found(plain, gt, tol)
+    hits_joint, real = _found(joint, gt, tol)
+    assert joint.stats["peeled"] > 0
+    assert real[joint.peeled].mean() >= 0.6
+    assert hits_joint >= 0.99 * hits_plain
 
 
 def test_peeled_spikes_carry_their_amplitude(gt_tiny: tuple[Path, Path]) -> None:

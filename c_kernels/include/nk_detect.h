@@ -74,6 +74,14 @@ int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples, int64_
 int nk_detect_noise(const nk_detect *d, float *sigma_out);
 /* Overrides σ per channel (e.g. restored after a restart); ends warm-up. */
 int nk_detect_set_noise(nk_detect *d, const float *sigma);
+/* Seeds σ per channel before the first sample (e.g. from calibration: the noise the hub
+ * measured on this probe), so the detector needs no noise warm-up: decisions start after
+ * `warmup` samples (the filters' settling time) instead of the configured warm-up, and the
+ * step schedule continues as if σ had already been estimated from `prior_samples` samples
+ * (η starts at η_fast / (1 + prior·η_fast/2), not η_fast: the seed is kept, yet a wrong one is
+ * corrected within ~prior samples). NK_ERR_STATE once samples were processed (until reset,
+ * which forgets the seed). Unseeded detectors behave exactly as before. */
+int nk_detect_seed_noise(nk_detect *d, const float *sigma, int32_t warmup, int32_t prior_samples);
 /* Changes k at run time. */
 int nk_detect_set_threshold(nk_detect *d, float k);
 int32_t nk_detect_latency(const nk_detect *d);

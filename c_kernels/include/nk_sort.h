@@ -83,6 +83,16 @@
  * ‖r‖² − ‖r − a₂·T₂‖² ≥ 0.6·(‖r‖² − σ²·K_c·L) (a peak a template fits only in part is mostly
  * the first spike's misfit or a third neuron).
  *
+ * Joint (peel_joint = 1, with peel): the second spike is fitted together with the first:
+ * x ≈ a₁·T₁ + a₂·T₂ with both scales least squares in the scale range at once (a 2×2 system,
+ * clamped), so that a first template that alone would stretch over part of the second no
+ * longer hides it; the second's δ is taken on x − a₁·T₁ at the joint a₁, must lie within 0.7
+ * of its limit, and the pair must lower ‖x − …‖² below the first alone's by ≥ 0.3 of that
+ * residual's energy beyond its noise. An outlier no cluster accepts is tried as a pair with
+ * each of its channel's 3 nearest unit clusters as the first (those whose first fits once the
+ * second is removed), and the pair that leaves least of the snippet is taken; a second spike
+ * the detector reported itself counts as explained there (and is not reported again).
+ *
  * Splits (split = 1, nk_sort_split.c; off in SorterConfig, see its comment): two similar
  * neurons on one channel (template difference within the merge distance) end up in one
  * cluster, whose limit then follows their joint spread.
@@ -188,6 +198,8 @@ typedef struct {
                                    burst, merge into a unit) labels its first 8 members: one
                                    NK_SORT_LABEL (sample, unit, channel) per spike, reported in
                                    the call that decides it (see Latency); 0: off */
+    int32_t peel_joint;         /* with peel: the first and second spike's scales are fitted
+                                   together (two-template least squares, see "Joint"); 0: off */
     int32_t twin_lo;            /* twins (nk_sort_twin.c): two units' clusters on one channel
                                    whose spikes never come more than twin_lo and at most
                                    twin_hi samples apart (past the detector's refractory, inside

@@ -13,6 +13,8 @@ struct nk_detect {
     int32_t H;              /* ring rows = 2D + 1 */
     int64_t next_sample;    /* absolute index expected next */
     int64_t quiet_until;    /* no decision, no σ update before this sample (after a gap) */
+    int64_t step_offset;    /* samples the σ estimate is worth before sample 0 (a seed) */
+    int32_t warmup_end;     /* no decision before this sample: cfg.warmup, or a seed's */
     int32_t *adj_off, *adj_idx;
     float *ring;            /* [H][C] filtered values */
     float *med;             /* running median of |x| per channel */
@@ -71,6 +73,8 @@ void nk_detect_reset(nk_detect *d) {
     const int32_t C = d->cfg.n_channels;
     d->next_sample = 0;
     d->quiet_until = 0;
+    d->step_offset = 0;
+    d->warmup_end = d->cfg.warmup;
     memset(d->ring, 0, (size_t)d->H * (size_t)C * sizeof(float));
     for (int32_t c = 0; c < C; c++) {
         d->med[c] = 1.0f;
@@ -115,7 +119,7 @@ static inline void decide(nk_detect *d, int64_t t, nk_event *events, int32_t *n_
     const float k_sigma = d->cfg.threshold * MAD_TO_SIGMA;
     const float *restrict med = d->med;
     const int64_t tc = t - D; /* the sample decided now */
-    if (tc < d->cfg.warmup || tc - D < 0 || tc < d->quiet_until) return;
+    if (tc < d->warmup_end || tc - D < 0 || tc < d->quiet_until) return;
     const float *restrict crow = d->ring + (size_t)(tc % H) * (size_t)C;
     /* Most rows hold no candidate: a branch-free pass (vectorised) finds out first. */
     int any = 0;
@@ -170,7 +174,8 @@ NK_HOT int nk_detect_process(nk_detect *d, const float *data, int32_t n_samples,
         memcpy(row, x, (size_t)C * sizeof(float));
         if (t >= d->quiet_until) {
             /* Robbins–Monro step: η_fast at first, decaying as 2/t, never below η_slow. */
-            float eta = d->cfg.eta_fast / (1.0f + (float)t * d->cfg.eta_fast * 0.5f);
+            const float tt = (float)(t + d->step_offset);
+            float eta = d->cfg.eta_fast / (1.0f + tt * d->cfg.eta_fast * 0.5f);
             if (eta < d->cfg.eta_slow) eta = d->cfg.eta_slow;
             const float up = 1.0f + eta, down = 1.0f - eta;
             float *restrict med = d->med;
@@ -218,6 +223,19 @@ int nk_detect_set_noise(nk_detect *d, const float *sigma) {
         if (!(sigma[c] > 0) || !isfinite(sigma[c])) return NK_ERR_ARG;
     for (int32_t c = 0; c < d->cfg.n_channels; c++) d->med[c] = sigma[c] / MAD_TO_SIGMA;
     d->cfg.warmup = 0;
+    d->warmup_end = 0;
+    return NK_OK;
+}
+
+int nk_detect_seed_noise(nk_detect *d, const float *sigma, int32_t warmup,
+                         int32_t prior_samples) {
+    if (!d || !sigma || warmup < 0 || prior_samples < 0) return NK_ERR_ARG;
+    if (d->next_sample != 0) return NK_ERR_STATE;
+    for (int32_t c = 0; c < d->cfg.n_channels; c++)
+        if (!(sigma[c] > 0) || !isfinite(sigma[c])) return NK_ERR_ARG;
+    for (int32_t c = 0; c < d->cfg.n_channels; c++) d->med[c] = sigma[c] / MAD_TO_SIGMA;
+    d->warmup_end = warmup;
+    d->step_offset = prior_samples;
     return NK_OK;
 }
 

@@ -21,6 +21,7 @@ static int config_ok(const nk_sort_config *c) {
     if (c->peel < 0 || c->peel > 2) return 0;
     if (c->split < 0 || c->split > 1) return 0;
     if (c->late_labels < 0 || c->late_labels > 1) return 0;
+    if (c->peel_joint < 0 || c->peel_joint > 1) return 0;
     if (c->twin_hi != 0 && (c->twin_lo < 0 || c->twin_hi <= c->twin_lo)) return 0;
     return 1;
 }
@@ -35,6 +36,7 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
            + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
            + (cfg->split ? N * K * L * 4 + K * L * 4 : 0)    /* split: axes, scratch */
            + (cfg->late_labels ? N * FOUND_MAX * 8 : 0)       /* late labels */
+           + (cfg->peel_joint ? K * L * 4 : 0)                /* joint peel scratch */
            + (cfg->twin_hi > 0 ? 2 * N * cfg->max_clusters * 4 + 3 * N * 8 : 0);   /* twins */
 }
 
@@ -85,6 +87,7 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         s->res2 = calloc(KL, sizeof(float));
     }
     if (cfg->late_labels) s->found = calloc(N * FOUND_MAX, sizeof(int64_t));
+    if (cfg->peel_joint) s->p1 = calloc(KL, sizeof(float));
     if (cfg->twin_hi > 0) {
         s->tw_n = calloc(N * (size_t)cfg->max_clusters, sizeof(int32_t));
         s->tw_hit = calloc(N * (size_t)cfg->max_clusters, sizeof(int32_t));
@@ -96,6 +99,7 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
         || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)
+        || (cfg->peel_joint && !s->p1)
         || (cfg->twin_hi > 0 && (!s->tw_n || !s->tw_hit || !s->tw_last || !s->tw_first
                                  || !s->tw_seen))) {
         nk_sort_free(s);
@@ -159,7 +163,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
-    free(s->axis); free(s->res2); free(s->found); free(s->tw_n); free(s->tw_hit);
+    free(s->axis); free(s->res2); free(s->found); free(s->p1); free(s->tw_n); free(s->tw_hit);
     free(s->tw_last); free(s->tw_first); free(s->tw_seen);
     free(s);
 }
@@ -242,7 +246,10 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
          * reported as one): both are labelled, and it seeds no candidate */
         int32_t pf = -1;
         const int32_t firsts = s->cfg.peel >= 2 ? nf : (nf < 1 ? nf : 1);   /* refit: all */
-        for (int32_t q = 0; best < 0 && s->cfg.peel && q < firsts && pf < 0; q++)
+        if (best < 0 && s->cfg.peel && s->cfg.peel_joint)
+            pf = nks_joint_outlier(s, events, n, e, x, fj, fsh, nf, &k);
+        for (int32_t q = 0; best < 0 && s->cfg.peel && !s->cfg.peel_joint && q < firsts
+                            && pf < 0; q++)
             if (nks_peel(s, events, n, e, x, fj[q], fsh[q], 1, &k)) pf = q;
         if (pf >= 0) {
             ev->unit = s->cl[fj[pf]].unit;

@@ -127,6 +127,8 @@ struct nk_sort {
     float *det_a;           /* [C] amplitude of that spike (nk_sort_peel.c: duplicates) */
     int64_t *found;         /* [C·U][FOUND_MAX] late_labels: samples of a candidate's members
                                that left the sorter unlabelled (nk_sort_units.c) */
+    float *p1;              /* [K·L] peel_joint: the first spike's template placed in the
+                               snippet (nk_sort_peel.c); NULL when off */
     int32_t *tw_n;          /* [C·U][U] twins: spikes cluster i took while slot u was in use */
     int32_t *tw_hit;        /* [C·U][U] … of them twin_lo..twin_hi after slot u's newest */
     int64_t *tw_last, *tw_first, *tw_seen;   /* [C·U] labels given through each cluster */
@@ -192,6 +194,28 @@ void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit);
 int32_t nks_calib_free_slot(nk_sort *s, int32_t c, int64_t now);
 void nks_follow(nk_sort *s, int32_t i, int64_t sample);
 int32_t nks_find_burst_lead(const nk_sort *s, int32_t i);
+/* A second spike found under event e's snippet (nk_sort_peel.c): its cluster, the channel
+ * of the residual's peak, its sample and fitted scale, σ² of that channel, and (peel_joint)
+ * ‖x − a1·T1 − a2·T2‖² of the pair over the snippet (single: ‖x − a1·T1‖², set whenever
+ * the first was fitted). how: PAIR_* below. */
+typedef struct {
+    int32_t j2, c2;
+    int64_t sample;
+    float scale, sig2, residual, single;
+    int32_t detected;       /* the detector reported a spike there (PAIR_EXPLAIN) */
+} nks_pair;
+#define PAIR_FIRST_FITS 1   /* nks_pair_find: the first must fit once the second is removed */
+#define PAIR_SCALE 2        /* … the second's scale must reach PEEL_GMIN */
+#define PAIR_EXPLAIN 4      /* … a second the detector reported counts (not emitted again) */
+int nks_pair_find(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
+                  int32_t j1, int32_t sh1, int32_t check, nks_pair *out);
+void nks_pair_emit(nk_sort *s, int32_t u1, const nks_pair *pr, sink *k);
+/* peel_joint: an outlier no cluster accepted is the pair (of those whose first fits once the
+ * second is removed) that leaves least of the snippet, with each of fj[0 … nf) as the first;
+ * its second is emitted and the index into fj returned, else −1 (nk_sort_peel.c). */
+int32_t nks_joint_outlier(nk_sort *s, const nk_event *events, int32_t n, int32_t e,
+                          const float *x, const int32_t *fj, const int32_t *fsh, int32_t nf,
+                          sink *k);
 int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
              int32_t j1, int32_t sh1, int32_t check, sink *k);
 int nks_duplicate(const nk_sort *s, const nk_event *events, int32_t n, int32_t e,

@@ -180,6 +180,35 @@ int main(void) {
     }
     report("detect_blocks", h2, h2 == h && total == nev);
 
+    /* seeded σ (nk_detect_seed_noise): decisions from sample 10 on with the given σ; reset
+     * forgets the seed (the unseeded output again) */
+    nk_detect_reset(det);
+    int st_seed = nk_detect_seed_noise(det, sigma, 10, 3000);
+    int32_t nseed = 0;
+    st = nk_detect_process(det, filt, T, 0, ev, cap, &nseed);
+    uint64_t h3 = FNV0;
+    int early_thr_ok = nseed > 0;
+    for (int i = 0; i < nseed; i++) {
+        h3 = fnv(h3, &ev[i].sample, 8); h3 = fnv(h3, &ev[i].channel, 4);
+        h3 = fnv(h3, &ev[i].amplitude, 4); h3 = fnv(h3, &ev[i].threshold, 4);
+    }
+    if (nseed > 0)   /* the first decision uses the seed, not an estimate from scratch */
+        early_thr_ok = fabsf(ev[0].threshold - 5.0f * sigma[ev[0].channel]) < 0.1f * 5.0f * sigma[ev[0].channel];
+    int late = nk_detect_seed_noise(det, sigma, 10, 3000) == NK_ERR_STATE;
+    sigma[3] = 0.0f;
+    nk_detect_reset(det);
+    int bad = nk_detect_seed_noise(det, sigma, 10, 3000) == NK_ERR_ARG
+              && nk_detect_seed_noise(det, NULL, 10, 3000) == NK_ERR_ARG;
+    int32_t nre = 0;
+    nk_detect_process(det, filt, T, 0, ev, cap, &nre);
+    uint64_t h4 = FNV0;
+    for (int i = 0; i < nre; i++) {
+        h4 = fnv(h4, &ev[i].sample, 8); h4 = fnv(h4, &ev[i].channel, 4);
+        h4 = fnv(h4, &ev[i].amplitude, 4); h4 = fnv(h4, &ev[i].threshold, 4);
+    }
+    report("detect_seeded", h3, st_seed == NK_OK && st == NK_OK && nseed >= nev && early_thr_ok
+           && late && bad && h4 == h && nre == nev);
+
     /* --- snippets and features, block by block */
     nk_detect_reset(det);
     int32_t nbrs[C * 3];

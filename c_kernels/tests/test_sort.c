@@ -236,7 +236,10 @@ int main(void) {
     e1.channel = C;
     int32_t m2 = 0;
     nk_sort *bad_s = NULL;
+    nk_sort_config badj = cfg;
+    badj.peel_joint = 2;   /* 0 or 1 only */
     report("sort_bad_args", 0, nk_sort_new(&badc, nbrs, NULL, 0, &bad_s) == NK_ERR_ARG &&
+           nk_sort_new(&badj, nbrs, NULL, 0, &bad_s) == NK_ERR_ARG &&
            nk_sort_new(&cfg, NULL, NULL, 0, &bad_s) == NK_ERR_ARG && bad_s == NULL &&
            nk_sort_process(s, &e1, &wav[0][0][0], 1, 0, out, 64, &m2) == NK_ERR_ARG &&
            nk_sort_process(s, ev, &wav[0][0][0], 40, 0, out, 4, &m2) == NK_ERR_CAPACITY);

@@ -225,6 +225,15 @@ class Pipeline:
         self.cfg = cfg
         return True
 
+    def seed_noise(self, sigma: npt.ArrayLike) -> None:
+        """Before the first block: the detector starts from σ per channel (counts, e.g. a
+        calibration's TemplateSet.noise) and decides from ``hold_off`` on (the filters'
+        settling) instead of after the noise warm-up; its estimate counts as one warm-up's
+        worth of samples, so a seed from another day is corrected within about that long."""
+        if self.next_sample != 0:
+            raise ValueError("the noise seed must come before the first block")
+        self.detector.seed_noise(sigma, self.hold_off, round(self.cfg.warmup_s * self.fs))
+
     @property
     def latency_samples(self) -> int:
         """Delay from a spike's peak to its decision (the detector's look-ahead)."""

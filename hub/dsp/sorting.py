@@ -1,11 +1,11 @@
 """Online sorting on the hub: the templates file (the "load templates" command's payload) and a
 causal, block-by-block runner over a recording.
 
-Templates file (``.npz``, numpy only, no pickles), version 1 — one array per field of the
+Templates file (``.npz``, numpy only, no pickles), version 2 — one array per field of the
 command, so the wire message maps onto it 1:1:
 
     format               str   "implant-hub-templates"
-    version              int32 1
+    version              int32 2 (version 1 files, without `noise`, still load)
     sampling_frequency   float64  Hz of the recording the templates came from
     n_channels           int32 C
     pre, post            int32    samples before / from the peak (the hub's snippet_pre / _post)
@@ -16,6 +16,10 @@ command, so the wire message maps onto it 1:1:
     basis                float32 [D][L]     per-channel feature basis (D = 0: none)
     spike_counts         int32 [U]          calibration spikes behind each template (info)
     sorter               str   the offline sorter used (info)
+    noise                float32 [C] or [0] σ per channel (hub counts) the hub's detector had
+                                            at the end of the calibration segment; a pipeline
+                                            with SorterConfig.seed_noise starts from it instead
+                                            of a noise warm-up (version 2; absent or [0]: none)
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from hub.sources import Recording
 log = logging.getLogger(__name__)
 
 FORMAT = "implant-hub-templates"
-VERSION = 1
+VERSION = 2
+#: versions this hub reads (1: before `noise`)
+READS = (1, 2)
 MAX_UNITS = 1024
 
 
@@ -59,6 +65,8 @@ class TemplateSet:
     spike_counts: npt.NDArray[np.int32] = field(
         default_factory=lambda: np.zeros(0, np.int32))
     sorter: str = ""
+    noise: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros(0, np.float32))
 
     @property
     def n_channels(self) -> int:
@@ -89,6 +97,12 @@ class TemplateSet:
             raise TemplateError(f"basis must have shape (D ≤ {L}, {L}), got {b.shape}")
         if not np.isfinite(b).all():
             raise TemplateError("basis holds NaN or infinite values")
+        z = self.noise
+        if z.size and (z.ndim != 1 or z.size != t.shape[1]):
+            raise TemplateError(f"noise must have one σ per channel ({t.shape[1]}), "
+                                f"got shape {z.shape}")
+        if z.size and not (np.isfinite(z).all() and (z > 0).all()):
+            raise TemplateError("noise must be finite and > 0 on every channel")
         if n_channels is not None and t.shape[1] != n_channels:
             raise TemplateError(f"templates are for {t.shape[1]} channels, "
                                 f"the recording has {n_channels}")
@@ -109,19 +123,21 @@ class TemplateSet:
                      post=np.int32(self.post), unit_ids=self.unit_ids.astype(np.int32),
                      templates=self.templates.astype(np.float32),
                      basis=self.basis.astype(np.float32),
-                     spike_counts=self.spike_counts.astype(np.int32), sorter=np.str_(self.sorter))
+                     spike_counts=self.spike_counts.astype(np.int32), sorter=np.str_(self.sorter),
+                     noise=self.noise.astype(np.float32))
 
     @classmethod
     def load(cls, path: Path) -> TemplateSet:
         try:
             z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
             raise TemplateError(f"{path}: not a templates file ({e or type(e).__name__})") from e
         try:
             return cls._read(z, path)
         except TemplateError:
             raise
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+                RuntimeError) as e:   # zipfile: a damaged entry "encrypted" / of no known method
             raise TemplateError(f"{path}: damaged templates file ({e or type(e).__name__})") \
                 from e
 
@@ -135,15 +151,17 @@ class TemplateSet:
                 raise TemplateError(f"{path}: missing fields {missing}")
             if str(z["format"]) != FORMAT:
                 raise TemplateError(f"{path}: format {str(z['format'])!r}, want {FORMAT!r}")
-            if int(z["version"]) != VERSION:
+            if int(z["version"]) not in READS:
                 raise TemplateError(f"{path}: version {int(z['version'])}, this hub reads "
-                                    f"{VERSION}")
+                                    f"{', '.join(map(str, READS))}")
             ts = cls(float(z["sampling_frequency"]), int(z["pre"]), int(z["post"]),
                      np.asarray(z["unit_ids"]), np.asarray(z["templates"]),
                      np.asarray(z["basis"]),
                      np.asarray(z["spike_counts"]) if "spike_counts" in z.files
                      else np.zeros(0, np.int32),
-                     str(z["sorter"]) if "sorter" in z.files else "")
+                     str(z["sorter"]) if "sorter" in z.files else "",
+                     np.asarray(z["noise"]) if "noise" in z.files
+                     else np.zeros(0, np.float32))
             if ts.templates.ndim == 3 and ts.templates.shape[1] != int(z["n_channels"]):
                 raise TemplateError(f"{path}: n_channels={int(z['n_channels'])} but templates "
                                     f"have {ts.templates.shape[1]} channels")
@@ -151,7 +169,10 @@ class TemplateSet:
             raise TemplateError(f"{path}: templates and basis must be floating point")
         if ts.unit_ids.dtype.kind not in "iu":
             raise TemplateError(f"{path}: unit_ids must be integers")
+        if ts.noise.dtype.kind != "f":
+            raise TemplateError(f"{path}: noise must be floating point")
         ts.unit_ids = ts.unit_ids.astype(np.int32)
+        ts.noise = ts.noise.astype(np.float32).reshape(-1)
         ts.templates = ts.templates.astype(np.float32)
         ts.basis = ts.basis.astype(np.float32).reshape(-1, ts.pre + ts.post) \
             if ts.basis.size else np.zeros((0, ts.pre + ts.post), np.float32)
@@ -166,6 +187,8 @@ def load_templates(pipe: Pipeline, ts: TemplateSet) -> None:
     ts.validate(pipe.n_channels, pipe.fs, pipe.cfg.snippet_pre, pipe.cfg.snippet_post,
                 pipe.cfg.sort_settings.max_units)
     pipe.sorter.load_templates(ts.unit_ids, ts.templates, ts.basis if ts.basis.size else None)
+    if pipe.cfg.sort_settings.seed_noise and ts.noise.size and pipe.next_sample == 0:
+        pipe.seed_noise(ts.noise)
 
 
 #: a loaded unit fits when it took at least this share of its peak channel's spikes …

@@ -297,6 +297,16 @@ class Detector:
         check(lib.nk_detect_noise(self._st, buf_out("float *", out)), "nk_detect_noise")
         return out
 
+    def seed_noise(self, sigma: npt.ArrayLike, warmup: int, prior_samples: int) -> None:
+        """Starts from σ per channel (counts; e.g. measured at calibration) instead of a noise
+        warm-up: decisions from sample ``warmup`` on, the estimate worth ``prior_samples``
+        samples (nk_detect_seed_noise). Only before the first block."""
+        z = np.ascontiguousarray(sigma, dtype=np.float32)
+        if z.shape != (self.n_channels,):
+            raise InvalidInput(f"noise seed must be ({self.n_channels},), got {z.shape}")
+        check(lib.nk_detect_seed_noise(self._st, buf_in("float *", z), int(warmup),
+                                       int(prior_samples)), "nk_detect_seed_noise")
+
     def set_threshold(self, k: float) -> None:
         check(lib.nk_detect_set_threshold(self._st, k), f"nk_detect_set_threshold({k})")
         self.cfg = dataclasses.replace(self.cfg, threshold=k)

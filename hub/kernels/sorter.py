@@ -148,6 +148,43 @@ class SorterConfig:
     twin: bool = False
     twin_lo_ms: float = 1.05
     twin_hi_ms: float = 2.5
+    #: with peel: the first spike's and the second's scales are fitted together (two-template
+    #: least squares over the snippet, nk_sort.h "Joint") instead of the first alone and the
+    #: second on what it left; an outlier is the pair of its channel's 3 nearest units that
+    #: leaves least. Off: on the tune seeds (pooled medians, cold/calibrated) dense32
+    #: 0.895/0.887 -> 0.902/0.893, npx128_dense 0.949/0.952 -> 0.953/0.955, si_static32 cold
+    #: 0.913 -> 0.917 (FP units 12 -> 12), noisy_bursts32 0.944/0.945 -> 0.944/0.944; on the
+    #: held-out seeds dense32 0.898/0.888 -> 0.905/0.897, si_static32 0.912/0.936 ->
+    #: 0.920/0.943, npx128_dense 0.949/0.948 -> 0.952/0.952, no family down by more than
+    #: 0.003, but si_static32's cold false-positive share 6 of 62 -> 7 of 63 (0.111 > 0.10)
+    peel_joint: bool = False
+    #: calibrated start: a templates file that carries the noise the hub measured at
+    #: calibration (version 2, TemplateSet.noise) seeds the detector's σ, so detection starts
+    #: once the filters settled instead of after the noise warm-up (warmup_s) — the spikes of
+    #: the first 0.2 s are no longer lost. Cold start is unchanged (nothing to seed from).
+    #: Held-out seeds (--quick, 2-4), calibrated median: linear16 0.983 -> 0.990, tetrode16
+    #: 0.984 -> 0.989, dense32 0.888 -> 0.892, npx64 0.965 -> 0.974, npx128_dense 0.948 ->
+    #: 0.954, noisy_bursts32 0.940 -> 0.952, drift_rigid64 0.961 -> 0.966, drift_nonrigid64
+    #: 0.963 -> 0.970, drift_zigzag32 0.953 -> 0.958; drift_step32 0.952 -> 0.950, si_static32
+    #: 0.936 -> 0.933, si_drift64 0.959 = 0.959; false-positive units unchanged (tune seeds:
+    #: +0.000 … +0.012, none down)
+    seed_noise: bool = True
+    #: calibration (host side, host_tools/calibrate_check.py): leave out a template whose
+    #: offline unit the hub's own cold start tells apart as two neurons firing at the same time.
+    #: Off: with calibration_cold_units, tune seeds tetrode16 0.971 -> 0.973 (18 -> 20 well),
+    #: npx64 55 -> 57 well, no other change; held-out seeds noisy_bursts32 0.957 -> 0.947
+    #: (36 -> 33 well), si_drift64 false-positive units 4 -> 6, no family up
+    calibration_cold_check: bool = False
+    #: calibration: the hub replays the calibration segment from cold start and its units that
+    #: no kept template covers (neurons the offline sorter missed, or whose template was left
+    #: out) become templates too (host_tools/calibrate_check.add_cold_units): a loaded
+    #: neighbour no longer absorbs them. Held-out seeds (--quick, 2-4; with seed_noise),
+    #: calibrated median (well detected): dense32 0.892 (52) -> 0.908 (59), si_static32 0.933
+    #: (45) -> 0.943 (53), drift_zigzag32 0.958 (49) -> 0.965 (55), drift_step32 0.950 -> 0.958,
+    #: noisy_bursts32 0.952 -> 0.957, npx128_dense 0.954 (169) -> 0.955 (175), linear16 0.990
+    #: (24) -> 0.994 (26), others +0.000 … +0.002, none down; false-positive units unchanged
+    #: but si_drift64 6 -> 4. Tune seeds: +0.000 … +0.010 (tetrode16 0.962 -> 0.971), none down
+    calibration_cold_units: bool = True
 
 
 class Sorter:
@@ -177,6 +214,7 @@ class Sorter:
             "burst_samples": max(0, round(cfg.burst_s * fs)),
             "peel": (2 if cfg.peel_refit else 1) if cfg.peel else 0,
             "split": int(cfg.split), "late_labels": int(cfg.late_labels),
+            "peel_joint": int(cfg.peel_joint),
             "twin_lo": round(cfg.twin_lo_ms * 1e-3 * fs) if cfg.twin else 0,
             "twin_hi": round(cfg.twin_hi_ms * 1e-3 * fs) if cfg.twin else 0})
         b = self._basis(basis)
