@@ -72,8 +72,8 @@ def diagnose(family: str, seed: int) -> dict[str, Any]:
     o = np.argsort(res.samples, kind="stable")
     S, F, CH = res.samples[o], res.final_units[o], res.channels[o]
     keep = F >= 0
-    hub = si.NumpySorting.from_samples_and_labels([S[keep]], [F[keep]], 30000.0)
     gt = si.load(m.sorting)
+    hub = si.NumpySorting.from_samples_and_labels([S[keep]], [F[keep]], gt.sampling_frequency)
     cmp = compare_sorter_to_ground_truth(gt, hub, exhaustive_gt=True)
     perf, agree, match = cmp.get_performance(), cmp.agreement_scores, cmp.hungarian_match_12
     pk = _peak_channels(si.load(m.recording), gt)
@@ -117,20 +117,25 @@ def diagnose(family: str, seed: int) -> dict[str, Any]:
         k = np.searchsorted(gt_t, st)
         on = late = 0
         src: Counter[Any] = Counter()
+        owner: Counter[Any] = Counter()
         for s, q in zip(st, k, strict=True):
             lo = max(0, q - 3)
             d = s - gt_t[lo:q + 3]
             if np.any(np.abs(d) <= 6):
                 on += 1
+                owner[gt.unit_ids[gt_i[lo + int(np.argmin(np.abs(d)))]]] += 1
             elif np.any((d >= LATE[0]) & (d <= LATE[1])):
                 late += 1
                 j = lo + int(np.argmax((d >= LATE[0]) & (d <= LATE[1])))
                 src[gt.unit_ids[gt_i[j]]] += 1
         chans = sorted(set(CH[np.equal(F, hu)].tolist()))
         source = [(str(g), n) for g, n in src.most_common(3)]
-        print(f"  false positive hub {hu}: {len(st)} spikes on channels {chans}; {on} on a "
-              f"ground-truth spike, {late} {LATE[0]}–{LATE[1]} samples after one (mostly of "
-              f"{source}; chance {chance:.2f})")
+        owners = ", ".join(f"gt {g} ×{n} (accuracy {float(perf.loc[g, 'accuracy']):.2f}, "
+                           f"hub {match[g]})" for g, n in owner.most_common(2))
+        t0 = st[0] / gt.sampling_frequency
+        print(f"  false positive hub {hu}: {len(st)} spikes from {t0:.1f} s on channels {chans}; "
+              f"{on} on a ground-truth spike ({owners or 'none'}), {late} "
+              f"{LATE[0]}–{LATE[1]} samples after one (mostly of {source}; chance {chance:.2f})")
     return {"counts": dict(counts), "false_positive": len(cmp.get_false_positive_units())}
 
 

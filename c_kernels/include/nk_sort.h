@@ -124,6 +124,12 @@
  * re-interpolated across the contact positions, the difference added to the adapted
  * template). Unloaded (cold) clusters, and loaded ones without moves, follow by adaptation.
  *
+ * Twins (twin_hi > 0; nk_sort_twin.c): every cluster counts, per other cluster of its channel,
+ * the labels it gave while that one existed and how many came twin_lo..twin_hi samples after
+ * that one's newest label. Two units' clusters with none, where independent neurons would have
+ * given ≥ 3 (Poisson), a template correlation ≥ 0.9 and each its unit's busiest cluster, are
+ * one neuron: the younger unit merges into the older (NK_SORT_MERGE). Off by default.
+ *
  * Latency: a spike is labelled in the call that receives its snippet (the block that
  * completes it). With late_labels, a candidate's first members — left unlabelled, or labelled
  * only as outliers near another unit — are labelled again by NK_SORT_LABEL events (sample and
@@ -194,6 +200,12 @@ typedef struct {
                                    the call that decides it (see Latency); 0: off */
     int32_t peel_joint;         /* with peel: the first and second spike's scales are fitted
                                    together (two-template least squares, see "Joint"); 0: off */
+    int32_t twin_lo;            /* twins (nk_sort_twin.c): two units' clusters on one channel
+                                   whose spikes never come more than twin_lo and at most
+                                   twin_hi samples apart (past the detector's refractory, inside
+                                   the neuron's), where independent neurons would have given
+                                   several such pairs by chance, are one neuron and merge */
+    int32_t twin_hi;            /* 0: off */
 } nk_sort_config;
 
 typedef struct {
@@ -209,6 +221,7 @@ typedef struct {
     int32_t n_features;         /* D in use */
     int64_t peeled;             /* second spikes found under another's snippet (peel) */
     int64_t splits;             /* clusters split in two (split) */
+    int64_t twins;              /* unit merges of twins (twin_hi > 0; also in merges) */
 } nk_sort_stats;
 
 /* How well one loaded (calibrated) unit fits the signal since the load. */

@@ -22,6 +22,7 @@ static int config_ok(const nk_sort_config *c) {
     if (c->split < 0 || c->split > 1) return 0;
     if (c->late_labels < 0 || c->late_labels > 1) return 0;
     if (c->peel_joint < 0 || c->peel_joint > 1) return 0;
+    if (c->twin_hi != 0 && (c->twin_lo < 0 || c->twin_hi <= c->twin_lo)) return 0;
     return 1;
 }
 
@@ -35,7 +36,8 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
            + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
            + (cfg->split ? N * K * L * 4 + K * L * 4 : 0)    /* split: axes, scratch */
            + (cfg->late_labels ? N * FOUND_MAX * 8 : 0)       /* late labels */
-           + (cfg->peel_joint ? K * L * 4 : 0);               /* joint peel scratch */
+           + (cfg->peel_joint ? K * L * 4 : 0)                /* joint peel scratch */
+           + (cfg->twin_hi > 0 ? 2 * N * cfg->max_clusters * 4 + 3 * N * 8 : 0);   /* twins */
 }
 
 int nks_basis_ok(const float *basis, int32_t D, int32_t L) {
@@ -86,11 +88,20 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     }
     if (cfg->late_labels) s->found = calloc(N * FOUND_MAX, sizeof(int64_t));
     if (cfg->peel_joint) s->p1 = calloc(KL, sizeof(float));
+    if (cfg->twin_hi > 0) {
+        s->tw_n = calloc(N * (size_t)cfg->max_clusters, sizeof(int32_t));
+        s->tw_hit = calloc(N * (size_t)cfg->max_clusters, sizeof(int32_t));
+        s->tw_last = calloc(N, sizeof(int64_t));
+        s->tw_first = calloc(N, sizeof(int64_t));
+        s->tw_seen = calloc(N, sizeof(int64_t));
+    }
     if (!s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
         || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)
-        || (cfg->peel_joint && !s->p1)) {
+        || (cfg->peel_joint && !s->p1)
+        || (cfg->twin_hi > 0 && (!s->tw_n || !s->tw_hit || !s->tw_last || !s->tw_first
+                                 || !s->tw_seen))) {
         nk_sort_free(s);
         return NK_ERR_NOMEM;
     }
@@ -136,6 +147,13 @@ void nk_sort_reset(nk_sort *s) {
     s->motion = 0.0f;
     s->motion_applied = 0.0f;
     s->motion_spikes = 0;
+    if (s->tw_n) {
+        memset(s->tw_n, 0, (size_t)N * (size_t)s->cfg.max_clusters * sizeof(int32_t));
+        memset(s->tw_hit, 0, (size_t)N * (size_t)s->cfg.max_clusters * sizeof(int32_t));
+        memset(s->tw_last, 0, (size_t)N * sizeof(int64_t));
+        memset(s->tw_first, 0, (size_t)N * sizeof(int64_t));
+        memset(s->tw_seen, 0, (size_t)N * sizeof(int64_t));
+    }
 }
 
 void nk_sort_free(nk_sort *s) {
@@ -145,7 +163,8 @@ void nk_sort_free(nk_sort *s) {
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
-    free(s->axis); free(s->res2); free(s->found); free(s->p1);
+    free(s->axis); free(s->res2); free(s->found); free(s->p1); free(s->tw_n); free(s->tw_hit);
+    free(s->tw_last); free(s->tw_first); free(s->tw_seen);
     free(s);
 }
 
@@ -285,6 +304,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             if (s->has_basis) memcpy(s->feat + (size_t)i * KL, f, (size_t)nks_dims(s) * sizeof(float));
             nks_refresh(s, i);
             nks_split_reset(s, i);
+            nks_twin_reset(s, i);
             s->st.candidates++;
         }
         nks_follow(s, i, ev->sample);
@@ -298,6 +318,12 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         if (ev->unit < 0 && near_unit >= 0 && near_score <= s->cfg.label_distance) {
             ev->unit = near_unit;
             pj = near_j; psh = near_shift;
+        }
+        if (pj >= 0 && s->tw_n && s->cl[pj].channel == c && s->cl[pj].unit >= 0) {
+            /* twins: the cluster the label came through */
+            nks_twin_observe(s, pj, ev->sample);
+            nks_twin_check(s, pj, ev->sample, &k);
+            ev->unit = s->cl[pj].unit;   /* a twin merge may have renamed it */
         }
         if (ev->unit < 0) ev->unit = nks_core_match(s, x, c, 1.0f / sig2);
         nks_found_push(s, i, ev->sample);   /* late_labels: a candidate's member */

@@ -56,6 +56,7 @@ void nks_place(nk_sort *s, const float *T, int32_t g, int32_t unit) {
     ci->first = 0; ci->seen = 0;
     ci->since_link = 0; ci->spread = 1.0f; ci->spread2 = 1.0f; ci->sigma2 = 0.0f;
     ci->given = 1; ci->fit_n = 0; ci->fit_sum = 0.0f; ci->follow = 0;
+    nks_twin_reset(s, i);
     nks_refresh(s, i);
     nks_motion_place(s, i);
 }

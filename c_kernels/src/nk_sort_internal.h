@@ -53,6 +53,12 @@
  * (NK_SORT_LABEL) when it becomes a unit; members past them keep their online label.
  * Measured on the tune seeds (dense32; 16 instead of 8: no change). */
 #define FOUND_MAX 8
+/* Twins (twin_hi > 0, nk_sort_twin.c): two units' clusters on one channel merge when chance
+ * predicts at least TWIN_EXPECT of their spike pairs inside the refractory window and there is
+ * none, and their templates correlate by at least TWIN_CORR. */
+#define TWIN_EXPECT 3.0f
+#define TWIN_CORR 0.9f
+#define TWIN_SLIDE 2        /* samples the correlation may slide one template by */
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -123,6 +129,9 @@ struct nk_sort {
                                that left the sorter unlabelled (nk_sort_units.c) */
     float *p1;              /* [K·L] peel_joint: the first spike's template placed in the
                                snippet (nk_sort_peel.c); NULL when off */
+    int32_t *tw_n;          /* [C·U][U] twins: spikes cluster i took while slot u was in use */
+    int32_t *tw_hit;        /* [C·U][U] … of them twin_lo..twin_hi after slot u's newest */
+    int64_t *tw_last, *tw_first, *tw_seen;   /* [C·U] labels given through each cluster */
 };
 
 
@@ -150,6 +159,8 @@ static inline const float *nks_feat_of(const nk_sort *s, int32_t i) {
 static inline int32_t nks_dims(const nk_sort *s) { return s->cfg.n_neighbors * s->D; }
 
 void nks_project(const nk_sort *s, const float *x, float *out);
+void nks_twin_reset(nk_sort *s, int32_t i);
+void nks_twin_observe(nk_sort *s, int32_t i, int64_t sample);
 float nks_sqdist(const float *a, const float *b, int32_t n);
 float nks_scaled_dist(const float *x, const float *t, int32_t n, float lo, float hi,
                       float *a);
@@ -216,5 +227,6 @@ void nks_split_observe(nk_sort *s, int32_t i, const float *x, int32_t sh);
 int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k);
 void nks_found_push(nk_sort *s, int32_t i, int64_t sample);
 void nks_found_flush(nk_sort *s, int32_t i, int32_t unit, sink *k);
+void nks_twin_check(nk_sort *s, int32_t i, int64_t sample, sink *k);
 
 #endif

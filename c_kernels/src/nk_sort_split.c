@@ -151,6 +151,7 @@ int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k) {
     cj->follow = 0;
     cj->since_link = 0;
     cj->n_found = 0;      /* i's unlabelled members stay i's */
+    nks_twin_reset(s, j);
     cj->count = ci->sp_k[1 - keep];
     ci->count = ci->count > ci->sp_k[1 - keep] ? ci->count - ci->sp_k[1 - keep] : 1;
     for (int32_t t = 0; t < 2; t++) {

@@ -77,6 +77,7 @@ int32_t nks_merge_clusters(nk_sort *s, int32_t a, int32_t b, int32_t sh, int64_t
             s->found[(size_t)a * FOUND_MAX + (size_t)A->n_found++] =
                 s->found[(size_t)b * FOUND_MAX + (size_t)m];
     B->n_found = 0;
+    nks_twin_reset(s, b);
     const int32_t gone = B->unit;
     B->channel = -1;
     B->unit = -1;

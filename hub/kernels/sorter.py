@@ -76,7 +76,12 @@ class SorterConfig:
     link_distance: float = 1.0
     link_ratio: float = 0.5
     retire_s: float = 60.0
-    candidate_s: float = 5.0
+    #: silence after which a candidate is dropped: 3.5 s (was 5), chosen with peel_refit on the
+    #: tune seeds (5/3.5/2.5: dense32 cold 0.901/0.902/0.902, si_static32 false-positive units
+    #: 11/6/4 of ~40); held out with refit, 2.5 dropped dense32 to 0.895 and noisy_bursts32
+    #: cold 0.942 -> 0.932; 3.5 alone (no refit/joint) dense32 cold 0.895. Ships with
+    #: peel_joint (figures there)
+    candidate_s: float = 3.5
     relative_tolerance: float = 0.1  # a template's own variability (fraction of its size)
     scale_range: float = 0.4         # spikes match a·template, a within 1 ± this
     scale_prior: float = 10.0        # δ charged per (a − 1)²
@@ -116,12 +121,25 @@ class SorterConfig:
     motion_move: bool = True
     #: with peel: an outlier is tried as a pair with each of its channel's 3 nearest units as
     #: the first spike, and a second spike must explain ≥ 0.6 of the residual's energy beyond
-    #: noise (nk_sort.h "Refit"). Off: on the tune seeds (pooled medians, MountainSort5
-    #: templates) calibrated dense32 0.887 -> 0.889, npx128_dense 0.944 -> 0.947, tetrode16
-    #: 0.948 -> 0.954, no family down; on the held-out seeds calibrated dense32 0.874 -> 0.877,
-    #: noisy_bursts32 0.931 -> 0.939, si_static32 0.936 -> 0.932, but cold noisy_bursts32
-    #: 0.913 -> 0.905 and si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63)
+    #: noise (nk_sort.h "Refit"). Off: peel_joint (below) does better. Before that, on the
+    #: tune seeds (pooled medians, MountainSort5 templates) calibrated dense32 0.887 -> 0.889,
+    #: npx128_dense 0.944 -> 0.947, tetrode16 0.948 -> 0.954; held out: dense32 cold 0.898 ->
+    #: 0.900 but si_static32's false-positive share 0.097 -> 0.111 (6 of 62 -> 7 of 63); with
+    #: candidate_s 3.5 dense32 cold 0.899, largest FP share 0.068
     peel_refit: bool = False
+    #: twins (nk_sort_twin.c): two units on one channel with one shape whose spikes never come
+    #: twin_lo_ms..twin_hi_ms apart (past the detector's 1 ms refractory, inside a neuron's),
+    #: where chance predicts ≥ 3 such pairs, are one neuron and merge. Tune seeds: si_static32
+    #: cold 0.913 -> 0.924, false-positive units 12 of 47 -> 9 of 44 (three late-born fragments
+    #: of well-sorted neurons folded back); dense32, noisy_bursts32, npx128_dense unchanged.
+    #: A window to 3.5 ms merged two distinct neighbours (si_static32 seed 1) and one
+    #: npx128_dense pair, so 2.5. Off: on the held-out seeds it does not generalise — cold
+    #: si_static32 0.912 -> 0.912 (FP 6 of 62, unchanged), dense32 0.898 -> 0.897 (well 57 ->
+    #: 55), npx128_dense well 187 -> 183, calibrated si_static32 0.936 -> 0.928; a 60 s
+    #: recording rarely gives a late-born fragment the ≥ 3 expected pairs the test needs
+    twin: bool = False
+    twin_lo_ms: float = 1.05
+    twin_hi_ms: float = 2.5
     #: with peel: the first spike's and the second's scales are fitted together (two-template
     #: least squares over the snippet, nk_sort.h "Joint") instead of the first alone and the
     #: second on what it left; an outlier is the pair of its channel's 3 nearest units that
@@ -131,7 +149,15 @@ class SorterConfig:
     #: held-out seeds dense32 0.898/0.888 -> 0.905/0.897, si_static32 0.912/0.936 ->
     #: 0.920/0.943, npx128_dense 0.949/0.948 -> 0.952/0.952, no family down by more than
     #: 0.003, but si_static32's cold false-positive share 6 of 62 -> 7 of 63 (0.111 > 0.10)
-    peel_joint: bool = False
+    #: with candidate_s 5. On, with candidate_s 3.5 (the shorter candidate life removes the
+    #: false-positive units; tune seeds dense32 0.902/0.903 -> 0.905/0.913 against refit and
+    #: 3.5). Held-out seeds 2-4, cold (calibrated), against main before (joint and refit off,
+    #: candidate_s 5): dense32 0.898 -> 0.903 (0.908 -> 0.910), FP units 7 of 76 -> 3 of 72;
+    #: si_static32 0.912 -> 0.920 (0.943 -> 0.941), FP 6 of 62 -> 4 of 60; npx128_dense
+    #: 0.949 -> 0.953 (0.956 -> 0.961), FP 5 -> 3; largest FP share 0.097 -> 0.068
+    #: (si_drift64 9 of 132); down: drift_step32 calibrated 0.958 -> 0.954, noisy_bursts32
+    #: cold 0.942 -> 0.940, drift_zigzag32 -0.001, none by more than 0.004
+    peel_joint: bool = True
     #: calibrated start: a templates file that carries the noise the hub measured at
     #: calibration (version 2, TemplateSet.noise) seeds the detector's σ, so detection starts
     #: once the filters settled instead of after the noise warm-up (warmup_s) — the spikes of
@@ -188,7 +214,9 @@ class Sorter:
             "burst_samples": max(0, round(cfg.burst_s * fs)),
             "peel": (2 if cfg.peel_refit else 1) if cfg.peel else 0,
             "split": int(cfg.split), "late_labels": int(cfg.late_labels),
-            "peel_joint": int(cfg.peel_joint)})
+            "peel_joint": int(cfg.peel_joint),
+            "twin_lo": round(cfg.twin_lo_ms * 1e-3 * fs) if cfg.twin else 0,
+            "twin_hi": round(cfg.twin_hi_ms * 1e-3 * fs) if cfg.twin else 0})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -268,7 +296,7 @@ class Sorter:
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
             "retirements", "successions", "live_units", "active_clusters", "next_unit",
-            "n_features", "peeled", "splits")}
+            "n_features", "peeled", "splits", "twins")}
 
     @property
     def neighbors(self) -> npt.NDArray[np.int32]:
