@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.dsp.pipeline import Pipeline, PipelineConfig
+from hub.dsp.pipeline import PipelineConfig
 from hub.dsp.sorting import (
     TemplateSet,
     apply_late_labels,
-    load_templates,
     resolve_merges,
+    sort_recording,
     unfit_units,
 )
 from hub.sources import Recording
@@ -53,44 +53,22 @@ def replay(rec: Recording, cfg: PipelineConfig, ts: TemplateSet, first: int, las
            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], list[dict[str, Any]]]:
     """The hub with `ts` loaded over samples [first, last): spike samples (relative to
     `first`), labels after merges, and the sorter's per-unit fit at the end."""
-    pipe = Pipeline(replace(cfg, sort=True), rec.num_channels, rec.sampling_frequency,
-                    rec.channel_positions_um)
-    load_templates(pipe, ts)
-    assert pipe.sorter is not None
-    samples, units, sort_events = [], [], []
-    for t0 in range(0, last - first, pipe.block_samples):
-        r = pipe.process(rec.read(first + t0, min(first + t0 + pipe.block_samples, last)))
-        samples.append(np.asarray(r.snippet_events["sample"], np.int64))
-        units.append(np.asarray(r.snippet_events["unit"], np.int32))
-        if r.sort_events is not None and r.sort_events.size:
-            sort_events.append(r.sort_events)
-    s = np.concatenate(samples) if samples else np.zeros(0, np.int64)
-    u = np.concatenate(units) if units else np.zeros(0, np.int32)
-    if sort_events:
-        u = resolve_merges(u, np.concatenate(sort_events))
-    return s, u, pipe.sorter.fit()
+    r = sort_recording(rec, replace(cfg, sort=True), ts, first=first, last=last)
+    detected = ~r.peeled                        # the detector's spikes (peeled ones aside)
+    u = r.units[detected]
+    return r.samples[detected], resolve_merges(u, r.sort_events) if r.sort_events.size \
+        else u, r.stats["fit"]
 
 
 def replay_cold(rec: Recording, cfg: PipelineConfig, first: int, last: int
                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """The hub from cold start over samples [first, last): spike samples (relative to
     `first`) and their labels after late labels and merges."""
-    pipe = Pipeline(replace(cfg, sort=True), rec.num_channels, rec.sampling_frequency,
-                    rec.channel_positions_um)
-    samples, channels, units, sort_events = [], [], [], []
-    for t0 in range(0, last - first, pipe.block_samples):
-        r = pipe.process(rec.read(first + t0, min(first + t0 + pipe.block_samples, last)))
-        samples.append(np.asarray(r.snippet_events["sample"], np.int64))
-        channels.append(np.asarray(r.snippet_events["channel"], np.int32))
-        units.append(np.asarray(r.snippet_events["unit"], np.int32))
-        if r.sort_events is not None and r.sort_events.size:
-            sort_events.append(r.sort_events)
-    s = np.concatenate(samples) if samples else np.zeros(0, np.int64)
-    c = np.concatenate(channels) if channels else np.zeros(0, np.int32)
-    u = np.concatenate(units) if units else np.zeros(0, np.int32)
-    if sort_events:
-        se = np.concatenate(sort_events)
-        u = resolve_merges(apply_late_labels(s, c, u, se), se)
+    r = sort_recording(rec, replace(cfg, sort=True), first=first, last=last)
+    detected = ~r.peeled
+    s, c, u = r.samples[detected], r.channels[detected], r.units[detected]
+    if r.sort_events.size:
+        u = resolve_merges(apply_late_labels(s, c, u, r.sort_events), r.sort_events)
     return s, u
 
 

@@ -54,4 +54,20 @@ static inline void nk_test_spike(nk_event *ev, float *wav, const float *a, int32
     }
 }
 
+/* Each neuron's most frequent label among n spikes (label[i] given to a spike of neuron who[i]):
+ * best[u] for u < n_neurons, −1 for a neuron with no spike. */
+static inline void nk_test_majority_labels(const int32_t *label, const int32_t *who, int32_t n,
+                                           int32_t n_neurons, int32_t *best) {
+    for (int32_t u = 0; u < n_neurons; u++) {
+        int32_t top = 0;
+        best[u] = -1;
+        for (int32_t i = 0; i < n; i++) {
+            if (who[i] != u) continue;
+            int32_t c = 0;
+            for (int32_t j = 0; j < n; j++) c += who[j] == u && label[j] == label[i];
+            if (c > top) { top = c; best[u] = label[i]; }
+        }
+    }
+}
+
 #endif

@@ -66,16 +66,8 @@ static uint64_t run(int32_t split, int32_t *ok_late, int32_t *unit_a, int32_t *u
         if (i >= NSPIKE - NLATE) { label[i - (NSPIKE - NLATE)] = e.unit; who[i - (NSPIKE - NLATE)] = u; }
     }
     /* each neuron's most frequent late label */
-    int32_t best[2] = {-1, -1};
-    for (int u = 0; u < 2; u++) {
-        int32_t top = 0;
-        for (int i = 0; i < NLATE; i++) {
-            if (who[i] != u) continue;
-            int32_t c = 0;
-            for (int j = 0; j < NLATE; j++) c += who[j] == u && label[j] == label[i];
-            if (c > top) { top = c; best[u] = label[i]; }
-        }
-    }
+    int32_t best[2];
+    nk_test_majority_labels(label, who, NLATE, 2, best);
     *ok_late = 0;
     for (int i = 0; i < NLATE; i++) *ok_late += label[i] == best[who[i]];
     *unit_a = best[0]; *unit_b = best[1];

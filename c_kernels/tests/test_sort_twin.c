@@ -27,19 +27,15 @@
 #define REFRACTORY 120  /* samples (4 ms at 30 kHz) */
 
 _Static_assert(L == NK_TEST_L, "the tests' spike shape has NK_TEST_L samples");
+_Static_assert(SIGMA == 10, "nk_test_spike draws gauss_int(10) noise");
 static const float *const shape = nk_test_shape;
 static const float amp[2][C] = {{0, 400, 1000, 400, 0, 0, 0, 0},
                                 {0, 400 - SHIFT_B, 1000, 400 + SHIFT_B, 0, 0, 0, 0}};
 static int32_t nbrs[C * K];
 
 static void snippet(nk_event *e, float *x, int64_t t, int u) {
-    e->sample = t; e->channel = 2; e->unit = -7;
-    e->amplitude = -amp[u][2]; e->threshold = 5.0f * SIGMA;
-    for (int p = 0; p < K; p++) {
-        const int32_t nc = nbrs[2 * K + p];
-        for (int l = 0; l < L; l++)
-            x[p * L + l] = nc < 0 ? 0.0f : amp[u][nc] * shape[l] + (float)gauss_int(SIGMA);
-    }
+    nk_test_spike(e, x, amp[u], 2, nbrs, K, shape, L, t, 5.0f * SIGMA);
+    e->amplitude = -amp[u][2];   /* the detector reports the trough */
 }
 
 /* A refractory interval: REFRACTORY plus 0 … 2047 samples (≈ 27 Hz). */
@@ -80,16 +76,8 @@ static uint64_t run(int32_t twin, int32_t two, int32_t *unit_a, int32_t *unit_b,
         h = fnv(h, &e.unit, 4);
         if (i >= NSPIKE - NLATE) { label[i - (NSPIKE - NLATE)] = e.unit; who[i - (NSPIKE - NLATE)] = u; }
     }
-    int32_t best[2] = {-1, -1};
-    for (int u = 0; u < 2; u++) {
-        int32_t top = 0;
-        for (int i = 0; i < NLATE; i++) {
-            if (who[i] != u) continue;
-            int32_t c = 0;
-            for (int j = 0; j < NLATE; j++) c += who[j] == u && label[j] == label[i];
-            if (c > top) { top = c; best[u] = label[i]; }
-        }
-    }
+    int32_t best[2];
+    nk_test_majority_labels(label, who, NLATE, 2, best);
     *unit_a = best[0]; *unit_b = best[1];
     nk_sort_stats st;
     nk_sort_get_stats(s, &st);

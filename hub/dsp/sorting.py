@@ -270,8 +270,11 @@ class SortResult:
 
 def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
                    templates: TemplateSet | None = None,
-                   max_seconds: float | None = None) -> SortResult:
-    """Runs the hub pipeline with sorting over `rec`, block by block, causally."""
+                   max_seconds: float | None = None, first: int = 0,
+                   last: int | None = None) -> SortResult:
+    """Runs the hub pipeline with sorting over `rec`, block by block, causally: samples
+    [first, last) (the whole recording by default; at most `max_seconds` of it), the hub's
+    sample 0 at `first`."""
     cfg = cfg or PipelineConfig(sort=True)
     if not cfg.sort:
         raise ValueError("sort_recording needs PipelineConfig(sort=True)")
@@ -279,8 +282,9 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     if templates is not None:
         load_templates(pipe, templates)
     assert pipe.sorter is not None
-    n = rec.num_samples if max_seconds is None else \
-        min(rec.num_samples, round(max_seconds * rec.sampling_frequency))
+    n = (rec.num_samples if last is None else min(last, rec.num_samples)) - first
+    if max_seconds is not None:
+        n = min(n, round(max_seconds * rec.sampling_frequency))
     evs: list[npt.NDArray[Any]] = []
     peel: list[npt.NDArray[np.bool_]] = []
     ses: list[npt.NDArray[Any]] = []
@@ -288,7 +292,7 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
     motion: list[list[float]] = []        # [sample, µm] every ~0.5 s (loaded templates only)
     every = max(1, round(0.5 * rec.sampling_frequency / pipe.block_samples))
     for b, start in enumerate(range(0, n, pipe.block_samples)):
-        block = rec.read(start, min(start + pipe.block_samples, n))
+        block = rec.read(first + start, first + min(start + pipe.block_samples, n))
         t = time.perf_counter()
         r = pipe.process(block)
         wall += time.perf_counter() - t
