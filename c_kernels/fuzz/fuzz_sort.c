@@ -37,6 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg.scale_prior = (float)(data[15] / 16);
     cfg.burst_samples = data[14] / 32;
     cfg.peel = (data[9] >> 3) % 3;                 /* off, peel, refit (nk_sort_peel.c) */
+    cfg.peel_joint = (data[7] >> 4) & 1;           /* joint two-template fit (with peel) */
+    cfg.late_labels = (data[8] >> 4) & 1;
+    cfg.split = (data[6] >> 4) & 1;
+    if ((data[4] >> 4) & 1) {                      /* twins (nk_sort_twin.c) */
+        cfg.twin_lo = data[4] >> 5;
+        cfg.twin_hi = cfg.twin_lo + 1 + (data[13] >> 6);
+    }
     const int32_t C = cfg.n_channels, K = cfg.n_neighbors, L = cfg.n_samples;
     int32_t *nb = malloc(sizeof(int32_t) * (size_t)(C * K));
     for (int32_t c = 0; c < C; c++)
