@@ -40,6 +40,10 @@ PACKET_DTYPE = np.dtype([("stream", "<u1"), ("session", "<u2"), ("sample_index",
 #: A fitted drift beyond this is no crystal's: too few time-sync points against too much delay.
 MAX_DRIFT_PPM = 1000.0
 LINK_BIN_NS = 100_000_000   # link throughput is gathered in bins of 100 ms of host time
+#: sample indices and clocks beyond this (≈ 4.9 × 10⁹ years at 30 kHz) and channel ids beyond
+#: MAX_CHANNEL are not a hub's: the envelope is counted as malformed and skipped, not stored
+MAX_SAMPLE = 1 << 62
+MAX_CHANNEL = (1 << 31) - 1
 PENDING_BLOCKS = 8          # raw blocks assembled at once (a block's channels come together)
 
 
@@ -151,6 +155,37 @@ class PiecewiseFit:
         return self.pieces[-1][1].summary()
 
 
+def out_of_range(env: pb.Envelope) -> str:
+    """Why an envelope's numbers cannot be a hub's (a sample, clock or channel no int64 /
+    int32 column holds: MAX_SAMPLE, MAX_CHANNEL; a bin length is held as a channel id is), or
+    '' — such a packet is damaged or forged; storing it would overflow the NWB columns."""
+    samples = [env.sample_index, env.hub_time_ns]
+    channels: list[int] = []
+    kind = env.WhichOneof("payload")
+    if kind == "spikes":
+        sb = env.spikes
+        samples += [sb.first_sample + max(sb.offset, default=0)]
+        samples += [e.sample for e in sb.unit_events]
+        channels += list(sb.channel) + [e.channel for e in sb.unit_events]
+    elif kind == "features":
+        fb = env.features
+        samples += [fb.first_sample + (fb.n_bins + 1) * fb.bin_samples]
+        channels += [fb.bin_samples]              # an int32 column too
+    elif kind == "snippets":
+        samples += list(env.snippets.sample)
+        channels += list(env.snippets.channel)
+    elif kind == "raw":
+        samples += [env.raw.first_sample + env.raw.n_samples]
+        channels += list(env.raw.channels)
+    elif kind == "time_sync":
+        samples += [env.time_sync.sample_index]
+    if max(samples) >= MAX_SAMPLE:
+        return f"sample or clock {max(samples)} ≥ 2^62"
+    if channels and max(channels) > MAX_CHANNEL:
+        return f"channel {max(channels)} > 2^31 − 1"
+    return ""
+
+
 class Scan:
     """Everything gathered from one packet log (see module docstring)."""
 
@@ -175,6 +210,7 @@ class Scan:
         self.raw_out_of_order = 0
         self.spikes_in_gaps = 0                # dropped by the writer (held samples)
         self.late_labels: dict[str, int] = {}  # UNIT_LABELs applied / naming no spike
+        self.malformed: dict[str, int] = {}    # envelopes skipped (out_of_range), per payload
         self.raw_duplicates = 0
         self._pending: OrderedDict[tuple[int, int, int], dict[int, npt.NDArray[np.int16]]] = (
             OrderedDict())
@@ -234,6 +270,14 @@ class Scan:
                               "detail": "; ".join(f"{k}={v}" for k, v in _fields(cmd))})
 
     def _on_envelope(self, env: pb.Envelope, t_ns: int) -> None:
+        bad = out_of_range(env)
+        if bad:
+            kind = env.WhichOneof("payload") or "empty"
+            if not self.malformed:
+                log.warning("a %s envelope out of range (%s) skipped; further ones only counted",
+                            kind, bad)
+            self.malformed[kind] = self.malformed.get(kind, 0) + 1
+            return
         s = self._session(env.session_id)
         s.first_host_ns = s.first_host_ns or t_ns
         s.last_host_ns = t_ns

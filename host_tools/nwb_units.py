@@ -80,6 +80,8 @@ class UnitRows:
             into: dict[int, int] = {}
             raw_labels: list[tuple[int, int, int]] = []
             for sample, kind, u, other, ch, _si in s.unit_events:
+                if u < 0:                      # not a unit id: nothing to name
+                    continue
                 if kind == pb.UNIT_LABEL:
                     raw_labels.append((sample, ch, u))
                 elif kind == pb.UNIT_MERGE:
@@ -170,7 +172,10 @@ class UnitRows:
         labels applied."""
         parts = []
         for k in row.keys:
-            sp = np.asarray(self.scan.spike_keys[k].read(0, self.scan.spike_keys[k].rows))
+            spill = self.scan.spike_keys.get(k)
+            if spill is None:                  # a unit born (or named) whose spikes never came
+                continue
+            sp = np.asarray(spill.read(0, spill.rows))
             out = self.moved_out.get(k)
             parts.append(np.delete(sp, out) if out is not None else sp)
         key = (row.session, row.unit) if row.kind == "sorted" else (-1, row.keys[0][1])

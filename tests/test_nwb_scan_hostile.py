@@ -1,0 +1,53 @@
+"""The NWB converter's scan on envelopes no hub sends (found by tests/fuzz/fuzz_nwb_scan.py):
+counted and skipped, or stored without a crash — never an exception out of the conversion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from host_tools.nwb_scan import Scan
+from host_tools.nwb_units import UnitRows
+from hub.wire import pb
+
+
+def spikes(first: int, channels: list[int], offsets: list[int] | None = None) -> pb.Envelope:
+    env = pb.Envelope(session_id=1, stream=pb.STREAM_SPIKES,
+                      sample_index=min(first + 100, 2**64 - 1))
+    env.spikes.first_sample = first
+    env.spikes.offset.extend(offsets or [0] * len(channels))
+    env.spikes.channel.extend(channels)
+    return env
+
+
+def test_out_of_range_envelopes_are_counted_and_skipped(tmp_path: Path) -> None:
+    scan = Scan(tmp_path / "none.log", tmp_path / "spill")
+    scan._on_envelope(spikes(10, [1, 2]), 1)                        # a hub's
+    scan._on_envelope(spikes(2**64 - 1, [1]), 2)                    # sample past int64
+    scan._on_envelope(spikes(10, [2**32 - 1]), 3)                   # channel past int32
+    late = spikes(20, [])
+    late.spikes.unit_events.add(sample=2**64 - 1, kind=pb.UNIT_LABEL, unit=0, channel=1)
+    scan._on_envelope(late, 4)
+    feat = pb.Envelope(session_id=1, stream=pb.STREAM_FEATURES, sample_index=10)
+    feat.features.n_bins, feat.features.n_channels, feat.features.bin_samples = 1, 1, 2**31
+    feat.features.counts.append(1)
+    feat.features.rms_q4.append(1)
+    scan._on_envelope(feat, 5)
+    assert scan.malformed == {"spikes": 3, "features": 1}
+    rows = UnitRows(scan, {})
+    assert sum(r.count for r in rows.rows) == 2
+
+
+def test_a_unit_born_without_delivered_spikes_is_an_empty_row(tmp_path: Path) -> None:
+    scan = Scan(tmp_path / "none.log", tmp_path / "spill")
+    env = spikes(10, [3])
+    env.spikes.unit_events.add(sample=50, kind=pb.UNIT_BIRTH, unit=7, other=-1, channel=3)
+    env.spikes.unit_events.add(sample=50, kind=pb.UNIT_LABEL, unit=7, channel=3)
+    env.spikes.unit_events.add(sample=60, kind=pb.UNIT_BIRTH, unit=-3, other=-1, channel=3)
+    scan._on_envelope(env, 1)
+    rows = UnitRows(scan, {})
+    sorted_rows = [r for r in rows.rows if r.kind == "sorted"]
+    assert [(r.unit, r.count) for r in sorted_rows] == [(7, 0)]
+    assert rows.labels_unmatched == 1 and rows.labels_applied == 0
+    assert int(np.sum([r.count for r in rows.rows])) == 1
