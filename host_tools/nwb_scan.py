@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from host_tools.nwb_spill import Spill
 from host_tools.packetlog import Kind, PacketLogReader, ReadStats
-from host_tools.receiver import RawDecoder, Receiver
+from host_tools.receiver import RawDecoder, Receiver, out_of_range
 from host_tools.timesync import TimeSyncFit
 from hub.wire import pb
 
@@ -40,10 +40,6 @@ PACKET_DTYPE = np.dtype([("stream", "<u1"), ("session", "<u2"), ("sample_index",
 #: A fitted drift beyond this is no crystal's: too few time-sync points against too much delay.
 MAX_DRIFT_PPM = 1000.0
 LINK_BIN_NS = 100_000_000   # link throughput is gathered in bins of 100 ms of host time
-#: sample indices and clocks beyond this (≈ 4.9 × 10⁹ years at 30 kHz) and channel ids beyond
-#: MAX_CHANNEL are not a hub's: the envelope is counted as malformed and skipped, not stored
-MAX_SAMPLE = 1 << 62
-MAX_CHANNEL = (1 << 31) - 1
 PENDING_BLOCKS = 8          # raw blocks assembled at once (a block's channels come together)
 
 
@@ -153,37 +149,6 @@ class PiecewiseFit:
 
     def summary(self) -> dict[str, Any]:
         return self.pieces[-1][1].summary()
-
-
-def out_of_range(env: pb.Envelope) -> str:
-    """Why an envelope's numbers cannot be a hub's (a sample, clock or channel no int64 /
-    int32 column holds: MAX_SAMPLE, MAX_CHANNEL; a bin length is held as a channel id is), or
-    '' — such a packet is damaged or forged; storing it would overflow the NWB columns."""
-    samples = [env.sample_index, env.hub_time_ns]
-    channels: list[int] = []
-    kind = env.WhichOneof("payload")
-    if kind == "spikes":
-        sb = env.spikes
-        samples += [sb.first_sample + max(sb.offset, default=0)]
-        samples += [e.sample for e in sb.unit_events]
-        channels += list(sb.channel) + [e.channel for e in sb.unit_events]
-    elif kind == "features":
-        fb = env.features
-        samples += [fb.first_sample + (fb.n_bins + 1) * fb.bin_samples]
-        channels += [fb.bin_samples]              # an int32 column too
-    elif kind == "snippets":
-        samples += list(env.snippets.sample)
-        channels += list(env.snippets.channel)
-    elif kind == "raw":
-        samples += [env.raw.first_sample + env.raw.n_samples]
-        channels += list(env.raw.channels)
-    elif kind == "time_sync":
-        samples += [env.time_sync.sample_index]
-    if max(samples) >= MAX_SAMPLE:
-        return f"sample or clock {max(samples)} ≥ 2^62"
-    if channels and max(channels) > MAX_CHANNEL:
-        return f"channel {max(channels)} > 2^31 − 1"
-    return ""
 
 
 class Scan:

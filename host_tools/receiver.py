@@ -32,6 +32,44 @@ CLASS_NAMES = {pb.STREAM_SPIKES: "events", pb.STREAM_FEATURES: "feature_bins",
 SHED_REASONS = {v: k for k, v in pb.ShedReason.items()}
 
 
+#: sample indices and clocks beyond this (≈ 4.9 × 10⁹ years at 30 kHz) and channel ids beyond
+#: MAX_CHANNEL are not a hub's: such an envelope is a bad packet (counted, skipped), since
+#: storing it would overflow int64 / int32 columns downstream (NWB, latency, LSL)
+MAX_SAMPLE = 1 << 62
+MAX_CHANNEL = (1 << 31) - 1
+
+
+def out_of_range(env: pb.Envelope) -> str:
+    """Why an envelope's numbers cannot be a hub's (a sample, clock or channel no int64 /
+    int32 column holds: MAX_SAMPLE, MAX_CHANNEL; a bin length is held as a channel id is), or
+    '' — such a packet is damaged or forged (Receiver counts it as a bad packet)."""
+    samples = [env.sample_index, env.hub_time_ns]
+    channels: list[int] = []
+    kind = env.WhichOneof("payload")
+    if kind == "spikes":
+        sb = env.spikes
+        samples += [sb.first_sample + max(sb.offset, default=0)]
+        samples += [e.sample for e in sb.unit_events]
+        channels += list(sb.channel) + [e.channel for e in sb.unit_events]
+    elif kind == "features":
+        fb = env.features
+        samples += [fb.first_sample + (fb.n_bins + 1) * fb.bin_samples]
+        channels += [fb.bin_samples]              # an int32 column too
+    elif kind == "snippets":
+        samples += list(env.snippets.sample)
+        channels += list(env.snippets.channel)
+    elif kind == "raw":
+        samples += [env.raw.first_sample + env.raw.n_samples]
+        channels += list(env.raw.channels)
+    elif kind == "time_sync":
+        samples += [env.time_sync.sample_index]
+    if max(samples) >= MAX_SAMPLE:
+        return f"sample or clock {max(samples)} ≥ 2^62"
+    if channels and max(channels) > MAX_CHANNEL:
+        return f"channel {max(channels)} > 2^31 − 1"
+    return ""
+
+
 class RawDecoder:
     """Raw blocks back to int16: RAW_INT16_LE as is, RAW_NK_CODEC with one codec stream per
     (session, channel), (re)started at every packet that carries the stream header."""
@@ -147,6 +185,7 @@ class Receiver:
         self.latency_ms = {k: LatencyHistogram() for k in ("events", "feature_bins", "raw")}
         self.packets = 0
         self.bad_packets = 0
+        self.out_of_range = 0          # of them: parsed, but numbers no hub sends (out_of_range)
         self.bytes = 0
         self.first_ns = 0
         self.last_ns = 0
@@ -200,6 +239,14 @@ class Receiver:
                 env = pb.Envelope.FromString(payload)
             except DecodeError:
                 self.bad_packets += 1
+                continue
+            why = out_of_range(env)
+            if why:
+                if not self.out_of_range:
+                    log.warning("a packet out of range skipped (%s); further ones only counted",
+                                why)
+                self.bad_packets += 1
+                self.out_of_range += 1
                 continue
             self._on(env, t)
             out.append(env)
@@ -407,6 +454,7 @@ class Receiver:
                      "chunks": rs.chunks, "lost_chunks": rs.lost_chunks,
                      "bad_chunks": rs.bad_chunks, "dropped_partial": rs.dropped_partial,
                      "packets": self.packets, "bad_packets": self.bad_packets,
+                     "out_of_range": self.out_of_range,
                      "reconnects": dict(self.reconnects)},
             "raw_decode": {"samples": self.raw.samples, "undecodable": self.raw.undecodable,
                            "compression": round(2 * self.raw.samples / self.raw.coded_bytes, 3)

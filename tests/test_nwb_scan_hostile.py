@@ -1,5 +1,5 @@
-"""The NWB converter's scan on envelopes no hub sends (found by tests/fuzz/fuzz_nwb_scan.py):
-counted and skipped, or stored without a crash — never an exception out of the conversion."""
+"""Envelopes no hub sends (found by tests/fuzz/fuzz_nwb_scan.py), in the NWB converter's scan
+and the live receiver: counted and skipped, or stored without a crash — never an exception."""
 
 from __future__ import annotations
 
@@ -51,3 +51,21 @@ def test_a_unit_born_without_delivered_spikes_is_an_empty_row(tmp_path: Path) ->
     assert [(r.unit, r.count) for r in sorted_rows] == [(7, 0)]
     assert rows.labels_unmatched == 1 and rows.labels_applied == 0
     assert int(np.sum([r.count for r in rows.rows])) == 1
+
+
+def test_the_live_receiver_counts_an_out_of_range_packet_as_bad() -> None:
+    from host_tools.receiver import Receiver
+    from hub.wire import Chunker
+
+    rx = Receiver()
+    ch = Chunker(100)
+    tele = pb.Envelope(session_id=1, stream=pb.STREAM_TELEMETRY)
+    tele.telemetry.sampling_frequency = 30000.0
+    ok = spikes(10, [1, 2])
+    bad = spikes(2**64 - 1, [1])       # without the check the latency path overflows on it
+    ok.hub_time_ns = bad.hub_time_ns = 5
+    for env in (tele, ok, bad):
+        ch.push(env.SerializeToString())
+    while (c := ch.pop(flush=True)) is not None:
+        rx.feed_chunk(c, 10**9)
+    assert rx.packets == 2 and rx.bad_packets == 1 and rx.out_of_range == 1
