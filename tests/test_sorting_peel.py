@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from hub.dsp.pipeline import PipelineConfig
 from hub.dsp.sorting import SortResult, sort_recording
@@ -67,36 +68,23 @@ def test_peeled_spikes_are_real_and_add_to_the_found(gt_tiny: tuple[Path, Path])
     assert real_on.sum() >= 0.95 * hits_on
 
 
-def test_refit_peels_real_spikes(gt_tiny: tuple[Path, Path]) -> None:
-    """With the refit (SorterConfig.peel_refit, C peel = 2) the peeled spikes are as real, and
-    no fewer ground-truth spikes are found than with the plain peel."""
+@pytest.mark.parametrize("variant", ["refit", "joint"])
+def test_variant_peels_real_spikes(gt_tiny: tuple[Path, Path], variant: str) -> None:
+    """With the refit (SorterConfig.peel_refit, C peel = 2) or the joint fit
+    (SorterConfig.peel_joint) the peeled spikes are as real, and no fewer ground-truth spikes
+    are found than with the plain peel."""
     import spikeinterface.core as si
 
     warnings.filterwarnings("ignore", message="The extractor is not serializable")
     gt = si.load(gt_tiny[1])
-    plain, refit = _run(gt_tiny[0], True), _run(gt_tiny[0], True, refit=True)
+    plain = _run(gt_tiny[0], True)
+    other = _run(gt_tiny[0], True, **{variant: True})  # type: ignore[arg-type]
     tol = round(0.4e-3 * open_recording(gt_tiny[0]).sampling_frequency)
     hits_plain, _ = _found(plain, gt, tol)
-    hits_refit, real = _found(refit, gt, tol)
-    assert refit.stats["peeled"] > 0
-    assert real[refit.peeled].mean() >= 0.6
-    assert hits_refit >= 0.99 * hits_plain
-
-
-def test_joint_peels_real_spikes(gt_tiny: tuple[Path, Path]) -> None:
-    """With the joint fit (SorterConfig.peel_joint) the peeled spikes are as real, and no fewer
-    ground-truth spikes are found than with the plain peel."""
-    import spikeinterface.core as si
-
-    warnings.filterwarnings("ignore", message="The extractor is not serializable")
-    gt = si.load(gt_tiny[1])
-    plain, joint = _run(gt_tiny[0], True), _run(gt_tiny[0], True, joint=True)
-    tol = round(0.4e-3 * open_recording(gt_tiny[0]).sampling_frequency)
-    hits_plain, _ = _found(plain, gt, tol)
-    hits_joint, real = _found(joint, gt, tol)
-    assert joint.stats["peeled"] > 0
-    assert real[joint.peeled].mean() >= 0.6
-    assert hits_joint >= 0.99 * hits_plain
+    hits_other, real = _found(other, gt, tol)
+    assert other.stats["peeled"] > 0
+    assert real[other.peeled].mean() >= 0.6
+    assert hits_other >= 0.99 * hits_plain
 
 
 def test_peeled_spikes_carry_their_amplitude(gt_tiny: tuple[Path, Path]) -> None:

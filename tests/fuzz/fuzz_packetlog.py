@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
     from host_tools.packetlog import Kind, PacketLogError, PacketLogReader, PacketLogWriter
+    from tests.fuzz.mutate import damage
 
 logging.disable(logging.WARNING)
 TMP = Path(tempfile.mkdtemp(prefix="fuzz_packetlog_"))
@@ -31,19 +32,7 @@ BASE = (TMP / "base.log").read_bytes()
 
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    buf = bytearray(BASE)
-    for _ in range(fdp.ConsumeIntInRange(0, 4)):
-        op = fdp.ConsumeIntInRange(0, 3)
-        at = fdp.ConsumeIntInRange(0, len(buf))
-        if op == 0 and at < len(buf):
-            buf[at] ^= fdp.ConsumeIntInRange(1, 255)
-        elif op == 1:
-            buf[at:at] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40))
-        elif op == 2:
-            del buf[at:]
-        else:
-            buf += fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 60))
-    LOG.write_bytes(bytes(buf))
+    LOG.write_bytes(damage(fdp, BASE))
     try:
         r = PacketLogReader(LOG)
     except PacketLogError:

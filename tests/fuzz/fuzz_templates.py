@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
     from hub.dsp.sorting import TemplateError, TemplateSet
+    from tests.fuzz.mutate import damage
 
 logging.disable(logging.WARNING)
 TMP = Path(tempfile.mkdtemp(prefix="fuzz_templates_"))
@@ -41,19 +42,7 @@ FILE = TMP / "t.npz"
 
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    buf = bytearray(BASES[fdp.ConsumeIntInRange(0, 1)])
-    for _ in range(fdp.ConsumeIntInRange(0, 4)):
-        op = fdp.ConsumeIntInRange(0, 3)
-        at = fdp.ConsumeIntInRange(0, len(buf))
-        if op == 0 and at < len(buf):
-            buf[at] ^= fdp.ConsumeIntInRange(1, 255)
-        elif op == 1:
-            buf[at:at] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40))
-        elif op == 2:
-            del buf[at:]
-        else:
-            buf += fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 60))
-    FILE.write_bytes(bytes(buf))
+    FILE.write_bytes(damage(fdp, BASES[fdp.ConsumeIntInRange(0, 1)]))
     try:
         ts = TemplateSet.load(FILE)
     except TemplateError:
