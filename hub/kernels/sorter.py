@@ -121,8 +121,19 @@ class SorterConfig:
     motion_move: bool = True
     #: with motion_move: the probe's activity map (all spikes, no templates) re-anchors a
     #: motion estimate stuck a contact off after a step (nk_sort_motion.c "Anchor"); 1: the
-    #: loaded templates move to the anchor as adapted, 2: re-placed as loaded and moved; 0: off
-    motion_anchor: int = 0
+    #: loaded templates move to the anchor as adapted, 2: re-placed as loaded and moved; 0: off.
+    #: Each jump is counted (stats motion_jumps; `hubctl sort` says the calibrated templates did
+    #: not fit where the estimate had put them). Tuned on drift_step32 tune seeds 0-1 plus extra
+    #: seeds 5-19 (MountainSort5 calibration, --quick; 6 of 17 stay stuck after a +20 µm step
+    #: without it): calibrated pooled median 0.964 -> 0.966, well detected 296 -> 300, FP units
+    #: 5 -> 9 of 353, motion RMS error e.g. 9.95 -> 5.54 µm (cold 0.958); re-placing (2)
+    #: 0.892 on seed 11; blocks of 128/256 spikes, a 6/8 µm jump, gain 1.5: no better. Tune
+    #: split, all families: only drift_rigid64 seed 1 jumps (its runaway 16.3 -> 11.2 µm,
+    #: 0.978 -> 0.977), none elsewhere. Held-out seeds 2-4: drift_step32 calibrated 0.954 ->
+    #: 0.956 (seed 3, stuck: 0.929 -> 0.948, 11.1 -> 5.2 µm RMS; well 51 -> 53; still below cold
+    #: 0.962), drift_rigid64 seed 3's runaway 18.9 -> 12.1 µm (0.968 both), every other family
+    #: and every FP count unchanged
+    motion_anchor: int = 1
     #: with peel: an outlier is tried as a pair with each of its channel's 3 nearest units as
     #: the first spike, and a second spike must explain ≥ 0.6 of the residual's energy beyond
     #: noise (nk_sort.h "Refit"). Off: peel_joint (below) does better. Before that, on the
