@@ -89,6 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         float um;
         int64_t votes;
         (void)nk_sort_get_motion(s, &um, &votes);
+        (void)nk_sort_get_motion_jumps(s, &votes);
         if (n > 0)
             (void)nk_sort_process(s, ev, wf, n < 3 ? n : 3, ev[0].sample + 1000, out, cap, &m);
         free(ids);
