@@ -126,10 +126,10 @@
  *
  * Anchor (motion_anchor, with moves): the vote above is local and can settle a contact's
  * pitch off after a step. Every spike also adds its peak-sample magnitudes to an activity
- * map per channel; blocks of 256 spikes are correlated with the map of the first 1024 after
- * the load moved by D (±60 µm); when two blocks agree on a D ≥ 10 µm from the estimate that
- * fits far better, the estimate jumps there and the loaded templates move with it
- * (nk_sort_get_motion_jumps counts it; nk_sort_motion.c).
+ * map per channel; the map of the last 192 spikes, every 96, is correlated with the map of
+ * the first 1024 after the load moved by D (±60 µm); when two agree on a D ≥ 10 µm from the
+ * estimate that fits far better, the estimate jumps there and the loaded templates move with
+ * it (nk_sort_get_motion_jumps counts it; nk_sort_motion.c).
  *
  * Twins (twin_hi > 0; nk_sort_twin.c): every cluster counts, per other cluster of its channel,
  * the labels it gave while that one existed and how many came twin_lo..twin_hi samples after

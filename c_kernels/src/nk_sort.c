@@ -101,7 +101,8 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         s->tw_first = calloc(N, sizeof(int64_t));
         s->tw_seen = calloc(N, sizeof(int64_t));
     }
-    if (!s->pos || !s->frozen || !s->f2 || !s->an_ref || !s->an_cur || !s->an_col || !s->an_half || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
+    if (!s->an_ref || !s->an_cur || !s->an_col || !s->an_half
+        || !s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
         || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)
@@ -169,7 +170,8 @@ void nk_sort_free(nk_sort *s) {
     free(s->cl); free(s->raw); free(s->feat); free(s->f);
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
-    free(s->pos); free(s->frozen); free(s->f2); free(s->an_ref); free(s->an_cur); free(s->an_col); free(s->an_half);
+    free(s->pos); free(s->frozen); free(s->f2);
+    free(s->an_ref); free(s->an_cur); free(s->an_col); free(s->an_half);
     free(s->axis); free(s->res2); free(s->found); free(s->p1); free(s->tw_n); free(s->tw_hit);
     free(s->tw_last); free(s->tw_first); free(s->tw_seen);
     free(s);
