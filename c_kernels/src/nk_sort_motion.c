@@ -204,20 +204,22 @@ void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, fl
  * reference map; after that the last ANCHOR_BLOCK spikes, every ANCHOR_BLOCK / 2, make a
  * block map, compared with the reference moved by D (each channel against the reference
  * along its own column at its depth less D, linear between contacts; channels whose moved
- * depth leaves the column do not count) by their correlation coefficient, for D every
- * ANCHOR_BIN µm within ±ANCHOR_RANGE of 0 (refined by a parabola): the anchor. When two
- * consecutive blocks' anchors agree within ANCHOR_AGREE µm, both lie at least ANCHOR_JUMP µm
- * from the estimate and leave at most 1 / ANCHOR_GAIN of the estimate's miss
- * (1 − correlation), the estimate jumps to the anchor (motion_jumps counts it) and the loaded
- * templates move there (motion_anchor 2: re-placed as loaded, then moved, dropping what they
- * adapted to while stuck). Fixed memory: three maps and the column neighbours, 20 bytes per
- * channel. Measured on drift_step32 (tune seeds 0-1 and extra seeds 5-19, MountainSort5
- * templates; the anchor itself lands within ~3 µm of the truth): blocks of 192 (every 96)
- * beat 128 and 256 without overlap (0.9659 / 0.9640 / 0.9651 pooled calibrated median); a
- * gain of 3 (additive 0.1 first) missed most stuck steps, 1.5 no different from 2; a 6 µm
- * jump also jumped at the −10 µm steps (seed 0 0.974 -> 0.962), 8 µm: 0.9662. Re-placing
- * (2) lost seed 11 (0.955 -> 0.892): the adapted templates are better than the loaded ones.
- * test_sort_motion: −20 → +20 µm followed (24.7 -> 1.5 µm RMS). */
+ * depth leaves the column do not count, nor a D that leaves fewer than half the channels or
+ * 4) by their correlation coefficient, for D every ANCHOR_BIN µm within ±ANCHOR_RANGE of 0
+ * (refined by a parabola): the anchor. When two consecutive blocks' anchors agree within
+ * ANCHOR_AGREE µm, both lie at least ANCHOR_JUMP µm from the estimate and leave at most
+ * 1 / ANCHOR_GAIN of the estimate's miss (1 − correlation), the estimate jumps to the anchor
+ * (motion_jumps counts it) and the loaded templates move there (motion_anchor 2: re-placed
+ * as loaded, then moved, dropping what they adapted to while stuck). Fixed memory: three
+ * maps and the column neighbours, 20 bytes per channel. Measured on drift_step32 (tune seeds
+ * 0-1 and extra seeds 5-19, MountainSort5 templates; the anchor itself lands within ~3 µm of
+ * the truth), pooled calibrated median, this version 0.9659 (0.9639 without): blocks of 128
+ * (every 64) 0.9640; on seeds 0-1, 5-9 blocks of 256 without overlap jumped ~1 s later
+ * (motion RMS error 6.4 vs 4.9 µm on seed 6); a gain of 3 (or an additive 0.1) missed most
+ * stuck steps, 1.5 no different from 2; a 6 µm jump also jumped at the −10 µm steps (seed 0
+ * 0.974 -> 0.962), 8 µm 0.9662 (noise); re-placing (2) lost seed 11 (0.955 -> 0.892): the
+ * adapted templates are better than the loaded ones. test_sort_motion: −20 → +20 µm
+ * followed (24.7 -> 1.5 µm RMS). */
 #define ANCHOR_BIN 2.5f
 #define ANCHOR_RANGE 60.0f
 #define ANCHOR_MAXS 24
@@ -293,7 +295,8 @@ static float anchor_score(const nk_sort *s, float D) {
         const double x = s->an_cur[c], y = r;
         n += 1; sx += x; sy += y; sxx += x * x; syy += y * y; sxy += x * y;
     }
-    if (n < 4) return -1.0f;
+    const int32_t half = s->cfg.n_channels / 2;
+    if (n < 4 || n < half) return -1.0f;   /* too little of the probe left to compare */
     const double vx = sxx - sx * sx / n, vy = syy - sy * sy / n;
     if (!(vx > 0 && vy > 0)) return -1.0f;
     return (float)((sxy - sx * sy / n) / sqrt(vx * vy));
@@ -314,7 +317,9 @@ static void anchor_block(nk_sort *s) {
     const float anchor = ((float)(k - S) + off) * ANCHOR_BIN;
     const float at = anchor_score(s, s->motion);
     const float gap = anchor - s->motion;
-    const int off_est = (gap >= ANCHOR_JUMP || gap <= -ANCHOR_JUMP) 
+    /* an estimate the maps cannot judge (a probe too short for the moved map: tetrodes) is
+     * left to the vote */
+    const int off_est = at > -1.0f && r[k] > -1.0f && (gap >= ANCHOR_JUMP || gap <= -ANCHOR_JUMP) 
                         && 1.0f - at >= ANCHOR_GAIN * (1.0f - r[k]);
     if (!off_est) {
         s->an_pending = FLT_BIG;
