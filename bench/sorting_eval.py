@@ -182,7 +182,7 @@ def hub_sort(m: Materialised, templates: Any = None) -> tuple[Any, dict[str, Any
            "frontend_s": front, "added_fraction": stages.get("sort", 0.0) / max(front, 1e-9),
            "memory_bytes_per_channel": st["memory_bytes"] / rec.num_channels,
            "spikes": st["spikes"], "labelled": st["labelled"]}
-    for k in ("fit", "drift_um", "motion_um", "motion_spikes", "motion_trace"):
+    for k in ("fit", "drift_um", "motion_um", "motion_spikes", "motion_trace", "motion_jumps"):
         if k in st:
             fig[k] = st[k]
     return sorting, fig

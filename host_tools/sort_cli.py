@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     for bad in s.get("unfit_units", []):
         print(f"calibrated unit {bad['unit']} does not fit the signal: {bad['reason']}",
               file=sys.stderr)
+    if s.get("motion_jumps"):
+        print(f"calibrated templates did not fit where the motion estimate had put them: "
+              f"re-anchored {s['motion_jumps']} times (final motion {s['motion_um']:.1f} µm)",
+              file=sys.stderr)
     print(f"sorted {sorted_n} of {res.samples.size} spikes into {n_units} units "
           f"({'calibrated' if templates else 'cold start'}); births {s['births']}, "
           f"merges {s['merges']}, retirements {s['retirements']}; "

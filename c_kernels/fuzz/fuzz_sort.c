@@ -40,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg.peel_joint = (data[7] >> 4) & 1;           /* joint two-template fit (with peel) */
     cfg.late_labels = (data[8] >> 4) & 1;
     cfg.split = (data[6] >> 4) & 1;
+    cfg.motion_anchor = (data[11] >> 2) % 3;       /* anchor (nk_sort_motion.c) */
     if ((data[4] >> 4) & 1) {                      /* twins (nk_sort_twin.c) */
         cfg.twin_lo = data[4] >> 5;
         cfg.twin_hi = cfg.twin_lo + 1 + (data[13] >> 6);
@@ -88,6 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         float um;
         int64_t votes;
         (void)nk_sort_get_motion(s, &um, &votes);
+        (void)nk_sort_get_motion_jumps(s, &votes);
         if (n > 0)
             (void)nk_sort_process(s, ev, wf, n < 3 ? n : 3, ev[0].sample + 1000, out, cap, &m);
         free(ids);

@@ -124,6 +124,13 @@
  * re-interpolated across the contact positions, the difference added to the adapted
  * template). Unloaded (cold) clusters, and loaded ones without moves, follow by adaptation.
  *
+ * Anchor (motion_anchor, with moves): the vote above is local and can settle a contact's
+ * pitch off after a step. Every spike also adds its peak-sample magnitudes to an activity
+ * map per channel; the map of the last 192 spikes, every 96, is correlated with the map of
+ * the first 1024 after the load moved by D (±60 µm); when two agree on a D ≥ 10 µm from the
+ * estimate that fits far better, the estimate jumps there and the loaded templates move with
+ * it (nk_sort_get_motion_jumps counts it; nk_sort_motion.c).
+ *
  * Twins (twin_hi > 0; nk_sort_twin.c): every cluster counts, per other cluster of its channel,
  * the labels it gave while that one existed and how many came twin_lo..twin_hi samples after
  * that one's newest label. Two units' clusters with none, where independent neurons would have
@@ -206,6 +213,9 @@ typedef struct {
                                    the neuron's), where independent neurons would have given
                                    several such pairs by chance, are one neuron and merge */
     int32_t twin_hi;            /* 0: off */
+    int32_t motion_anchor;      /* with positions and template moves, after a load: the
+                                   depth histogram of all spikes re-anchors a motion estimate
+                                   stuck a contact off (see "Anchor"); 0: off */
 } nk_sort_config;
 
 typedef struct {
@@ -273,6 +283,10 @@ int nk_sort_set_positions(nk_sort *s, const float *xy, int32_t n_channels,
 /* The rigid motion estimate (µm along y since the last load or reset; > 0: the neurons
  * appear further up the probe) and the spikes that voted for it. */
 int nk_sort_get_motion(const nk_sort *s, float *um, int64_t *spikes);
+/* How often the anchor (motion_anchor) found the motion estimate a contact off and moved it
+ * since the last load or reset: the loaded templates did not fit where the estimate had put
+ * them (the host reports it). */
+int nk_sort_get_motion_jumps(const nk_sort *s, int64_t *jumps);
 void nk_sort_reset(nk_sort *s);
 void nk_sort_free(nk_sort *s);
 /* cffi-end */

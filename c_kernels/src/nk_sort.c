@@ -23,6 +23,7 @@ static int config_ok(const nk_sort_config *c) {
     if (c->late_labels < 0 || c->late_labels > 1) return 0;
     if (c->peel_joint < 0 || c->peel_joint > 1) return 0;
     if (c->twin_hi != 0 && (c->twin_lo < 0 || c->twin_hi <= c->twin_lo)) return 0;
+    if (c->motion_anchor < 0 || c->motion_anchor > 2) return 0;
     return 1;
 }
 
@@ -34,6 +35,7 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
            + N * (int64_t)sizeof(cluster) + 2 * N * K * L * 4 + K * L * 4 + C * 12
            + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 12   /* peel */
            + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
+           + C * 20                                  /* anchor: maps, column neighbours */
            + (cfg->split ? N * K * L * 4 + K * L * 4 : 0)    /* split: axes, scratch */
            + (cfg->late_labels ? N * FOUND_MAX * 8 : 0)       /* late labels */
            + (cfg->peel_joint ? K * L * 4 : 0)                /* joint peel scratch */
@@ -82,6 +84,10 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->pos = calloc((size_t)C * 2, sizeof(float));
     s->frozen = calloc(N * KL, sizeof(float));
     s->f2 = calloc(3 * KL, sizeof(float));
+    s->an_ref = calloc((size_t)C, sizeof(float));
+    s->an_cur = calloc((size_t)C, sizeof(float));
+    s->an_col = calloc((size_t)C * 2, sizeof(int32_t));
+    s->an_half = calloc((size_t)C, sizeof(float));
     if (cfg->split) {   /* the split test's state, only when it runs */
         s->axis = calloc(N * KL, sizeof(float));
         s->res2 = calloc(KL, sizeof(float));
@@ -95,7 +101,8 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         s->tw_first = calloc(N, sizeof(int64_t));
         s->tw_seen = calloc(N, sizeof(int64_t));
     }
-    if (!s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
+    if (!s->an_ref || !s->an_cur || !s->an_col || !s->an_half
+        || !s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
         || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)
@@ -147,6 +154,7 @@ void nk_sort_reset(nk_sort *s) {
     s->motion = 0.0f;
     s->motion_applied = 0.0f;
     s->motion_spikes = 0;
+    nks_anchor_reset(s);
     if (s->tw_n) {
         memset(s->tw_n, 0, (size_t)N * (size_t)s->cfg.max_clusters * sizeof(int32_t));
         memset(s->tw_hit, 0, (size_t)N * (size_t)s->cfg.max_clusters * sizeof(int32_t));
@@ -163,6 +171,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
+    free(s->an_ref); free(s->an_cur); free(s->an_col); free(s->an_half);
     free(s->axis); free(s->res2); free(s->found); free(s->p1); free(s->tw_n); free(s->tw_hit);
     free(s->tw_last); free(s->tw_first); free(s->tw_seen);
     free(s);
@@ -206,6 +215,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         if (!(xe < FLT_BIG)) continue; /* NaN / Inf snippet: left unsorted */
         s->sig2c[c] = sig2;
         s->chan_spikes[c]++;
+        nks_anchor_observe(s, c, x, sig);   /* depth histogram (nk_sort_motion.c) */
         int32_t best = -1, best_shift = 0, near_unit = -1, near_j = -1, near_shift = 0;
         float best_delta = 0.0f, near_score = 0.0f;
         /* the PEEL_FIRSTS nearest unit clusters (by score), for an overlap's first spike */

@@ -119,6 +119,13 @@ struct nk_sort {
     float *f2;              /* [3·K·L] scratch */
     float motion;           /* rigid motion estimate along depth, µm (since the load) */
     float motion_applied;   /* the motion the loaded templates are moved to */
+    float *an_ref, *an_cur; /* [C] anchor: reference and block activity maps (nk_sort_motion.c) */
+    float *an_half;         /* [C] the newest half block's map */
+    int64_t an_halves;      /* half blocks since the reference */
+    int32_t *an_col;        /* [C][2] the nearest contact below / above in the column (−1) */
+    int64_t an_ref_n, an_cur_n;   /* spikes in each */
+    float an_pending;       /* a block's disagreeing anchor, waiting for the next (FLT_BIG: none) */
+    int64_t motion_jumps;   /* re-anchored jumps since the load */
     int64_t motion_spikes;  /* spikes that voted */
     int32_t motion_move;    /* move the loaded templates with the estimate */
     float *axis;            /* [C·U][K·L] split test: principal axis of members' residuals */
@@ -222,6 +229,8 @@ int nks_duplicate(const nk_sort *s, const nk_event *events, int32_t n, int32_t e
                   const float *x, float local_delta);
 void nks_motion_place(nk_sort *s, int32_t i);
 void nks_motion_observe(nk_sort *s, int32_t i, const float *x, int32_t shift, float sig2);
+void nks_anchor_reset(nk_sort *s);
+void nks_anchor_observe(nk_sort *s, int32_t c, const float *x, float sig);
 void nks_split_reset(nk_sort *s, int32_t i);
 void nks_split_observe(nk_sort *s, int32_t i, const float *x, int32_t sh);
 int32_t nks_split(nk_sort *s, int32_t i, int64_t sample, sink *k);

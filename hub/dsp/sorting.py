@@ -315,6 +315,7 @@ def sort_recording(rec: Recording, cfg: PipelineConfig | None = None,
         stats["unfit_units"] = unfit_units(stats["fit"])
         stats["motion_um"], stats["motion_spikes"] = pipe.sorter.motion()
         stats["motion_trace"] = motion
+        stats["motion_jumps"] = pipe.sorter.motion_jumps()
     stats.update(wall_seconds=wall, samples=n * rec.num_channels,
                  stage_seconds=dict(pipe.times.seconds),
                  memory_bytes=pipe.sorter.memory_bytes,

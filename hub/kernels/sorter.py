@@ -119,6 +119,21 @@ class SorterConfig:
     #: estimate stays under a step). Interpolating across the columns instead (before): −0.009 …
     #: +0.008
     motion_move: bool = True
+    #: with motion_move: the probe's activity map (all spikes, no templates) re-anchors a
+    #: motion estimate stuck a contact off after a step (nk_sort_motion.c "Anchor"); 1: the
+    #: loaded templates move to the anchor as adapted, 2: re-placed as loaded and moved; 0: off.
+    #: Each jump is counted (stats motion_jumps; `hubctl sort` says the calibrated templates did
+    #: not fit where the estimate had put them). Tuned on drift_step32 tune seeds 0-1 plus extra
+    #: seeds 5-19 (MountainSort5 calibration, --quick; 6 of 17 stay stuck after a +20 µm step
+    #: without it): calibrated pooled median 0.964 -> 0.966, well detected 296 -> 300, FP units
+    #: 5 -> 9 of 353, motion RMS error e.g. 9.95 -> 5.54 µm (cold 0.958); re-placing (2)
+    #: 0.892 on seed 11; blocks of 128/256 spikes, a 6/8 µm jump, gain 1.5: no better. Tune
+    #: split, all families: only drift_rigid64 seed 1 jumps (its runaway 16.3 -> 11.2 µm,
+    #: 0.978 -> 0.977), none elsewhere. Held-out seeds 2-4: drift_step32 calibrated 0.954 ->
+    #: 0.956 (seed 3, stuck: 0.929 -> 0.948, 11.1 -> 5.2 µm RMS; well 51 -> 53; still below cold
+    #: 0.962), drift_rigid64 seed 3's runaway 18.9 -> 12.1 µm (0.968 both), every other family
+    #: and every FP count unchanged
+    motion_anchor: int = 1
     #: with peel: an outlier is tried as a pair with each of its channel's 3 nearest units as
     #: the first spike, and a second spike must explain ≥ 0.6 of the residual's energy beyond
     #: noise (nk_sort.h "Refit"). Off: peel_joint (below) does better. Before that, on the
@@ -216,7 +231,8 @@ class Sorter:
             "split": int(cfg.split), "late_labels": int(cfg.late_labels),
             "peel_joint": int(cfg.peel_joint),
             "twin_lo": round(cfg.twin_lo_ms * 1e-3 * fs) if cfg.twin else 0,
-            "twin_hi": round(cfg.twin_hi_ms * 1e-3 * fs) if cfg.twin else 0})
+            "twin_hi": round(cfg.twin_hi_ms * 1e-3 * fs) if cfg.twin else 0,
+            "motion_anchor": cfg.motion_anchor})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -351,6 +367,14 @@ class Sorter:
         n = ffi.new("int64_t *")
         check(lib.nk_sort_get_motion(self._st, um, n), "nk_sort_get_motion")
         return float(um[0]), int(n[0])
+
+    def motion_jumps(self) -> int:
+        """Times the anchor (SorterConfig.motion_anchor) found the motion estimate a contact
+        off and moved it (and the loaded templates) since the load: the templates did not fit
+        where the estimate had put them."""
+        n = ffi.new("int64_t *")
+        check(lib.nk_sort_get_motion_jumps(self._st, n), "nk_sort_get_motion_jumps")
+        return int(n[0])
 
     def reset(self) -> None:
         lib.nk_sort_reset(self._st)
