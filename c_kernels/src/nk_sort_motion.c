@@ -319,7 +319,7 @@ static void anchor_block(nk_sort *s) {
     const float gap = anchor - s->motion;
     /* an estimate the maps cannot judge (a probe too short for the moved map: tetrodes) is
      * left to the vote */
-    const int off_est = at > -1.0f && r[k] > -1.0f && (gap >= ANCHOR_JUMP || gap <= -ANCHOR_JUMP) 
+    const int off_est = at > -1.0f && r[k] > -1.0f && (gap >= ANCHOR_JUMP || gap <= -ANCHOR_JUMP)
                         && 1.0f - at >= ANCHOR_GAIN * (1.0f - r[k]);
     if (!off_est) {
         s->an_pending = FLT_BIG;
