@@ -52,6 +52,18 @@
  * stuck step not caught), drift_rigid64 0.966 → 0.963. Dropped. test_sort_motion's step
  * case from +20 to −20 µm (40 µm pitch) is followed; from −20 to +20 µm the estimate settles
  * ~25 µm off (22 µm RMS), with the coarse check too: a reproduction for the next attempt.
+ * Also tried (issue 13, with the anchor: moved loaded templates losing spikes to a
+ * neighbour's moved template, drift_step32 extra seed 17 calibrated 0.936, 0.972 with moves
+ * off): a per-unit placement, each loaded unit left unmoved while its own accepted spikes
+ * favoured its loaded template unmoved over moved (running mean over 32 spikes of the
+ * difference in energy explained, scale fitted, over σ²; hysteresis ± T). Tune seeds 0-1 and
+ * 5-19, calibrated pooled median / well detected, moves for all 0.966 / 299: T = 0.25-4 σ²
+ * 0.966 / 298 (seed 6 0.954, 28 -> 59 spikes taken; seed 12 305 -> 424 taken), 36 σ² 0.966 /
+ * 300, 400 σ² as moves for all; seed 17 unchanged at every T (0.936): the units that lose
+ * spikes there are never pinned, their own spikes favour the moved placement. Evidence from a
+ * unit's accepted spikes cannot see the spikes its neighbour takes (the thief's accepted
+ * spikes favour its current placement by selection): the next attempt needs the competition,
+ * e.g. the spikes the neighbour accepts, scored against both units' placements. Dropped.
  * Causal, fixed memory (the frozen templates: one copy of the cluster table), no
  * libm (the anchor's square root once per block). */
 #include "nk_sort_internal.h"
