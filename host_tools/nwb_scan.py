@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from host_tools.nwb_spill import Spill
 from host_tools.packetlog import Kind, PacketLogReader, ReadStats
-from host_tools.receiver import RawDecoder, Receiver, out_of_range
+from host_tools.receiver import RawDecoder, Receiver
 from host_tools.timesync import TimeSyncFit
 from hub.wire import pb
 
@@ -175,7 +175,6 @@ class Scan:
         self.raw_out_of_order = 0
         self.spikes_in_gaps = 0                # dropped by the writer (held samples)
         self.late_labels: dict[str, int] = {}  # UNIT_LABELs applied / naming no spike
-        self.malformed: dict[str, int] = {}    # envelopes skipped (out_of_range), per payload
         self.raw_duplicates = 0
         self._pending: OrderedDict[tuple[int, int, int], dict[int, npt.NDArray[np.int16]]] = (
             OrderedDict())
@@ -235,14 +234,6 @@ class Scan:
                               "detail": "; ".join(f"{k}={v}" for k, v in _fields(cmd))})
 
     def _on_envelope(self, env: pb.Envelope, t_ns: int) -> None:
-        bad = out_of_range(env)
-        if bad:
-            kind = env.WhichOneof("payload") or "empty"
-            if not self.malformed:
-                log.warning("a %s envelope out of range (%s) skipped; further ones only counted",
-                            kind, bad)
-            self.malformed[kind] = self.malformed.get(kind, 0) + 1
-            return
         s = self._session(env.session_id)
         s.first_host_ns = s.first_host_ns or t_ns
         s.last_host_ns = t_ns

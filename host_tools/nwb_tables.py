@@ -53,7 +53,7 @@ def add_all(nwbfile: NWBFile, ecephys: ProcessingModule, hub: ProcessingModule, 
                               lambda ur: _waveform_means(scan, ur)),
            "ledger_rows": len(ledger), "spikes_in_gaps_dropped": scan.spikes_in_gaps,
            "late_labels": scan.late_labels, "malformed_envelopes": {
-               **scan.malformed, "dropped_by_receiver": scan.rx.out_of_range}}
+               "dropped_by_receiver": scan.rx.out_of_range}}
     add_ledger(nwbfile, ledger, clock)
     ev = [e for s in scan.session_list() for e in s.unit_events]
     if ev:

@@ -240,17 +240,22 @@ class Receiver:
             except DecodeError:
                 self.bad_packets += 1
                 continue
-            why = out_of_range(env)
-            if why:
-                if not self.out_of_range:
-                    log.warning("a packet out of range skipped (%s); further ones only counted",
-                                why)
-                self.bad_packets += 1
-                self.out_of_range += 1
-                continue
-            self._on(env, t)
-            out.append(env)
+            if self.feed_envelope(env, t):
+                out.append(env)
         return out
+
+    def feed_envelope(self, env: pb.Envelope, t_ns: int) -> bool:
+        """One parsed envelope: False when its numbers are no hub's (out_of_range; a counted
+        bad packet, skipped), else taken in (as feed_chunk does with every packet)."""
+        why = out_of_range(env)
+        if why:
+            if not self.out_of_range:
+                log.warning("a packet out of range skipped (%s); further ones only counted", why)
+            self.bad_packets += 1
+            self.out_of_range += 1
+            return False
+        self._on(env, t_ns)
+        return True
 
     def _session(self, sid: int) -> Session:
         s = self.sessions.get(sid)

@@ -22,19 +22,19 @@ def spikes(first: int, channels: list[int], offsets: list[int] | None = None) ->
 
 
 def test_out_of_range_envelopes_are_counted_and_skipped(tmp_path: Path) -> None:
-    scan = Scan(tmp_path / "none.log", tmp_path / "spill")
-    scan._on_envelope(spikes(10, [1, 2]), 1)                        # a hub's
-    scan._on_envelope(spikes(2**64 - 1, [1]), 2)                    # sample past int64
-    scan._on_envelope(spikes(10, [2**32 - 1]), 3)                   # channel past int32
+    scan = Scan(tmp_path / "none.log", tmp_path / "spill")   # its receiver's gate, as in a read
+    scan.rx.feed_envelope(spikes(10, [1, 2]), 1)                   # a hub's
+    scan.rx.feed_envelope(spikes(2**64 - 1, [1]), 2)               # sample past int64
+    scan.rx.feed_envelope(spikes(10, [2**32 - 1]), 3)              # channel past int32
     late = spikes(20, [])
     late.spikes.unit_events.add(sample=2**64 - 1, kind=pb.UNIT_LABEL, unit=0, channel=1)
-    scan._on_envelope(late, 4)
+    scan.rx.feed_envelope(late, 4)
     feat = pb.Envelope(session_id=1, stream=pb.STREAM_FEATURES, sample_index=10)
     feat.features.n_bins, feat.features.n_channels, feat.features.bin_samples = 1, 1, 2**31
     feat.features.counts.append(1)
     feat.features.rms_q4.append(1)
-    scan._on_envelope(feat, 5)
-    assert scan.malformed == {"spikes": 3, "features": 1}
+    scan.rx.feed_envelope(feat, 5)
+    assert scan.rx.out_of_range == 4 and scan.rx.bad_packets == 4 and scan.rx.packets == 1
     rows = UnitRows(scan, {})
     assert sum(r.count for r in rows.rows) == 2
 
@@ -45,7 +45,7 @@ def test_a_unit_born_without_delivered_spikes_is_an_empty_row(tmp_path: Path) ->
     env.spikes.unit_events.add(sample=50, kind=pb.UNIT_BIRTH, unit=7, other=-1, channel=3)
     env.spikes.unit_events.add(sample=50, kind=pb.UNIT_LABEL, unit=7, channel=3)
     env.spikes.unit_events.add(sample=60, kind=pb.UNIT_BIRTH, unit=-3, other=-1, channel=3)
-    scan._on_envelope(env, 1)
+    scan.rx.feed_envelope(env, 1)
     rows = UnitRows(scan, {})
     sorted_rows = [r for r in rows.rows if r.kind == "sorted"]
     assert [(r.unit, r.count) for r in sorted_rows] == [(7, 0)]

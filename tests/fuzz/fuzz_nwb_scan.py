@@ -1,8 +1,8 @@
 """atheris: the NWB converter's pass over delivered envelopes (host_tools.nwb_scan.Scan) on
 arbitrary protobuf bytes — a damaged or forged packet that still parses, e.g. a sample index,
 clock or channel id no int64 / int32 column holds. Invariants: the scan never raises (such an
-envelope is counted in Scan.malformed and skipped), and the units table's rows and the
-unit-events table build from what it kept.
+envelope is counted by the scan's receiver, out_of_range, and skipped), and the units table's
+rows and the unit-events table build from what it kept.
 
     python tests/fuzz/fuzz_nwb_scan.py -max_total_time=15 -atheris_runs=0
 """
@@ -92,7 +92,7 @@ def TestOneInput(data: bytes) -> None:
     shutil.rmtree(TMP / "spill", ignore_errors=True)
     scan = Scan(TMP / "none.log", TMP / "spill")
     for t, env in enumerate(envs):
-        scan._on_envelope(env, t)
+        scan.rx.feed_envelope(env, t)
     UnitRows(scan, {})
     ev = [e for s in scan.session_list() for e in s.unit_events]
     if ev:
