@@ -249,7 +249,8 @@ def main() -> int:
                   + f"; false {t['false_other']} other + {t['false_noise']} noise "
                   f"({t['false_peeled']} of them peeled); off-channel unlabelled "
                   f"{t['off_channel_unlabelled']}; "
-                  f"peeled {r['stats']['peeled']}", flush=True)
+                  f"peeled {r['stats']['peeled']} (overlaps {r['stats'].get('overlaps', 0)})",
+                  flush=True)
             if args.units:
                 for u in sorted(r["units"], key=lambda x: x["accuracy"]):
                     print("   ", {k: v for k, v in u.items() if v or k == "accuracy"})

@@ -93,6 +93,21 @@
  * second is removed), and the pair that leaves least of the snippet is taken; a second spike
  * the detector reported itself counts as explained there (and is not reported again).
  *
+ * Overlap (overlap_penalty > 0, nk_sort_overlap.c): two neurons firing within a few samples
+ * of each other give one event whose residual after the best single template has no peak away
+ * from the first (the peel above needs one ≥ 2 samples off). Before any cluster learns from the
+ * snippet, it is compared with pairs of mature units (loaded, or ≥ adapt_spikes members) of
+ * its channel and its neighbours' (their templates placed in the snippet's frame): the first
+ * among the 3 best single fits (slide ≤ 1), the second any other unit at a slide ≤ 6 samples;
+ * x ≈ a₁·T₁ + a₂·T₂ with both scales least squares in the scale range together (2×2, clamped).
+ * The best pair is taken when its squared residual plus the scale prior of both is below the
+ * best single's by more than overlap_penalty·σ² + 3·ε²·a²·‖T‖² (the single's own variability),
+ * its δ is within min(2, the first's limit), both scales reach 0.75, and each spike alone would
+ * have crossed the detection threshold on its own channel (peak · scale ≥ k·σ): the event
+ * takes the unit larger at the peak, the other is reported (NK_SORT_PEELED) unless the
+ * detector reported it itself; neither template learns from the snippet. Only snippets whose
+ * best single leaves more than 0.8·σ² per sample plus the penalty are tried.
+ *
  * Splits (split = 1, nk_sort_split.c; off in SorterConfig, see its comment): two similar
  * neurons on one channel (template difference within the merge distance) end up in one
  * cluster, whose limit then follows their joint spread.
@@ -216,6 +231,10 @@ typedef struct {
     int32_t motion_anchor;      /* with positions and template moves, after a load: the
                                    depth histogram of all spikes re-anchors a motion estimate
                                    stuck a contact off (see "Anchor"); 0: off */
+    float overlap_penalty;      /* near-synchronous overlaps (nk_sort_overlap.c): a snippet
+                                   that a pair of mature units fits better than the best single
+                                   by more than this × σ² (plus the first's own variability)
+                                   is both spikes (see "Overlap"); 0: off */
 } nk_sort_config;
 
 typedef struct {
@@ -232,6 +251,8 @@ typedef struct {
     int64_t peeled;             /* second spikes found under another's snippet (peel) */
     int64_t splits;             /* clusters split in two (split) */
     int64_t twins;              /* unit merges of twins (twin_hi > 0; also in merges) */
+    int64_t overlaps;           /* snippets taken as two near-synchronous spikes (also in
+                                   peeled; overlap_penalty > 0) */
 } nk_sort_stats;
 
 /* How well one loaded (calibrated) unit fits the signal since the load. */

@@ -24,6 +24,7 @@ static int config_ok(const nk_sort_config *c) {
     if (c->peel_joint < 0 || c->peel_joint > 1) return 0;
     if (c->twin_hi != 0 && (c->twin_lo < 0 || c->twin_hi <= c->twin_lo)) return 0;
     if (c->motion_anchor < 0 || c->motion_anchor > 2) return 0;
+    if (!(c->overlap_penalty >= 0.0f && c->overlap_penalty < 1.0e6f)) return 0;
     return 1;
 }
 
@@ -39,6 +40,7 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
            + (cfg->split ? N * K * L * 4 + K * L * 4 : 0)    /* split: axes, scratch */
            + (cfg->late_labels ? N * FOUND_MAX * 8 : 0)       /* late labels */
            + (cfg->peel_joint ? K * L * 4 : 0)                /* joint peel scratch */
+           + (cfg->overlap_penalty > 0.0f ? OV_MAX * K * L * 4 : 0)   /* overlap scratch */
            + (cfg->twin_hi > 0 ? 2 * N * cfg->max_clusters * 4 + 3 * N * 8 : 0);   /* twins */
 }
 
@@ -94,6 +96,7 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     }
     if (cfg->late_labels) s->found = calloc(N * FOUND_MAX, sizeof(int64_t));
     if (cfg->peel_joint) s->p1 = calloc(KL, sizeof(float));
+    if (cfg->overlap_penalty > 0.0f) s->ov = calloc((size_t)OV_MAX * KL, sizeof(float));
     if (cfg->twin_hi > 0) {
         s->tw_n = calloc(N * (size_t)cfg->max_clusters, sizeof(int32_t));
         s->tw_hit = calloc(N * (size_t)cfg->max_clusters, sizeof(int32_t));
@@ -106,7 +109,7 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
         || (cfg->split && (!s->axis || !s->res2)) || (cfg->late_labels && !s->found)
-        || (cfg->peel_joint && !s->p1)
+        || (cfg->peel_joint && !s->p1) || (cfg->overlap_penalty > 0.0f && !s->ov)
         || (cfg->twin_hi > 0 && (!s->tw_n || !s->tw_hit || !s->tw_last || !s->tw_first
                                  || !s->tw_seen))) {
         nk_sort_free(s);
@@ -172,7 +175,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
     free(s->an_ref); free(s->an_cur); free(s->an_col); free(s->an_half);
-    free(s->axis); free(s->res2); free(s->found); free(s->p1); free(s->tw_n); free(s->tw_hit);
+    free(s->axis); free(s->res2); free(s->found); free(s->p1); free(s->ov); free(s->tw_n); free(s->tw_hit);
     free(s->tw_last); free(s->tw_first); free(s->tw_seen);
     free(s);
 }
@@ -251,6 +254,18 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             s->det_t[c] = ev->sample;
             s->det_a[c] = ev->amplitude;
             continue;
+        }
+        /* two mature units' near-synchronous spikes (nk_sort_overlap.c): both are labelled,
+         * neither template learns from it, and it seeds no candidate */
+        if (s->ov) {
+            const int32_t ou = nks_overlap(s, events, n, e, x, &k);
+            if (ou >= 0) {
+                ev->unit = ou;
+                s->st.labelled++;
+                s->det_t[c] = ev->sample;
+                s->det_a[c] = ev->amplitude;
+                continue;
+            }
         }
         /* an outlier that is a unit's spike plus a neighbour's (an overlap the detector
          * reported as one): both are labelled, and it seeds no candidate */

@@ -59,6 +59,9 @@
 #define TWIN_EXPECT 3.0f
 #define TWIN_CORR 0.9f
 #define TWIN_SLIDE 2        /* samples the correlation may slide one template by */
+/* Overlap (overlap_penalty > 0, nk_sort_overlap.c): mature units a snippet's pair is drawn
+ * from (its channel's, then its neighbours'). */
+#define OV_MAX 16
 
 typedef struct {
     int64_t last;           /* sample of the newest member */
@@ -139,6 +142,8 @@ struct nk_sort {
     int32_t *tw_n;          /* [C·U][U] twins: spikes cluster i took while slot u was in use */
     int32_t *tw_hit;        /* [C·U][U] … of them twin_lo..twin_hi after slot u's newest */
     int64_t *tw_last, *tw_first, *tw_seen;   /* [C·U] labels given through each cluster */
+    float *ov;              /* [OV_MAX][K·L] overlap: candidate templates placed in a
+                               snippet's frame (nk_sort_overlap.c); NULL when off */
 };
 
 
@@ -225,6 +230,13 @@ int32_t nks_joint_outlier(nk_sort *s, const nk_event *events, int32_t n, int32_t
                           sink *k);
 int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
              int32_t j1, int32_t sh1, int32_t check, sink *k);
+/* Was a spike detected on channel ch within 3 samples of t (this call or before)? */
+int nks_detected(const nk_sort *s, const nk_event *events, int32_t n, int32_t e, int32_t ch,
+                 int64_t t);
+/* overlap_penalty > 0: event e's snippet as two near-synchronous spikes of mature units; the
+ * second is emitted (NK_SORT_PEELED) and the first's unit returned, else −1. */
+int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
+                    sink *k);
 int nks_duplicate(const nk_sort *s, const nk_event *events, int32_t n, int32_t e,
                   const float *x, float local_delta);
 void nks_motion_place(nk_sort *s, int32_t i);

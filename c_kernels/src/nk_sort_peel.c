@@ -66,8 +66,8 @@ static float e1_of(const float *r, size_t n) {
 }
 
 /* Was a spike detected on channel ch within PEEL_SAME samples of t (this call or before)? */
-static int detected(const nk_sort *s, const nk_event *events, int32_t n, int32_t e, int32_t ch,
-                    int64_t t) {
+int nks_detected(const nk_sort *s, const nk_event *events, int32_t n, int32_t e, int32_t ch,
+                 int64_t t) {
     const int64_t d = s->det_t[ch] - t;
     if (d >= -PEEL_SAME && d <= PEEL_SAME) return 1;
     for (int32_t i = 0; i < n; i++) {
@@ -237,7 +237,7 @@ int nks_pair_find(nk_sort *s, const nk_event *events, int32_t n, int32_t e, cons
     if (bp < 0) return 0;
     const int32_t c2 = s->nb[c * K + bp];
     const int32_t dt0 = bl - pre;
-    out->detected = detected(s, events, n, e, c2, ev->sample + dt0);
+    out->detected = nks_detected(s, events, n, e, c2, ev->sample + dt0);
     if (out->detected && !(how & PAIR_EXPLAIN)) return 0;
     const float sig2 = s->sig2c[c2] > 0.0f ? s->sig2c[c2] : sg_c * sg_c;
     /* the first spike's own variability (ε of its size) is left in the residual too */

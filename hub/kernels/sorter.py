@@ -200,6 +200,19 @@ class SorterConfig:
     #: (24) -> 0.994 (26), others +0.000 … +0.002, none down; false-positive units unchanged
     #: but si_drift64 6 -> 4. Tune seeds: +0.000 … +0.010 (tetrode16 0.962 -> 0.971), none down
     calibration_cold_units: bool = True
+    #: near-synchronous overlaps (nk_sort_overlap.c, nk_sort.h "Overlap"): a snippet that a
+    #: pair of mature units (the second ≤ 6 samples from the first, both scales fitted
+    #: together) explains better than the best single by more than this × σ² (plus the
+    #: single's own variability) is labelled as both spikes; 0: off. Tuned with
+    #: bench.sorting_losses --calibrated, extended tune seeds, pooled medians: dense32 0.907 ->
+    #: 0.914, si_static32 0.945 -> 0.951 (10 / 30 / 60 / 120: the same at lag 2). TUNE split,
+    #: calibrated: dense32 0.913 -> 0.924, si_static32 0.953 -> 0.962, npx128_dense 0.961 ->
+    #: 0.968, linear16 0.995 -> 0.993, others +0.000 … +0.004. Held-out seeds 2-4 (cold /
+    #: calibrated): dense32 0.903 / 0.910 -> 0.903 / 0.923, si_static32 0.920 / 0.941 -> 0.927
+    #: / 0.950, npx128_dense 0.953 / 0.961 -> 0.953 / 0.966, drift_step32 calibrated 0.956 ->
+    #: 0.961, drift_zigzag32 0.947 / 0.964 -> 0.953 / 0.968, no family down; FP units
+    #: si_static32 cold 4 -> 5 of 61 (0.082), si_drift64 9 -> 10 cold, 4 -> 5 calibrated
+    overlap_penalty: float = 30.0
 
 
 class Sorter:
@@ -232,7 +245,7 @@ class Sorter:
             "peel_joint": int(cfg.peel_joint),
             "twin_lo": round(cfg.twin_lo_ms * 1e-3 * fs) if cfg.twin else 0,
             "twin_hi": round(cfg.twin_hi_ms * 1e-3 * fs) if cfg.twin else 0,
-            "motion_anchor": cfg.motion_anchor})
+            "motion_anchor": cfg.motion_anchor, "overlap_penalty": cfg.overlap_penalty})
         b = self._basis(basis)
         out = ffi.new("nk_sort **")
         st = lib.nk_sort_new(self._c, _ptr("int32_t *", nb),
@@ -312,7 +325,7 @@ class Sorter:
         return {name: int(getattr(out, name)) for name in (
             "spikes", "labelled", "unsorted_full", "candidates", "births", "merges", "links",
             "retirements", "successions", "live_units", "active_clusters", "next_unit",
-            "n_features", "peeled", "splits", "twins")}
+            "n_features", "peeled", "splits", "twins", "overlaps")}
 
     @property
     def neighbors(self) -> npt.NDArray[np.int32]:
