@@ -38,6 +38,10 @@
  * alone (at lag 8) gave the same medians; with no bound at all (lag 2) false peeled spikes
  * rose on both families (dense32 0.911 -> 0.908). */
 #define OV_FIT 2.0f
+/* A second is tried only where it alone would fit the snippet at a scale ≥ OV_SCREEN at some
+ * slide (a spike in the pair at ≥ OV_GMIN of its template shows there unless the first cancels
+ * it): cost. 0.4 and 0.6: the same overlaps in every tune run. */
+#define OV_SCREEN 0.6f
 
 /* Σ_p Σ_l a[p][l]·b[p][l + d] over the l with l + d inside the window. */
 static float dot_lag(const float *a, const float *b, int32_t K, int32_t L, int32_t d) {
@@ -144,8 +148,8 @@ int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, co
         const float tt = dot_lag(T, T, K, L, 0);
         if (!(tt > 0.0f)) continue;
         for (int32_t d = -OV_FSLIDE; d <= OV_FSLIDE; d++) {
-            const float g = clampf(dot_lag(x, T, K, L, d) / tt, glo, ghi);
-            const float rr = xx - 2.0f * g * dot_lag(x, T, K, L, d) + g * g * tt;
+            const float xt = dot_lag(x, T, K, L, d), g = clampf(xt / tt, glo, ghi);
+            const float rr = xx - 2.0f * g * xt + g * g * tt;
             const float dl = rr / (D + ee * ee * g * g * tt) + prior * (g - 1.0f) * (g - 1.0f);
             if (dl < d1) d1 = dl;
         }
@@ -169,13 +173,14 @@ int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, co
         }
     }
     if (nc < 2) return -1;
-    float xp[OV_MAX][OV_NS], tt[OV_MAX], sc[OV_MAX], sg[OV_MAX];
+    float xp[OV_MAX][OV_NS], tt[OV_MAX], sc[OV_MAX], sg[OV_MAX], gm[OV_MAX];
     for (int32_t q = 0; q < nc; q++) {
         const float *T = P + (size_t)q * KL;
         tt[q] = dot_lag(T, T, K, L, 0);
-        sc[q] = FLT_BIG; sg[q] = 1.0f;
+        sc[q] = FLT_BIG; sg[q] = 1.0f; gm[q] = 0.0f;
         for (int32_t d = -OV_LAG; d <= OV_LAG; d++) {
             xp[q][d + OV_LAG] = dot_lag(x, T, K, L, d);
+            if (tt[q] > 0.0f && xp[q][d + OV_LAG] > gm[q] * tt[q]) gm[q] = xp[q][d + OV_LAG] / tt[q];
             if (!(tt[q] > 0.0f) || d < -OV_FSLIDE || d > OV_FSLIDE) continue;
             const float g = clampf(xp[q][d + OV_LAG] / tt[q], glo, ghi);
             const float rr = xx + quad(g, 0.0f, xp[q][d + OV_LAG], 0.0f, tt[q], 1.0f, 0.0f);
@@ -209,7 +214,7 @@ int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, co
         const int32_t i = first[f];
         const float *Ti = P + (size_t)i * KL;
         for (int32_t j = 0; j < nc; j++) {
-            if (j == i || !(tt[j] > 0.0f)) continue;
+            if (j == i || !(tt[j] > 0.0f) || gm[j] < OV_SCREEN) continue;
             const float *Tj = P + (size_t)j * KL;
             float cross[2 * (OV_LAG + OV_FSLIDE) + 1];
             for (int32_t d = -(OV_LAG + OV_FSLIDE); d <= OV_LAG + OV_FSLIDE; d++)
