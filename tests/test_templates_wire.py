@@ -280,3 +280,44 @@ def test_a_bad_part_discards_the_staged_set() -> None:
     assert codes[-1] == pb.RESULT_INVALID_ARGUMENT and hub.loads == []
     assert all(r.code == pb.RESULT_OK for r in _send(ctl, list(map(cmd, parts))))
     assert len(hub.loads) == 1 and np.array_equal(hub.loads[0].unit_ids, ts.unit_ids)
+
+
+# ------------------------------------------------------------ the pipeline stage
+def test_the_stage_loads_like_a_file_and_keeps_the_set_across_rebuilds(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Loaded before its sorting pipeline's first block, the set seeds σ (as from a file);
+    loaded into a running pipeline, the measured σ stays; a configuration that rebuilds the
+    pipeline keeps the units (they used to vanish); one they no longer fit drops them,
+    logged."""
+    import dataclasses
+
+    from hub.daemon.config_store import HubConfig
+    from hub.daemon.engine import PipelineStage
+    from hub.daemon.packets import Packer
+    from hub.link.blocks import Block
+
+    rec = synth_recording("synth:16:30000:1")
+    cfg = HubConfig(pipeline=PipelineConfig(sort=True))
+    ts = _ts(3, 16, 0)
+    stage = PipelineStage(Packer(1), cfg, FS, 16)
+    stage.load_templates(ts)                          # stream known, no block yet
+    assert stage.pipeline is not None and stage.pipeline.sorter is not None
+    assert np.allclose(stage.pipeline.detector.noise(), ts.noise, rtol=1e-6)   # seeded
+    for a in range(0, 3000, 300):
+        stage.process(Block(a, rec.read(a, a + 300)), 0)
+    sigma = stage.pipeline.detector.noise()
+    stage.load_templates(_ts(2, 16, 0))               # running: the measured σ stays
+    assert np.array_equal(stage.pipeline.detector.noise(), sigma)
+    assert [f["unit"] for f in stage.pipeline.sorter.fit()] == [4, 7]
+    wider = dataclasses.replace(cfg, pipeline=dataclasses.replace(cfg.pipeline,
+                                                                  snippet_channels=3))
+    stage.apply(wider, 1)                             # rebuilt: the set comes along
+    assert stage.pipeline.sorter is not None and stage.pipeline.cfg.snippet_channels == 3
+    assert [f["unit"] for f in stage.pipeline.sorter.fit()] == [4, 7]
+    assert np.allclose(stage.pipeline.detector.noise(), _ts(2, 16, 0).noise, rtol=1e-6)
+    shifted = dataclasses.replace(wider, pipeline=dataclasses.replace(wider.pipeline,
+                                                                      snippet_pre=20))
+    with caplog.at_level("ERROR"):
+        stage.apply(shifted, 2)
+    assert stage.templates is None and stage.pipeline.sorter.fit() == []
+    assert "do not fit the new pipeline" in caplog.text
