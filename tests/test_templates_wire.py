@@ -321,3 +321,41 @@ def test_the_stage_loads_like_a_file_and_keeps_the_set_across_rebuilds(
         stage.apply(shifted, 2)
     assert stage.templates is None and stage.pipeline.sorter.fit() == []
     assert "do not fit the new pipeline" in caplog.text
+
+
+# ------------------------------------------------------------ hubctl against a `hub run`
+@pytest.mark.slow
+def test_hubctl_record_loads_a_templates_file(tmp_path: Path) -> None:
+    """`hubctl record --set sort=true --templates FILE` loads the file into a running hub
+    (exit 0); a file the hub cannot take (another snippet window) prints the hub's message
+    and exits 1; one for another channel count fails on the host, naming both counts."""
+    import subprocess
+    import sys
+
+    from hil.chain import REPO, Chain, ChainSpec
+
+    def hubctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "host_tools.cli", *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=180)
+
+    good, shifted, wide = (tmp_path / f"{n}.npz" for n in ("good", "shifted", "wide"))
+    ts = _ts(3, 4, 2)
+    ts.save(good)
+    TemplateSet(FS, 20, 28, ts.unit_ids, ts.templates, np.zeros((0, 48), np.float32),
+                noise=ts.noise).save(shifted)
+    _ts(3, 8, 0).save(wide)
+    with Chain(ChainSpec("synth:4:30000:1", rate_bps=None), tmp_path / "chain") as chain:
+        chain.start_hub()
+        chain._start([sys.executable, "-m", "hil.implant", "synth:4:30000:1", "--connect",
+                      chain.ports["implant"], "--duration", "300"], "implant.log")
+        hub = chain.ports["uplink"].removeprefix("tcp:")
+        ok = hubctl("record", "--tcp", hub, "--duration", "3", "--set", "sort=true",
+                    "--templates", str(good))
+        refused = hubctl("record", "--tcp", hub, "--duration", "60", "--set", "sort=true",
+                         "--templates", str(shifted))
+        other = hubctl("record", "--tcp", hub, "--duration", "60", "--templates", str(wide))
+    assert ok.returncode == 0, ok.stderr
+    assert "templates loaded: 3 units in 1 part" in ok.stderr
+    assert refused.returncode == 1, refused.stderr
+    assert "RESULT_INVALID_ARGUMENT" in refused.stderr and "pre=20" in refused.stderr
+    assert other.returncode == 1 and "8 channels" in other.stderr and "4" in other.stderr
