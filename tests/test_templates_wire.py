@@ -282,6 +282,17 @@ def test_a_bad_part_discards_the_staged_set() -> None:
     assert len(hub.loads) == 1 and np.array_equal(hub.loads[0].unit_ids, ts.unit_ids)
 
 
+
+def test_a_set_wide_field_is_refused_with_part_0() -> None:
+    """σ for another channel count is refused with the first part, not after the last."""
+    parts = load_templates_parts(_ts(), 9000)
+    del parts[0].noise[-1]
+    hub = Recorder()
+    res = _send(Control(hub), [pb.Command(request_id=1, schema_version=SCHEMA_VERSION,
+                                          load_templates=parts[0])])
+    assert res[0].code == pb.RESULT_INVALID_ARGUMENT and "noise" in res[0].message
+
+
 # ------------------------------------------------------------ the pipeline stage
 def test_the_stage_loads_like_a_file_and_keeps_the_set_across_rebuilds(
         caplog: pytest.LogCaptureFixture) -> None:

@@ -227,8 +227,9 @@ class Control:
         self._staged_parts = 0
 
     def _templates(self, msg: pb.LoadTemplates) -> Templates | None:
-        """The whole set once its last part is here (None: this part is staged); any refused
-        part discards the staged ones (ConfigError naming the field)."""
+        """The whole set once its last part is here (None: this part is staged), checked
+        against the hub's stream and configuration; any refused part discards the staged ones
+        (ConfigError naming the field)."""
         n, i = max(1, msg.n_parts), msg.part
         staged, self._staged = self._staged, []
         if n > MAX_PARTS or i >= n:
@@ -246,6 +247,9 @@ class Control:
                                   f"{msg.n_samples}; part 0 had {s0[1]} and {s0[2]}")
         units = sum(p.unit_ids.size for p in staged)
         t = templates_from(msg, units)
+        p = self.hub.config.pipeline
+        check_templates(t, self.hub.n_channels, self.hub.sampling_frequency, p.snippet_pre,
+                        p.snippet_post)
         if units + t.unit_ids.size > MAX_UNITS or \
                 sum(p.waveforms.size for p in staged) + t.waveforms.size > MAX_TEMPLATE_VALUES:
             raise ConfigError(f"part={i}: the set exceeds {MAX_UNITS} units or "
@@ -307,9 +311,6 @@ class Control:
                 lt = cmd.load_templates
                 res.message = f"part {lt.part} of {lt.n_parts} staged (applied with the last)"
                 return
-            p = hub.config.pipeline
-            check_templates(templates, hub.n_channels, hub.sampling_frequency,
-                            p.snippet_pre, p.snippet_post)
             await hub.load_templates(templates)
         elif which == "request_status":
             res.status.CopyFrom(hub.status())
