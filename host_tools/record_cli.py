@@ -7,7 +7,9 @@ Stops after ``--duration`` seconds, (``--until-final``) when the hub closes the 
 final shed report (clean shutdown), or on SIGINT/SIGTERM; reconnects when the hub goes away
 (restart, radio outage). ``--set FIELD=VALUE`` (repeatable) sends one Configure with those
 PipelineSettings fields (plus ``raw_channels=0,1,2`` and ``outage_buffer_s=…``) after the first
-connect and waits for its result: a rejection prints the hub's message and exits 1. No
+connect and waits for its result: a rejection prints the hub's message and exits 1.
+``--templates FILE`` then loads a templates file (``hubctl calibrate``) into the hub's online
+sorter, all its fields (host_tools.templates_wire), once the implant streams. No
 connection within ``--connect-timeout`` (or ``--duration``) exits non-zero.
 
 The recording sink (host_tools.nwb_record: ``--packets-out`` packet log, ``--nwb`` conversion on
@@ -33,6 +35,7 @@ from host_tools.packetlog import Link
 from host_tools.receiver import Receiver
 from host_tools.session import LinkObserver, RecordResult, record
 from hub.argtypes import positive
+from hub.dsp.sorting import TemplateSet
 from hub.wire import pb
 from hub.wire import settings as wire_settings
 
@@ -50,6 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="configure the hub after connecting (repeatable): "
                         + "; ".join(s.describe() for s in wire_settings.SETTINGS.values())
                         + "; raw_channels=0,1,2")
+    p.add_argument("--templates", type=Path, metavar="FILE",
+                   help="templates file (hubctl calibrate) to load into the hub's online "
+                        "sorter after --set (e.g. --set sort=true), once the implant streams; "
+                        "every field of the file travels (noise σ, basis, alignment, rate): "
+                        "the hub sorts as `hubctl sort --templates FILE` would")
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--raw-out", type=Path,
                    help="decoded raw broadband (.npz: chN = samples, chN_first = block starts, "
@@ -84,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     path): no hub within ``--connect-timeout``, or bad arguments."""
     # malformed --set values fail here, before connecting (raw_channels needs the hub's count)
     configure_command([x for x in args.set if not x.startswith("raw_channels")], 0)
+    templates = TemplateSet.load(args.templates) if args.templates else None  # read before too
     link = open_link(args.tcp, args.ble, hci=args.hci, keystore=args.keystore, pair=args.pair,
                      scan_timeout=args.connect_timeout)
     sink = nwb_record.RecordingSink(args, Link.BLE if args.ble else Link.TCP)
@@ -91,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ready_file:
         observers.append(ReadyFile(args.ready_file, configured=not args.set))
     try:
-        res = asyncio.run(_record(link, args, observers, sink))
+        res = asyncio.run(_record(link, args, observers, sink, templates))
     except LinkError:                  # HubUnreachable (an OSError): hubctl exits 2
         sink.nwb = None                # nothing to convert; the packet log is closed
         sink.finish({})
@@ -173,7 +182,8 @@ class ReadyFile(LinkObserver):
 
 
 async def _record(link: HubLink, args: argparse.Namespace, observers: list[LinkObserver],
-                  sink: nwb_record.RecordingSink) -> RecordResult:
+                  sink: nwb_record.RecordingSink,
+                  templates: TemplateSet | None = None) -> RecordResult:
     """record() with SIGINT/SIGTERM ending the recording cleanly (the summary is written) and
     the sink ticked (packet log flushed, live status refreshed) a few times a second."""
     stop = asyncio.Event()
@@ -184,7 +194,8 @@ async def _record(link: HubLink, args: argparse.Namespace, observers: list[LinkO
     try:
         return await record(link, duration=args.duration, until_final=args.until_final,
                             settings=args.set, connect_timeout=args.connect_timeout,
-                            observers=observers, keep_raw=args.raw_out is not None, stop=stop)
+                            observers=observers, keep_raw=args.raw_out is not None, stop=stop,
+                            templates=templates)
     finally:
         ticker.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -48,6 +48,7 @@ from typing import Any
 from host_tools.hublink import HubLink, LinkError, stay_connected
 from host_tools.receiver import Receiver
 from host_tools.timesync import TimeSyncFit
+from hub.dsp.sorting import TemplateSet
 from hub.wire import SCHEMA_VERSION, Chunker, pb
 from hub.wire import settings as wire_settings
 from hub.wire.backoff import Backoff
@@ -303,6 +304,27 @@ class HubSession:
             raise CommandRejected(res)
         return res
 
+    async def load_templates(self, ts: TemplateSet, timeout: float = 30.0
+                             ) -> list[pb.CommandResult]:
+        """Loads a templates file into the hub's online sorter (host_tools.templates_wire:
+        every field the file's loader uses, in as many parts as the set needs), once the
+        implant streams; raises ValueError when the file is for another channel count and
+        CommandRejected on the first part the hub refuses (the hub then applied nothing)."""
+        from host_tools.templates_wire import load_templates_parts
+
+        parts = load_templates_parts(ts)
+        n = await self.n_channels(max(timeout, self.connect_timeout))
+        if n != ts.n_channels:
+            raise ValueError(f"the templates are for {ts.n_channels} channels, the hub's "
+                             f"implant has {n}")
+        results = []
+        for msg in parts:
+            res = await self.command(pb.Command(load_templates=msg), timeout)
+            if res.code != pb.RESULT_OK:
+                raise CommandRejected(res)
+            results.append(res)
+        return results
+
     # ------------------------------------------------------------ results
     def summary(self) -> dict[str, Any]:
         s = self.receiver.summary()
@@ -330,8 +352,10 @@ class RecordResult:
 async def record(link: HubLink, *, duration: float | None = None, until_final: bool = False,
                  settings: Sequence[str] = (), connect_timeout: float = 30.0,
                  observers: Sequence[LinkObserver] = (), keep_raw: bool = False,
-                 stop: asyncio.Event | None = None) -> RecordResult:
-    """``hubctl record`` over any link: connect, configure (``settings``), receive until
+                 stop: asyncio.Event | None = None,
+                 templates: TemplateSet | None = None) -> RecordResult:
+    """``hubctl record`` over any link: connect, configure (``settings``), load ``templates``
+    into the online sorter (once the implant streams), receive until
     ``duration`` s, the hub's final report (``until_final``) or ``stop``. Raises
     ``HubUnreachable`` when no connection came within ``connect_timeout`` (or ``duration``, if
     shorter). Observers get ``close(summary)`` in every case."""
@@ -345,6 +369,14 @@ async def record(link: HubLink, *, duration: float | None = None, until_final: b
             try:
                 await session.configure(list(settings))
             except (CommandRejected, CommandTimeout, LinkError) as e:
+                failure = str(e)
+                log.error("%s", e)
+        if templates is not None and failure is None:
+            try:
+                res = await session.load_templates(templates)
+                log.info("templates loaded: %d units in %d part(s)", templates.unit_ids.size,
+                         len(res))
+            except (CommandRejected, CommandTimeout, LinkError, ValueError) as e:
                 failure = str(e)
                 log.error("%s", e)
         if failure is None:

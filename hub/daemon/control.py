@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 
 from hub.daemon.config_store import HubConfig
 from hub.dsp.pipeline import ConfigError
+from hub.dsp.sorting import TemplateSet
 from hub.errors import NK_ERR_ARG, NK_ERR_CAPACITY
 from hub.wire import SCHEMA_VERSION, Reassembler, pb, settings
 from hub.wire.masks import mask_to_channels
@@ -31,6 +32,10 @@ MAX_UNITS = 1024
 MAX_TEMPLATE_VALUES = 4 << 20
 MAX_TEMPLATE_ABS = 1e6      # filtered counts: int16 data never comes near
 MAX_CHANNEL_ID = 65535
+MAX_NOISE = 65536.0         # σ in filtered counts: int16 samples never come near
+MAX_FS = 1e6
+MAX_PARTS = 4096            # parts of one LoadTemplates set
+MAX_TEMPLATE_ROWS = 1024    # channels per template (was 64: a 128-channel probe's whole rows)
 MAX_QUEUED_COMMANDS = 64
 _ARG_STATUSES = (NK_ERR_ARG, NK_ERR_CAPACITY)    # a kernel refused the input
 
@@ -48,13 +53,35 @@ class UnsupportedError(CommandError):
         super().__init__(pb.RESULT_UNSUPPORTED, message)
 
 
+def _no_floats() -> npt.NDArray[np.float32]:
+    return np.zeros(0, np.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class Templates:
-    """Unit templates from the host (calibration), for the online sorter's hook."""
+    """Unit templates from the host (calibration), for the online sorter's hook: the
+    templates file's fields (hub/dsp/sorting.py), rows sparse per unit. The fields an older
+    sender leaves out default to what it always got: no noise seed, no basis, alignment and
+    rate not checked."""
 
     waveforms: npt.NDArray[np.float32]     # (n_units, n_channels, n_samples)
     channels: npt.NDArray[np.int32]        # (n_units, n_channels)
     unit_ids: npt.NDArray[np.int32]        # (n_units,)
+    noise: npt.NDArray[np.float32] = dataclasses.field(default_factory=_no_floats)  # (C,) or (0,)
+    basis: npt.NDArray[np.float32] = dataclasses.field(
+        default_factory=lambda: np.zeros((0, 0), np.float32))    # (n_features, n_samples)
+    pre: int | None = None                 # None: the hub's snippet_pre
+    sampling_frequency: float = 0.0        # 0: the implant's
+
+    def template_set(self, n_channels: int, fs: float, pre: int) -> TemplateSet:
+        """The same set as a templates file would hold (dense over the implant's channels);
+        ``fs`` and ``pre`` stand in for the fields the sender left out."""
+        t = self.waveforms.shape[2]
+        p = pre if self.pre is None else self.pre
+        return TemplateSet(self.sampling_frequency or fs, p, t - p, self.unit_ids,
+                           self.dense(n_channels),
+                           self.basis if self.basis.size else np.zeros((0, t), np.float32),
+                           noise=self.noise)
 
     def dense(self, n_channels: int) -> npt.NDArray[np.float32]:
         """(n_units, n_channels of the recording, n_samples), zeros off each unit's rows."""
@@ -97,14 +124,15 @@ def merged_config(cur: HubConfig, msg: pb.Configure, n_channels: int | None) -> 
     return new
 
 
-def templates_from(msg: pb.LoadTemplates) -> Templates:
+def templates_from(msg: pb.LoadTemplates, first_id: int = 0) -> Templates:
     """Checked templates (every value finite and bounded, every unit non-zero, channel and
-    unit ids in range) or ConfigError naming the field."""
+    unit ids in range, noise σ finite and positive) or ConfigError naming the field. Empty
+    unit_ids number the units from ``first_id`` (a later part of a multi-part set)."""
     u, k, t = msg.n_units, msg.n_channels, msg.n_samples
     if not 1 <= u <= MAX_UNITS:
         raise ConfigError(f"n_units={u}: must be 1–{MAX_UNITS}")
-    if not 1 <= k <= 64:
-        raise ConfigError(f"n_channels={k}: must be 1–64 per template")
+    if not 1 <= k <= MAX_TEMPLATE_ROWS:
+        raise ConfigError(f"n_channels={k}: must be 1–{MAX_TEMPLATE_ROWS} per template")
     if not 4 <= t <= 512:
         raise ConfigError(f"n_samples={t}: must be 4–512")
     if u * k * t > MAX_TEMPLATE_VALUES:
@@ -126,10 +154,66 @@ def templates_from(msg: pb.LoadTemplates) -> Templates:
     if ch.max() > MAX_CHANNEL_ID:
         raise ConfigError(f"channels: {int(ch.max())} is not a channel number "
                           f"(0–{MAX_CHANNEL_ID})")
-    ids = np.asarray(msg.unit_ids or range(u), dtype=np.int64)
+    ids = np.asarray(msg.unit_ids or range(first_id, first_id + u), dtype=np.int64)
     if ids.size != u or np.unique(ids).size != u or ids.max() >= 2**31 - 2:
         raise ConfigError(f"unit_ids: want {u} distinct ids below 2^31 − 2 (or none)")
-    return Templates(wf, ch.astype(np.int32), ids.astype(np.int32))
+    noise = np.asarray(msg.noise, dtype=np.float32)
+    if noise.size and not (np.isfinite(noise).all() and (noise > 0).all()
+                           and (noise <= MAX_NOISE).all()):
+        bad = int(np.flatnonzero(~((noise > 0) & (noise <= MAX_NOISE)))[0])
+        raise ConfigError(f"noise: channel {bad} has σ {float(noise[bad])!r}; want finite, "
+                          f"> 0 and ≤ {MAX_NOISE:g} counts on every channel (or none)")
+    d = msg.n_features
+    if d > t or len(msg.basis) != d * t:
+        raise ConfigError(f"basis: {len(msg.basis)} values for n_features={d}; want "
+                          f"n_features ≤ n_samples={t} and n_features×{t} values")
+    basis = np.asarray(msg.basis, dtype=np.float32).reshape(d, t)
+    if not (np.isfinite(basis).all() and (np.abs(basis) <= MAX_TEMPLATE_ABS).all()):
+        raise ConfigError(f"basis: NaN, infinite or |value| > {MAX_TEMPLATE_ABS:g}")
+    pre = msg.pre if msg.HasField("pre") else None
+    if pre is not None and pre >= t:
+        raise ConfigError(f"pre={pre}: must be below n_samples={t}")
+    fs = msg.sampling_frequency
+    if not (fs == 0 or 0 < fs <= MAX_FS):      # NaN fails both
+        raise ConfigError(f"sampling_frequency={fs!r}: want 0 (not checked) or 0–{MAX_FS:g} Hz")
+    return Templates(wf, ch.astype(np.int32), ids.astype(np.int32), noise, basis, pre, fs)
+
+
+def check_templates(templates: Templates, n_channels: int | None, fs: float,
+                    pre: int, post: int) -> None:
+    """The checks that need the hub's stream and configuration (ConfigError naming the
+    field); the kernels' own checks follow when the set is loaded, still before any change."""
+    if n_channels is not None and templates.noise.size not in (0, n_channels):
+        raise ConfigError(f"noise: {templates.noise.size} values; want one σ per implant "
+                          f"channel ({n_channels}) or none")
+    t, p = templates.waveforms.shape[2], templates.pre
+    if p is not None and (p, t - p) != (pre, post):
+        raise ConfigError(f"pre={p}, n_samples={t}: the hub's snippets are pre={pre}, "
+                          f"post={post} (n_samples {pre + post})")
+    f = templates.sampling_frequency
+    if f and fs and abs(f - fs) > 1e-6 * fs:
+        raise ConfigError(f"sampling_frequency={f:g}: the implant streams at {fs:g} Hz")
+
+
+def _set_wide(msg: pb.LoadTemplates) -> list[str]:
+    """The set-wide fields a LoadTemplates carries (only part 0 may)."""
+    return [name for name, there in (
+        ("noise", bool(msg.noise)), ("basis", bool(msg.basis) or msg.n_features > 0),
+        ("pre", msg.HasField("pre")), ("sampling_frequency", msg.sampling_frequency != 0))
+        if there]
+
+
+def join_parts(parts: list[Templates]) -> Templates:
+    """One set from the parts of a multi-part LoadTemplates (ConfigError on a unit id used
+    twice); the set-wide fields are part 0's."""
+    ids = np.concatenate([p.unit_ids for p in parts])
+    if np.unique(ids).size != ids.size:
+        raise ConfigError(f"unit_ids: {ids.size - np.unique(ids).size} ids used twice across "
+                          f"the {len(parts)} parts")
+    first = parts[0]
+    return dataclasses.replace(first, waveforms=np.concatenate([p.waveforms for p in parts]),
+                               channels=np.concatenate([p.channels for p in parts]),
+                               unit_ids=ids)
 
 
 class Control:
@@ -139,6 +223,41 @@ class Control:
         self.hub = hub
         self.handled = 0
         self.rejected = 0
+        self._staged: list[Templates] = []     # parts of a multi-part LoadTemplates so far
+        self._staged_parts = 0
+
+    def _templates(self, msg: pb.LoadTemplates) -> Templates | None:
+        """The whole set once its last part is here (None: this part is staged), checked
+        against the hub's stream and configuration; any refused part discards the staged ones
+        (ConfigError naming the field)."""
+        n, i = max(1, msg.n_parts), msg.part
+        staged, self._staged = self._staged, []
+        if n > MAX_PARTS or i >= n:
+            raise ConfigError(f"part={i}, n_parts={n}: want part < n_parts ≤ {MAX_PARTS}")
+        if i > 0:
+            if n != self._staged_parts or i != len(staged):
+                raise ConfigError(f"part={i} of n_parts={n}: expected part {len(staged)} of "
+                                  f"{self._staged_parts or '?'} (the staged parts are "
+                                  "discarded: send the set again from part 0)")
+            if _set_wide(msg):
+                raise ConfigError(f"{', '.join(_set_wide(msg))}: only in part 0 of a set")
+            s0 = staged[0].waveforms.shape
+            if (msg.n_channels, msg.n_samples) != s0[1:]:
+                raise ConfigError(f"part={i}: n_channels={msg.n_channels}, n_samples="
+                                  f"{msg.n_samples}; part 0 had {s0[1]} and {s0[2]}")
+        units = sum(p.unit_ids.size for p in staged)
+        t = templates_from(msg, units)
+        p = self.hub.config.pipeline
+        check_templates(t, self.hub.n_channels, self.hub.sampling_frequency, p.snippet_pre,
+                        p.snippet_post)
+        if units + t.unit_ids.size > MAX_UNITS or \
+                sum(p.waveforms.size for p in staged) + t.waveforms.size > MAX_TEMPLATE_VALUES:
+            raise ConfigError(f"part={i}: the set exceeds {MAX_UNITS} units or "
+                              f"{MAX_TEMPLATE_VALUES} values")
+        if i < n - 1:
+            self._staged, self._staged_parts = [*staged, t], n
+            return None
+        return join_parts([*staged, t]) if staged else t
 
     async def handle(self, payload: bytes) -> pb.CommandResult:
         """Exactly one result for one command payload, whatever the bytes."""
@@ -187,7 +306,12 @@ class Control:
             new.validate(hub.sampling_frequency, hub.n_channels)
             await hub.apply_config(new)
         elif which == "load_templates":
-            await hub.load_templates(templates_from(cmd.load_templates))
+            templates = self._templates(cmd.load_templates)
+            if templates is None:
+                lt = cmd.load_templates
+                res.message = f"part {lt.part} of {lt.n_parts} staged (applied with the last)"
+                return
+            await hub.load_templates(templates)
         elif which == "request_status":
             res.status.CopyFrom(hub.status())
         elif which == "time_sync":

@@ -28,6 +28,7 @@ from hub.daemon.packets import Packer
 from hub.daemon.scheduler import Packet
 from hub.dsp.geometry import snippet_neighbors
 from hub.dsp.pipeline import Pipeline
+from hub.dsp.sorting import TemplateSet, load_templates
 from hub.errors import HubError
 from hub.kernels import FeatureBins
 from hub.link.blocks import Block
@@ -84,6 +85,7 @@ class PipelineStage:
         self.rebuilds = 0
         self._snippets_dropped = 0     # the installed pipeline's snippet drops already reported
         self._spikes_carry_lost = 0    # sorted spikes a replaced pipeline still held
+        self.templates: TemplateSet | None = None   # loaded into every pipeline it builds
 
     def set_stream(self, fs: float, n_channels: int) -> None:
         if (fs, n_channels) != (self.fs, self.n_channels):
@@ -108,13 +110,20 @@ class PipelineStage:
             self._install(self.build(cfg), None)
         self.cfg, self.version = cfg, version
 
-    def load_templates(self, unit_ids: npt.NDArray[np.int32],
-                       dense: npt.NDArray[np.float32]) -> None:
-        """Templates for the online sorter (ValueError, nothing changed, when it refuses)."""
-        sorter = getattr(self.pipeline, "sorter", None)
-        if sorter is None:
+    def load_templates(self, ts: TemplateSet) -> None:
+        """Templates for the online sorter, loaded as from a templates file
+        (hub.dsp.sorting.load_templates: a pipeline that has not run a block yet also starts
+        from the set's noise σ). ValueError, nothing changed, when they are refused. Every
+        pipeline built later under this stream (a configuration that rebuilds it) starts with
+        them too. With the stream known but no block run yet, the pipeline that takes the next
+        block is built now."""
+        pipe = self.pipeline
+        if pipe is None and self.n_channels and self.cfg.pipeline.sort:
+            pipe = self._install(self.build(self.cfg), None)
+        if pipe is None or pipe.sorter is None:
             raise LookupError("no online sorter is running")
-        sorter.load_templates(unit_ids, dense)
+        load_templates(pipe, ts)
+        self.templates = ts
 
     def process(self, block: Block, t_ns: int) -> Output:
         """Runs one block."""
@@ -178,6 +187,12 @@ class PipelineStage:
                 self._retired_times[k] = self._retired_times.get(k, 0.0) + v
         self.pipeline, self.base = pipeline, -1 if base is None else base
         self._snippets_dropped = 0
+        if self.templates is not None and pipeline.sorter is not None:
+            try:                      # a rebuilt pipeline keeps the loaded units
+                load_templates(pipeline, self.templates)
+            except ValueError as e:
+                log.error("the loaded templates do not fit the new pipeline, dropped: %s", e)
+                self.templates = None
         self.neighbors = snippet_neighbors(self.positions, self.n_channels,
                                            pipeline.cfg.snippet_channels,
                                            pipeline.cfg.neighbor_radius_um)
@@ -222,9 +237,8 @@ class StageWorker:
     async def apply(self, cfg: HubConfig, version: int) -> None:
         await self.call(self.stage.apply, cfg, version)
 
-    async def load_templates(self, unit_ids: npt.NDArray[np.int32],
-                             dense: npt.NDArray[np.float32]) -> None:
-        await self.call(self.stage.load_templates, unit_ids, dense)
+    async def load_templates(self, ts: TemplateSet) -> None:
+        await self.call(self.stage.load_templates, ts)
 
     def abandon(self) -> None:
         """Leaves the thread to finish (or hang) on its own; every waiting call fails now."""

@@ -33,6 +33,7 @@ from hub.daemon.linkclock import ArrivalClock
 from hub.daemon.packets import Packer
 from hub.daemon.scheduler import SPIKES, Scheduler, SchedulerConfig
 from hub.daemon.telemetry import CpuMeter, battery_pct, sd_notify, temperature_c, watchdog_interval
+from hub.dsp.sorting import TemplateSet
 from hub.link import BlockAssembler, FrameParser, Gap
 from hub.link.blocks import Block, Item, StreamStart
 from hub.link.frame import Frame
@@ -169,10 +170,17 @@ class Daemon:
                                    "with the implant streaming)")
         assert self.stream is not None
         try:
-            await worker.load_templates(templates.unit_ids, templates.dense(self.stream[1]))
+            await worker.load_templates(self._template_set(templates))
         except LookupError as e:
             raise UnsupportedError(str(e)) from None
         self._templates = templates
+
+    def _template_set(self, templates: Templates) -> TemplateSet:
+        """The set as a templates file holds it, on this implant's channels (ConfigError when
+        a channel is not one of them)."""
+        assert self.stream is not None
+        fs, n_channels = self.stream
+        return templates.template_set(n_channels, fs, self._config.pipeline.snippet_pre)
 
     def status(self) -> pb.Telemetry:
         tel = self._telemetry()
@@ -454,7 +462,7 @@ class Daemon:
     async def _reload_templates(self, worker: StageWorker, templates: Templates) -> None:
         assert self.stream is not None
         try:
-            await worker.load_templates(templates.unit_ids, templates.dense(self.stream[1]))
+            await worker.load_templates(self._template_set(templates))
             log.info("restarted stage: templates re-loaded")
         except (ValueError, LookupError, RuntimeError) as e:
             log.error("restarted stage: templates not re-loaded (%s)", e)

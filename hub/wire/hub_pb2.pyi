@@ -531,20 +531,34 @@ class SetThresholds(_message.Message):
     def __init__(self, threshold: _Optional[float] = ...) -> None: ...
 
 class LoadTemplates(_message.Message):
-    __slots__ = ("n_units", "n_channels", "n_samples", "waveforms", "channels", "unit_ids")
+    __slots__ = ("n_units", "n_channels", "n_samples", "waveforms", "channels", "unit_ids", "noise", "basis", "n_features", "pre", "sampling_frequency", "part", "n_parts")
     N_UNITS_FIELD_NUMBER: _ClassVar[int]
     N_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     WAVEFORMS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    NOISE_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    N_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    PRE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    N_PARTS_FIELD_NUMBER: _ClassVar[int]
     n_units: int
     n_channels: int
     n_samples: int
     waveforms: _containers.RepeatedScalarFieldContainer[float]
     channels: _containers.RepeatedScalarFieldContainer[int]
     unit_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, n_units: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_samples: _Optional[int] = ..., waveforms: _Optional[_Iterable[float]] = ..., channels: _Optional[_Iterable[int]] = ..., unit_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    noise: _containers.RepeatedScalarFieldContainer[float]
+    basis: _containers.RepeatedScalarFieldContainer[float]
+    n_features: int
+    pre: int
+    sampling_frequency: float
+    part: int
+    n_parts: int
+    def __init__(self, n_units: _Optional[int] = ..., n_channels: _Optional[int] = ..., n_samples: _Optional[int] = ..., waveforms: _Optional[_Iterable[float]] = ..., channels: _Optional[_Iterable[int]] = ..., unit_ids: _Optional[_Iterable[int]] = ..., noise: _Optional[_Iterable[float]] = ..., basis: _Optional[_Iterable[float]] = ..., n_features: _Optional[int] = ..., pre: _Optional[int] = ..., sampling_frequency: _Optional[float] = ..., part: _Optional[int] = ..., n_parts: _Optional[int] = ...) -> None: ...
 
 class RequestStatus(_message.Message):
     __slots__ = ()

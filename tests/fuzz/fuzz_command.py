@@ -3,7 +3,8 @@ results — against a hub whose online sorter is the real kernel. Invariants: ne
 exactly one result per command payload (in order, with its request id), anything that is not
 a valid command gets an error code, and nothing a host sends is an INTERNAL error (a kernel's
 refusal is INVALID_ARGUMENT). Half the inputs are raw bytes (as chunks); half are structurally
-valid commands with fuzzed field values (to reach the validation of every field).
+valid commands with fuzzed field values (to reach the validation of every field, LoadTemplates'
+noise σ, basis, alignment, rate and multi-part staging included).
 
     python tests/fuzz/fuzz_command.py -max_total_time=15 -atheris_runs=0
 """
@@ -21,25 +22,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 with atheris.instrument_imports():
     import asyncio
 
-    import numpy as np
     from google.protobuf.message import DecodeError
 
     from hub.daemon.control import CommandPort, Control, Templates
-    from hub.kernels.sorter import Sorter
+    from hub.dsp.pipeline import Pipeline, PipelineConfig
+    from hub.dsp.sorting import load_templates
     from hub.wire import SCHEMA_VERSION, Chunker, Reassembler, pb
     from tests.test_control import FakeHub
 
 
 class SortingHub(FakeHub):
-    """The fake hub, with the real online sorter behind LoadTemplates."""
+    """The fake hub, with the real pipeline and online sorter behind LoadTemplates, loaded
+    the daemon's way (the set as a templates file: noise seed, basis, alignment)."""
 
     def __init__(self) -> None:
         super().__init__()
-        nb = np.stack([np.arange(20), (np.arange(20) + 1) % 20], axis=1)
-        self.real = Sorter(nb, 16, 32, 30000.0, 5.0)
+        self.real = Pipeline(PipelineConfig(sort=True), 20, 30000.0)
 
     async def load_templates(self, templates: Templates) -> None:
-        self.real.load_templates(templates.unit_ids, templates.dense(20))
+        load_templates(self.real, templates.template_set(20, 30000.0, 16))
 
 
 CTL = Control(SortingHub())
@@ -93,6 +94,26 @@ def structured(fdp: atheris.FuzzedDataProvider) -> bytes:
         if fdp.ConsumeBool():
             lt.unit_ids.extend([fdp.ConsumeIntInRange(0, 2**32 - 1)
                                 for _ in range(fdp.ConsumeIntInRange(0, 3))])
+        if fdp.ConsumeBool():            # the templates file's other fields (noise σ, …)
+            n = 20 if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 24)
+            lt.noise.extend([fdp.ConsumeRegularFloat() if fdp.ConsumeBool() else
+                             fdp.ConsumeFloat() for _ in range(n)])
+        if fdp.ConsumeBool():
+            lt.n_features = fdp.ConsumeIntInRange(0, 4) if fdp.ConsumeBool() else \
+                fdp.ConsumeIntInRange(0, 2**32 - 1)
+            n = lt.n_features * lt.n_samples
+            n = n if n <= 300 and fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 64)
+            lt.basis.extend([fdp.ConsumeFloat() if fdp.ConsumeBool() else
+                             fdp.ConsumeIntInRange(-2, 2) for _ in range(n)])
+        if fdp.ConsumeBool():
+            lt.pre = 16 if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 2**32 - 1)
+        if fdp.ConsumeBool():
+            lt.sampling_frequency = 30000.0 if fdp.ConsumeBool() else fdp.ConsumeFloat()
+        if fdp.ConsumeBool():            # a part of a multi-part set
+            lt.n_parts = fdp.ConsumeIntInRange(0, 4) if fdp.ConsumeBool() else \
+                fdp.ConsumeIntInRange(0, 2**32 - 1)
+            lt.part = fdp.ConsumeIntInRange(0, 4) if fdp.ConsumeBool() else \
+                fdp.ConsumeIntInRange(0, 2**32 - 1)
     elif kind == 3:
         cmd.time_sync.host_time_ns = fdp.ConsumeIntInRange(0, 2**64 - 1)
     return cmd.SerializeToString()
