@@ -93,8 +93,8 @@
  * second is removed), and the pair that leaves least of the snippet is taken; a second spike
  * the detector reported itself counts as explained there (and is not reported again).
  *
- * Overlap (overlap_penalty > 0, nk_sort_overlap.c): two neurons firing within a few samples
- * of each other give one event whose residual after the best single template has no peak away
+ * Overlap (overlap_penalty > 0, with peel; nk_sort_overlap.c): two neurons firing within a
+ * few samples of each other give one event whose residual after the best single template has no peak away
  * from the first (the peel above needs one ≥ 2 samples off). Before any cluster learns from the
  * snippet, it is compared with pairs of mature units (loaded, or ≥ adapt_spikes members) of
  * its channel and its neighbours' (their templates placed in the snippet's frame): the first
@@ -231,8 +231,8 @@ typedef struct {
     int32_t motion_anchor;      /* with positions and template moves, after a load: the
                                    depth histogram of all spikes re-anchors a motion estimate
                                    stuck a contact off (see "Anchor"); 0: off */
-    float overlap_penalty;      /* near-synchronous overlaps (nk_sort_overlap.c): a snippet
-                                   that a pair of mature units fits better than the best single
+    float overlap_penalty;      /* with peel, near-synchronous overlaps (nk_sort_overlap.c): a
+                                   snippet that a pair of mature units fits better than the best single
                                    by more than this × σ² (plus the first's own variability)
                                    is both spikes (see "Overlap"); 0: off */
 } nk_sort_config;

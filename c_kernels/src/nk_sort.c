@@ -257,7 +257,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         }
         /* two mature units' near-synchronous spikes (nk_sort_overlap.c): both are labelled,
          * neither template learns from it, and it seeds no candidate */
-        if (s->ov) {
+        if (s->ov && s->cfg.peel) {
             const int32_t ou = nks_overlap(s, events, n, e, x, &k);
             if (ou >= 0) {
                 ev->unit = ou;

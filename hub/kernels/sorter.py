@@ -200,8 +200,8 @@ class SorterConfig:
     #: (24) -> 0.994 (26), others +0.000 … +0.002, none down; false-positive units unchanged
     #: but si_drift64 6 -> 4. Tune seeds: +0.000 … +0.010 (tetrode16 0.962 -> 0.971), none down
     calibration_cold_units: bool = True
-    #: near-synchronous overlaps (nk_sort_overlap.c, nk_sort.h "Overlap"): a snippet that a
-    #: pair of mature units (the second ≤ 6 samples from the first, both scales fitted
+    #: with peel, near-synchronous overlaps (nk_sort_overlap.c, nk_sort.h "Overlap"): a snippet
+    #: that a pair of mature units (the second ≤ 6 samples from the first, both scales fitted
     #: together) explains better than the best single by more than this × σ² (plus the
     #: single's own variability) is labelled as both spikes; 0: off. Tuned with
     #: bench.sorting_losses --calibrated, extended tune seeds, pooled medians: dense32 0.907 ->
