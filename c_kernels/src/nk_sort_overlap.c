@@ -43,15 +43,25 @@
  * it): cost. 0.4 and 0.6: the same overlaps in every tune run. */
 #define OV_SCREEN 0.6f
 
-/* Σ_p Σ_l a[p][l]·b[p][l + d] over the l with l + d inside the window. */
+/* Σ_p Σ_l a[p][l]·b[p][l + d] over the l with l + d inside the window. Four running sums
+ * (l mod 4), added in a fixed order at the end: the same rounding on every target (no FMA,
+ * -ffp-contract=off), and four independent additions in flight instead of one chain — this
+ * loop is most of the overlap search's time. */
 static float dot_lag(const float *a, const float *b, int32_t K, int32_t L, int32_t d) {
     const int32_t lo = d < 0 ? -d : 0, hi = d > 0 ? L - d : L;
-    float acc = 0.0f;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
     for (int32_t p = 0; p < K; p++) {
         const float *ap = a + (size_t)p * (size_t)L, *bp = b + (size_t)p * (size_t)L + d;
-        for (int32_t l = lo; l < hi; l++) acc += ap[l] * bp[l];
+        int32_t l = lo;
+        for (; l + 4 <= hi; l += 4) {
+            s0 += ap[l] * bp[l];
+            s1 += ap[l + 1] * bp[l + 1];
+            s2 += ap[l + 2] * bp[l + 2];
+            s3 += ap[l + 3] * bp[l + 3];
+        }
+        for (; l < hi; l++) s0 += ap[l] * bp[l];
     }
-    return acc;
+    return (s0 + s1) + (s2 + s3);
 }
 
 static float clampf(float g, float lo, float hi) {
@@ -139,9 +149,10 @@ int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, co
     const float kappa = s->cfg.overlap_penalty * sig2;
     float xx = 0.0f;
     for (size_t i = 0; i < KL; i++) xx += x[i] * x[i];
-    /* the best single fit among the channel's mature units (the gate) */
+    /* the best single fit among the channel's mature units (the gate; the first unit that
+     * fits within OV_GATE ends it: most snippets leave here) */
     float d1 = FLT_BIG;
-    for (int32_t u = 0; u < U; u++) {
+    for (int32_t u = 0; u < U && d1 > OV_GATE; u++) {
         const int32_t j = c * U + u;
         if (!mature(s, &s->cl[j])) continue;
         const float *T = s->raw + (size_t)j * KL;
