@@ -220,7 +220,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         s->chan_spikes[c]++;
         nks_anchor_observe(s, c, x, sig);   /* depth histogram (nk_sort_motion.c) */
         int32_t best = -1, best_shift = 0, near_unit = -1, near_j = -1, near_shift = 0;
-        float best_delta = 0.0f, near_score = 0.0f;
+        float best_delta = 0.0f, near_score = 0.0f, mature_delta = FLT_BIG;
         /* the PEEL_FIRSTS nearest unit clusters (by score), for an overlap's first spike */
         int32_t fj[PEEL_FIRSTS] = {0}, fsh[PEEL_FIRSTS] = {0}, nf = 0;
         float fsc[PEEL_FIRSTS] = {0.0f};
@@ -233,6 +233,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
             const float delta = nks_match(s, f, nks_feat_of(s, j), den, s->cfg.scale_prior, &sh);
             const float limit = nks_limit_of(s, cj, c);
             const float score = delta / limit;   /* ≤ 1: acceptable */
+            if (delta < mature_delta && nks_mature(s, cj)) mature_delta = delta;
             /* among the clusters that accept it, the nearest takes the spike */
             if (score <= 1.0f && (best < 0 || delta < best_delta)) {
                 best = j; best_delta = delta; best_shift = sh;
@@ -258,7 +259,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         /* two mature units' near-synchronous spikes (nk_sort_overlap.c): both are labelled,
          * neither template learns from it, and it seeds no candidate */
         if (s->ov && s->cfg.peel) {
-            const int32_t ou = nks_overlap(s, events, n, e, x, &k);
+            const int32_t ou = nks_overlap(s, events, n, e, x, mature_delta, &k);
             if (ou >= 0) {
                 ev->unit = ou;
                 s->st.labelled++;

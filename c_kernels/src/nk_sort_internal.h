@@ -234,9 +234,13 @@ int nks_peel(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const flo
 int nks_detected(const nk_sort *s, const nk_event *events, int32_t n, int32_t e, int32_t ch,
                  int64_t t);
 /* overlap_penalty > 0: event e's snippet as two near-synchronous spikes of mature units; the
- * second is emitted (NK_SORT_PEELED) and the first's unit returned, else −1. */
+ * second is emitted (NK_SORT_PEELED) and the first's unit returned, else −1. match_delta: the
+ * smallest nks_match δ of the channel's mature clusters (FLT_BIG: none), a cheap first gate. */
 int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
-                    sink *k);
+                    float match_delta, sink *k);
+/* Mature: a unit's cluster that is loaded or has adapt_spikes members (the overlap search's
+ * candidates). */
+int nks_mature(const nk_sort *s, const cluster *cj);
 int nks_duplicate(const nk_sort *s, const nk_event *events, int32_t n, int32_t e,
                   const float *x, float local_delta);
 void nks_motion_place(nk_sort *s, int32_t i);

@@ -59,6 +59,28 @@ float nks_match(const nk_sort *s, const float *x, const float *t, float den, flo
     }
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples;
     static const int32_t shifts[3] = {0, -1, 1};
+    /* the three shifts' sums in one pass: each sum keeps its own order (so the result is the
+     * same as one pass per shift, bit for bit), seven independent additions in flight */
+    float xt[3] = {0.0f, 0.0f, 0.0f}, tts[3] = {0.0f, 0.0f, 0.0f}, xx = 0.0f;
+    if (r != 0.0f) {
+        float x0 = 0.0f, xm = 0.0f, xq = 0.0f, t0 = 0.0f, tm = 0.0f, tq = 0.0f;
+        for (int32_t p = 0; p < K; p++) {
+            const float *xp = x + (size_t)p * (size_t)L + 1;
+            const float *tp = t + (size_t)p * (size_t)L + 1;
+            for (int32_t l = 0; l < L - 2; l++) {
+                const float v = xp[l];
+                xx += v * v;
+                x0 += v * tp[l];
+                xm += v * tp[l - 1];
+                xq += v * tp[l + 1];
+                t0 += tp[l] * tp[l];
+                tm += tp[l - 1] * tp[l - 1];
+                tq += tp[l + 1] * tp[l + 1];
+            }
+        }
+        xt[0] = x0; xt[1] = xm; xt[2] = xq;
+        tts[0] = t0; tts[1] = tm; tts[2] = tq;
+    }
     float best = 0.0f;
     for (int32_t k = 0; k < 3; k++) {
         const int32_t sh = shifts[k];
@@ -70,20 +92,11 @@ float nks_match(const nk_sort *s, const float *x, const float *t, float den, flo
                               t + (size_t)p * (size_t)L + 1 + sh, L - 2);
             acc /= den;
         } else {
-            float xx = 0.0f, xt = 0.0f, tt = 0.0f;
-            for (int32_t p = 0; p < K; p++) {
-                const float *xp = x + (size_t)p * (size_t)L + 1;
-                const float *tp = t + (size_t)p * (size_t)L + 1 + sh;
-                for (int32_t l = 0; l < L - 2; l++) {
-                    xx += xp[l] * xp[l];
-                    xt += xp[l] * tp[l];
-                    tt += tp[l] * tp[l];
-                }
-            }
-            float g = tt > 0.0f ? xt / tt : 1.0f;
+            const float tt = tts[k];
+            float g = tt > 0.0f ? xt[k] / tt : 1.0f;
             if (!(g >= lo)) g = lo;
             if (g > hi) g = hi;
-            float res = xx - 2.0f * g * xt + g * g * tt;
+            float res = xx - 2.0f * g * xt[k] + g * g * tt;
             if (res < 0.0f) res = 0.0f;
             acc = res / den + prior * (g - 1.0f) * (g - 1.0f);
         }

@@ -28,6 +28,11 @@
  * and 19 % of si_static32's snippets tried, every tune result the same as with all tried
  * (1.6: 20 %, si_static32 seed 0 slightly different; 2.5: 15 %). */
 #define OV_GATE 1.2f
+/* The matcher's δ (nk_sort.c, the same budget and prior on the window without its first and
+ * last sample) of the best mature cluster at or under OV_PREGATE ends the search before the
+ * gate's own fits: those were most of the search's time on the snippets that leave at the gate
+ * (cost). */
+#define OV_PREGATE 0.8f
 #define OV_GMIN 0.75f  /* both scales, as the peel's PEEL_GMIN (no measurable effect here) */
 /* Each spike of the pair must have crossed the detector's threshold alone (its template's
  * peak on its own channel × its scale ≥ OV_DETECT × k·σ): without it small units were given
@@ -132,12 +137,15 @@ static int detectable(const nk_sort *s, int32_t j, float g, float sig2) {
     return v * v >= thr * thr * sg2;
 }
 
-static int mature(const nk_sort *s, const cluster *cj) {
+int nks_mature(const nk_sort *s, const cluster *cj) {
     return cj->channel >= 0 && cj->unit >= 0 && (cj->given || cj->count >= s->cfg.adapt_spikes);
 }
 
 int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, const float *x,
-                    sink *k) {
+                    float match_delta, sink *k) {
+    /* a mature cluster the matcher already found within OV_PREGATE: no overlap tried (the
+     * matcher's δ is the gate's on a window two samples shorter, OV_PREGATE < OV_GATE) */
+    if (!(match_delta > OV_PREGATE)) return -1;
     const nk_event *ev = &events[e];
     const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples, U = s->cfg.max_clusters;
     const int32_t c = ev->channel, pre = s->cfg.pre;
@@ -154,7 +162,7 @@ int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, co
     float d1 = FLT_BIG;
     for (int32_t u = 0; u < U && d1 > OV_GATE; u++) {
         const int32_t j = c * U + u;
-        if (!mature(s, &s->cl[j])) continue;
+        if (!nks_mature(s, &s->cl[j])) continue;
         const float *T = s->raw + (size_t)j * KL;
         const float tt = dot_lag(T, T, K, L, 0);
         if (!(tt > 0.0f)) continue;
@@ -175,7 +183,7 @@ int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, co
         if (c2 < 0 || (p > 0 && c2 == c)) continue;
         for (int32_t u = 0; u < U && nc < OV_MAX; u++) {
             const int32_t j = c2 * U + u;
-            if (!mature(s, &s->cl[j])) continue;
+            if (!nks_mature(s, &s->cl[j])) continue;
             int32_t dup = 0;
             for (int32_t q = 0; q < nc; q++) dup |= s->cl[cj[q]].unit == s->cl[j].unit;
             if (dup) continue;
