@@ -106,7 +106,8 @@
  * have crossed the detection threshold on its own channel (peak · scale ≥ k·σ): the event
  * takes the unit larger at the peak, the other is reported (NK_SORT_PEELED) unless the
  * detector reported it itself; neither template learns from the snippet. Only snippets whose
- * best single fit among the channel's mature units has δ > 1.2 are tried (a fifth of them).
+ * best single fit among the channel's mature units has δ > 1.2 are tried (a fifth of them),
+ * and none the matcher already fits with a mature cluster within δ 0.8 (cost).
  *
  * Splits (split = 1, nk_sort_split.c; off in SorterConfig, see its comment): two similar
  * neurons on one channel (template difference within the merge distance) end up in one
