@@ -107,7 +107,7 @@ async def _stream(work: Path, model: dict[str, Any], hub_args: list[str], second
                      "disconnect_reasons": list(be.disconnect_reasons),
                      "subscribes": s.subscribes}
             assert b.hub is not None
-            hub_stats = await b.hub.stop() or {}
+            hub_stats = await b.hub.stop(timeout=60.0) or {}
             await asyncio.sleep(0.3)
         finally:
             stop.set()
@@ -244,7 +244,7 @@ async def security(work: Path) -> dict[str, Any]:
             received = got.received
             await rx.close()
             await be.close()
-            hub_stats = await hub.stop() or {}
+            hub_stats = await hub.stop(timeout=60.0) or {}
             return received, len(hub_stats.get("commands", []))
 
         (out["bonded_data_chunks"],

@@ -130,7 +130,7 @@ def test_dead_peer_process_times_out_on_the_other_side(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)         # the hub handles its disconnection event
-            return reasons, closed, await hub2.stop()
+            return reasons, closed, await hub2.stop(timeout=60.0)
 
     reasons, closed, hub_stats = asyncio.run(go())
     assert reasons == [0x08]

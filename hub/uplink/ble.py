@@ -300,6 +300,13 @@ class BleUplink(Uplink):
 
     async def stop(self) -> None:
         self._stopping = True
+        # a re-advertise or disconnect still in flight would wait out the controller's command
+        # timeout (10 s) once the transport is closed: this stop does their work itself
+        bg = list(self._bg)
+        for task in bg:
+            task.cancel()
+        if bg:
+            await asyncio.gather(*bg, return_exceptions=True)
         if self.device is not None:
             conn = self._conn
             if conn is not None:
