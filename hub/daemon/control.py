@@ -239,8 +239,8 @@ class Control:
                 raise ConfigError(f"part={i} of n_parts={n}: expected part {len(staged)} of "
                                   f"{self._staged_parts or '?'} (the staged parts are "
                                   "discarded: send the set again from part 0)")
-            if _set_wide(msg):
-                raise ConfigError(f"{', '.join(_set_wide(msg))}: only in part 0 of a set")
+            if wide := _set_wide(msg):
+                raise ConfigError(f"{', '.join(wide)}: only in part 0 of a set")
             s0 = staged[0].waveforms.shape
             if (msg.n_channels, msg.n_samples) != s0[1:]:
                 raise ConfigError(f"part={i}: n_channels={msg.n_channels}, n_samples="
