@@ -54,11 +54,22 @@ def _save_sorting(path: Path, sorting: Any, meta: dict[str, Any]) -> None:
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
 
-def _load_sorting(path: Path, fs: float) -> tuple[Any, dict[str, Any]] | None:
-    meta_p, data_p = path.with_suffix(".json"), path.with_suffix(".npz")
+def cached_meta(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The cached result's metadata when it was made with `params` (a result made with other
+    parameters, e.g. before a sorter's randomness was seeded, is stale: None)."""
+    meta_p = path.with_suffix(".json")
     if not meta_p.exists():
         return None
     meta: dict[str, Any] = json.loads(meta_p.read_text())
+    return meta if meta.get("params", {}) == json.loads(json.dumps(params)) else None
+
+
+def _load_sorting(path: Path, fs: float,
+                  params: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    data_p = path.with_suffix(".npz")
+    meta = cached_meta(path, params)
+    if meta is None:
+        return None
     if "error" in meta:
         return None, meta
     if not data_p.exists():
@@ -107,12 +118,16 @@ def sorter_params(sorter: str) -> dict[str, Any]:
     what is not installed): SpyKING CIRCUS 2's default motion correction (DREDGE) needs torch,
     which is not a dependency, so without torch it uses SpikeInterface's torch-free preset
     ("nonrigid_fast_and_accurate": the decentralised estimate) instead of failing on every
-    probe large enough to be motion-corrected."""
+    probe large enough to be motion-corrected; and randomness a sorter leaves unseeded is
+    seeded (host_tools.calibrate.seeded_params: one result per recording)."""
     import importlib.util
 
+    from host_tools.calibrate import seeded_params
+
     if sorter == "spykingcircus2" and importlib.util.find_spec("torch") is None:
-        return {"motion_correction": {"preset": "nonrigid_fast_and_accurate"}}
-    return {}
+        return seeded_params(sorter,
+                             {"motion_correction": {"preset": "nonrigid_fast_and_accurate"}})
+    return seeded_params(sorter)
 
 
 def offline(m: Materialised, sorter: str, start_s: float = 0.0,
@@ -126,7 +141,8 @@ def offline(m: Materialised, sorter: str, start_s: float = 0.0,
     fs = rec.get_sampling_frequency()
     tag = sorter if duration_s is None else f"{sorter}_{start_s:g}_{duration_s:g}"
     path = m.root / "offline" / tag
-    hit = _load_sorting(path, fs)
+    params = sorter_params(sorter)
+    hit = _load_sorting(path, fs, params)
     if hit is not None:
         return hit
     if CACHED_ONLY:
@@ -137,7 +153,6 @@ def offline(m: Materialised, sorter: str, start_s: float = 0.0,
         a = round(start_s * fs)
         rec = rec.frame_slice(a, min(rec.get_num_samples(), a + round(duration_s * fs)))
     work = Path(tempfile.mkdtemp(prefix=f"sortgen-{sorter}-"))
-    params = sorter_params(sorter)
     log.info("running %s on %s (%s) %s", sorter, m.key, tag, params or "")
     t = time.perf_counter()
     try:

@@ -81,7 +81,8 @@ def jobs(families: list[sf.Family], quick: bool,
 
 
 def missing(all_jobs: list[Job]) -> list[Job]:
-    return [j for j in all_jobs if not j.path().with_suffix(".json").exists()]
+    """The jobs with no cached result made with the sorter's current parameters."""
+    return [j for j in all_jobs if ev.cached_meta(j.path(), ev.sorter_params(j.sorter)) is None]
 
 
 def run_job(j: Job) -> str:

@@ -172,14 +172,17 @@ def run_replay(ctx: StepContext) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ calibrate
 def sorter_params(sorter: str, given: Mapping[str, Any], threads: int) -> dict[str, Any]:
     """The sorter's parameters with its inner parallelism pinned to `threads` (n_jobs, job
-    kwargs) and progress bars off, unless the plan set them."""
+    kwargs), progress bars off and unseeded randomness seeded (calibrate.seeded_params), unless
+    the plan set them."""
     import spikeinterface.sorters as ss
+
+    from host_tools.calibrate import seeded_params
 
     try:
         defaults = ss.get_default_sorter_params(sorter)
     except (KeyError, ValueError, AttributeError) as e:
         raise ValueError(f"unknown SpikeInterface sorter {sorter!r}") from e
-    out = dict(given)
+    out = seeded_params(sorter, dict(given))
     if "n_jobs" in defaults:
         out.setdefault("n_jobs", threads)
     if "progress_bar" in defaults:
