@@ -73,7 +73,11 @@ def test_fill_lists_only_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert len(jobs) == 3 * 4      # 3 report seeds × (calibration segment + 3 sorters)
     done = jobs[0].path().with_suffix(".json")
     done.parent.mkdir(parents=True)
-    done.write_text(json.dumps({"error": "cached failure is a result"}))
+    # made with other parameters (before the sorter's randomness was seeded): stale
+    done.write_text(json.dumps({"error": "cached failure is a result", "params": {}}))
+    assert jobs[0] in sorting_fill.missing(jobs)
+    params = sorting_fill.ev.sorter_params(jobs[0].sorter)
+    done.write_text(json.dumps({"error": "cached failure is a result", "params": params}))
     assert jobs[0] not in sorting_fill.missing(jobs) and len(sorting_fill.missing(jobs)) == 11
 
 
