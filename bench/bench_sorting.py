@@ -96,9 +96,11 @@ def _offline(name: str, rec_dir: Path, work: Path) -> tuple[Any, float]:
     import spikeinterface.core as si
     import spikeinterface.sorters as ss
 
+    from host_tools.calibrate import seeded_params
+
     t = time.perf_counter()
     sorting = ss.run_sorter(name, si.load(rec_dir), folder=work / name, verbose=False,
-                            remove_existing_folder=True)
+                            remove_existing_folder=True, **seeded_params(name))
     return si.NumpySorting.from_sorting(sorting), time.perf_counter() - t
 
 

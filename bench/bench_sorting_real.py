@@ -104,8 +104,13 @@ def _offline(name: str, rec: Any, cache: Path | None = None) -> tuple[Any, float
     import spikeinterface.core as si
     import spikeinterface.sorters as ss
 
-    if cache is not None and cache.with_suffix(".npz").exists():
-        meta = json.loads(cache.with_suffix(".json").read_text())
+    from host_tools.calibrate import seeded_params
+
+    params = seeded_params(name)
+    meta_p = None if cache is None else cache.with_suffix(".json")
+    meta = json.loads(meta_p.read_text()) if meta_p is not None and meta_p.exists() else {}
+    if cache is not None and cache.with_suffix(".npz").exists() \
+            and meta.get("params", {}) == params:        # else made unseeded: stale
         with np.load(cache.with_suffix(".npz"), allow_pickle=False) as z:
             s = si.NumpySorting.from_samples_and_labels([z["samples"]], [z["labels"]], FS)
         return s, float(meta["wall_s"])
@@ -113,7 +118,7 @@ def _offline(name: str, rec: Any, cache: Path | None = None) -> tuple[Any, float
     with tempfile.TemporaryDirectory(prefix=f"real-{name}-") as tmp, \
             contextlib.redirect_stdout(io.StringIO()):
         s = ss.run_sorter(name, rec, folder=Path(tmp) / name, verbose=False,
-                          remove_existing_folder=True)
+                          remove_existing_folder=True, **params)
         s = si.NumpySorting.from_sorting(s)
     wall = time.perf_counter() - t
     if cache is not None:
@@ -122,7 +127,8 @@ def _offline(name: str, rec: Any, cache: Path | None = None) -> tuple[Any, float
         ids = np.asarray(s.unit_ids).astype(str)
         np.savez(cache.with_suffix(".npz"), samples=sv["sample_index"].astype(np.int64),
                  labels=ids[sv["unit_index"]] if ids.size else np.zeros(0, str))
-        cache.with_suffix(".json").write_text(json.dumps({"wall_s": wall, "sorter": name}))
+        cache.with_suffix(".json").write_text(json.dumps({"wall_s": wall, "sorter": name,
+                                                          "params": params}))
     return s, wall
 
 
