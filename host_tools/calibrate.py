@@ -52,8 +52,9 @@ DRIFT_BIN_S = 1.0
 # .956 -> .969 (seed 11: GT units .57/.87/.84 -> .73/.98/.99, but another .84 -> .62);
 # zigzag tune .959 -> .959. Held out (seeds 2-4) .968 -> .963 (seed 3 .960 -> .933, four more
 # folds): dropped. Keeping both fragments under one id instead (no fold) gave the same or less
-# (seeds 8/11/12: .966/.963/.956). The calibrated figures move with MountainSort5 itself: the
-# same 22.5 s of seed 3 sorted twice gives a calibrated median of .960 and .920.
+# (seeds 8/11/12: .966/.963/.956). These figures come from unseeded MountainSort5 sorts, whose
+# randomness alone moved seed 3's calibrated median between .960 and .920 (now seeded:
+# SORTER_SEED).
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
