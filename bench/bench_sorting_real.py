@@ -104,13 +104,12 @@ def _offline(name: str, rec: Any, cache: Path | None = None) -> tuple[Any, float
     import spikeinterface.core as si
     import spikeinterface.sorters as ss
 
+    from bench.sorting_eval import cached_meta
     from host_tools.calibrate import seeded_params
 
     params = seeded_params(name)
-    meta_p = None if cache is None else cache.with_suffix(".json")
-    meta = json.loads(meta_p.read_text()) if meta_p is not None and meta_p.exists() else {}
-    if cache is not None and cache.with_suffix(".npz").exists() \
-            and meta.get("params", {}) == params:        # else made unseeded: stale
+    meta = None if cache is None else cached_meta(cache, params)   # other params: stale
+    if cache is not None and meta is not None and cache.with_suffix(".npz").exists():
         with np.load(cache.with_suffix(".npz"), allow_pickle=False) as z:
             s = si.NumpySorting.from_samples_and_labels([z["samples"]], [z["labels"]], FS)
         return s, float(meta["wall_s"])
