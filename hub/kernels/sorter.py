@@ -59,7 +59,11 @@ class SorterConfig:
     #: (at least the uplinked snippet_channels). Six, not the uplink's four: a neuron between
     #: two channels of a dense probe, or one the probe drifts past, keeps its footprint inside
     #: the snippet (held-out seeds, bench_sorting_gen: drift_rigid64 0.813 → 0.880 cold,
-    #: false-positive units 24 → 7 on npx128_dense; tuned on the tune seeds, 4/6/8)
+    #: false-positive units 24 → 7 on npx128_dense; tuned on the tune seeds, 4/6/8). Re-measured
+    #: with the present sorter (bench.sorting_losses, ground-truth templates, tune seeds 0–1): 10
+    #: channels cut dense32's undetected overlaps 211 → 79 (the peel sees the second neuron) but
+    #: add false peels 183 → 233, median 0.930 → 0.927; si_static32 0.962 → 0.956,
+    #: noisy_bursts32 0.956 → 0.942, npx64 0.982 → 0.980
     channels: int = 6
     max_clusters: int = 8            # per channel
     max_units: int = 1024            # live ids at once
