@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 
 #: order of value: what the report cannot do without first
 TIERS = ("calibration", "mountainsort5", "tridesclous2", "spykingcircus2")
-#: rough seconds per (channel × second of recording) on this machine, from this round's runs
-#: (contended); only orders the jobs and sizes a budget
-COST = {"mountainsort5": 0.6, "tridesclous2": 0.03, "spykingcircus2": 0.08}
+#: rough seconds per (channel × second of recording), about the 90th percentile of a full fill
+#: of the --quick matrix on the 2-core development machine with two fills side by side (medians
+#: 0.047 / 0.0067 / 0.014 over 23 / 36 / 36 runs; the values before, from runs beside CI,
+#: were 4–13× too high); only orders the jobs and sizes a budget
+COST = {"mountainsort5": 0.1, "tridesclous2": 0.01, "spykingcircus2": 0.025}
 
 
 @dataclass(frozen=True)
