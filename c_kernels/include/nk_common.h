@@ -41,7 +41,7 @@ NK_API_BEGIN
 /* Library version: MAJOR * 10000 + MINOR * 100 + PATCH. Bump MINOR (at least) with any change
  * to a public struct, constant or signature: the Python side refuses a library whose
  * nk_version() differs from the NK_VERSION it was built with. */
-#define NK_VERSION 409
+#define NK_VERSION 410
 #define NK_OK 0
 #define NK_ERR_ARG -1
 #define NK_ERR_NOMEM -2

@@ -109,6 +109,16 @@
  * best single fit among the channel's mature units has δ > 1.2 are tried (a fifth of them),
  * and none the matcher already fits with a mature cluster within δ 0.8 (cost).
  *
+ * Neighbours (subtract = 1, without a basis; nk_sort_xsub.c): before a snippet is matched,
+ * the spikes of other neurons that reach into it are subtracted from it: those labelled or
+ * peeled before (the newest 64, each at its cluster's template, slide and fitted scale) and
+ * the larger events detected 4…L−1 samples after it in the same call that a mature cluster of
+ * their channel accepts (at that cluster's slide and fitted scale), each over the channels the
+ * two windows share, only where it lowers the snippet's energy and leaves the event's own peak
+ * at or above its threshold. Spikes ≤ 3 samples apart are left to the duplicate, peel and
+ * overlap rules. Everything after (matching, learning, peeling) sees the cleaned snippet;
+ * nk_sort_stats.subtracted counts the subtractions.
+ *
  * Splits (split = 1, nk_sort_split.c; off in SorterConfig, see its comment): two similar
  * neurons on one channel (template difference within the merge distance) end up in one
  * cluster, whose limit then follows their joint spread.
@@ -236,6 +246,9 @@ typedef struct {
                                    snippet that a pair of mature units fits better than the best single
                                    by more than this × σ² (plus the first's own variability)
                                    is both spikes (see "Overlap"); 0: off */
+    int32_t subtract;           /* neighbours' spikes (labelled before, or larger and
+                                   detected after in the same call) are subtracted from a
+                                   snippet before it is matched (see "Neighbours"); 0: off */
 } nk_sort_config;
 
 typedef struct {
@@ -254,6 +267,7 @@ typedef struct {
     int64_t twins;              /* unit merges of twins (twin_hi > 0; also in merges) */
     int64_t overlaps;           /* snippets taken as two near-synchronous spikes (also in
                                    peeled; overlap_penalty > 0) */
+    int64_t subtracted;         /* neighbours' spikes subtracted from snippets (subtract) */
 } nk_sort_stats;
 
 /* How well one loaded (calibrated) unit fits the signal since the load. */

@@ -25,6 +25,7 @@ static int config_ok(const nk_sort_config *c) {
     if (c->twin_hi != 0 && (c->twin_lo < 0 || c->twin_hi <= c->twin_lo)) return 0;
     if (c->motion_anchor < 0 || c->motion_anchor > 2) return 0;
     if (!(c->overlap_penalty >= 0.0f && c->overlap_penalty < 1.0e6f)) return 0;
+    if (c->subtract < 0 || c->subtract > 1) return 0;
     return 1;
 }
 
@@ -37,6 +38,7 @@ int64_t nk_sort_memory(const nk_sort_config *cfg) {
            + (int64_t)cfg->max_units * 12 + C * 12 + K * L * 4 + C * 12   /* peel */
            + C * 8 + N * K * L * 4 + 3 * K * L * 4   /* motion: positions, frozen, scratch */
            + C * 20                                  /* anchor: maps, column neighbours */
+           + XS_MAX * (int64_t)sizeof(xs_spike) + K * L * 4  /* neighbours: ring, scratch */
            + (cfg->split ? N * K * L * 4 + K * L * 4 : 0)    /* split: axes, scratch */
            + (cfg->late_labels ? N * FOUND_MAX * 8 : 0)       /* late labels */
            + (cfg->peel_joint ? K * L * 4 : 0)                /* joint peel scratch */
@@ -90,6 +92,8 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
     s->an_cur = calloc((size_t)C, sizeof(float));
     s->an_col = calloc((size_t)C * 2, sizeof(int32_t));
     s->an_half = calloc((size_t)C, sizeof(float));
+    s->xs = calloc(XS_MAX, sizeof(xs_spike));
+    s->xc = calloc(KL, sizeof(float));
     if (cfg->split) {   /* the split test's state, only when it runs */
         s->axis = calloc(N * KL, sizeof(float));
         s->res2 = calloc(KL, sizeof(float));
@@ -104,7 +108,7 @@ int nk_sort_new(const nk_sort_config *cfg, const int32_t *neighbors, const float
         s->tw_first = calloc(N, sizeof(int64_t));
         s->tw_seen = calloc(N, sizeof(int64_t));
     }
-    if (!s->an_ref || !s->an_cur || !s->an_col || !s->an_half
+    if (!s->xs || !s->xc || !s->an_ref || !s->an_cur || !s->an_col || !s->an_half
         || !s->pos || !s->frozen || !s->f2 || !s->nb || !s->kvalid || !s->scratch || !s->basis || !s->cl || !s->raw || !s->feat
         || !s->f || !s->sig2c || !s->chan_spikes || !s->given_id || !s->given_ch || !s->given_peak
         || !s->lead_t || !s->lead_i || !s->res || !s->det_t || !s->det_a
@@ -158,6 +162,7 @@ void nk_sort_reset(nk_sort *s) {
     s->motion_applied = 0.0f;
     s->motion_spikes = 0;
     nks_anchor_reset(s);
+    nks_xs_reset(s);
     if (s->tw_n) {
         memset(s->tw_n, 0, (size_t)N * (size_t)s->cfg.max_clusters * sizeof(int32_t));
         memset(s->tw_hit, 0, (size_t)N * (size_t)s->cfg.max_clusters * sizeof(int32_t));
@@ -174,7 +179,7 @@ void nk_sort_free(nk_sort *s) {
     free(s->sig2c); free(s->chan_spikes); free(s->given_id); free(s->given_ch); free(s->given_peak);
     free(s->lead_t); free(s->lead_i); free(s->res); free(s->det_t); free(s->det_a);
     free(s->pos); free(s->frozen); free(s->f2);
-    free(s->an_ref); free(s->an_cur); free(s->an_col); free(s->an_half);
+    free(s->an_ref); free(s->an_cur); free(s->an_col); free(s->an_half); free(s->xs); free(s->xc);
     free(s->axis); free(s->res2); free(s->found); free(s->p1); free(s->ov); free(s->tw_n); free(s->tw_hit);
     free(s->tw_last); free(s->tw_first); free(s->tw_seen);
     free(s);
@@ -203,8 +208,9 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
     const float kthr = s->cfg.detect_threshold;
     for (int32_t e = 0; e < n; e++) {
         nk_event *ev = &events[e];
-        const float *x = waveforms + (size_t)e * KL;
         const int32_t c = ev->channel;
+        /* the snippet without its neighbours' spikes (subtract_neighbours, nk_sort_xsub.c) */
+        const float *x = nks_xs_clean(s, events, n, e, waveforms);
         const float sig = ev->threshold / kthr, sig2 = sig * sig;
         s->st.spikes++;
         ev->unit = -1;
@@ -278,6 +284,7 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
                             && pf < 0; q++)
             if (nks_peel(s, events, n, e, x, fj[q], fsh[q], 1, &k)) pf = q;
         if (pf >= 0) {
+            nks_xs_label(s, ev->sample, fj[pf], fsh[pf], x);
             ev->unit = s->cl[fj[pf]].unit;
             s->st.labelled++;
             s->det_t[c] = ev->sample;
@@ -354,8 +361,10 @@ int nk_sort_process(nk_sort *s, nk_event *events, const float *waveforms, int32_
         if (ev->unit < 0) ev->unit = nks_core_match(s, x, c, 1.0f / sig2);
         nks_found_push(s, i, ev->sample);   /* late_labels: a candidate's member */
         s->st.labelled += ev->unit >= 0;
-        if (s->cfg.peel && pj >= 0 && s->cl[pj].channel == c && s->cl[pj].unit >= 0)
-            nks_peel(s, events, n, e, x, pj, psh, 0, &k);
+        if (pj >= 0 && s->cl[pj].channel == c && s->cl[pj].unit >= 0) {
+            nks_xs_label(s, ev->sample, pj, psh, x);
+            if (s->cfg.peel) nks_peel(s, events, n, e, x, pj, psh, 0, &k);
+        }
         s->det_t[c] = ev->sample;
         s->det_a[c] = ev->amplitude;
     }

@@ -92,6 +92,15 @@ typedef struct {
     int32_t n_found;        /* candidates (late_labels): unlabelled members held in `found` */
 } cluster;
 
+/* A labelled (or peeled) spike whose template is subtracted from the snippets it reaches into
+ * (nk_sort_xsub.c): cluster j, x[l] ≈ scale·T_j[l + shift] in the snippet at `sample`. */
+typedef struct {
+    int64_t sample;
+    int32_t j, shift;
+    float scale;
+} xs_spike;
+#define XS_MAX 64   /* the newest labelled spikes kept (a few ms of a 128-channel probe) */
+
 struct nk_sort {
     nk_sort_config cfg;
     int32_t D;              /* features per neighbour slot (L without a basis) */
@@ -144,6 +153,9 @@ struct nk_sort {
     int64_t *tw_last, *tw_first, *tw_seen;   /* [C·U] labels given through each cluster */
     float *ov;              /* [OV_MAX][K·L] overlap: candidate templates placed in a
                                snippet's frame (nk_sort_overlap.c); NULL when off */
+    xs_spike *xs;           /* [XS_MAX] ring: the newest labelled spikes (nk_sort_xsub.c) */
+    int32_t xs_head;        /* its next slot */
+    float *xc;              /* [K·L] scratch: the snippet with its neighbours' spikes removed */
 };
 
 
@@ -241,6 +253,14 @@ int32_t nks_overlap(nk_sort *s, const nk_event *events, int32_t n, int32_t e, co
 /* Mature: a unit's cluster that is loaded or has adapt_spikes members (the overlap search's
  * candidates). */
 int nks_mature(const nk_sort *s, const cluster *cj);
+/* Neighbours (subtract; nk_sort_xsub.c): the ring of labelled spikes, reset; a spike placed
+ * as cluster j at `shift` with a known scale (push) or its scale fitted to snippet x (label);
+ * event e's snippet with its neighbours' spikes removed (s->xc), or its own when none is. */
+void nks_xs_reset(nk_sort *s);
+void nks_xs_push(nk_sort *s, int64_t sample, int32_t j, int32_t shift, float scale);
+void nks_xs_label(nk_sort *s, int64_t sample, int32_t j, int32_t shift, const float *x);
+const float *nks_xs_clean(nk_sort *s, const nk_event *events, int32_t n, int32_t e,
+                          const float *waveforms);
 int nks_duplicate(const nk_sort *s, const nk_event *events, int32_t n, int32_t e,
                   const float *x, float local_delta);
 void nks_motion_place(nk_sort *s, int32_t i);

@@ -295,6 +295,7 @@ void nks_pair_emit(nk_sort *s, int32_t u1, const nks_pair *pr, sink *k) {
     const int32_t L = s->cfg.n_samples, pre = s->cfg.pre;
     if (pr->detected) return;   /* the detector reported it: sorted as its own event */
     s->st.peeled++;
+    nks_xs_push(s, pr->sample, pr->j2, 0, pr->scale);   /* placed as fit_at placed it */
     const int32_t at = k->n;
     nks_emit(k, NK_SORT_PEELED, s->cl[pr->j2].unit, u1, pr->c2, pr->sample);
     if (k->n > at) {   /* its size as the detector would have read it */
