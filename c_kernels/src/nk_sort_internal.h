@@ -191,6 +191,11 @@ float nks_scaled_dist(const float *x, const float *t, int32_t n, float lo, float
 float nks_match(const nk_sort *s, const float *x, const float *t, float den, float prior,
                 int32_t *shift);
 float nks_budget(const nk_sort *s, float sig2, int32_t n_slots, float energy);
+/* Least-squares scale xt / tt clamped to 1 ± scale_range (1 when tt is 0). */
+float nks_fit_scale(const nk_sort *s, float xt, float tt);
+/* Σ x[l]·T[l + shift] and Σ T[l + shift]² over the template's samples inside the window. */
+void nks_dot_at(const nk_sort *s, const float *x, const float *T, int32_t shift, float *xt,
+                float *tt);
 void nks_refresh(nk_sort *s, int32_t i);
 void nks_blend(const nk_sort *s, float *dst, const float *src, int32_t sh, float a, float b);
 int32_t nks_slot_of(const nk_sort *s, int32_t c, int32_t ch);

@@ -105,6 +105,29 @@ float nks_match(const nk_sort *s, const float *x, const float *t, float den, flo
     return best;
 }
 
+float nks_fit_scale(const nk_sort *s, float xt, float tt) {
+    const float r = s->cfg.scale_range;
+    float g = tt > 0.0f ? xt / tt : 1.0f;
+    if (!(g >= 1.0f - r)) g = 1.0f - r;
+    if (g > 1.0f + r) g = 1.0f + r;
+    return g;
+}
+
+void nks_dot_at(const nk_sort *s, const float *x, const float *T, int32_t shift, float *xt,
+                float *tt) {
+    const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples;
+    float a = 0.0f, b = 0.0f;
+    for (int32_t p = 0; p < K; p++)
+        for (int32_t l = 0; l < L; l++) {
+            const int32_t m = l + shift;
+            if (m < 0 || m >= L) continue;
+            a += x[p * L + l] * T[p * L + m];
+            b += T[p * L + m] * T[p * L + m];
+        }
+    *xt = a;
+    *tt = b;
+}
+
 /* Noise budget of a comparison over n_slots neighbour slots with a template of energy E:
  * σ²·n_slots·M plus the template's own variability ε²·E. */
 float nks_budget(const nk_sort *s, float sig2, int32_t n_slots, float energy) {

@@ -50,15 +50,6 @@
  * 0.925/0.955 with, 0.924/0.954 without) */
 #define JOINT_OUTLIER (PAIR_FIRST_FITS | PAIR_EXPLAIN)
 
-/* Least-squares scale of t against x, clamped to the sorter's scale range. */
-static float fit_scale(const nk_sort *s, float xt, float tt) {
-    const float r = s->cfg.scale_range;
-    float g = tt > 0.0f ? xt / tt : 1.0f;
-    if (!(g >= 1.0f - r)) g = 1.0f - r;
-    if (g > 1.0f + r) g = 1.0f + r;
-    return g;
-}
-
 static float e1_of(const float *r, size_t n) {
     float e = 0.0f;
     for (size_t i = 0; i < n; i++) e += r[i] * r[i];
@@ -101,7 +92,7 @@ static float fit_at(const nk_sort *s, const float *r, int32_t c, int32_t j2, int
         n += hi - lo;
     }
     if (n == 0 || !(tt > 0.0f)) return FLT_BIG;
-    const float g = fit_scale(s, xt, tt);
+    const float g = nks_fit_scale(s, xt, tt);
     float res = xx - 2.0f * g * xt + g * g * tt;
     if (res < 0.0f) res = 0.0f;
     const float e = s->cfg.relative_tolerance;
@@ -151,12 +142,12 @@ static float joint_at(const nk_sort *s, const float *x, const float *p1, float p
     }
     if (!(a1 >= glo && a1 <= ghi)) {
         a1 = a1 > ghi ? ghi : glo;
-        a2 = fit_scale(s, xt - a1 * pt, tt);
+        a2 = nks_fit_scale(s, xt - a1 * pt, tt);
     } else if (!(a2 >= glo && a2 <= ghi)) {
         a2 = a2 > ghi ? ghi : glo;
-        a1 = fit_scale(s, xp - a2 * pt, pp);
+        a1 = nks_fit_scale(s, xp - a2 * pt, pp);
     }
-    const float a1s = fit_scale(s, xp, pp);
+    const float a1s = nks_fit_scale(s, xp, pp);
     const float r1 = xx - 2.0f * a1s * xp + a1s * a1s * pp;
     const float rj = xx - 2.0f * a1 * xp - 2.0f * a2 * xt + a1 * a1 * pp
                      + 2.0f * a1 * a2 * pt + a2 * a2 * tt;
@@ -197,15 +188,9 @@ int nks_pair_find(nk_sort *s, const nk_event *events, int32_t n, int32_t e, cons
     const int32_t c = ev->channel, u1 = s->cl[j1].unit;
     const float *T1 = s->raw + (size_t)j1 * nks_KL(s);
     /* the first spike's scale, fitted over the template's samples inside the window */
-    float xt = 0.0f, tt = 0.0f;
-    for (int32_t p = 0; p < K; p++)
-        for (int32_t l = 0; l < L; l++) {
-            const int32_t m = l + sh1;
-            if (m < 0 || m >= L) continue;
-            xt += x[p * L + l] * T1[p * L + m];
-            tt += T1[p * L + m] * T1[p * L + m];
-        }
-    const float a1 = fit_scale(s, xt, tt);
+    float xt, tt;
+    nks_dot_at(s, x, T1, sh1, &xt, &tt);
+    const float a1 = nks_fit_scale(s, xt, tt);
     float *r = s->res, *p1 = s->p1, xx = 0.0f;
     for (int32_t p = 0; p < K; p++)
         for (int32_t l = 0; l < L; l++) {

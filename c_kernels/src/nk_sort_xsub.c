@@ -21,24 +21,11 @@ void nks_xs_reset(nk_sort *s) {
     s->xs_head = 0;
 }
 
-/* Least-squares scale of cluster j's template at `shift` against snippet x, clamped to the
- * sorter's scale range. */
+/* Least-squares scale of cluster j's template at `shift` against snippet x, clamped. */
 static float scale_of(const nk_sort *s, const float *x, int32_t j, int32_t shift) {
-    const int32_t K = s->cfg.n_neighbors, L = s->cfg.n_samples;
-    const float *T = s->raw + (size_t)j * nks_KL(s);
-    float xt = 0.0f, tt = 0.0f;
-    for (int32_t p = 0; p < K; p++)
-        for (int32_t l = 0; l < L; l++) {
-            const int32_t m = l + shift;
-            if (m < 0 || m >= L) continue;
-            xt += x[p * L + l] * T[p * L + m];
-            tt += T[p * L + m] * T[p * L + m];
-        }
-    const float r = s->cfg.scale_range;
-    float g = tt > 0.0f ? xt / tt : 1.0f;
-    if (!(g >= 1.0f - r)) g = 1.0f - r;
-    if (g > 1.0f + r) g = 1.0f + r;
-    return g;
+    float xt, tt;
+    nks_dot_at(s, x, s->raw + (size_t)j * nks_KL(s), shift, &xt, &tt);
+    return nks_fit_scale(s, xt, tt);
 }
 
 void nks_xs_push(nk_sort *s, int64_t sample, int32_t j, int32_t shift, float scale) {
