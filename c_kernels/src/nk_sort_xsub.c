@@ -56,10 +56,11 @@ static void subtract(nk_sort *s, const nk_event *ev, int32_t j, int32_t off, flo
     const int32_t lo = off < 0 ? -off : 0, hi = off > 0 ? L - off : L;
     if (lo >= hi) return;
     const float *src = *copied ? y : x;
+    int32_t slot[64];   /* the snippet's slot of each template slot (−1: not shared); K ≤ 64 */
     float xp = 0.0f, pp = 0.0f, peak = 0.0f;
     for (int32_t q = 0; q < K; q++) {
         const int32_t ch = s->nb[c1 * K + q];
-        const int32_t p = ch < 0 ? -1 : nks_slot_of(s, c, ch);
+        const int32_t p = slot[q] = ch < 0 ? -1 : nks_slot_of(s, c, ch);
         if (p < 0) continue;
         for (int32_t l = lo; l < hi; l++) {
             const float t = T[q * L + l + off];
@@ -78,8 +79,7 @@ static void subtract(nk_sort *s, const nk_event *ev, int32_t j, int32_t off, flo
         *copied = 1;
     }
     for (int32_t q = 0; q < K; q++) {
-        const int32_t ch = s->nb[c1 * K + q];
-        const int32_t p = ch < 0 ? -1 : nks_slot_of(s, c, ch);
+        const int32_t p = slot[q];
         if (p < 0) continue;
         for (int32_t l = lo; l < hi; l++) y[p * L + l] -= a * T[q * L + l + off];
     }
