@@ -231,10 +231,8 @@ class SorterConfig:
     #: 0.968 -> 0.969 / 0.972 (FP 10 / 5 -> 6 / 4), npx128_dense 0.953 / 0.966 -> 0.959 /
     #: 0.970, drift_rigid64 0.959 / 0.971 -> 0.964 / 0.972, noisy_bursts32 cold 0.940 -> 0.944,
     #: linear16 calibrated 0.994 -> 0.998, drift_zigzag32 0.953 / 0.972 -> 0.951 / 0.968,
-    #: dense32 calibrated 0.923 -> 0.922, the rest within 0.001. Off by default until
-    #: docs/sorting.md is re-rendered with it (the render needs every offline sort of the
-    #: matrix, which did not fit the session that measured this).
-    subtract_neighbours: bool = False
+    #: dense32 calibrated 0.923 -> 0.922, the rest within 0.001. On by default.
+    subtract_neighbours: bool = True
 
 
 class Sorter:
