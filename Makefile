@@ -166,7 +166,7 @@ proto-check: setup
 # ---------------------------------------------------------------- Python
 # --basetemp: this checkout's own scratch (several checkouts share the machine's /tmp)
 test-py: setup
-	$(PY) -m pytest -q -p no:cacheprovider --basetemp=build/pytest tests
+	$(PY) -m pytest -q -rs -p no:cacheprovider --basetemp=build/pytest tests
 
 lint: setup
 	$(PY) -m ruff check hub host_tools hil bench tests
