@@ -33,14 +33,15 @@ setup: .venv/.stamp kernels
 	$(PY) -m pip install -q -e ".[host,test]"
 	@touch $@
 
-# System packages the tests need (cross compilers, qemu, valgrind, reference codecs).
+# System packages the tests need (cross compilers, qemu, valgrind, reference codecs, an sshd
+# for the deploy-over-ssh test).
 SYSDEPS := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross qemu-user \
-           valgrind flac zstd clang libclang-rt-dev chromium
+           valgrind flac zstd clang libclang-rt-dev chromium openssh-server
 sysdeps:
 	@if ! command -v qemu-aarch64 >/dev/null || ! command -v $(CC_aarch64) >/dev/null \
 	    || ! command -v $(CC_armhf) >/dev/null || ! command -v clang >/dev/null \
 	    || ! command -v valgrind >/dev/null || ! command -v flac >/dev/null \
-	    || ! command -v chromium >/dev/null; then \
+	    || ! command -v chromium >/dev/null || ! test -x /usr/sbin/sshd; then \
 	  echo "installing system packages: $(SYSDEPS)"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "need root (or sudo) for apt-get"; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null; \
