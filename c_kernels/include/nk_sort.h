@@ -33,7 +33,13 @@
  * Merge: after an update, a cluster on the same channel within δ ≤ merge_distance (+ ≤ 0.5 for
  * young templates; template to template, σ² of the updated cluster, ±1-sample alignment) is
  * absorbed (count-weighted mean); distinct ids are merged into the older (NK_SORT_MERGE:
- * `other` absorbed into `unit`; every cluster of `other` is relabelled).
+ * `other` absorbed into `unit`; every cluster of `other` is relabelled). With merge_dims > 0 the
+ * allowance for a real difference is counted in merge_dims noise dimensions instead of the
+ * snippet's K_c·M: clusters merge when ‖F_i − a·F_j‖² ≤ σ²·(K_c·M·y + merge_dims ·
+ * merge_distance) + ε²·‖F‖²·(merge_distance + y) (y: the young-template allowance above; the
+ * scale prior added as in δ). Two small neurons whose templates differ by far more than a
+ * spike's noise (matched-filter separable) but by less than σ²·K_c·M — a few hundred σ² on a
+ * 6-channel snippet — stay apart (low SNR; see SorterConfig.merge_dims).
  * Link: a candidate on c and a unit cluster on a neighbour b are the same neuron when each
  * lists the other's channel among its neighbours, their templates agree on the shared channels
  * (δ ≤ link_distance) and each template is nearly as large on the other's channel
@@ -249,6 +255,8 @@ typedef struct {
     int32_t subtract;           /* neighbours' spikes (labelled before, or larger and
                                    detected after in the same call) are subtracted from a
                                    snippet before it is matched (see "Neighbours"); 0: off */
+    float merge_dims;           /* merges: noise dimensions a real template difference is
+                                   allowed (see "Merge"); 0: K_c·M, the whole snippet's */
 } nk_sort_config;
 
 typedef struct {

@@ -227,9 +227,18 @@ int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
             if (young > 0.5f) young = 0.5f;
             const float limit = s->cfg.merge_distance + young;
             const float e = s->cl[i].energy > s->cl[j].energy ? s->cl[i].energy : s->cl[j].energy;
-            const float den = nks_budget(s, s->cl[i].sigma2, s->kvalid[c], e);
-            const float d = nks_match(s, nks_feat_of(s, i), nks_feat_of(s, j), den,
-                                  MERGE_PRIOR * s->cfg.scale_prior, &sh) / limit;
+            const float prior = MERGE_PRIOR * s->cfg.scale_prior;
+            float d;
+            if (s->cfg.merge_dims > 0.0f) {   /* nk_sort.h "Merge" */
+                const float rt = s->cfg.relative_tolerance;
+                const float den = s->cl[i].sigma2 * ((float)(s->kvalid[c] * s->M) * young
+                                                     + s->cfg.merge_dims * s->cfg.merge_distance)
+                                  + rt * rt * e * limit;
+                d = nks_match(s, nks_feat_of(s, i), nks_feat_of(s, j), den, prior, &sh);
+            } else {
+                const float den = nks_budget(s, s->cl[i].sigma2, s->kvalid[c], e);
+                d = nks_match(s, nks_feat_of(s, i), nks_feat_of(s, j), den, prior, &sh) / limit;
+            }
             if (d <= 1.0f && (bj < 0 || d < best)) { best = d; bj = j; bsh = sh; }
         }
         if (bj >= 0) i = nks_merge_clusters(s, i, bj, bsh, sample, k);

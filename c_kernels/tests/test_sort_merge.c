@@ -1,0 +1,96 @@
+/* test_sort_merge — merge_dims (nk_sort.h "Merge"): two small neurons on one channel whose
+ * templates differ by ≈ 78 σ² over the snippet — separable (a spike of one lies far outside the
+ * other's acceptance limit, new_distance 1 here), but inside the old merge allowance of one
+ * spike's noise budget, σ²·K·M = 90 σ². Their spikes alternate. With merge_dims 0 (the whole
+ * snippet's dimensions) the second neuron's cluster is merged into the first's as soon as both
+ * exist (as candidates: no unit merge is reported): one unit for both. With merge_dims 24 the allowance is 24 σ² and they stay two units,
+ * each labelling its own spikes. Prints "<name> <fnv1a-64> ok" lines, compared across native,
+ * sanitizer and qemu runs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nk_common.h"
+#include "nk_sort.h"
+#include "nk_sort_testutil.h"
+#include "nk_testutil.h"
+
+#define C 8
+#define K 3
+#define L NK_TEST_L
+#define PRE 10
+#define N 800
+#define SIGMA 10
+
+/* peak amplitudes per channel: both peak on channel 3 at 10 σ, A spreads evenly to channels
+ * 2 and 4, B leans to 4: ‖ΔT‖² = 2 · 40² · ‖shape‖² ≈ 78 σ² */
+static const float amp[2][C] = {
+    {0, 0, 60, 100, 60, 0, 0, 0},
+    {0, 0, 20, 100, 100, 0, 0, 0},
+};
+static int32_t nbrs[C * K];
+
+/* Sorts N spikes alternating A, B (one call each); returns the label hash, the number of each
+ * neuron's spikes labelled with that neuron's majority unit, and those units. */
+static uint64_t run(float merge_dims, int32_t own[2], int32_t unit[2], int64_t *merges) {
+    nk_sort_config cfg = nk_test_sort_config(C, K, L, PRE);
+    cfg.new_distance = 1.0f;
+    cfg.merge_dims = merge_dims;
+    nk_sort *s = NULL;
+    if (nk_sort_new(&cfg, nbrs, NULL, 0, &s) != NK_OK) return 0;
+    rng_state = 0x243F6A8885A308D3ULL;
+    const int32_t cap = nk_sort_max_events(s, 1);
+    nk_sort_event *out = calloc((size_t)cap, sizeof *out);
+    static int32_t label[N], who[N];
+    static float x[K * L];
+    nk_event e;
+    int32_t m = 0;
+    uint64_t h = FNV0;
+    for (int32_t i = 0; i < N; i++) {
+        who[i] = i % 2;
+        nk_test_spike(&e, x, amp[who[i]], 3, nbrs, K, nk_test_shape, L, 1000 + (int64_t)i * 300,
+                      5.0f * SIGMA);
+        e.amplitude = -amp[who[i]][3];
+        nk_sort_process(s, &e, x, 1, e.sample + 1, out, cap, &m);
+        label[i] = e.unit;
+        h = fnv(h, &e.unit, 4);
+    }
+    nk_test_majority_labels(label + N / 2, who + N / 2, N / 2, 2, unit);   /* second half */
+    own[0] = own[1] = 0;
+    for (int32_t i = N / 2; i < N; i++) own[who[i]] += label[i] == unit[who[i]];
+    nk_sort_stats st;
+    nk_sort_get_stats(s, &st);
+    *merges = st.merges;
+    h = fnv(h, &st.merges, sizeof st.merges);
+    free(out);
+    nk_sort_free(s);
+    return h;
+}
+
+int main(void) {
+    _Static_assert(K == 3, "line neighbours: 3 per channel");
+    nk_test_line_neighbors(nbrs, C);
+    int32_t own0[2], unit0[2], own1[2], unit1[2];
+    int64_t merges0, merges1;
+    const uint64_t h0 = run(0.0f, own0, unit0, &merges0);
+    const uint64_t h1 = run(24.0f, own1, unit1, &merges1);
+    printf("  merge_dims 0: units %d %d, own labels %d %d of %d, %lld merges\n", unit0[0],
+           unit0[1], own0[0], own0[1], N / 4, (long long)merges0);
+    printf("  merge_dims 24: units %d %d, own labels %d %d of %d, %lld merges\n", unit1[0],
+           unit1[1], own1[0], own1[1], N / 4, (long long)merges1);
+    /* the whole snippet's allowance: the two neurons become one unit */
+    report("sort_merge_snippet_dims", h0, h0 != 0 && unit0[0] >= 0 && unit0[0] == unit0[1]);
+    /* 24 dimensions: two units, each labelling ≥ 90 % of its neuron's spikes */
+    report("sort_merge_dims", h1, h1 != 0 && unit1[0] >= 0 && unit1[1] >= 0 &&
+                                  unit1[0] != unit1[1] && own1[0] >= N / 4 * 9 / 10 &&
+                                  own1[1] >= N / 4 * 9 / 10);
+    /* out of range: refused */
+    nk_sort_config bad = nk_test_sort_config(C, K, L, PRE);
+    nk_sort *s = NULL;
+    bad.merge_dims = -1.0f;
+    const int r1 = nk_sort_new(&bad, nbrs, NULL, 0, &s);
+    bad.merge_dims = 0.0f / 0.0f;
+    const int r2 = nk_sort_new(&bad, nbrs, NULL, 0, &s);
+    report("sort_merge_dims_checked", FNV0, r1 != NK_OK && r2 != NK_OK && s == NULL);
+    return failures ? 1 : 0;
+}
