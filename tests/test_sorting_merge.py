@@ -1,8 +1,9 @@
-"""Merges counted in fixed noise dimensions (SorterConfig.merge_dims, nk_sort.h "Merge") on a
-low-SNR SpikeInterface ground truth generated here (24 channels, 12 units, 60 s, 10 µV noise, fixed
-seed): the setting reaches the kernel, and neurons the whole-snippet allowance merges stay
-apart. What it does to two neurons' clusters is tested in c_kernels/tests/test_sort_merge.c;
-what it does to the family matrix is in the setting's comment (hub/kernels/sorter.py)."""
+"""Merges and links counted in fixed noise dimensions (SorterConfig.merge_dims and link_dims,
+nk_sort.h "Merge" and "Link") on a low-SNR SpikeInterface ground truth generated here (24 channels,
+12 units, 60 s, 10 µV noise, fixed seed): the settings reach the kernel, and neurons the
+whole-snippet allowances lump stay apart. What they do to two neurons' clusters is tested in
+c_kernels/tests/test_sort_merge.c; what they do to the family matrix and the bench's low-SNR
+"hard" setting is in the settings' comments (hub/kernels/sorter.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import pytest
 
 from hub.dsp.pipeline import PipelineConfig
 from hub.dsp.sorting import SortResult, sort_recording
-from hub.kernels.sorter import SorterConfig
+from hub.kernels.sorter import SorterConfig, low_snr
 from hub.sources import open_recording
 
 
 @pytest.fixture(scope="module")
-def low_snr(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+def quiet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     import spikeinterface.core as si
 
     warnings.filterwarnings("ignore", message="The extractor is not serializable")
@@ -33,9 +34,10 @@ def low_snr(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     return path, gt
 
 
-def _run(path: Path, dims: float) -> SortResult:
+def _run(path: Path, merge_dims: float, link_dims: float) -> SortResult:
     cfg = replace(PipelineConfig(sort=True),
-                  sort_settings=replace(SorterConfig(), merge_dims=dims))
+                  sort_settings=replace(SorterConfig(), merge_dims=merge_dims,
+                                        link_dims=link_dims))
     return sort_recording(open_recording(path), cfg)
 
 
@@ -50,21 +52,46 @@ def _well(res: SortResult, gt: Any) -> int:
                .count_well_detected_units(0.8))
 
 
-def test_merge_dims_reaches_the_kernel(low_snr: tuple[Path, Any]) -> None:
-    path, gt = low_snr
-    whole, dims = _run(path, 0.0), _run(path, 96.0)
-    assert whole.stats["spikes"] == dims.stats["spikes"]           # detection is not touched
-    assert not np.array_equal(whole.final_units, dims.final_units)
-    print(f"merge_dims 0: {whole.stats['live_units']} units, {_well(whole, gt)} well detected; "
-          f"96: {dims.stats['live_units']} units, {_well(dims, gt)} well detected")
-    assert dims.stats["live_units"] > whole.stats["live_units"]
-    assert _well(dims, gt) >= _well(whole, gt)
+def test_dims_reach_the_kernel(quiet: tuple[Path, Any]) -> None:
+    path, gt = quiet
+    d = low_snr(SorterConfig())
+    whole, merge, both = _run(path, 0.0, 0.0), _run(path, d.merge_dims, 0.0), \
+        _run(path, d.merge_dims, d.link_dims)
+    for r in (merge, both):
+        assert r.stats["spikes"] == whole.stats["spikes"]           # detection is not touched
+    assert not np.array_equal(whole.final_units, merge.final_units)
+    assert not np.array_equal(merge.final_units, both.final_units)
+    wells = [_well(r, gt) for r in (whole, merge, both)]
+    print("whole snippet / merge_dims / merge_dims and link_dims: units "
+          f"{[r.stats['live_units'] for r in (whole, merge, both)]}, well detected {wells}")
+    assert merge.stats["live_units"] > whole.stats["live_units"]
+    assert both.stats["live_units"] >= merge.stats["live_units"]
+    assert wells[2] >= wells[1] >= wells[0]
 
 
-def test_merge_dims_checked() -> None:
+@pytest.mark.parametrize("name", ["merge_dims", "link_dims"])
+def test_dims_checked(name: str) -> None:
     from hub.kernels._ffi import KernelError
     from hub.kernels.sorter import Sorter
 
     nb = np.array([[0, 1], [1, 0]], np.int32)
     with pytest.raises((KernelError, ValueError)):
-        Sorter(nb, 10, 22, 30000.0, 5.0, replace(SorterConfig(), merge_dims=-1.0))
+        Sorter(nb, 10, 22, 30000.0, 5.0, replace(SorterConfig(), **{name: -1.0}))
+
+
+def test_hubctl_sort_low_snr(quiet: tuple[Path, Any], tmp_path: Path) -> None:
+    """`hubctl sort --low-snr` sorts with `low_snr`'s settings: more units than without."""
+    import json
+    import subprocess
+    import sys
+
+    path, _ = quiet
+    units = []
+    for flags in ([], ["--low-snr"]):
+        out = tmp_path / f"s{len(flags)}"
+        r = subprocess.run([sys.executable, "-m", "host_tools.cli", "sort", str(path), str(out),
+                            "--json", f"{out}.json", *flags],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        units.append(json.loads(Path(f"{out}.json").read_text())["stats"]["live_units"])
+    assert units[1] > units[0]

@@ -43,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg.motion_anchor = (data[11] >> 2) % 3;       /* anchor (nk_sort_motion.c) */
     cfg.subtract = (data[10] >> 2) & 1;            /* neighbours (nk_sort_xsub.c) */
     cfg.merge_dims = (float)((data[12] >> 3) % 4) * 16.0f;   /* merges: 0 (K·M), 16, 32, 48 */
+    cfg.link_dims = (float)((data[12] >> 5) % 4) * 16.0f;    /* links: the same */
     /* near-synchronous pairs (nk_sort_overlap.c): off, or a penalty of 0.5 … 32 σ² */
     cfg.overlap_penalty = ((data[5] >> 4) & 1) ? 0.5f + (float)(data[3] >> 3) : 0.0f;
     if ((data[4] >> 4) & 1) {                      /* twins (nk_sort_twin.c) */

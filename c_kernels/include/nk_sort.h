@@ -45,6 +45,10 @@
  * (δ ≤ link_distance) and each template is nearly as large on the other's channel
  * (≥ link_ratio of its own peak). Checked for a candidate from its first spike on: it joins
  * that unit at once (no BIRTH), which follows a neuron whose peak moves to a new contact.
+ * With link_dims > 0 the allowance for a real difference is counted in link_dims noise
+ * dimensions, as the merge's: ‖F_i − F_j‖² over the m shared channels ≤ σ²·(m·M·y +
+ * link_dims · link_distance) + ε²·‖F_i‖²·(m / K_c)·(link_distance + y), y = 1/n_i + 1/n_j the
+ * noise of the two templates; a small neuron next to another is born, not joined to it.
  * Birth needs a spike-like template: its own-channel waveform swings to the opposite sign after
  * the peak (≥ 10 % of it); one-signed slow waves that cross the threshold are not units.
  * Drift (successions): a candidate about to be born whose own-channel waveform has the shape
@@ -257,6 +261,8 @@ typedef struct {
                                    snippet before it is matched (see "Neighbours"); 0: off */
     float merge_dims;           /* merges: noise dimensions a real template difference is
                                    allowed (see "Merge"); 0: K_c·M, the whole snippet's */
+    float link_dims;            /* links: the same for a candidate's link to a unit on a
+                                   neighbour (see "Link"); 0: the shared channels' m·M */
 } nk_sort_config;
 
 typedef struct {

@@ -27,6 +27,7 @@ static int config_ok(const nk_sort_config *c) {
     if (!(c->overlap_penalty >= 0.0f && c->overlap_penalty < 1.0e6f)) return 0;
     if (c->subtract < 0 || c->subtract > 1) return 0;
     if (!(c->merge_dims >= 0.0f && c->merge_dims < 1.0e6f)) return 0;
+    if (!(c->link_dims >= 0.0f && c->link_dims < 1.0e6f)) return 0;
     return 1;
 }
 

@@ -141,10 +141,18 @@ int32_t nks_find_link(const nk_sort *s, int32_t i) {
                 }
                 if (k == 0 || a < acc) acc = a;
             }
-            const float limit = s->cfg.link_distance + 1.0f / (float)ci->count
-                                + 1.0f / (float)cj->count;
+            const float young = 1.0f / (float)ci->count + 1.0f / (float)cj->count;
+            const float limit = s->cfg.link_distance + young;
             const float share = (float)m / (float)s->kvalid[c];
-            const float score = acc / nks_budget(s, ci->sigma2, m, share * ci->energy) / limit;
+            float score;
+            if (s->cfg.link_dims > 0.0f) {   /* nk_sort.h "Link" */
+                const float rt = s->cfg.relative_tolerance;
+                score = acc / (ci->sigma2 * ((float)(m * s->M) * young
+                                             + s->cfg.link_dims * s->cfg.link_distance)
+                               + rt * rt * share * ci->energy * limit);
+            } else {
+                score = acc / nks_budget(s, ci->sigma2, m, share * ci->energy) / limit;
+            }
             if (score <= 1.0f && (best_unit < 0 || score < best)) {
                 best = score;
                 best_unit = cj->unit;

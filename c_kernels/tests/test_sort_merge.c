@@ -4,7 +4,14 @@
  * spike's noise budget, σ²·K·M = 90 σ². Their spikes alternate. With merge_dims 0 (the whole
  * snippet's dimensions) the second neuron's cluster is merged into the first's as soon as both
  * exist (as candidates: no unit merge is reported): one unit for both. With merge_dims 24 the allowance is 24 σ² and they stay two units,
- * each labelling its own spikes. Prints "<name> <fnv1a-64> ok" lines, compared across native,
+ * each labelling its own spikes.
+ * link_dims (nk_sort.h "Link"), the same for links: two small neurons on neighbouring channels
+ * whose templates differ by ≈ 31 σ² on the two channels they share. The candidate of the second
+ * joins the first's unit at once under the old allowance (link_distance 1: 60 σ² over the
+ * shared channels' 60 dimensions, more while the templates are young); with link_dims 2 it is
+ * born as a unit of its own.
+ * A neuron's smaller spikes (a burst's, at 0.7 of its size) are a cluster at a scale of its
+ * template: with merge_dims 24 they still join it: one unit. Prints "<name> <fnv1a-64> ok" lines, compared across native,
  * sanitizer and qemu runs. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,14 +35,31 @@ static const float amp[2][C] = {
     {0, 0, 60, 100, 60, 0, 0, 0},
     {0, 0, 20, 100, 100, 0, 0, 0},
 };
+/* link: A peaks on channel 3, B on 4; each is 0.75 of its peak on the other's channel
+ * (≥ link_ratio 0.5): ‖ΔT‖² on channels 3 and 4 = 2 · 25² · ‖shape‖² ≈ 31 σ² */
+static const float amp_link[2][C] = {
+    {0, 0, 50, 100, 75, 0, 0, 0},
+    {0, 0, 0, 75, 100, 50, 0, 0},
+};
+/* bursts: B is A at 0.7 of its size */
+static const float amp_scaled[2][C] = {
+    {0, 0, 60, 100, 60, 0, 0, 0},
+    {0, 0, 42, 70, 42, 0, 0, 0},
+};
+static const int32_t peak_merge[2] = {3, 3}, peak_link[2] = {3, 4};
 static int32_t nbrs[C * K];
 
-/* Sorts N spikes alternating A, B (one call each); returns the label hash, the number of each
- * neuron's spikes labelled with that neuron's majority unit, and those units. */
-static uint64_t run(float merge_dims, int32_t own[2], int32_t unit[2]) {
+/* Sorts N spikes alternating A, B (footprints fp, peak channels pk; one call each); returns
+ * the label hash, the number of each neuron's spikes labelled with that neuron's majority unit,
+ * and those units. */
+static uint64_t run(const float (*fp)[C], const int32_t pk[2], float merge_dims,
+                    float link_dims, int32_t own[2], int32_t unit[2]) {
     nk_sort_config cfg = nk_test_sort_config(C, K, L, PRE);
     cfg.new_distance = 1.0f;
     cfg.merge_dims = merge_dims;
+    cfg.link_dims = link_dims;
+    cfg.link_distance = 1.0f;
+    cfg.link_ratio = 0.5f;        /* SorterConfig's */
     nk_sort *s = NULL;
     if (nk_sort_new(&cfg, nbrs, NULL, 0, &s) != NK_OK) return 0;
     rng_state = 0x243F6A8885A308D3ULL;
@@ -48,9 +72,9 @@ static uint64_t run(float merge_dims, int32_t own[2], int32_t unit[2]) {
     uint64_t h = FNV0;
     for (int32_t i = 0; i < N; i++) {
         who[i] = i % 2;
-        nk_test_spike(&e, x, amp[who[i]], 3, nbrs, K, nk_test_shape, L, 1000 + (int64_t)i * 300,
-                      5.0f * SIGMA);
-        e.amplitude = -amp[who[i]][3];
+        nk_test_spike(&e, x, fp[who[i]], pk[who[i]], nbrs, K, nk_test_shape, L,
+                      1000 + (int64_t)i * 300, 5.0f * SIGMA);
+        e.amplitude = -fp[who[i]][pk[who[i]]];
         nk_sort_process(s, &e, x, 1, e.sample + 1, out, cap, &m);
         label[i] = e.unit;
         h = fnv(h, &e.unit, 4);
@@ -67,8 +91,8 @@ int main(void) {
     _Static_assert(K == 3, "line neighbours: 3 per channel");
     nk_test_line_neighbors(nbrs, C);
     int32_t own0[2], unit0[2], own1[2], unit1[2];
-    const uint64_t h0 = run(0.0f, own0, unit0);
-    const uint64_t h1 = run(24.0f, own1, unit1);
+    const uint64_t h0 = run(amp, peak_merge, 0.0f, 0.0f, own0, unit0);
+    const uint64_t h1 = run(amp, peak_merge, 24.0f, 0.0f, own1, unit1);
     printf("  merge_dims 0: units %d %d, own labels %d %d of %d\n", unit0[0], unit0[1], own0[0],
            own0[1], N / 4);
     printf("  merge_dims 24: units %d %d, own labels %d %d of %d\n", unit1[0], unit1[1],
@@ -79,6 +103,25 @@ int main(void) {
     report("sort_merge_dims", h1, h1 != 0 && unit1[0] >= 0 && unit1[1] >= 0 &&
                                   unit1[0] != unit1[1] && own1[0] >= N / 4 * 9 / 10 &&
                                   own1[1] >= N / 4 * 9 / 10);
+    int32_t own2[2], unit2[2], own3[2], unit3[2];
+    const uint64_t h2 = run(amp_link, peak_link, 0.0f, 0.0f, own2, unit2);
+    const uint64_t h3 = run(amp_link, peak_link, 0.0f, 2.0f, own3, unit3);
+    printf("  link_dims 0: units %d %d, own labels %d %d of %d\n", unit2[0], unit2[1], own2[0],
+           own2[1], N / 4);
+    printf("  link_dims 2: units %d %d, own labels %d %d of %d\n", unit3[0], unit3[1],
+           own3[0], own3[1], N / 4);
+    /* the shared channels' allowance: B's candidate links to A's unit */
+    report("sort_link_shared_dims", h2, h2 != 0 && unit2[0] >= 0 && unit2[0] == unit2[1]);
+    /* 2 dimensions: B is born; two units, each labelling ≥ 90 % of its neuron's spikes */
+    report("sort_link_dims", h3, h3 != 0 && unit3[0] >= 0 && unit3[1] >= 0 &&
+                                 unit3[0] != unit3[1] && own3[0] >= N / 4 * 9 / 10 &&
+                                 own3[1] >= N / 4 * 9 / 10);
+    int32_t own4[2], unit4[2];
+    const uint64_t h4 = run(amp_scaled, peak_merge, 24.0f, 0.0f, own4, unit4);
+    printf("  merge_dims 24, B = 0.7 A: units %d %d, own labels %d %d of %d\n", unit4[0],
+           unit4[1], own4[0], own4[1], N / 4);
+    report("sort_merge_dims_scaled", h4, h4 != 0 && unit4[0] >= 0 && unit4[0] == unit4[1] &&
+                                         own4[1] >= N / 4 * 9 / 10);
     /* out of range: refused */
     nk_sort_config bad = nk_test_sort_config(C, K, L, PRE);
     nk_sort *s = NULL;
@@ -86,6 +129,10 @@ int main(void) {
     const int r1 = nk_sort_new(&bad, nbrs, NULL, 0, &s);
     bad.merge_dims = 0.0f / 0.0f;
     const int r2 = nk_sort_new(&bad, nbrs, NULL, 0, &s);
-    report("sort_merge_dims_checked", FNV0, r1 != NK_OK && r2 != NK_OK && s == NULL);
+    bad.merge_dims = 0.0f;
+    bad.link_dims = -1.0f;
+    const int r3 = nk_sort_new(&bad, nbrs, NULL, 0, &s);
+    report("sort_merge_dims_checked", FNV0,
+           r1 != NK_OK && r2 != NK_OK && r3 != NK_OK && s == NULL);
     return failures ? 1 : 0;
 }
