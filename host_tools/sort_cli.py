@@ -11,7 +11,6 @@ hub left unsorted (unit −1) are not in the sorting.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -23,7 +22,6 @@ import numpy as np
 from hub.dsp.pipeline import PipelineConfig
 from hub.dsp.replay import choose_reference
 from hub.dsp.sorting import SortResult, TemplateSet, sort_recording
-from hub.kernels.sorter import low_snr
 from hub.sources import open_recording
 
 log = logging.getLogger(__name__)
@@ -42,10 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--online-labels", action="store_true",
                    help="labels as first sent, without applying later merges")
     p.add_argument("--json", type=Path, help="write sorter statistics and unit events here")
-    p.add_argument("--low-snr", action="store_true",
-                   help="merges and links allow template differences of a fixed number of "
-                        "noise dimensions (hub.kernels.sorter.low_snr): small neurons packed "
-                        "densely stay apart; off by default (costs calibrated bursty data)")
 
 
 def write_sorting(res: SortResult, fs: float, out_dir: Path, online_labels: bool = False) -> int:
@@ -70,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
     log.info("%s", why)
     cfg = PipelineConfig(block_ms=args.block_ms, threshold=args.threshold, reference=reference,
                          sort=True)
-    if args.low_snr:
-        cfg = dataclasses.replace(cfg, sort_settings=low_snr(cfg.sort_settings))
     res = sort_recording(rec, cfg, templates)
     n_units = write_sorting(res, rec.sampling_frequency, args.out_dir, args.online_labels)
     s = res.stats

@@ -17,7 +17,7 @@ import pytest
 
 from hub.dsp.pipeline import PipelineConfig
 from hub.dsp.sorting import SortResult, sort_recording
-from hub.kernels.sorter import SorterConfig, low_snr
+from hub.kernels.sorter import SorterConfig
 from hub.sources import open_recording
 
 
@@ -34,11 +34,14 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     return path, gt
 
 
-def _run(path: Path, merge_dims: float, link_dims: float) -> SortResult:
-    cfg = replace(PipelineConfig(sort=True),
-                  sort_settings=replace(SorterConfig(), merge_dims=merge_dims,
-                                        link_dims=link_dims))
-    return sort_recording(open_recording(path), cfg)
+def _cfg(merge_dims: float, link_dims: float) -> PipelineConfig:
+    return replace(PipelineConfig(sort=True),
+                   sort_settings=replace(SorterConfig(), merge_dims=merge_dims,
+                                         link_dims=link_dims))
+
+
+def _run(path: Path, merge_dims: float, link_dims: float, templates: Any = None) -> SortResult:
+    return sort_recording(open_recording(path), _cfg(merge_dims, link_dims), templates)
 
 
 def _well(res: SortResult, gt: Any) -> int:
@@ -54,7 +57,8 @@ def _well(res: SortResult, gt: Any) -> int:
 
 def test_dims_reach_the_kernel(quiet: tuple[Path, Any]) -> None:
     path, gt = quiet
-    d = low_snr(SorterConfig())
+    d = SorterConfig()
+    assert d.merge_dims > 0 and d.link_dims > 0                       # on by default
     whole, merge, both = _run(path, 0.0, 0.0), _run(path, d.merge_dims, 0.0), \
         _run(path, d.merge_dims, d.link_dims)
     for r in (merge, both):
@@ -79,19 +83,17 @@ def test_dims_checked(name: str) -> None:
         Sorter(nb, 10, 22, 30000.0, 5.0, replace(SorterConfig(), **{name: -1.0}))
 
 
-def test_hubctl_sort_low_snr(quiet: tuple[Path, Any], tmp_path: Path) -> None:
-    """`hubctl sort --low-snr` sorts with `low_snr`'s settings: more units than without."""
-    import json
-    import subprocess
-    import sys
+def test_dims_cold_start_only(quiet: tuple[Path, Any]) -> None:
+    """With templates loaded the whole snippet's allowances hold (nk_sort.h "Merge"): a
+    calibrated run labels every spike as it would with both settings at 0."""
+    from host_tools.calibrate import templates_from_sorting
 
-    path, _ = quiet
-    units = []
-    for flags in ([], ["--low-snr"]):
-        out = tmp_path / f"s{len(flags)}"
-        r = subprocess.run([sys.executable, "-m", "host_tools.cli", "sort", str(path), str(out),
-                            "--json", f"{out}.json", *flags],
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr
-        units.append(json.loads(Path(f"{out}.json").read_text())["stats"]["live_units"])
-    assert units[1] > units[0]
+    path, gt = quiet
+    rec = open_recording(path)
+    last = rec.num_samples // 2
+    half = gt.select_units(gt.unit_ids[::2]).frame_slice(0, last)   # the others are born
+    ts, _ = templates_from_sorting(rec, half, _cfg(0.0, 0.0), 0, last)
+    d = SorterConfig()
+    whole, dims = _run(path, 0.0, 0.0, ts), _run(path, d.merge_dims, d.link_dims, ts)
+    assert whole.stats["links"] > 0         # candidates join loaded units: the allowance used
+    np.testing.assert_array_equal(whole.final_units, dims.final_units)

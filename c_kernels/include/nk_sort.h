@@ -39,7 +39,10 @@
  * merge_distance) + ε²·‖F‖²·(merge_distance + y) (y: the young-template allowance above; the
  * scale prior added as in δ). Two small neurons whose templates differ by far more than a
  * spike's noise (matched-filter separable) but by less than σ²·K_c·M — a few hundred σ² on a
- * 6-channel snippet — stay apart (low SNR; see SorterConfig.merge_dims).
+ * 6-channel snippet — stay apart (low SNR; see SorterConfig.merge_dims). Only while no
+ * templates are loaded (cold start): a calibrated run keeps the whole snippet's allowance (the
+ * host's sorter already said which neurons differ, and a burst's smaller spikes — a template at
+ * ≈ 0.7 of the loaded one — must still merge back into it).
  * Link: a candidate on c and a unit cluster on a neighbour b are the same neuron when each
  * lists the other's channel among its neighbours, their templates agree on the shared channels
  * (δ ≤ link_distance) and each template is nearly as large on the other's channel
@@ -48,7 +51,8 @@
  * With link_dims > 0 the allowance for a real difference is counted in link_dims noise
  * dimensions, as the merge's: ‖F_i − F_j‖² over the m shared channels ≤ σ²·(m·M·y +
  * link_dims · link_distance) + ε²·‖F_i‖²·(m / K_c)·(link_distance + y), y = 1/n_i + 1/n_j the
- * noise of the two templates; a small neuron next to another is born, not joined to it.
+ * noise of the two templates; a small neuron next to another is born, not joined to it. As
+ * merge_dims, only while no templates are loaded.
  * Birth needs a spike-like template: its own-channel waveform swings to the opposite sign after
  * the peak (≥ 10 % of it); one-signed slow waves that cross the threshold are not units.
  * Drift (successions): a candidate about to be born whose own-channel waveform has the shape
@@ -260,7 +264,8 @@ typedef struct {
                                    detected after in the same call) are subtracted from a
                                    snippet before it is matched (see "Neighbours"); 0: off */
     float merge_dims;           /* merges: noise dimensions a real template difference is
-                                   allowed (see "Merge"); 0: K_c·M, the whole snippet's */
+                                   allowed while no templates are loaded (see "Merge");
+                                   0: K_c·M, the whole snippet's */
     float link_dims;            /* links: the same for a candidate's link to a unit on a
                                    neighbour (see "Link"); 0: the shared channels' m·M */
 } nk_sort_config;

@@ -145,7 +145,7 @@ int32_t nks_find_link(const nk_sort *s, int32_t i) {
             const float limit = s->cfg.link_distance + young;
             const float share = (float)m / (float)s->kvalid[c];
             float score;
-            if (s->cfg.link_dims > 0.0f) {   /* nk_sort.h "Link" */
+            if (s->cfg.link_dims > 0.0f && s->n_given == 0) {   /* nk_sort.h "Link" */
                 const float rt = s->cfg.relative_tolerance;
                 score = acc / (ci->sigma2 * ((float)(m * s->M) * young
                                              + s->cfg.link_dims * s->cfg.link_distance)
@@ -237,7 +237,7 @@ int32_t nks_after_update(nk_sort *s, int32_t i, int64_t sample, sink *k) {
             const float e = s->cl[i].energy > s->cl[j].energy ? s->cl[i].energy : s->cl[j].energy;
             const float prior = MERGE_PRIOR * s->cfg.scale_prior;
             float d;
-            if (s->cfg.merge_dims > 0.0f) {   /* nk_sort.h "Merge" */
+            if (s->cfg.merge_dims > 0.0f && s->n_given == 0) {   /* nk_sort.h "Merge" */
                 const float rt = s->cfg.relative_tolerance;
                 const float den = s->cl[i].sigma2 * ((float)(s->kvalid[c] * s->M) * young
                                                      + s->cfg.merge_dims * s->cfg.merge_distance)
