@@ -138,11 +138,17 @@ fuzz-ci: setup $(addprefix build/fuzz/,$(CFUZZ))
 	  mkdir -p build/fuzz/$$f.corpus; \
 	  echo "libFuzzer $$f for $(FUZZ_SECONDS) s"; \
 	  build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-	    -artifact_prefix=build/fuzz/$$f- build/fuzz/$$f.corpus 2>&1 | tail -n 2; \
+	    -artifact_prefix=build/fuzz/$$f- build/fuzz/$$f.corpus > build/fuzz/$$f.log 2>&1 \
+	    || { tail -n 30 build/fuzz/$$f.log; echo "FAIL: $$f found a crash"; exit 1; }; \
+	  tail -n 2 build/fuzz/$$f.log; \
 	done
-	@set -e; for f in $(PYFUZZ); do \
+	@set -e; mkdir -p build/fuzz; for f in $(PYFUZZ); do \
+	  n=$$(basename $$f .py); \
 	  echo "atheris $$f for $(FUZZ_SECONDS) s"; \
-	  $(PY) $$f -max_total_time=$(FUZZ_SECONDS) -atheris_runs=0 2>&1 | tail -n 2; \
+	  $(PY) $$f -max_total_time=$(FUZZ_SECONDS) -atheris_runs=0 \
+	    -artifact_prefix=build/fuzz/$$n- > build/fuzz/$$n.log 2>&1 \
+	    || { tail -n 30 build/fuzz/$$n.log; echo "FAIL: $$f found a crash"; exit 1; }; \
+	  tail -n 2 build/fuzz/$$n.log; \
 	done
 
 fuzz:
@@ -228,8 +234,8 @@ hil-arm: setup sysdeps-arm
 SYSDEPS_ARM := mmdebstrap qemu-user-static binfmt-support arch-test openssh-server
 sysdeps-arm:
 	@if ! command -v mmdebstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null \
-	    || ! command -v update-binfmts >/dev/null || ! command -v sshd >/dev/null \
-	       && ! test -x /usr/sbin/sshd; then \
+	    || ! command -v update-binfmts >/dev/null \
+	    || { ! command -v sshd >/dev/null && ! test -x /usr/sbin/sshd; }; then \
 	  echo "installing system packages: $(SYSDEPS_ARM)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_ARM) >/dev/null; \
 	fi

@@ -50,6 +50,11 @@ def test_wav_truncated_or_garbage(tmp_path: Path) -> None:
     (tmp_path / "g.wav").write_bytes(b"RIFF\x00\x00garbage")
     with pytest.raises(RecordingError):
         open_recording(tmp_path / "g.wav")
+    # a chunk whose size runs past the file's end (found by tests/fuzz/fuzz_sources.py): the
+    # stdlib reader raises a bare RuntimeError on the seek
+    (tmp_path / "c.wav").write_bytes(b"RIFF\x02\x00\x0d\x00WAVE\x00\x00\xffFFIF\xe5,")
+    with pytest.raises(RecordingError, match="not a readable WAV"):
+        open_recording(tmp_path / "c.wav")
 
 
 def test_raw_sidecar(tmp_path: Path) -> None:

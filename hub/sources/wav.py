@@ -46,8 +46,9 @@ def open_mono_int16(path: Path) -> tuple[FileRows, int]:
                     f"{path}: want mono 16-bit PCM, got {w.getnchannels()} channel(s), "
                     f"{8 * w.getsampwidth()}-bit, {w.getcomptype()}")
             frames, rate = w.getnframes(), w.getframerate()
-    except (wave.Error, EOFError) as e:
-        raise RecordingError(f"{path}: not a readable WAV file ({e})") from e
+    except (wave.Error, EOFError, RuntimeError) as e:
+        # RuntimeError: the stdlib chunk reader's bad seek (a chunk size past the file's end)
+        raise RecordingError(f"{path}: not a readable WAV file ({e!r})") from e
     offset = _data_offset(path)
     held = max(0, path.stat().st_size - offset) // 2
     if held < frames:
