@@ -48,7 +48,8 @@ def open_mono_int16(path: Path) -> tuple[FileRows, int]:
             frames, rate = w.getnframes(), w.getframerate()
     except (wave.Error, EOFError, RuntimeError) as e:
         # RuntimeError: the stdlib chunk reader's bad seek (a chunk size past the file's end)
-        raise RecordingError(f"{path}: not a readable WAV file ({e!r})") from e
+        why = str(e) or type(e).__name__
+        raise RecordingError(f"{path}: not a readable WAV file ({why})") from e
     offset = _data_offset(path)
     held = max(0, path.stat().st_size - offset) // 2
     if held < frames:
