@@ -87,41 +87,49 @@ static uint64_t run(const float (*fp)[C], const int32_t pk[2], float merge_dims,
     return h;
 }
 
+/* ≥ 90 % of a neuron's N / 4 second-half spikes */
+#define MOST (N / 4 * 9 / 10)
+
+/* Runs one case and prints its units and own-label counts under `label`. */
+static uint64_t run_case(const char *label, const float (*fp)[C], const int32_t pk[2],
+                         float merge_dims, float link_dims, int32_t own[2], int32_t unit[2]) {
+    const uint64_t h = run(fp, pk, merge_dims, link_dims, own, unit);
+    printf("  %s: units %d %d, own labels %d %d of %d\n", label, unit[0], unit[1], own[0], own[1],
+           N / 4);
+    return h;
+}
+
+/* Both neurons' spikes carry one unit. */
+static int one_unit(uint64_t h, const int32_t unit[2]) {
+    return h != 0 && unit[0] >= 0 && unit[0] == unit[1];
+}
+
+/* Two units, each labelling most of its neuron's spikes. */
+static int two_units(uint64_t h, const int32_t unit[2], const int32_t own[2]) {
+    return h != 0 && unit[0] >= 0 && unit[1] >= 0 && unit[0] != unit[1] && own[0] >= MOST &&
+           own[1] >= MOST;
+}
+
 int main(void) {
     _Static_assert(K == 3, "line neighbours: 3 per channel");
     nk_test_line_neighbors(nbrs, C);
-    int32_t own0[2], unit0[2], own1[2], unit1[2];
-    const uint64_t h0 = run(amp, peak_merge, 0.0f, 0.0f, own0, unit0);
-    const uint64_t h1 = run(amp, peak_merge, 24.0f, 0.0f, own1, unit1);
-    printf("  merge_dims 0: units %d %d, own labels %d %d of %d\n", unit0[0], unit0[1], own0[0],
-           own0[1], N / 4);
-    printf("  merge_dims 24: units %d %d, own labels %d %d of %d\n", unit1[0], unit1[1],
-           own1[0], own1[1], N / 4);
+    int32_t own[5][2], unit[5][2];
+    uint64_t h[5];
+    h[0] = run_case("merge_dims 0", amp, peak_merge, 0.0f, 0.0f, own[0], unit[0]);
+    h[1] = run_case("merge_dims 24", amp, peak_merge, 24.0f, 0.0f, own[1], unit[1]);
     /* the whole snippet's allowance: the two neurons become one unit */
-    report("sort_merge_snippet_dims", h0, h0 != 0 && unit0[0] >= 0 && unit0[0] == unit0[1]);
+    report("sort_merge_snippet_dims", h[0], one_unit(h[0], unit[0]));
     /* 24 dimensions: two units, each labelling ≥ 90 % of its neuron's spikes */
-    report("sort_merge_dims", h1, h1 != 0 && unit1[0] >= 0 && unit1[1] >= 0 &&
-                                  unit1[0] != unit1[1] && own1[0] >= N / 4 * 9 / 10 &&
-                                  own1[1] >= N / 4 * 9 / 10);
-    int32_t own2[2], unit2[2], own3[2], unit3[2];
-    const uint64_t h2 = run(amp_link, peak_link, 0.0f, 0.0f, own2, unit2);
-    const uint64_t h3 = run(amp_link, peak_link, 0.0f, 2.0f, own3, unit3);
-    printf("  link_dims 0: units %d %d, own labels %d %d of %d\n", unit2[0], unit2[1], own2[0],
-           own2[1], N / 4);
-    printf("  link_dims 2: units %d %d, own labels %d %d of %d\n", unit3[0], unit3[1],
-           own3[0], own3[1], N / 4);
+    report("sort_merge_dims", h[1], two_units(h[1], unit[1], own[1]));
+    h[2] = run_case("link_dims 0", amp_link, peak_link, 0.0f, 0.0f, own[2], unit[2]);
+    h[3] = run_case("link_dims 2", amp_link, peak_link, 0.0f, 2.0f, own[3], unit[3]);
     /* the shared channels' allowance: B's candidate links to A's unit */
-    report("sort_link_shared_dims", h2, h2 != 0 && unit2[0] >= 0 && unit2[0] == unit2[1]);
+    report("sort_link_shared_dims", h[2], one_unit(h[2], unit[2]));
     /* 2 dimensions: B is born; two units, each labelling ≥ 90 % of its neuron's spikes */
-    report("sort_link_dims", h3, h3 != 0 && unit3[0] >= 0 && unit3[1] >= 0 &&
-                                 unit3[0] != unit3[1] && own3[0] >= N / 4 * 9 / 10 &&
-                                 own3[1] >= N / 4 * 9 / 10);
-    int32_t own4[2], unit4[2];
-    const uint64_t h4 = run(amp_scaled, peak_merge, 24.0f, 0.0f, own4, unit4);
-    printf("  merge_dims 24, B = 0.7 A: units %d %d, own labels %d %d of %d\n", unit4[0],
-           unit4[1], own4[0], own4[1], N / 4);
-    report("sort_merge_dims_scaled", h4, h4 != 0 && unit4[0] >= 0 && unit4[0] == unit4[1] &&
-                                         own4[1] >= N / 4 * 9 / 10);
+    report("sort_link_dims", h[3], two_units(h[3], unit[3], own[3]));
+    h[4] = run_case("merge_dims 24, B = 0.7 A", amp_scaled, peak_merge, 24.0f, 0.0f, own[4],
+                    unit[4]);
+    report("sort_merge_dims_scaled", h[4], one_unit(h[4], unit[4]) && own[4][1] >= MOST);
     /* out of range: refused */
     nk_sort_config bad = nk_test_sort_config(C, K, L, PRE);
     nk_sort *s = NULL;
