@@ -84,6 +84,23 @@ def test_polarity_and_straddling_spike() -> None:
             assert big["sample"][0] == 2000 and big["channel"][0] == 0
 
 
+def test_spatial_refractory_spares_another_neurons_spike() -> None:
+    """A spike on a neighbour 20 samples after a larger one (outside the ±D window, inside the
+    refractory period) is a spike of its own at 0.7 of the first's size and the first's lobe
+    at 0.4 (nk_detect.c LOBE_RATIO); on the same channel the refractory period holds."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((8000, 2)).astype(np.float32)
+    x[3000, 0] = -100.0
+    x[3020, 1] = -70.0          # another neuron: kept
+    x[6000, 0] = -100.0
+    x[6020, 1] = -40.0          # the first's lobe: suppressed
+    x[6025, 0] = -90.0          # same channel, within 30 samples: refractory
+    d = Detector(2, DetectorConfig(warmup=1000, exclude_sweep=12, refractory=30), [[1], [0]])
+    ev = d.process(x, 0)
+    got = [(int(e["sample"]), int(e["channel"])) for e in ev if e["amplitude"] < -20]
+    assert got == [(3000, 0), (3020, 1), (6000, 0)]
+
+
 def test_snippet_and_features_shapes() -> None:
     nb = np.array([[0, 1], [1, 0]], np.int32)
     s = SnippetExtractor(nb, pre=4, post=8, max_block=100, max_pending=16)

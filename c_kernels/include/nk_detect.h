@@ -15,9 +15,11 @@
  *     score(t, c) ≥ k · σ_c,
  *     (score, −t, −c) is the largest key over the window t−D … t+D on c and on every neighbour
  *     of c (adjacency given at construction: spatial de-duplication and peak alignment at once),
- *     the previous spike on c is at least `refractory` samples earlier, and no larger spike was
- *     accepted on a neighbour within the last `refractory` samples (spatial refractory: the
- *     smaller late lobes that a causal high-pass leaves after a large spike are not spikes).
+ *     the previous spike on c is at least `refractory` samples earlier, and no spike was
+ *     accepted on a neighbour within the last `refractory` samples with a score above
+ *     score(t, c) / 0.6 (spatial refractory: the smaller late lobes that a causal high-pass
+ *     leaves after a large spike are not spikes; another neuron's spike of at least 0.6 of
+ *     the first's is).
  * The kernel keeps a ring of the last 2D+1 rows, so sample t is decided when t+D arrives: a
  * fixed latency of D samples, and spikes that straddle blocks are neither lost nor duplicated.
  * Events are emitted in (sample, channel) order. The threshold used is σ_c at the time of the
