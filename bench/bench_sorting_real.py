@@ -21,6 +21,7 @@ Writes out/bench_sorting_real.json and out/bench_sorting_real.png.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gzip
 import hashlib
@@ -314,8 +315,12 @@ def table(res: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    _p = argparse.ArgumentParser(prog="python -m bench.bench_sorting_real", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _p.add_argument("--quick", action="store_true", help="the first recording only")
+    _args = _p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    result = run("--quick" in sys.argv)
+    result = run(_args.quick)
     OUT.mkdir(exist_ok=True)
     (OUT / "bench_sorting_real.json").write_text(json.dumps(result, indent=1))
     print(table(result))

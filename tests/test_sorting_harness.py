@@ -143,3 +143,19 @@ def test_diagnose_refuses_report_seeds_and_orders_ground_truth(
     t, i = sd._gt_vector(gt)
     assert t.tolist() == [1, 5, 20, 40, 60]
     assert [str(gt.unit_ids[k]) for k in i] == ["b", "a", "b", "a", "b"]
+
+
+def test_real_data_bench_help_runs_nothing() -> None:
+    """`--help` prints the usage and exits (it used to run the whole benchmark); an unknown
+    argument is refused."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    ok = subprocess.run([sys.executable, "-m", "bench.bench_sorting_real", "--help"], cwd=repo,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "usage: python -m bench.bench_sorting_real" in ok.stdout
+    assert "locust" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "bench.bench_sorting_real", "--bogus"],
+                         cwd=repo, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unrecognized arguments" in bad.stderr
