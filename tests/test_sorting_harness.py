@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 pytest.importorskip("spikeinterface")
 
 from bench import sorting_families as sf
+from bench.common import REPO
 
 
 def _traces(f: sf.Family, seed: int) -> np.ndarray:
@@ -148,14 +151,12 @@ def test_diagnose_refuses_report_seeds_and_orders_ground_truth(
 def test_real_data_bench_help_runs_nothing() -> None:
     """`--help` prints the usage and exits (it used to run the whole benchmark); an unknown
     argument is refused."""
-    import subprocess
-    import sys
+    def bench(arg: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bench.bench_sorting_real", arg], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
 
-    repo = Path(__file__).resolve().parents[1]
-    ok = subprocess.run([sys.executable, "-m", "bench.bench_sorting_real", "--help"], cwd=repo,
-                        capture_output=True, text=True, timeout=60)
+    ok = bench("--help")
     assert ok.returncode == 0 and "usage: python -m bench.bench_sorting_real" in ok.stdout
     assert "locust" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "bench.bench_sorting_real", "--bogus"],
-                         cwd=repo, capture_output=True, text=True, timeout=60)
+    bad = bench("--bogus")
     assert bad.returncode == 2 and "unrecognized arguments" in bad.stderr
